@@ -1,0 +1,193 @@
+//! Clinic configuration, in two stages (ripgrep's habit): [`raw::RawConfig`]
+//! is the TOML as written plus `CLINIVOX_SECTION__KEY` environment overrides;
+//! [`validate`] turns it into a typed [`Config`] and reports every problem at
+//! once, each with its key.
+//!
+//! With no configuration file at the default path the service runs the
+//! built-in demo clinic (`clinivox.demo.toml`, compiled in).
+
+mod env;
+pub mod raw;
+mod validate;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use chrono::{NaiveDate, NaiveTime, Weekday};
+use chrono_tz::Tz;
+
+pub use validate::validate;
+
+/// The demo clinic a newcomer gets when no configuration file exists.
+pub const DEMO_TOML: &str = include_str!("../../clinivox.demo.toml");
+
+/// Default configuration path, relative to the working directory.
+pub const DEFAULT_PATH: &str = "clinivox.toml";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub clinic: Clinic,
+    pub specialties: Vec<Specialty>,
+    pub providers: Vec<Provider>,
+    pub staff: Vec<Extension>,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub api: ApiConfig,
+    pub store: StoreConfig,
+    /// True when this is the built-in demo clinic.
+    pub demo: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Clinic {
+    pub name: String,
+    pub address: String,
+    pub phone: String,
+    pub timezone: Tz,
+    /// Languages the assistant speaks; the first is the default.
+    pub languages: Vec<String>,
+    pub emergency_number: String,
+    pub opening_hours: WeeklyHours,
+    pub holidays: BTreeSet<NaiveDate>,
+}
+
+/// Ranges of wall-clock time per weekday, Monday first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WeeklyHours(pub [Vec<TimeRange>; 7]);
+
+impl WeeklyHours {
+    pub fn on(&self, day: Weekday) -> &[TimeRange] {
+        &self.0[day.num_days_from_monday() as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct Specialty {
+    pub id: String,
+    /// language → spoken names; the first is what the assistant says.
+    pub names: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub id: String,
+    pub name: String,
+    pub specialty: String,
+    pub slot_minutes: i64,
+    pub schedule: WeeklyHours,
+}
+
+#[derive(Debug, Clone)]
+pub struct Extension {
+    pub extension: String,
+    pub name: String,
+    pub uri: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    pub tokens: Vec<ApiToken>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Read,
+    Write,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub name: String,
+    /// SHA-256 of the bearer token.
+    pub sha256: [u8; 32],
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// How long a slot offered on the phone stays reserved for that caller.
+    pub hold_seconds: i64,
+}
+
+/// One problem in the configuration: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("invalid configuration ({} problems):\n{}", .0.len(), list(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+fn list(errors: &[FieldError]) -> String {
+    errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Loads configuration from `path`. When `path` is the default and no file is
+/// there, the demo clinic is used. Environment overrides apply in both cases.
+pub fn load(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    let (text, origin, demo) = match std::fs::read_to_string(path) {
+        Ok(text) => (text, path.display().to_string(), false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) => {
+            (DEMO_TOML.to_string(), "built-in demo clinic".to_string(), true)
+        }
+        Err(source) => return Err(ConfigError::Io { path: path.display().to_string(), source }),
+    };
+    let mut config = from_toml(&text, &origin, vars)?;
+    config.demo = demo;
+    Ok(config)
+}
+
+/// Parses and validates configuration text, applying `CLINIVOX_…` overrides.
+pub fn from_toml(
+    text: &str,
+    origin: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let syntax = |message: String| ConfigError::Syntax { path: origin.to_string(), message };
+    let mut value: toml::Table = text.parse().map_err(|e: toml::de::Error| syntax(e.to_string()))?;
+    env::apply_overrides(&mut value, vars);
+    let raw: raw::RawConfig = raw::RawConfig::deserialize(toml::Value::Table(value)).map_err(|e| syntax(e.to_string()))?;
+    validate(raw)
+}
+
+use serde::Deserialize as _;
+
+/// `sha256:<hex>` of a bearer token, the form tokens take in configuration.
+pub fn hash_token(token: &str) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(token.as_bytes())))
+}
+

@@ -1,0 +1,99 @@
+//! Stage one of configuration: the TOML file (plus `CLINIVOX_…` environment
+//! overrides) deserialised as written, with no judgement yet. Every field is
+//! optional here so that [`super::validate`] can report *all* problems at once
+//! instead of serde stopping at the first.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub clinic: RawClinic,
+    pub specialties: Vec<RawSpecialty>,
+    pub providers: Vec<RawProvider>,
+    pub staff: Vec<RawExtension>,
+    pub database: RawDatabase,
+    pub http: RawHttp,
+    pub api: RawApi,
+    pub store: RawStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawClinic {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub phone: Option<String>,
+    pub timezone: Option<String>,
+    pub languages: Option<Vec<String>>,
+    pub emergency_number: Option<String>,
+    /// weekday name (monday…sunday) → list of "HH:MM-HH:MM" ranges.
+    pub opening_hours: BTreeMap<String, Vec<String>>,
+    /// "YYYY-MM-DD" dates the whole clinic is closed.
+    pub holidays: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSpecialty {
+    pub id: Option<String>,
+    /// language → spoken names, the first being the one the assistant says.
+    pub names: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawProvider {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub specialty: Option<String>,
+    pub slot_minutes: Option<i64>,
+    /// weekday name → list of "HH:MM-HH:MM" ranges.
+    pub schedule: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawExtension {
+    pub extension: Option<String>,
+    pub name: Option<String>,
+    /// Optional static SIP URI (a desk phone on the clinic's PBX).
+    pub uri: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawDatabase {
+    pub url: Option<String>,
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawApi {
+    pub tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawToken {
+    pub name: Option<String>,
+    /// "sha256:<hex>" of the bearer token; the token itself never sits in config.
+    pub hash: Option<String>,
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawStore {
+    pub hold_seconds: Option<i64>,
+}

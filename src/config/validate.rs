@@ -1,0 +1,262 @@
+//! Stage two: [`RawConfig`] → [`Config`], collecting every error with its key.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{NaiveDate, NaiveTime};
+
+use super::raw::*;
+use super::*;
+
+const WEEKDAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+pub const LANGUAGES: [&str; 4] = ["es", "en", "it", "pt"];
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { key: key.into(), message: message.into() });
+    }
+    fn required<T: Clone>(&mut self, key: &str, v: &Option<T>) -> Option<T> {
+        if v.is_none() {
+            self.push(key, "is required");
+        }
+        v.clone()
+    }
+}
+
+pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut e = Errors(Vec::new());
+
+    let c = &raw.clinic;
+    let name = non_empty(&mut e, "clinic.name", &c.name);
+    let address = non_empty(&mut e, "clinic.address", &c.address);
+    let phone = match e.required("clinic.phone", &c.phone) {
+        Some(p) if crate::phone::E164::parse(&p).is_err() => {
+            e.push("clinic.phone", format!("{p:?} is not an E.164 number like +34911234567"));
+            None
+        }
+        p => p,
+    };
+    let timezone = match e.required("clinic.timezone", &c.timezone) {
+        Some(tz) => match tz.parse::<Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                e.push("clinic.timezone", format!("{tz:?} is not an IANA time zone like Europe/Madrid"));
+                None
+            }
+        },
+        None => None,
+    };
+    let languages = c.languages.clone().unwrap_or_else(|| vec!["es".into()]);
+    if languages.is_empty() {
+        e.push("clinic.languages", "needs at least one language");
+    }
+    for (i, l) in languages.iter().enumerate() {
+        if !LANGUAGES.contains(&l.as_str()) {
+            e.push(format!("clinic.languages[{i}]"), format!("{l:?} is not supported (one of {LANGUAGES:?})"));
+        }
+    }
+    let emergency_number = c.emergency_number.clone().unwrap_or_else(|| "112".into());
+    if emergency_number.is_empty() || !emergency_number.chars().all(|ch| ch.is_ascii_digit()) {
+        e.push("clinic.emergency_number", "must be digits, like 112");
+    }
+    let opening_hours = weekly(&mut e, "clinic.opening_hours", &c.opening_hours);
+    let mut holidays = BTreeSet::new();
+    for (i, h) in c.holidays.iter().enumerate() {
+        match NaiveDate::parse_from_str(h, "%Y-%m-%d") {
+            Ok(d) => {
+                holidays.insert(d);
+            }
+            Err(_) => e.push(format!("clinic.holidays[{i}]"), format!("{h:?} is not a date like 2026-12-25")),
+        }
+    }
+
+    let mut specialties = Vec::new();
+    let mut specialty_ids = BTreeSet::new();
+    for (i, s) in raw.specialties.iter().enumerate() {
+        let key = format!("specialties[{i}]");
+        let Some(id) = ident(&mut e, &format!("{key}.id"), &s.id) else { continue };
+        if !specialty_ids.insert(id.clone()) {
+            e.push(format!("{key}.id"), format!("{id:?} is defined twice"));
+        }
+        for l in &languages {
+            if s.names.get(l).map_or(true, |n| n.is_empty()) {
+                e.push(format!("{key}.names.{l}"), format!("needs at least one spoken name in {l:?}"));
+            }
+        }
+        specialties.push(Specialty { id, names: s.names.clone() });
+    }
+
+    let mut providers = Vec::new();
+    let mut provider_ids = BTreeSet::new();
+    for (i, p) in raw.providers.iter().enumerate() {
+        let key = format!("providers[{i}]");
+        let id = ident(&mut e, &format!("{key}.id"), &p.id);
+        if let Some(id) = &id {
+            if !provider_ids.insert(id.clone()) {
+                e.push(format!("{key}.id"), format!("{id:?} is defined twice"));
+            }
+        }
+        let name = non_empty(&mut e, &format!("{key}.name"), &p.name);
+        let specialty = e.required(&format!("{key}.specialty"), &p.specialty);
+        if let Some(s) = &specialty {
+            if !specialty_ids.contains(s) {
+                e.push(format!("{key}.specialty"), format!("{s:?} is not one of the configured specialties"));
+            }
+        }
+        let slot_minutes = p.slot_minutes.unwrap_or(20);
+        if !(5..=240).contains(&slot_minutes) {
+            e.push(format!("{key}.slot_minutes"), "must be between 5 and 240");
+        }
+        let schedule = weekly(&mut e, &format!("{key}.schedule"), &p.schedule);
+        if let (Some(id), Some(name), Some(specialty)) = (id, name, specialty) {
+            providers.push(Provider { id, name, specialty, slot_minutes, schedule });
+        }
+    }
+
+    let mut staff = Vec::new();
+    for (i, x) in raw.staff.iter().enumerate() {
+        let key = format!("staff[{i}]");
+        let extension = e.required(&format!("{key}.extension"), &x.extension);
+        if let Some(ext) = &extension {
+            if ext.is_empty() || !ext.chars().all(|c| c.is_ascii_digit()) {
+                e.push(format!("{key}.extension"), "must be digits, like 201");
+            }
+        }
+        if x.uri.is_none() && x.password.is_none() {
+            e.push(key.clone(), "needs a password (to register) or a static uri");
+        }
+        if let Some(uri) = &x.uri {
+            if !uri.starts_with("sip:") && !uri.starts_with("sips:") {
+                e.push(format!("{key}.uri"), format!("{uri:?} is not a sip: URI"));
+            }
+        }
+        if let Some(extension) = extension {
+            let name = x.name.clone().unwrap_or_else(|| extension.clone());
+            staff.push(Extension { extension, name, uri: x.uri.clone(), password: x.password.clone() });
+        }
+    }
+
+    let url = raw.database.url.clone().unwrap_or_else(|| "sqlite://clinivox.db".into());
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        e.push("database.url", format!("{url:?} must start with sqlite: or postgres://"));
+    }
+    let max_connections = raw.database.max_connections.unwrap_or(8);
+    if max_connections == 0 {
+        e.push("database.max_connections", "must be at least 1");
+    }
+    let listen_text = raw.http.listen.clone().unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen = listen_text.parse().map_err(|_| e.push("http.listen", format!("{listen_text:?} is not an address like 127.0.0.1:8080"))).ok();
+
+    let mut tokens = Vec::new();
+    for (i, t) in raw.api.tokens.iter().enumerate() {
+        let key = format!("api.tokens[{i}]");
+        let name = non_empty(&mut e, &format!("{key}.name"), &t.name);
+        let sha256 = match e.required(&format!("{key}.hash"), &t.hash) {
+            Some(h) => parse_hash(&h).or_else(|| {
+                e.push(format!("{key}.hash"), "must be \"sha256:\" and 64 hex digits (see `clinivox token hash`)");
+                None
+            }),
+            None => None,
+        };
+        let scope = match t.scope.as_deref().unwrap_or("read") {
+            "read" => Some(Scope::Read),
+            "write" => Some(Scope::Write),
+            other => {
+                e.push(format!("{key}.scope"), format!("{other:?} is not \"read\" or \"write\""));
+                None
+            }
+        };
+        if let (Some(name), Some(sha256), Some(scope)) = (name, sha256, scope) {
+            tokens.push(ApiToken { name, sha256, scope });
+        }
+    }
+    let hold_seconds = raw.store.hold_seconds.unwrap_or(180);
+    if !(10..=3600).contains(&hold_seconds) {
+        e.push("store.hold_seconds", "must be between 10 and 3600");
+    }
+
+    if !e.0.is_empty() {
+        return Err(ConfigError::Invalid(e.0));
+    }
+    let some = "validated above: no errors means every required value is present";
+    Ok(Config {
+        clinic: Clinic {
+            name: name.expect(some),
+            address: address.expect(some),
+            phone: phone.expect(some),
+            timezone: timezone.expect(some),
+            languages,
+            emergency_number,
+            opening_hours,
+            holidays,
+        },
+        specialties,
+        providers,
+        staff,
+        database: DatabaseConfig { url, max_connections },
+        http: HttpConfig { listen: listen.expect(some) },
+        api: ApiConfig { tokens },
+        store: StoreConfig { hold_seconds },
+        demo: false,
+    })
+}
+
+fn non_empty(e: &mut Errors, key: &str, v: &Option<String>) -> Option<String> {
+    match v {
+        Some(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(_) => {
+            e.push(key, "must not be empty");
+            None
+        }
+        None => {
+            e.push(key, "is required");
+            None
+        }
+    }
+}
+
+/// Ids appear in URLs, SIP headers and logs: keep them plain.
+fn ident(e: &mut Errors, key: &str, v: &Option<String>) -> Option<String> {
+    let id = non_empty(e, key, v)?;
+    if id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+        Some(id)
+    } else {
+        e.push(key, format!("{id:?} may hold only a-z, 0-9, '-' and '_'"));
+        None
+    }
+}
+
+fn weekly(e: &mut Errors, key: &str, raw: &BTreeMap<String, Vec<String>>) -> WeeklyHours {
+    let mut hours = WeeklyHours::default();
+    for (day, ranges) in raw {
+        let Some(idx) = WEEKDAYS.iter().position(|d| d == day) else {
+            e.push(format!("{key}.{day}"), "is not a weekday (monday…sunday)");
+            continue;
+        };
+        for (i, r) in ranges.iter().enumerate() {
+            match parse_range(r) {
+                Some(range) => hours.0[idx].push(range),
+                None => e.push(format!("{key}.{day}[{i}]"), format!("{r:?} is not a range like \"09:00-14:00\"")),
+            }
+        }
+        hours.0[idx].sort_by_key(|r| r.start);
+        if hours.0[idx].windows(2).any(|w| w[1].start < w[0].end) {
+            e.push(format!("{key}.{day}"), "has overlapping ranges");
+        }
+    }
+    hours
+}
+
+fn parse_range(s: &str) -> Option<TimeRange> {
+    let (a, b) = s.split_once('-')?;
+    let start = NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?;
+    let end = NaiveTime::parse_from_str(b.trim(), "%H:%M").ok()?;
+    (start < end).then_some(TimeRange { start, end })
+}
+
+fn parse_hash(s: &str) -> Option<[u8; 32]> {
+    let hex = s.strip_prefix("sha256:")?;
+    let bytes = hex::decode(hex).ok()?;
+    bytes.try_into().ok()
+}

@@ -1,0 +1,161 @@
+//! Call records with their turn-by-turn transcript. The call layer writes
+//! them as a call goes; the API reads them.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{new_id, ts, Call, CallDetail, CallTurn, Result, Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    /// "inbound" or "outbound".
+    pub direction: String,
+    pub remote_number: String,
+    pub patient_id: Option<String>,
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTurn {
+    pub speaker: String,
+    pub text: String,
+    pub confidence: Option<f64>,
+    pub intent: Option<String>,
+    pub latency_ms: Option<i64>,
+}
+
+const COLUMNS: &str = "id, direction, remote_number, patient_id, started_at, ended_at, language, outcome, transfer_target, summary";
+
+impl Store {
+    pub async fn start_call(&self, new: NewCall, now: DateTime<Utc>) -> Result<Call> {
+        if new.direction != "inbound" && new.direction != "outbound" {
+            return Err(StoreError::invalid("direction", "must be inbound or outbound"));
+        }
+        let id = new_id();
+        sqlx::query("INSERT INTO calls (id, direction, remote_number, patient_id, started_at, language) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&id)
+            .bind(&new.direction)
+            .bind(&new.remote_number)
+            .bind(&new.patient_id)
+            .bind(now.timestamp())
+            .bind(&new.language)
+            .execute(&self.pool)
+            .await?;
+        Ok(self.call(&id).await?.call)
+    }
+
+    /// Appends a turn; its sequence number is the next one of the call.
+    pub async fn add_turn(&self, call_id: &str, turn: NewTurn, now: DateTime<Utc>) -> Result<CallTurn> {
+        let mut tx = self.pool.begin().await?;
+        // Writing first keeps SQLite from a read-then-upgrade deadlock.
+        let touched = sqlx::query("UPDATE calls SET started_at = started_at WHERE id = $1").bind(call_id).execute(&mut *tx).await?;
+        if touched.rows_affected() == 0 {
+            return Err(StoreError::NotFound("call"));
+        }
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM call_turns WHERE call_id = $1")
+            .bind(call_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO call_turns (call_id, seq, at, speaker, text, confidence, intent, latency_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(call_id)
+        .bind(seq)
+        .bind(now.timestamp())
+        .bind(&turn.speaker)
+        .bind(&turn.text)
+        .bind(turn.confidence)
+        .bind(&turn.intent)
+        .bind(turn.latency_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CallTurn {
+            seq,
+            at: ts(now.timestamp())?,
+            speaker: turn.speaker,
+            text: turn.text,
+            confidence: turn.confidence,
+            intent: turn.intent,
+            latency_ms: turn.latency_ms,
+        })
+    }
+
+    /// Closes the record with its outcome.
+    pub async fn finish_call(
+        &self,
+        call_id: &str,
+        outcome: &str,
+        patient_id: Option<&str>,
+        transfer_target: Option<&str>,
+        summary: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE calls SET ended_at = $1, outcome = $2, patient_id = COALESCE($3, patient_id), transfer_target = $4, summary = $5 WHERE id = $6",
+        )
+        .bind(now.timestamp())
+        .bind(outcome)
+        .bind(patient_id)
+        .bind(transfer_target)
+        .bind(summary)
+        .bind(call_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("call"));
+        }
+        Ok(())
+    }
+
+    /// Most recent calls first.
+    pub async fn calls(&self, limit: i64) -> Result<Vec<Call>> {
+        let sql = format!("SELECT {COLUMNS} FROM calls ORDER BY started_at DESC, id LIMIT $1");
+        let rows = sqlx::query(&sql).bind(limit.clamp(1, 1000)).fetch_all(&self.pool).await?;
+        rows.iter().map(call_from_row).collect()
+    }
+
+    pub async fn call(&self, id: &str) -> Result<CallDetail> {
+        let sql = format!("SELECT {COLUMNS} FROM calls WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound("call"))?;
+        let call = call_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT seq, at, speaker, text, confidence, intent, latency_ms FROM call_turns WHERE call_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let turns = rows
+            .iter()
+            .map(|r| {
+                Ok(CallTurn {
+                    seq: r.try_get("seq")?,
+                    at: ts(r.try_get("at")?)?,
+                    speaker: r.try_get("speaker")?,
+                    text: r.try_get("text")?,
+                    confidence: r.try_get("confidence")?,
+                    intent: r.try_get("intent")?,
+                    latency_ms: r.try_get("latency_ms")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CallDetail { call, turns })
+    }
+}
+
+fn call_from_row(r: &AnyRow) -> Result<Call> {
+    let ended: Option<i64> = r.try_get("ended_at")?;
+    Ok(Call {
+        id: r.try_get("id")?,
+        direction: r.try_get("direction")?,
+        remote_number: r.try_get("remote_number")?,
+        patient_id: r.try_get("patient_id")?,
+        started_at: ts(r.try_get("started_at")?)?,
+        ended_at: ended.map(ts).transpose()?,
+        language: r.try_get("language")?,
+        outcome: r.try_get("outcome")?,
+        transfer_target: r.try_get("transfer_target")?,
+        summary: r.try_get("summary")?,
+    })
+}

@@ -1,0 +1,190 @@
+//! The appointment store: the only module that speaks SQL.
+//!
+//! One code path serves SQLite (the embedded default) and PostgreSQL through
+//! sqlx's `Any` driver. Queries use `$n` placeholders, which both engines
+//! accept; times are stored as UTC epoch seconds and dates as `YYYY-MM-DD`
+//! text so no engine-specific column type leaks into the code. Each engine
+//! has its own migration directory for the few DDL differences.
+//!
+//! Booking rules live here and are enforced by the database: a partial unique
+//! index allows one live appointment per provider and start instant, and every
+//! write to a slot first upserts its `slot_holds` row, which serialises racing
+//! writers on both engines. Time is always passed in (`now`), never read.
+
+mod appointments;
+pub mod availability;
+mod calls;
+mod clinic;
+mod idempotency;
+mod models;
+mod patients;
+mod waitlist;
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+
+pub use appointments::{NewAppointment, Reschedule, SlotQuery};
+pub use calls::{NewCall, NewTurn};
+pub use idempotency::IdempotencyStart;
+pub use models::*;
+pub use patients::{NewPatient, PatientPatch};
+pub use waitlist::NewWaitlistEntry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        StoreError::Invalid { field, message: message.into() }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Handle to the clinic's database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    tz: Tz,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Connects, creating the SQLite file on first run (WAL mode), and applies
+    /// migrations. `tz` is the clinic's zone, used for local dates.
+    pub async fn connect(url: &str, max_connections: u32, tz: Tz) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let url = match backend {
+            // Create the file when missing; sqlx's default is read-write only.
+            Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        match backend {
+            Backend::Sqlite => {
+                // WAL lets readers proceed while a booking commits; it persists in the file.
+                sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+                SQLITE_MIGRATIONS.run(&pool).await?;
+            }
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Store { pool, backend, tz })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    /// Readiness: the database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Writes one audit entry inside the caller's transaction.
+    async fn audit(
+        conn: &mut sqlx::AnyConnection,
+        now: DateTime<Utc>,
+        actor: &Actor,
+        entity: &str,
+        entity_id: &str,
+        action: &str,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, channel, entity, entity_id, action, before, after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(now.timestamp())
+        .bind(&actor.name)
+        .bind(actor.channel.as_str())
+        .bind(entity)
+        .bind(entity_id)
+        .bind(action)
+        .bind(before)
+        .bind(after)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Audit history of one entity, oldest first.
+    pub async fn audit_log(&self, entity: &str, entity_id: &str) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, channel, action, before, after FROM audit_log \
+             WHERE entity = $1 AND entity_id = $2 ORDER BY id",
+        )
+        .bind(entity)
+        .bind(entity_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at: ts(r.try_get("at")?)?,
+                    actor: r.try_get("actor")?,
+                    channel: r.try_get("channel")?,
+                    action: r.try_get("action")?,
+                    before: r.try_get("before")?,
+                    after: r.try_get("after")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn ts(secs: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp(secs, 0).ok_or_else(|| StoreError::Corrupt(format!("timestamp {secs} out of range")))
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+

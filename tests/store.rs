@@ -1,0 +1,311 @@
+//! The appointment store against SQLite and PostgreSQL: every scenario runs on
+//! both engines (PostgreSQL at CLINIVOX_TEST_PG_URL, default 127.0.0.1:5432/test).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use clinivox::config::Config;
+use clinivox::phone::E164;
+use clinivox::store::*;
+use clinivox::testing;
+
+/// Monday 23 November 2026, 09:00 in Madrid.
+fn now() -> DateTime<Utc> {
+    "2026-11-23T08:00:00Z".parse().unwrap()
+}
+fn utc(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+fn staff() -> Actor {
+    Actor::new("test-reception", Channel::Staff)
+}
+
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let config = super::testing::demo_config();
+                let store = super::testing::sqlite_store(dir.path(), &config).await.unwrap();
+                super::$name(store, config).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let config = super::testing::demo_config();
+                let store = super::testing::postgres_store(&config, 16).await.expect("PostgreSQL at CLINIVOX_TEST_PG_URL");
+                super::$name(store, config).await;
+            }
+        }
+    )*};
+}
+
+on_both_engines!(
+    booking_race_has_exactly_one_winner,
+    holds_reserve_a_slot_until_they_expire,
+    reschedule_is_atomic,
+    cancelling_frees_the_slot_and_everything_is_audited,
+    slots_follow_templates_holidays_and_absences,
+    patients_by_phone_and_updates,
+    calls_keep_their_transcript,
+    idempotency_keys_replay_and_detect_mismatch,
+    waitlist_add_list_remove,
+    dst_sundays_on_a_sunday_clinic,
+);
+
+async fn patient(store: &Store, name: &str, phone: &str) -> Patient {
+    store
+        .create_patient(
+            NewPatient {
+                name: name.into(),
+                phones: vec![E164::parse(phone).unwrap()],
+                date_of_birth: NaiveDate::from_ymd_opt(1950, 5, 3).unwrap(),
+                national_id: None,
+                preferred_language: "es".into(),
+                contact_consent: true,
+            },
+            &staff(),
+            now(),
+        )
+        .await
+        .unwrap()
+}
+
+fn book_at(patient: &Patient, provider: &str, at: DateTime<Utc>) -> NewAppointment {
+    NewAppointment { patient_id: patient.id.clone(), provider_id: provider.into(), starts_at: at, hold_token: None, notes: None }
+}
+
+async fn booking_race_has_exactly_one_winner(store: Store, _: Config) {
+    let mut patients = Vec::new();
+    for i in 0..100 {
+        patients.push(patient(&store, &format!("Paciente {i}"), &format!("+3460000{i:04}")).await);
+    }
+    // Tuesday 24 November 09:00 Madrid, Dra. García.
+    let slot = utc("2026-11-24T08:00:00Z");
+    let store = Arc::new(store);
+    let attempts: Vec<_> = patients
+        .into_iter()
+        .map(|p| {
+            let store = store.clone();
+            tokio::spawn(async move { store.book(book_at(&p, "dr-garcia", slot), &staff(), now()).await })
+        })
+        .collect();
+    let (mut ok, mut conflicts) = (0, 0);
+    for a in attempts {
+        match a.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict(_)) => conflicts += 1,
+            Err(e) => panic!("a racing booking failed with something other than a conflict: {e}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 99));
+    let day = store.appointments_on(NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()).await.unwrap();
+    assert_eq!(day.iter().filter(|a| a.starts_at == slot && a.status.is_live()).count(), 1);
+}
+
+async fn holds_reserve_a_slot_until_they_expire(store: Store, _: Config) {
+    let ana = patient(&store, "Ana Pérez", "+34600111222").await;
+    let luis = patient(&store, "Luis Gómez", "+34600333444").await;
+    let slot = utc("2026-11-24T08:15:00Z");
+    let hold = store.hold_slot("dr-garcia", slot, Duration::seconds(180), now()).await.unwrap();
+
+    // Another caller can neither hold nor book it, nor see it as free.
+    assert!(matches!(store.hold_slot("dr-garcia", slot, Duration::seconds(180), now()).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.book(book_at(&luis, "dr-garcia", slot), &staff(), now()).await, Err(StoreError::Conflict(_))));
+    let q = SlotQuery { provider: Some("dr-garcia".into()), from: NaiveDate::from_ymd_opt(2026, 11, 24), to: NaiveDate::from_ymd_opt(2026, 11, 24), ..Default::default() };
+    assert!(!store.free_slots(&q, now()).await.unwrap().iter().any(|s| s.starts_at == slot));
+    // The holder still sees it.
+    let mine = SlotQuery { hold_token: Some(hold.token.clone()), ..q.clone() };
+    assert!(store.free_slots(&mine, now()).await.unwrap().iter().any(|s| s.starts_at == slot));
+
+    // Once the hold has expired, it is free again without anyone cleaning up.
+    let later = now() + Duration::seconds(181);
+    assert!(store.free_slots(&q, later).await.unwrap().iter().any(|s| s.starts_at == slot));
+    let booked = store.book(book_at(&luis, "dr-garcia", slot), &staff(), later).await.unwrap();
+    assert_eq!(booked.patient_id, luis.id);
+    // The old holder's token no longer wins the slot.
+    let with_old_token = NewAppointment { hold_token: Some(hold.token), ..book_at(&ana, "dr-garcia", slot) };
+    assert!(matches!(store.book(with_old_token, &staff(), later).await, Err(StoreError::Conflict(_))));
+
+    // A live hold lets its holder book.
+    let slot2 = utc("2026-11-24T08:30:00Z");
+    let hold2 = store.hold_slot("dr-garcia", slot2, Duration::seconds(180), now()).await.unwrap();
+    let b = NewAppointment { hold_token: Some(hold2.token), ..book_at(&ana, "dr-garcia", slot2) };
+    assert_eq!(store.book(b, &staff(), now() + Duration::seconds(100)).await.unwrap().status, AppointmentStatus::Booked);
+}
+
+async fn reschedule_is_atomic(store: Store, _: Config) {
+    let ana = patient(&store, "Ana Pérez", "+34600111222").await;
+    let luis = patient(&store, "Luis Gómez", "+34600333444").await;
+    let a = store.book(book_at(&ana, "dr-garcia", utc("2026-11-24T08:00:00Z")), &staff(), now()).await.unwrap();
+    let taken = store.book(book_at(&luis, "dr-garcia", utc("2026-11-24T09:00:00Z")), &staff(), now()).await.unwrap();
+
+    // Into a taken slot: refused, and the original is untouched.
+    let into_taken = Reschedule { provider_id: None, starts_at: taken.starts_at, hold_token: None };
+    assert!(matches!(store.reschedule(&a.id, into_taken, &staff(), now()).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.appointment(&a.id).await.unwrap().starts_at, a.starts_at);
+
+    // Moving back and forth while readers watch: always exactly one live appointment.
+    let store = Arc::new(store);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, stop, id) = (store.clone(), stop.clone(), ana.id.clone());
+        tokio::spawn(async move {
+            let mut seen = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let live = store.appointments_for_patient(&id, true, now()).await.unwrap();
+                assert_eq!(live.len(), 1, "the patient had {} live appointments mid-reschedule", live.len());
+                seen += 1;
+            }
+            seen
+        })
+    };
+    let targets = ["2026-11-25T08:00:00Z", "2026-11-26T10:00:00Z", "2026-11-24T08:00:00Z", "2026-11-27T12:45:00Z"];
+    for i in 0..20 {
+        let to = Reschedule { provider_id: None, starts_at: utc(targets[i % targets.len()]), hold_token: None };
+        store.reschedule(&a.id, to, &staff(), now()).await.unwrap();
+    }
+    // To another provider of the same specialty.
+    let to = Reschedule { provider_id: Some("dr-martin".into()), starts_at: utc("2026-11-24T14:00:00Z"), hold_token: None };
+    let moved = store.reschedule(&a.id, to, &staff(), now()).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0);
+    assert_eq!((moved.provider_id.as_str(), moved.id.as_str()), ("dr-martin", a.id.as_str()));
+    // Not to a provider of another specialty.
+    let wrong = Reschedule { provider_id: Some("dr-ruiz".into()), starts_at: utc("2026-11-24T08:00:00Z"), hold_token: None };
+    assert!(matches!(store.reschedule(&a.id, wrong, &staff(), now()).await, Err(StoreError::Invalid { field: "provider_id", .. })));
+}
+
+async fn cancelling_frees_the_slot_and_everything_is_audited(store: Store, _: Config) {
+    let ana = patient(&store, "Ana Pérez", "+34600111222").await;
+    let luis = patient(&store, "Luis Gómez", "+34600333444").await;
+    let slot = utc("2026-11-24T10:00:00Z");
+    let a = store.book(book_at(&ana, "dr-garcia", slot), &staff(), now()).await.unwrap();
+    let phone = Actor::new("assistant", Channel::Phone);
+    assert_eq!(store.confirm(&a.id, &phone, now()).await.unwrap().status, AppointmentStatus::Confirmed);
+    let cancelled = store.cancel(&a.id, &phone, now()).await.unwrap();
+    assert_eq!((cancelled.status, cancelled.updated_channel), (AppointmentStatus::Cancelled, Channel::Phone));
+    assert!(matches!(store.cancel(&a.id, &phone, now()).await, Err(StoreError::Conflict(_))));
+    // The slot is bookable again at once.
+    store.book(book_at(&luis, "dr-garcia", slot), &staff(), now()).await.unwrap();
+
+    let log = store.audit_log("appointment", &a.id).await.unwrap();
+    let actions: Vec<_> = log.iter().map(|e| (e.action.as_str(), e.channel.as_str())).collect();
+    assert_eq!(actions, [("book", "staff"), ("confirm", "phone"), ("cancel", "phone")]);
+    assert!(log[2].before.as_deref().unwrap().contains("\"confirmed\""));
+    assert!(log[2].after.as_deref().unwrap().contains("\"cancelled\""));
+    assert_eq!(store.audit_log("patient", &ana.id).await.unwrap().len(), 1);
+}
+
+async fn slots_follow_templates_holidays_and_absences(store: Store, _: Config) {
+    let day = |d| NaiveDate::from_ymd_opt(2026, 12, d);
+    let q = SlotQuery { provider: Some("dr-sanchez".into()), from: day(7), to: day(9), ..Default::default() };
+    let slots = store.free_slots(&q, now()).await.unwrap();
+    // Monday 7th: 09-13 and 16-19 in 20-minute slots; Tuesday 8th is a holiday; Wednesday 9th: 09-13.
+    assert_eq!(slots.len(), 12 + 9 + 12);
+    assert_eq!(slots[0].starts_at_local, "2026-12-07T09:00:00+01:00");
+    assert!(!slots.iter().any(|s| s.starts_at_local.starts_with("2026-12-08")));
+    let afternoon = SlotQuery { part_of_day: Some(availability::PartOfDay::Afternoon), ..q.clone() };
+    assert_eq!(store.free_slots(&afternoon, now()).await.unwrap().len(), 9);
+    store.add_absence("dr-sanchez", day(9).unwrap(), day(9).unwrap(), "congress").await.unwrap();
+    assert_eq!(store.free_slots(&q, now()).await.unwrap().len(), 21);
+    // By specialty: every provider of it; past slots are never offered.
+    let general = SlotQuery { specialty: Some("general".into()), from: NaiveDate::from_ymd_opt(2026, 11, 23), to: NaiveDate::from_ymd_opt(2026, 11, 23), ..Default::default() };
+    let today = store.free_slots(&general, now()).await.unwrap();
+    assert!(today.iter().all(|s| s.starts_at > now()));
+    assert!(today.iter().any(|s| s.provider_id == "dr-garcia") && today.iter().any(|s| s.provider_id == "dr-martin"));
+    // Bad queries are errors, not empty answers.
+    let unknown = SlotQuery { specialty: Some("astrology".into()), ..Default::default() };
+    assert!(matches!(store.free_slots(&unknown, now()).await, Err(StoreError::NotFound(_))));
+    let huge = SlotQuery { to: NaiveDate::from_ymd_opt(2027, 6, 1), ..q };
+    assert!(matches!(store.free_slots(&huge, now()).await, Err(StoreError::Invalid { field: "to", .. })));
+    // A time that is not a slot cannot be booked.
+    let ana = patient(&store, "Ana Pérez", "+34600111222").await;
+    let odd = book_at(&ana, "dr-sanchez", utc("2026-12-07T08:07:00Z"));
+    assert!(matches!(store.book(odd, &staff(), now()).await, Err(StoreError::Invalid { field: "starts_at", .. })));
+}
+
+async fn patients_by_phone_and_updates(store: Store, _: Config) {
+    let ana = patient(&store, "Ana Pérez", "+34600111222").await;
+    let _son = patient(&store, "Pablo Pérez", "+34600111222").await;
+    let found = store.patients_by_phone(&E164::parse("+34 600 111 222").unwrap()).await.unwrap();
+    assert_eq!(found.len(), 2, "a family line finds every patient on it");
+    let patch = PatientPatch {
+        phones: Some(vec![E164::parse("+34699000111").unwrap(), E164::parse("+34600111222").unwrap()]),
+        contact_consent: Some(false),
+        ..Default::default()
+    };
+    let updated = store.update_patient(&ana.id, patch, &staff(), now()).await.unwrap();
+    assert_eq!(updated.phones, ["+34699000111", "+34600111222"]);
+    assert!(!updated.contact_consent);
+    assert_eq!(updated.name, "Ana Pérez");
+    assert!(matches!(store.patient("nope").await, Err(StoreError::NotFound(_))));
+    let bad = PatientPatch { name: Some("  ".into()), ..Default::default() };
+    assert!(matches!(store.update_patient(&ana.id, bad, &staff(), now()).await, Err(StoreError::Invalid { field: "name", .. })));
+}
+
+async fn calls_keep_their_transcript(store: Store, _: Config) {
+    let call = store
+        .start_call(NewCall { direction: "inbound".into(), remote_number: "+34600111222".into(), patient_id: None, language: Some("es".into()) }, now())
+        .await
+        .unwrap();
+    let turn = |speaker: &str, text: &str| NewTurn { speaker: speaker.into(), text: text.into(), confidence: Some(0.9), intent: None, latency_ms: Some(640) };
+    store.add_turn(&call.id, turn("assistant", "Clínica San Rafael, ¿en qué puedo ayudarle?"), now()).await.unwrap();
+    store.add_turn(&call.id, turn("caller", "quiero una cita"), now()).await.unwrap();
+    store.finish_call(&call.id, "transferred", None, Some("reception"), Some("wants an appointment"), now()).await.unwrap();
+    let detail = store.call(&call.id).await.unwrap();
+    assert_eq!(detail.turns.iter().map(|t| t.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(detail.call.outcome.as_deref(), Some("transferred"));
+    assert_eq!(store.calls(10).await.unwrap().len(), 1);
+    assert!(matches!(store.add_turn("missing", turn("caller", "x"), now()).await, Err(StoreError::NotFound(_))));
+}
+
+async fn idempotency_keys_replay_and_detect_mismatch(store: Store, _: Config) {
+    assert_eq!(store.idempotency_start("t", "k1", "h1", now()).await.unwrap(), IdempotencyStart::Proceed);
+    assert_eq!(store.idempotency_start("t", "k1", "h1", now()).await.unwrap(), IdempotencyStart::InFlight);
+    store.idempotency_finish("t", "k1", 201, "{\"id\":1}").await.unwrap();
+    assert_eq!(
+        store.idempotency_start("t", "k1", "h1", now()).await.unwrap(),
+        IdempotencyStart::Replay { status: 201, body: "{\"id\":1}".into() }
+    );
+    assert_eq!(store.idempotency_start("t", "k1", "h2", now()).await.unwrap(), IdempotencyStart::Mismatch);
+    // Keys are per client.
+    assert_eq!(store.idempotency_start("other", "k1", "h2", now()).await.unwrap(), IdempotencyStart::Proceed);
+    store.idempotency_abandon("other", "k1").await.unwrap();
+    assert_eq!(store.idempotency_start("other", "k1", "h2", now()).await.unwrap(), IdempotencyStart::Proceed);
+}
+
+async fn waitlist_add_list_remove(store: Store, _: Config) {
+    let ana = patient(&store, "Ana Pérez", "+34600111222").await;
+    let d = |m, d| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
+    let entry = NewWaitlistEntry { patient_id: ana.id.clone(), specialty_id: "dermatology".into(), provider_id: Some("dr-sanchez".into()), earliest: d(11, 24), latest: d(12, 4), notes: None };
+    let e = store.waitlist_add(entry.clone(), &staff(), now()).await.unwrap();
+    assert_eq!(store.waitlist(Some("dermatology")).await.unwrap(), [e.clone()]);
+    assert!(store.waitlist(Some("cardiology")).await.unwrap().is_empty());
+    let wrong = NewWaitlistEntry { provider_id: Some("dr-ruiz".into()), ..entry.clone() };
+    assert!(matches!(store.waitlist_add(wrong, &staff(), now()).await, Err(StoreError::Invalid { field: "provider_id", .. })));
+    let backwards = NewWaitlistEntry { latest: d(11, 1), ..entry };
+    assert!(matches!(store.waitlist_add(backwards, &staff(), now()).await, Err(StoreError::Invalid { field: "latest", .. })));
+    store.waitlist_remove(&e.id, &staff(), now()).await.unwrap();
+    assert!(store.waitlist(None).await.unwrap().is_empty());
+    assert!(matches!(store.waitlist_remove(&e.id, &staff(), now()).await, Err(StoreError::NotFound(_))));
+}
+
+/// A clinic open on Sundays (the DST changes in Europe fall on Sundays).
+async fn dst_sundays_on_a_sunday_clinic(store: Store, mut config: Config) {
+    let sunday = config.providers[0].schedule.0[0].clone(); // Dra. García's Monday 08:00-14:00
+    config.providers[0].schedule.0[6] = sunday;
+    config.clinic.holidays.clear();
+    store.sync_clinic(&config).await.unwrap();
+    let before_march: DateTime<Utc> = utc("2026-03-20T08:00:00Z");
+    let on = |d: NaiveDate| SlotQuery { provider: Some("dr-garcia".into()), from: Some(d), to: Some(d), ..Default::default() };
+    let march = store.free_slots(&on(NaiveDate::from_ymd_opt(2026, 3, 29).unwrap()), before_march).await.unwrap();
+    assert_eq!(march.len(), 24);
+    assert_eq!(march[0].starts_at, utc("2026-03-29T06:00:00Z"), "08:00 CEST");
+    assert_eq!(march[0].starts_at_local, "2026-03-29T08:00:00+02:00");
+    let before_oct: DateTime<Utc> = utc("2026-10-20T08:00:00Z");
+    let october = store.free_slots(&on(NaiveDate::from_ymd_opt(2026, 10, 25).unwrap()), before_oct).await.unwrap();
+    assert_eq!(october.len(), 24);
+    assert_eq!(october[0].starts_at, utc("2026-10-25T07:00:00Z"), "08:00 CET");
+    assert_eq!(october.last().unwrap().ends_at, utc("2026-10-25T13:00:00Z"), "14:00 CET");
+}
