@@ -1,0 +1,13 @@
+//! Benchmarks that print tables (`clinivox bench …`). They report medians
+//! and percentiles of one run: the machines are shared, so read ratios.
+
+pub mod store;
+
+/// The `p`-th percentile (0–100) of sorted samples, nearest-rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}

@@ -1,0 +1,201 @@
+//! Rule- and lexicon-based understanding of caller utterances.
+//!
+//! Pipeline: normalise → drop fillers/greetings → spot intent phrases →
+//! extract slots left to right, each extractor marking the tokens it used
+//! so that one word never feeds two slots ("mañana por la mañana").
+//! All wording lives in `prompts/<lang>.toml` (`[nlu]` table).
+
+mod dates;
+mod entities;
+mod intent;
+mod lexicon;
+mod matcher;
+mod normalize;
+mod numbers;
+mod times;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use lexicon::{Lexicon, LexiconError};
+
+/// The clinic's own vocabulary, from its configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Vocabulary {
+    #[serde(default)]
+    pub specialties: Vec<SpecialtyTerm>,
+    #[serde(default)]
+    pub providers: Vec<ProviderTerm>,
+}
+
+/// A specialty id ("dermatology") with its spoken names per language.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SpecialtyTerm {
+    pub id: String,
+    /// lang -> names
+    #[serde(default)]
+    pub names: BTreeMap<String, Vec<String>>,
+}
+
+/// A provider id ("dr-garcia"), display name and specialty id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProviderTerm {
+    pub id: String,
+    pub name: String,
+    pub specialty: String,
+}
+
+/// What the caller wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    Book,
+    Confirm,
+    Cancel,
+    Reschedule,
+    Query,
+    Hours,
+    Location,
+    Human,
+    Yes,
+    No,
+    Choose,
+    Goodbye,
+    Emergency,
+    Unknown,
+}
+
+/// Values extracted from the utterance; only what was actually said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slots {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialty: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// "YYYY-MM-DD", resolved against `now` (clinic-local).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// "morning" | "afternoon" | "evening"
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_of_day: Option<String>,
+    /// "HH:MM"
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// 1-based ordinal of an offered option.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// "YYYY-MM-DD"
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<String>,
+    /// Digits of a phone or id number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digits: Option<String>,
+}
+
+/// Result of [`understand`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Understanding {
+    pub intent: Intent,
+    pub slots: Slots,
+}
+
+/// Understands one utterance. Never panics; does no I/O.
+///
+/// Documented choices for ambiguous input:
+/// - a bare weekday ("el viernes") is its next occurrence strictly after
+///   today, so on a Friday it means next week's Friday; "next Monday" /
+///   "el lunes que viene" resolve the same way;
+/// - a day/month without year is this year, or next year if already past;
+/// - hours 1–7 without am/pm are afternoon (clinics do not open at 3 am);
+/// - "de la tarde"/"pm" right after a time set only `time`, not `part_of_day`;
+/// - a fully dated day in the past (or after "nací"/"born") is a birth date;
+/// - emergency phrases always win, even if negated ("no me duele el pecho").
+pub fn understand(
+    text: &str,
+    lex: &Lexicon,
+    vocab: &Vocabulary,
+    now: chrono::NaiveDateTime,
+) -> Understanding {
+    let toks: Vec<normalize::Tok> = normalize::tokenize(text)
+        .into_iter()
+        .filter(|t| !lex.fillers.contains(&t.norm))
+        .collect();
+    let mut cx = matcher::Ctx::new(&toks, lex);
+    cx.mark_all(&lex.greetings);
+    let found = intent::spot(&cx);
+    // Goodbye formulas ("hasta mañana", "buona sera") carry no slot data.
+    if let Some((_, phrases)) = lex.intents.iter().find(|(i, _)| *i == Intent::Goodbye) {
+        cx.mark_all(phrases);
+    }
+    let mut slots = Slots::default();
+    entities::extract_name(&mut cx, &mut slots);
+    dates::extract(&mut cx, now.date(), &mut slots);
+    let clock = times::extract(&mut cx);
+    dates::extract_relative(&mut cx, now.date(), &mut slots);
+    slots.time = clock.map(|c| c.resolve(slots.part_of_day.as_deref()));
+    entities::extract_vocab(&mut cx, vocab, &mut slots);
+    entities::extract_choice(&mut cx, &mut slots);
+    entities::extract_digits(&mut cx, &mut slots);
+    let intent = intent::decide(found, &slots);
+    Understanding { intent, slots }
+}
+
+/// Coarse part of the day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PartOfDay {
+    Morning,
+    Afternoon,
+    Evening,
+}
+
+impl PartOfDay {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PartOfDay::Morning => "morning",
+            PartOfDay::Afternoon => "afternoon",
+            PartOfDay::Evening => "evening",
+        }
+    }
+}
+
+impl Intent {
+    /// Phrase-driven intents, highest priority first.
+    pub(crate) const PRIORITY: [Intent; 10] = [
+        Intent::Emergency,
+        Intent::Human,
+        Intent::Cancel,
+        Intent::Reschedule,
+        Intent::Confirm,
+        Intent::Query,
+        Intent::Hours,
+        Intent::Location,
+        Intent::Book,
+        Intent::Goodbye,
+    ];
+
+    /// Key used in the TOML `[nlu.intents]` table.
+    pub fn key(self) -> &'static str {
+        match self {
+            Intent::Book => "book",
+            Intent::Confirm => "confirm",
+            Intent::Cancel => "cancel",
+            Intent::Reschedule => "reschedule",
+            Intent::Query => "query",
+            Intent::Hours => "hours",
+            Intent::Location => "location",
+            Intent::Human => "human",
+            Intent::Yes => "yes",
+            Intent::No => "no",
+            Intent::Choose => "choose",
+            Intent::Goodbye => "goodbye",
+            Intent::Emergency => "emergency",
+            Intent::Unknown => "unknown",
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Sans-IO media core: G.711, jitter buffer, RFC 4733 DTMF, SDP offer/answer
+//! and a per-call RTP session. No sockets, no clocks: time is passed in.
+
+pub mod dtmf;
+pub mod g711;
+pub mod jitter;
+pub mod rtp_session;
+pub mod sdp;
