@@ -1,0 +1,311 @@
+//! The HTTP API in-process (tower `oneshot`), on SQLite and on PostgreSQL:
+//! auth and scopes, problem JSON, 422s naming the field, idempotency, the
+//! booking race through HTTP, and the OpenAPI document.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use clinivox::api::{router, AppState};
+use clinivox::clock::ManualClock;
+use clinivox::config::Config;
+use clinivox::store::Store;
+use clinivox::testing;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const READ: &str = "demo-read-token";
+const WRITE: &str = "demo-write-token";
+
+fn now() -> DateTime<Utc> {
+    "2026-11-23T08:00:00Z".parse().unwrap()
+}
+
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let config = super::testing::demo_config();
+                let store = super::testing::sqlite_store(dir.path(), &config).await.unwrap();
+                super::$name(super::app(store, config)).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let config = super::testing::demo_config();
+                let store = super::testing::postgres_store(&config, 16).await.expect("PostgreSQL at CLINIVOX_TEST_PG_URL");
+                super::$name(super::app(store, config)).await;
+            }
+        }
+    )*};
+}
+
+on_both_engines!(
+    auth_and_scopes,
+    bad_input_is_a_problem_naming_the_field,
+    idempotency_keys,
+    booking_race_over_http,
+    appointment_lifecycle,
+    openapi_document_is_generated,
+    lists_and_lookups,
+);
+
+fn app(store: Store, config: Config) -> Router {
+    router(AppState { store, config: Arc::new(config), clock: Arc::new(ManualClock::new(now())) })
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    headers: axum::http::HeaderMap,
+    json: Value,
+}
+
+async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, body: Option<Value>, extra: &[(&str, &str)]) -> Reply {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let req = match body {
+        Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())).unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    Reply { status, content_type, headers, json }
+}
+
+fn assert_problem(r: &Reply, status: u16) {
+    assert_eq!(r.status.as_u16(), status, "{}", r.json);
+    assert_eq!(r.content_type, "application/problem+json");
+    assert_eq!(r.json["status"], status);
+    assert!(r.json["type"].as_str().unwrap().starts_with("/problems/"));
+    assert!(r.json["title"].is_string());
+}
+
+fn field(r: &Reply) -> &str {
+    r.json["errors"][0]["field"].as_str().unwrap_or("")
+}
+
+async fn new_patient(app: &Router, name: &str, phone: &str) -> String {
+    let body = json!({"name": name, "phones": [phone], "date_of_birth": "1950-05-03"});
+    let r = call(app, "POST", "/api/v1/patients", Some(WRITE), Some(body), &[]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    r.json["id"].as_str().unwrap().to_string()
+}
+
+/// Tuesday 24 November 2026, 09:00 in Madrid: a slot of Dra. García.
+const SLOT: &str = "2026-11-24T08:00:00Z";
+
+async fn auth_and_scopes(app: Router) {
+    assert_eq!(call(&app, "GET", "/healthz", None, None, &[]).await.status, StatusCode::OK);
+    assert_eq!(call(&app, "GET", "/readyz", None, None, &[]).await.status, StatusCode::OK);
+    let r = call(&app, "GET", "/api/v1/specialties", None, None, &[]).await;
+    assert_problem(&r, 401);
+    assert_eq!(r.headers.get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
+    assert_problem(&call(&app, "GET", "/api/v1/specialties", Some("not-a-token"), None, &[]).await, 401);
+    assert_problem(&call(&app, "GET", "/api/v1/openapi.json", None, None, &[]).await, 401);
+    let r = call(&app, "GET", "/api/v1/specialties", Some(READ), None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json.as_array().unwrap().len(), 8);
+    // A read-only token may not write.
+    let body = json!({"name": "Ana", "phones": ["+34600111222"], "date_of_birth": "1950-05-03"});
+    assert_problem(&call(&app, "POST", "/api/v1/patients", Some(READ), Some(body.clone()), &[]).await, 403);
+    assert_eq!(call(&app, "POST", "/api/v1/patients", Some(WRITE), Some(body), &[]).await.status, StatusCode::CREATED);
+    assert_problem(&call(&app, "GET", "/api/v1/nothing-here", Some(READ), None, &[]).await, 404);
+}
+
+async fn bad_input_is_a_problem_naming_the_field(app: Router) {
+    let post = |body: Value| call(&app, "POST", "/api/v1/patients", Some(WRITE), Some(body), &[]);
+    let r = post(json!({"phones": ["+34600111222"], "date_of_birth": "1950-05-03"})).await;
+    assert_problem(&r, 422);
+    assert_eq!(field(&r), "name");
+    let r = post(json!({"name": "Ana", "phones": ["600 11 12 22"], "date_of_birth": "1950-05-03"})).await;
+    assert_problem(&r, 422);
+    assert_eq!(field(&r), "phones[0]");
+    let r = post(json!({"name": "Ana", "phones": ["+34600111222"], "date_of_birth": "3 de mayo"})).await;
+    assert_problem(&r, 422);
+    assert_eq!(field(&r), "date_of_birth");
+    let r = post(json!({"name": "Ana", "phones": ["+34600111222"], "date_of_birth": "2090-01-01"})).await;
+    assert_eq!(field(&r), "date_of_birth");
+    let r = post(json!({"name": "Ana", "phones": ["+34600111222"], "date_of_birth": "1950-05-03", "preferred_language": "klingon"})).await;
+    assert_eq!(field(&r), "preferred_language");
+    let r = post(json!({"name": "Ana", "phones": ["+34600111222"], "date_of_birth": "1950-05-03", "shoe_size": 38})).await;
+    assert_problem(&r, 422);
+
+    // Not JSON at all: 400; not declared as JSON: 415.
+    let req = Request::post("/api/v1/patients")
+        .header(header::AUTHORIZATION, format!("Bearer {WRITE}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"name\": "))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let req = Request::post("/api/v1/patients").header(header::AUTHORIZATION, format!("Bearer {WRITE}")).body(Body::from("name=Ana")).unwrap();
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Query strings too.
+    let r = call(&app, "GET", "/api/v1/slots?specialty=general&from=yesterday", Some(READ), None, &[]).await;
+    assert_problem(&r, 422);
+    assert_eq!(field(&r), "from");
+    let r = call(&app, "GET", "/api/v1/slots?specialty=general&part_of_day=night", Some(READ), None, &[]).await;
+    assert_eq!(field(&r), "part_of_day");
+    assert_eq!(field(&call(&app, "GET", "/api/v1/slots", Some(READ), None, &[]).await), "specialty");
+    assert_problem(&call(&app, "GET", "/api/v1/slots?specialty=astrology", Some(READ), None, &[]).await, 404);
+    let r = call(&app, "GET", "/api/v1/patients?phone=12345", Some(READ), None, &[]).await;
+    assert_eq!(field(&r), "phone");
+
+    // Booking something that is not a slot, or for nobody.
+    let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
+    let book = |body: Value| call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body), &[]);
+    let r = book(json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": "2026-11-24T08:07:00Z"})).await;
+    assert_eq!(field(&r), "starts_at");
+    let r = book(json!({"patient_id": "nobody", "provider_id": "dr-garcia", "starts_at": SLOT})).await;
+    assert_eq!(field(&r), "patient_id");
+    let r = book(json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": "tomorrow at nine"})).await;
+    assert_eq!(field(&r), "starts_at");
+    let r = call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(json!({})), &[("X-Clinivox-Channel", "pigeon")]).await;
+    assert_problem(&r, 422);
+}
+
+async fn idempotency_keys(app: Router) {
+    let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
+    let body = json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": SLOT});
+    let key = [("Idempotency-Key", "book-ana-1")];
+    let first = call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body.clone()), &key).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let retry = call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body.clone()), &key).await;
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert_eq!(retry.json, first.json, "the retry gets the first answer");
+    assert_eq!(retry.headers.get("idempotent-replayed").unwrap(), "true");
+    let list = call(&app, "GET", &format!("/api/v1/appointments?patient_id={patient}"), Some(READ), None, &[]).await;
+    assert_eq!(list.json.as_array().unwrap().len(), 1, "booked once");
+    // Without the key, the same request is a new booking attempt: the slot is taken.
+    assert_problem(&call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body.clone()), &[]).await, 409);
+    // The key reused for another request is refused.
+    let other = json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": "2026-11-24T08:15:00Z"});
+    let r = call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(other), &key).await;
+    assert_problem(&r, 422);
+    assert_eq!(field(&r), "Idempotency-Key");
+    // Replays cover errors too: a repeated conflicting request gets the same 409.
+    let k2 = [("Idempotency-Key", "book-ana-2")];
+    let c1 = call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body.clone()), &k2).await;
+    let c2 = call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body), &k2).await;
+    assert_problem(&c1, 409);
+    assert_problem(&c2, 409);
+}
+
+async fn booking_race_over_http(app: Router) {
+    let mut patients = Vec::new();
+    for i in 0..100 {
+        patients.push(new_patient(&app, &format!("Paciente {i}"), &format!("+3461000{i:04}")).await);
+    }
+    let tasks: Vec<_> = patients
+        .into_iter()
+        .map(|p| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let body = json!({"patient_id": p, "provider_id": "dr-garcia", "starts_at": SLOT});
+                let r = call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body), &[]).await;
+                if r.status == StatusCode::CONFLICT {
+                    assert_problem(&r, 409);
+                }
+                r.status.as_u16()
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 409).count(), 99, "{codes:?}");
+}
+
+async fn appointment_lifecycle(app: Router) {
+    let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
+    let slots = call(&app, "GET", "/api/v1/slots?specialty=dermatology&from=2026-11-30&to=2026-11-30&part_of_day=afternoon&limit=3", Some(READ), None, &[]).await;
+    let slots = slots.json.as_array().unwrap().clone();
+    assert_eq!(slots.len(), 3);
+    assert_eq!(slots[0]["starts_at_local"], "2026-11-30T16:00:00+01:00");
+    let hold = call(&app, "POST", "/api/v1/holds", Some(WRITE), Some(json!({"provider_id": "dr-sanchez", "starts_at": slots[0]["starts_at"]})), &[]).await;
+    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.json);
+    let token = hold.json["token"].as_str().unwrap();
+    // Someone else cannot take the held slot…
+    let other = new_patient(&app, "Luis Gómez", "+34600333444").await;
+    let steal = json!({"patient_id": other, "provider_id": "dr-sanchez", "starts_at": slots[0]["starts_at"]});
+    assert_problem(&call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(steal), &[]).await, 409);
+    // …the holder can.
+    let body = json!({"patient_id": patient, "provider_id": "dr-sanchez", "starts_at": slots[0]["starts_at"], "hold_token": token, "notes": "mole check"});
+    let booked = call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body), &[("X-Clinivox-Channel", "phone")]).await;
+    assert_eq!(booked.status, StatusCode::CREATED);
+    assert_eq!(booked.json["created_channel"], "phone");
+    let id = booked.json["id"].as_str().unwrap().to_string();
+    let confirmed = call(&app, "POST", &format!("/api/v1/appointments/{id}/confirm"), Some(WRITE), None, &[("X-Clinivox-Channel", "sms")]).await;
+    assert_eq!(confirmed.json["status"], "confirmed");
+    let moved = call(&app, "POST", &format!("/api/v1/appointments/{id}/reschedule"), Some(WRITE), Some(json!({"starts_at": slots[1]["starts_at"]})), &[]).await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.json);
+    assert_eq!(moved.json["starts_at"], slots[1]["starts_at"]);
+    let cancelled = call(&app, "POST", &format!("/api/v1/appointments/{id}/cancel"), Some(WRITE), None, &[]).await;
+    assert_eq!(cancelled.json["status"], "cancelled");
+    assert_problem(&call(&app, "POST", &format!("/api/v1/appointments/{id}/cancel"), Some(WRITE), None, &[]).await, 409);
+    assert_problem(&call(&app, "POST", "/api/v1/appointments/missing/confirm", Some(WRITE), None, &[]).await, 404);
+    let history = call(&app, "GET", &format!("/api/v1/appointments/{id}/history"), Some(READ), None, &[]).await;
+    let actions: Vec<_> = history.json.as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap().to_string(), e["channel"].as_str().unwrap().to_string())).collect();
+    let expect = [("book", "phone"), ("confirm", "sms"), ("reschedule", "api"), ("cancel", "api")];
+    assert_eq!(actions, expect.map(|(a, c)| (a.to_string(), c.to_string())));
+    let day = call(&app, "GET", "/api/v1/appointments?date=2026-11-30", Some(READ), None, &[]).await;
+    assert_eq!(day.json.as_array().unwrap().len(), 1);
+}
+
+async fn openapi_document_is_generated(app: Router) {
+    let r = call(&app, "GET", "/api/v1/openapi.json", Some(READ), None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let doc = r.json;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/api/v1/patients", "/api/v1/patients/{id}", "/api/v1/slots", "/api/v1/appointments", "/api/v1/appointments/{id}/reschedule", "/api/v1/waitlist", "/api/v1/calls/{id}"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
+    assert!(doc["paths"]["/api/v1/appointments"]["post"]["responses"]["409"].is_object());
+    for schema in ["Appointment", "Patient", "Slot", "Problem", "BookRequest"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+}
+
+async fn lists_and_lookups(app: Router) {
+    let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
+    let found = call(&app, "GET", "/api/v1/patients?phone=%2B34%20600%20111%20222", Some(READ), None, &[]).await;
+    assert_eq!(found.json[0]["id"], patient.as_str());
+    let patched = call(&app, "PATCH", &format!("/api/v1/patients/{patient}"), Some(WRITE), Some(json!({"national_id": "12345678Z", "preferred_language": "en"})), &[]).await;
+    assert_eq!((patched.json["national_id"].as_str(), patched.json["preferred_language"].as_str()), (Some("12345678Z"), Some("en")));
+    let cleared = call(&app, "PATCH", &format!("/api/v1/patients/{patient}"), Some(WRITE), Some(json!({"national_id": null})), &[]).await;
+    assert!(cleared.json["national_id"].is_null());
+    assert_problem(&call(&app, "GET", "/api/v1/patients/nobody", Some(READ), None, &[]).await, 404);
+    let providers = call(&app, "GET", "/api/v1/providers?specialty=general", Some(READ), None, &[]).await;
+    assert_eq!(providers.json.as_array().unwrap().len(), 2);
+
+    let entry = json!({"patient_id": patient, "specialty_id": "dermatology", "earliest": "2026-11-24", "latest": "2026-12-04"});
+    let added = call(&app, "POST", "/api/v1/waitlist", Some(WRITE), Some(entry), &[]).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
+    let id = added.json["id"].as_str().unwrap();
+    assert_eq!(call(&app, "GET", "/api/v1/waitlist?specialty=dermatology", Some(READ), None, &[]).await.json.as_array().unwrap().len(), 1);
+    assert_eq!(call(&app, "DELETE", &format!("/api/v1/waitlist/{id}"), Some(WRITE), None, &[]).await.status, StatusCode::NO_CONTENT);
+    assert_problem(&call(&app, "DELETE", &format!("/api/v1/waitlist/{id}"), Some(WRITE), None, &[]).await, 404);
+    let bad = json!({"patient_id": patient, "specialty_id": "dermatology", "earliest": "2026-12-24", "latest": "2026-12-04"});
+    assert_eq!(field(&call(&app, "POST", "/api/v1/waitlist", Some(WRITE), Some(bad), &[]).await), "latest");
+
+    assert_eq!(call(&app, "GET", "/api/v1/calls", Some(READ), None, &[]).await.json, json!([]));
+    assert_problem(&call(&app, "GET", "/api/v1/calls/none", Some(READ), None, &[]).await, 404);
+}
