@@ -191,3 +191,6 @@ pub fn hash_token(token: &str) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(token.as_bytes())))
 }
 
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn the_demo_clinic_is_valid_and_complete() {
+    let c = from_toml(DEMO_TOML, "demo", env(&[])).unwrap();
+    assert_eq!(c.clinic.timezone, chrono_tz::Europe::Madrid);
+    assert_eq!(c.clinic.languages[0], "es");
+    assert_eq!(c.clinic.emergency_number, "112");
+    assert!(c.specialties.len() >= 6 && c.providers.len() >= 8);
+    assert!(c.providers.iter().all(|p| p.schedule.0.iter().any(|d| !d.is_empty())));
+    assert_eq!(c.api.tokens.len(), 2);
+}
+
+#[test]
+fn validation_reports_every_problem_at_once_with_its_key() {
+    let text = r#"
+        [clinic]
+        name = ""
+        address = "Calle Mayor 1"
+        phone = "911234567"
+        timezone = "Europe/Atlantis"
+        languages = ["es", "fr"]
+        holidays = ["2026-13-01"]
+        opening_hours = { monday = ["09:00-14:00", "13:00-15:00"], funday = ["10:00-11:00"] }
+
+        [[specialties]]
+        id = "general"
+        names.es = ["medicina general"]
+
+        [[providers]]
+        id = "Dr Who"
+        name = "Dr. Who"
+        specialty = "time-travel"
+        slot_minutes = 2
+        schedule = { tuesday = ["14:00-09:00"] }
+
+        [api]
+        tokens = [{ name = "x", hash = "plain-text", scope = "admin" }]
+
+        [http]
+        listen = "everywhere"
+    "#;
+    let Err(ConfigError::Invalid(errors)) = from_toml(text, "t", env(&[])) else { panic!("expected validation errors") };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    for expected in [
+        "clinic.name",
+        "clinic.phone",
+        "clinic.timezone",
+        "clinic.languages[1]",
+        "clinic.holidays[0]",
+        "clinic.opening_hours.monday",
+        "clinic.opening_hours.funday",
+        "providers[0].id",
+        "providers[0].specialty",
+        "providers[0].slot_minutes",
+        "providers[0].schedule.tuesday[0]",
+        "api.tokens[0].hash",
+        "api.tokens[0].scope",
+        "http.listen",
+    ] {
+        assert!(keys.contains(&expected), "no error for {expected}; got {keys:?}");
+    }
+    let shown = ConfigError::Invalid(errors).to_string();
+    assert!(shown.contains("clinic.timezone: \"Europe/Atlantis\" is not an IANA time zone"), "{shown}");
+}
+
+#[test]
+fn unknown_keys_and_bad_toml_are_errors_not_ignored() {
+    let e = from_toml(&format!("{DEMO_TOML}\n[clinic2]\nname = 1\n"), "t", env(&[])).unwrap_err();
+    assert!(e.to_string().contains("clinic2"), "{e}");
+    let e = from_toml("[clinic\nname=", "bad.toml", env(&[])).unwrap_err();
+    assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+}
+
+#[test]
+fn environment_overrides_nested_keys() {
+    let c = from_toml(
+        DEMO_TOML,
+        "demo",
+        env(&[
+            ("CLINIVOX_DATABASE__URL", "postgres://clinic@127.0.0.1/clinic"),
+            ("CLINIVOX_HTTP__LISTEN", "0.0.0.0:9000"),
+            ("CLINIVOX_CLINIC__PHONE", "+34930000000"),
+            ("CLINIVOX_STORE__HOLD_SECONDS", "240"),
+            ("CLINIVOX_CONFIG", "ignored.toml"),
+            ("OTHER__THING", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.database.url, "postgres://clinic@127.0.0.1/clinic");
+    assert_eq!(c.http.listen.port(), 9000);
+    assert_eq!(c.clinic.phone, "+34930000000");
+    assert_eq!(c.store.hold_seconds, 240);
+    let e = from_toml(DEMO_TOML, "demo", env(&[("CLINIVOX_STORE__HOLD_SECONDS", "forever")])).unwrap_err();
+    assert!(e.to_string().contains("store.hold_seconds"), "{e}");
+}
+
+#[test]
+fn a_missing_default_file_means_the_demo_but_a_missing_named_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let demo = load(Path::new(DEFAULT_PATH), env(&[]));
+    // Only meaningful when the working directory has no clinivox.toml.
+    if !cwd.join(DEFAULT_PATH).exists() {
+        assert!(demo.unwrap().demo);
+    }
+    let e = load(&dir.path().join("nope.toml"), env(&[])).unwrap_err();
+    assert!(matches!(e, ConfigError::Io { .. }), "{e}");
+}
+
+#[test]
+fn token_hashes_match_configuration_form() {
+    assert_eq!(hash_token("demo-write-token"), "sha256:66b40fcb785655ba6e7c7b70a15aac4be7fa7ccac1dcf85b534c19104e332624");
+}
