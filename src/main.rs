@@ -63,7 +63,7 @@ enum BenchWhat {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=error".into()))
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -127,7 +127,7 @@ async fn demo(mut config: Config) -> anyhow::Result<()> {
     println!("created {} appointments:", seeded.appointments.len());
     for a in &seeded.appointments {
         let who = seeded.patients.iter().find(|p| p.id == a.patient_id).map(|p| p.name.as_str()).unwrap_or("?");
-        println!("  {}  {:<13} {:<26} {:?}", a.starts_at_local, a.provider_id, who, a.status);
+        println!("  {}  {:<13} {:<26} {}", a.starts_at_local, a.provider_id, who, a.status.as_str());
     }
     Ok(())
 }
