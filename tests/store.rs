@@ -309,3 +309,22 @@ async fn dst_sundays_on_a_sunday_clinic(store: Store, mut config: Config) {
     assert_eq!(october[0].starts_at, utc("2026-10-25T07:00:00Z"), "08:00 CET");
     assert_eq!(october.last().unwrap().ends_at, utc("2026-10-25T13:00:00Z"), "14:00 CET");
 }
+
+#[tokio::test]
+async fn sqlite_file_is_created_on_first_run_in_wal_mode() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new-clinic.db");
+    assert!(!path.exists());
+    let config = testing::demo_config();
+    let store = Store::connect(&format!("sqlite://{}", path.display()), 2, config.clinic.timezone).await.unwrap();
+    store.sync_clinic(&config).await.unwrap();
+    assert!(path.exists());
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(mode, "wal");
+    // Opening again applies no migration twice and keeps the data.
+    drop(store);
+    let again = Store::connect(&format!("sqlite://{}", path.display()), 2, config.clinic.timezone).await.unwrap();
+    assert_eq!(again.specialties().await.unwrap().len(), 8);
+}
