@@ -1,5 +1,36 @@
 //! The conversation: understanding what a caller says ([`nlu`]) and leading
 //! them, turn by turn, to an appointment or to a person. Works on text only:
 //! no sockets, no audio samples.
+//!
+//! [`Conversation`] is a sans-IO state machine (str0m's shape): events go in
+//! through `handle_utterance`, `handle_dtmf`, `handle_silence`,
+//! `handle_hangup` and `handle_store_reply`, each with the `now` it happened;
+//! [`Action`]s come out of `poll_action`: speech, patience hints for the
+//! speech layer, transfers, hang-up, and [`StoreRequest`]s. The machine never
+//! touches the store: it asks, stops, and continues when the answer is
+//! handed back, so the same events, times and store answers always give the
+//! same replies. [`driver::Session`] is the small async loop that answers
+//! store requests against the real [`crate::store::Store`]; the call task,
+//! `clinivox chat` and the tests all drive a conversation through it.
 
+pub mod action;
+mod booking;
+pub mod chat;
+mod context;
+pub mod driver;
+mod identify;
+mod info;
+mod machine;
+mod manage;
 pub mod nlu;
+pub mod prompts;
+
+#[cfg(test)]
+mod tests;
+
+pub use action::{
+    Action, Direction, Outcome, Patience, Speaker, StoreReply, StoreRequest, TransferGroup,
+};
+pub use context::{Context, Language, LanguageError};
+pub use machine::{Conversation, MIN_CONFIDENCE};
+pub use prompts::{Prompts, PromptsError};

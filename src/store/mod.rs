@@ -15,6 +15,7 @@ mod appointments;
 pub mod availability;
 mod calls;
 mod clinic;
+mod conversation_queries;
 mod idempotency;
 mod models;
 mod patients;
@@ -41,7 +42,10 @@ pub enum StoreError {
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -52,7 +56,10 @@ pub enum StoreError {
 
 impl StoreError {
     fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        StoreError::Invalid { field, message: message.into() }
+        StoreError::Invalid {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -80,7 +87,11 @@ impl Store {
     /// migrations. `tz` is the clinic's zone, used for local dates.
     pub async fn connect(url: &str, max_connections: u32, tz: Tz) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
         let url = match backend {
             // Create the file when missing; sqlx's default is read-write only.
             Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
@@ -97,7 +108,9 @@ impl Store {
         match backend {
             Backend::Sqlite => {
                 // WAL lets readers proceed while a booking commits; it persists in the file.
-                sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&pool)
+                    .await?;
                 SQLITE_MIGRATIONS.run(&pool).await?;
             }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
@@ -177,7 +190,8 @@ impl Store {
 }
 
 fn ts(secs: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp(secs, 0).ok_or_else(|| StoreError::Corrupt(format!("timestamp {secs} out of range")))
+    DateTime::from_timestamp(secs, 0)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {secs} out of range")))
 }
 
 fn new_id() -> String {
@@ -187,4 +201,3 @@ fn new_id() -> String {
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
-

@@ -1,0 +1,325 @@
+//! The only part of the conversation that touches the store: a [`Session`]
+//! feeds caller events to a [`Conversation`], carries out each
+//! [`StoreRequest`] against the real [`Store`] and hands the reply back,
+//! until the conversation needs the caller again. What is left (speech,
+//! transfers, hang-ups) is returned to whoever owns the call: the call task,
+//! `clinivox chat`, or a test.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::action::{Action, StoreReply, StoreRequest};
+use super::context::Context;
+use super::machine::Conversation;
+use crate::phone::E164;
+use crate::store::{
+    Actor, Channel, NewAppointment, NewCall, NewPatient, NewTurn, NewWaitlistEntry, Reschedule,
+    SlotQuery, Store, StoreError,
+};
+
+/// Most free slots fetched per search; the conversation offers three.
+const SEARCH_LIMIT: usize = 200;
+
+/// One call's conversation wired to the store.
+pub struct Session {
+    store: Store,
+    conversation: Conversation,
+    call_id: Option<String>,
+    hold_ttl: Duration,
+    actor: Actor,
+    /// Wall time spent waiting on the store, for benchmarks.
+    store_time: StdDuration,
+}
+
+impl Session {
+    /// Starts the conversation and runs it until it first waits for the caller.
+    pub async fn start(store: Store, ctx: Context, now: DateTime<Utc>) -> (Session, Vec<Action>) {
+        let hold_ttl = Duration::seconds(ctx.config.store.hold_seconds);
+        let conversation = Conversation::new(ctx, now);
+        let mut s = Session {
+            store,
+            conversation,
+            call_id: None,
+            hold_ttl,
+            actor: Actor::new("assistant", Channel::Phone),
+            store_time: StdDuration::ZERO,
+        };
+        let out = s.run(now).await;
+        (s, out)
+    }
+
+    pub async fn utterance(
+        &mut self,
+        now: DateTime<Utc>,
+        text: &str,
+        confidence: f64,
+    ) -> Vec<Action> {
+        self.conversation.handle_utterance(now, text, confidence);
+        self.run(now).await
+    }
+
+    /// Each character of `keys` is one key press.
+    pub async fn dtmf(&mut self, now: DateTime<Utc>, keys: &str) -> Vec<Action> {
+        let mut out = Vec::new();
+        for k in keys.chars().filter(|c| !c.is_whitespace()) {
+            self.conversation.handle_dtmf(now, k);
+            out.extend(self.run(now).await);
+        }
+        out
+    }
+
+    pub async fn silence(&mut self, now: DateTime<Utc>) -> Vec<Action> {
+        self.conversation.handle_silence(now);
+        self.run(now).await
+    }
+
+    pub async fn hangup(&mut self, now: DateTime<Utc>) -> Vec<Action> {
+        self.conversation.handle_hangup(now);
+        self.run(now).await
+    }
+
+    pub fn conversation(&self) -> &Conversation {
+        &self.conversation
+    }
+
+    /// The call record's id, once the store has created it.
+    pub fn call_id(&self) -> Option<&str> {
+        self.call_id.as_deref()
+    }
+
+    /// Total time spent in store requests so far.
+    pub fn store_time(&self) -> StdDuration {
+        self.store_time
+    }
+
+    async fn run(&mut self, now: DateTime<Utc>) -> Vec<Action> {
+        let mut out = Vec::new();
+        while let Some(action) = self.conversation.poll_action() {
+            match action {
+                Action::Store(req) => {
+                    let wants_reply = req.expects_reply();
+                    let started = Instant::now();
+                    let reply = self.execute(req, now).await;
+                    self.store_time += started.elapsed();
+                    if wants_reply {
+                        self.conversation.handle_store_reply(reply);
+                    }
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
+    async fn execute(&mut self, req: StoreRequest, now: DateTime<Utc>) -> StoreReply {
+        match self.try_execute(req, now).await {
+            Ok(reply) => reply,
+            Err(StoreError::Conflict(_)) => StoreReply::Conflict,
+            Err(e) => StoreReply::Failed(e.to_string()),
+        }
+    }
+
+    async fn try_execute(
+        &mut self,
+        req: StoreRequest,
+        now: DateTime<Utc>,
+    ) -> Result<StoreReply, StoreError> {
+        let store = &self.store;
+        let actor = &self.actor;
+        Ok(match req {
+            StoreRequest::StartCall {
+                direction,
+                remote_number,
+                language,
+            } => {
+                let call = store
+                    .start_call(
+                        NewCall {
+                            direction: direction.as_str().into(),
+                            remote_number,
+                            patient_id: None,
+                            language: Some(language),
+                        },
+                        now,
+                    )
+                    .await;
+                match call {
+                    Ok(c) => self.call_id = Some(c.id),
+                    // The call goes on without a transcript rather than not at all.
+                    Err(e) => tracing::warn!(error = %e, "could not record the call"),
+                }
+                StoreReply::Done
+            }
+            StoreRequest::RecordTurn {
+                speaker,
+                text,
+                intent,
+                confidence,
+            } => {
+                if let Some(id) = &self.call_id {
+                    let turn = NewTurn {
+                        speaker: speaker.as_str().into(),
+                        text,
+                        confidence,
+                        intent,
+                        latency_ms: None,
+                    };
+                    if let Err(e) = store.add_turn(id, turn, now).await {
+                        tracing::warn!(error = %e, "could not record a turn");
+                    }
+                }
+                StoreReply::Done
+            }
+            StoreRequest::FinishCall {
+                outcome,
+                patient_id,
+                transfer_target,
+                summary,
+            } => {
+                if let Some(id) = &self.call_id {
+                    let done = store
+                        .finish_call(
+                            id,
+                            outcome.as_str(),
+                            patient_id.as_deref(),
+                            transfer_target.as_deref(),
+                            summary.as_deref(),
+                            now,
+                        )
+                        .await;
+                    if let Err(e) = done {
+                        tracing::warn!(error = %e, "could not close the call record");
+                    }
+                }
+                StoreReply::Done
+            }
+            StoreRequest::PatientsByPhone { phone } => match E164::parse(&phone) {
+                Ok(p) => StoreReply::Patients(store.patients_by_phone(&p).await?),
+                Err(_) => StoreReply::Patients(Vec::new()),
+            },
+            StoreRequest::PatientsBornOn { date } => {
+                StoreReply::Patients(store.patients_born_on(date).await?)
+            }
+            StoreRequest::CreatePatient {
+                name,
+                date_of_birth,
+                phone,
+                language,
+            } => {
+                let phones = phone
+                    .and_then(|p| E164::parse(&p).ok())
+                    .into_iter()
+                    .collect();
+                let new = NewPatient {
+                    name,
+                    phones,
+                    date_of_birth,
+                    national_id: None,
+                    preferred_language: language,
+                    contact_consent: false,
+                };
+                StoreReply::Patient(store.create_patient(new, actor, now).await?)
+            }
+            StoreRequest::FreeSlots {
+                specialty,
+                provider,
+                from,
+                to,
+                part_of_day,
+            } => {
+                let q = SlotQuery {
+                    specialty,
+                    provider,
+                    from: Some(from),
+                    to: Some(to),
+                    part_of_day,
+                    hold_token: None,
+                    limit: Some(SEARCH_LIMIT),
+                };
+                StoreReply::Slots(store.free_slots(&q, now).await?)
+            }
+            StoreRequest::HoldSlots { slots } => {
+                let mut held = Vec::with_capacity(slots.len());
+                for slot in slots {
+                    match store
+                        .hold_slot(&slot.provider_id, slot.starts_at, self.hold_ttl, now)
+                        .await
+                    {
+                        Ok(h) => held.push((slot, h)),
+                        // Another caller got it first: offer the rest.
+                        Err(StoreError::Conflict(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                StoreReply::Held(held)
+            }
+            StoreRequest::ReleaseHolds { tokens } => {
+                for t in tokens {
+                    // A hold that outlived its use expires by itself anyway.
+                    if let Err(e) = store.release_hold(&t).await {
+                        tracing::warn!(error = %e, "could not release a hold");
+                    }
+                }
+                StoreReply::Done
+            }
+            StoreRequest::Book {
+                patient_id,
+                provider_id,
+                starts_at,
+                hold_token,
+            } => {
+                let new = NewAppointment {
+                    patient_id,
+                    provider_id,
+                    starts_at,
+                    hold_token,
+                    notes: None,
+                };
+                StoreReply::Appointment(store.book(new, actor, now).await?)
+            }
+            StoreRequest::UpcomingAppointments { patient_id } => StoreReply::Appointments(
+                store
+                    .appointments_for_patient(&patient_id, true, now)
+                    .await?,
+            ),
+            StoreRequest::Confirm { appointment_id } => {
+                StoreReply::Appointment(store.confirm(&appointment_id, actor, now).await?)
+            }
+            StoreRequest::Cancel { appointment_id } => {
+                StoreReply::Appointment(store.cancel(&appointment_id, actor, now).await?)
+            }
+            StoreRequest::Reschedule {
+                appointment_id,
+                provider_id,
+                starts_at,
+                hold_token,
+            } => {
+                let to = Reschedule {
+                    provider_id: Some(provider_id),
+                    starts_at,
+                    hold_token,
+                };
+                StoreReply::Appointment(store.reschedule(&appointment_id, to, actor, now).await?)
+            }
+            StoreRequest::WaitlistAdd {
+                patient_id,
+                specialty_id,
+                provider_id,
+                earliest,
+                latest,
+            } => {
+                let new = NewWaitlistEntry {
+                    patient_id,
+                    specialty_id,
+                    provider_id,
+                    earliest,
+                    latest,
+                    notes: Some("added by the phone assistant".into()),
+                };
+                store.waitlist_add(new, actor, now).await?;
+                StoreReply::Done
+            }
+        })
+    }
+}
