@@ -10,11 +10,7 @@ use clinivox::clock::{Clock, SystemClock};
 use clinivox::config::{self, Config};
 
 #[derive(Parser)]
-#[command(
-    name = "clinivox",
-    version,
-    about = "Self-hosted telephony voice assistant for medical clinics"
-)]
+#[command(name = "clinivox", version, about = "Self-hosted telephony voice assistant for medical clinics")]
 struct Cli {
     /// Configuration file; when the default is missing, the demo clinic runs.
     #[arg(long, global = true, default_value = config::DEFAULT_PATH, env = "CLINIVOX_CONFIG")]
@@ -94,54 +90,25 @@ enum BenchWhat {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=error".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=error".into()))
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Token {
-            action: TokenAction::Hash { token },
-        } => println!("{}", config::hash_token(&token)),
+        Command::Token { action: TokenAction::Hash { token } } => println!("{}", config::hash_token(&token)),
         Command::Openapi => println!("{}", clinivox::api::openapi_json()),
         Command::CheckConfig => {
             let c = load(&cli.config)?;
-            println!(
-                "configuration OK: {} ({} specialties, {} providers)",
-                c.clinic.name,
-                c.specialties.len(),
-                c.providers.len()
-            );
+            println!("configuration OK: {} ({} specialties, {} providers)", c.clinic.name, c.specialties.len(), c.providers.len());
         }
         Command::Serve => serve(load(&cli.config)?).await?,
         Command::Demo => demo(load(&cli.config)?).await?,
-        Command::Nlu {
-            lang,
-            now,
-            prompts,
-            text,
-        } => {
+        Command::Nlu { lang, now, prompts, text } => {
             let c = load(&cli.config)?;
-            let now = now.unwrap_or_else(|| {
-                chrono::Utc::now()
-                    .with_timezone(&c.clinic.timezone)
-                    .naive_local()
-            });
-            println!(
-                "{}",
-                clinivox::conversation::chat::understand_json(&c, &prompts, &lang, now, &text)?
-            );
+            let now = now.unwrap_or_else(|| chrono::Utc::now().with_timezone(&c.clinic.timezone).naive_local());
+            println!("{}", clinivox::conversation::chat::understand_json(&c, &prompts, &lang, now, &text)?);
         }
-        Command::Chat {
-            lang,
-            caller,
-            now,
-            prompts,
-        } => chat(load(&cli.config)?, lang, caller, now, &prompts).await?,
-        Command::Bench {
-            what: BenchWhat::Store { postgres, clients },
-        } => {
+        Command::Chat { lang, caller, now, prompts } => chat(load(&cli.config)?, lang, caller, now, &prompts).await?,
+        Command::Bench { what: BenchWhat::Store { postgres, clients } } => {
             let pg = (postgres != "off").then_some(postgres);
             clinivox::bench::store::run(pg.as_deref(), &clients).await?;
         }
@@ -152,27 +119,17 @@ async fn main() -> anyhow::Result<()> {
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     let config = config::load(path, std::env::vars())?;
     if config.demo {
-        tracing::info!(
-            "no {} found: running the built-in demo clinic",
-            path.display()
-        );
+        tracing::info!("no {} found: running the built-in demo clinic", path.display());
     }
     Ok(config)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = clinivox::app::open_store(&config, clock.as_ref())
-        .await
-        .context("opening the clinic's database")?;
+    let store = clinivox::app::open_store(&config, clock.as_ref()).await.context("opening the clinic's database")?;
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
-        .with_context(|| {
-            format!(
-                "binding the HTTP API to {} (set http.listen)",
-                config.http.listen
-            )
-        })?;
+        .with_context(|| format!("binding the HTTP API to {} (set http.listen)", config.http.listen))?;
     if config.demo {
         tracing::warn!("demo API tokens are active: \"demo-read-token\" and \"demo-write-token\"");
     }
@@ -185,24 +142,11 @@ async fn demo(mut config: Config) -> anyhow::Result<()> {
     config.demo = false; // seed explicitly below, whatever the configuration
     let store = clinivox::app::open_store(&config, &clock).await?;
     let seeded = clinivox::demo::seed(&store, clock.now()).await?;
-    println!(
-        "{} — {} ({})",
-        config.clinic.name, config.clinic.address, config.clinic.phone
-    );
+    println!("{} — {} ({})", config.clinic.name, config.clinic.address, config.clinic.phone);
     println!("database: {}", config.database.url);
     for s in store.specialties().await? {
-        let names = s
-            .names
-            .get(&config.clinic.languages[0])
-            .and_then(|n| n.first())
-            .cloned()
-            .unwrap_or_default();
-        let providers: Vec<String> = store
-            .providers(Some(&s.id))
-            .await?
-            .into_iter()
-            .map(|p| p.name)
-            .collect();
+        let names = s.names.get(&config.clinic.languages[0]).and_then(|n| n.first()).cloned().unwrap_or_default();
+        let providers: Vec<String> = store.providers(Some(&s.id)).await?.into_iter().map(|p| p.name).collect();
         println!("  {:<14} {:<22} {}", s.id, names, providers.join(", "));
     }
     if seeded.patients.is_empty() {
@@ -211,30 +155,12 @@ async fn demo(mut config: Config) -> anyhow::Result<()> {
     }
     println!("created {} patients:", seeded.patients.len());
     for p in &seeded.patients {
-        println!(
-            "  {:<26} {:<15} born {}  [{}]  id {}",
-            p.name,
-            p.phones.join(" "),
-            p.date_of_birth,
-            p.preferred_language,
-            p.id
-        );
+        println!("  {:<26} {:<15} born {}  [{}]  id {}", p.name, p.phones.join(" "), p.date_of_birth, p.preferred_language, p.id);
     }
     println!("created {} appointments:", seeded.appointments.len());
     for a in &seeded.appointments {
-        let who = seeded
-            .patients
-            .iter()
-            .find(|p| p.id == a.patient_id)
-            .map(|p| p.name.as_str())
-            .unwrap_or("?");
-        println!(
-            "  {}  {:<13} {:<26} {}",
-            a.starts_at_local,
-            a.provider_id,
-            who,
-            a.status.as_str()
-        );
+        let who = seeded.patients.iter().find(|p| p.id == a.patient_id).map(|p| p.name.as_str()).unwrap_or("?");
+        println!("  {}  {:<13} {:<26} {}", a.starts_at_local, a.provider_id, who, a.status.as_str());
     }
     Ok(())
 }

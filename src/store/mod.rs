@@ -42,10 +42,7 @@ pub enum StoreError {
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -56,10 +53,7 @@ pub enum StoreError {
 
 impl StoreError {
     fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        StoreError::Invalid {
-            field,
-            message: message.into(),
-        }
+        StoreError::Invalid { field, message: message.into() }
     }
 }
 
@@ -87,11 +81,7 @@ impl Store {
     /// migrations. `tz` is the clinic's zone, used for local dates.
     pub async fn connect(url: &str, max_connections: u32, tz: Tz) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let url = match backend {
             // Create the file when missing; sqlx's default is read-write only.
             Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
@@ -108,9 +98,7 @@ impl Store {
         match backend {
             Backend::Sqlite => {
                 // WAL lets readers proceed while a booking commits; it persists in the file.
-                sqlx::query("PRAGMA journal_mode = WAL")
-                    .execute(&pool)
-                    .await?;
+                sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
                 SQLITE_MIGRATIONS.run(&pool).await?;
             }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
@@ -190,8 +178,7 @@ impl Store {
 }
 
 fn ts(secs: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp(secs, 0)
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {secs} out of range")))
+    DateTime::from_timestamp(secs, 0).ok_or_else(|| StoreError::Corrupt(format!("timestamp {secs} out of range")))
 }
 
 fn new_id() -> String {
@@ -201,3 +188,4 @@ fn new_id() -> String {
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
+
