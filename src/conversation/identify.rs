@@ -153,7 +153,7 @@ impl Conversation {
                     "new_patient",
                     &[
                         ("name", &name),
-                        ("dob", &self.ctx.language.prompts.date(dob)),
+                        ("dob", &self.ctx.language.prompts.birth_date(dob)),
                     ],
                 );
                 self.ask(q);

@@ -203,6 +203,9 @@ pub struct Conversation {
     /// What the caller asked for, for the staff summary.
     pub(super) wanted: Option<String>,
     last_caller_text: Option<String>,
+    /// The open question is "anything else?": keys 1 and 2 mean yes and no
+    /// rather than the main menu.
+    anything_else: bool,
 }
 
 impl Conversation {
@@ -223,6 +226,7 @@ impl Conversation {
             last_question: String::new(),
             wanted: None,
             last_caller_text: None,
+            anything_else: false,
             ctx,
         };
         let remote_number = c
@@ -489,7 +493,10 @@ impl Conversation {
     /// Top level: what does the caller want?
     pub(super) fn listening(&mut self, input: Input) -> Heard {
         self.state = State::Listening;
+        let after_task = std::mem::take(&mut self.anything_else);
         let intent = match &input {
+            Input::Key('1') if after_task => Intent::Yes,
+            Input::Key('2') if after_task => Intent::No,
             Input::Key(k) => match k {
                 '1' => Intent::Book,
                 '2' => Intent::Confirm,
@@ -499,7 +506,10 @@ impl Conversation {
                 '6' => Intent::Hours,
                 '7' => Intent::Location,
                 '0' => Intent::Human,
-                _ => return Heard::NotUnderstood,
+                _ => {
+                    self.anything_else = after_task;
+                    return Heard::NotUnderstood;
+                }
             },
             Input::Said { u, .. } => u.intent,
         };
@@ -527,9 +537,18 @@ impl Conversation {
                 self.transfer(TransferGroup::Reception);
             }
             Intent::Emergency => self.emergency(),
-            Intent::Yes => self.ask_how_can_i_help(),
+            Intent::Yes => {
+                self.ask_how_can_i_help();
+                if self.keypad {
+                    let menu = self.p("keypad_menu", &[]);
+                    self.say(menu);
+                }
+            }
             Intent::No | Intent::Goodbye => self.goodbye(),
-            Intent::Choose | Intent::Unknown => return Heard::NotUnderstood,
+            Intent::Choose | Intent::Unknown => {
+                self.anything_else = after_task;
+                return Heard::NotUnderstood;
+            }
         }
         Heard::Understood
     }
@@ -740,13 +759,18 @@ impl Conversation {
 
     pub(super) fn ask_how_can_i_help(&mut self) {
         self.state = State::Listening;
+        self.anything_else = false;
         let q = self.p("how_can_i_help", &[]);
         self.ask(q);
     }
 
     pub(super) fn ask_anything_else(&mut self) {
         self.state = State::Listening;
-        let q = self.p("anything_else", &[]);
+        self.anything_else = true;
+        let mut q = self.p("anything_else", &[]);
+        if self.keypad {
+            q = format!("{q} {}", self.p("yes_no_keys", &[]));
+        }
         self.ask(q);
     }
 

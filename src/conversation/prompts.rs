@@ -16,6 +16,7 @@ pub const REQUIRED: &[&str] = &[
     "greeting",
     "how_can_i_help",
     "anything_else",
+    "yes_no_keys",
     "keypad_menu",
     "reprompt",
     "silence_goodbye",
@@ -73,6 +74,7 @@ pub const REQUIRED: &[&str] = &[
     "location",
     "and",
     "date",
+    "birth_date",
     "time",
 ];
 
@@ -194,6 +196,19 @@ impl Prompts {
             "date",
             &[
                 ("weekday", weekday),
+                ("day", &d.day().to_string()),
+                ("month", month),
+                ("year", &d.year().to_string()),
+            ],
+        )
+    }
+
+    /// "14 de marzo de 1948": a date of birth, with its year and no weekday.
+    pub fn birth_date(&self, d: NaiveDate) -> String {
+        let month = &self.months[d.month0() as usize];
+        self.say(
+            "birth_date",
+            &[
                 ("day", &d.day().to_string()),
                 ("month", month),
                 ("year", &d.year().to_string()),
