@@ -12,3 +12,4 @@ pub mod demo;
 pub mod conversation;
 pub mod media;
 pub mod bench;
+pub mod escalation;

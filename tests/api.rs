@@ -52,6 +52,7 @@ on_both_engines!(
     appointment_lifecycle,
     openapi_document_is_generated,
     lists_and_lookups,
+    reminders_and_replies,
 );
 
 fn app(store: Store, config: Config) -> Router {
@@ -274,7 +275,7 @@ async fn openapi_document_is_generated(app: Router) {
     assert_eq!(r.status, StatusCode::OK);
     let doc = r.json;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/patients", "/api/v1/patients/{id}", "/api/v1/slots", "/api/v1/appointments", "/api/v1/appointments/{id}/reschedule", "/api/v1/waitlist", "/api/v1/calls/{id}"] {
+    for path in ["/api/v1/reminders", "/api/v1/reminders/{id}/reply", "/api/v1/jobs", "/api/v1/patients", "/api/v1/patients/{id}", "/api/v1/slots", "/api/v1/appointments", "/api/v1/appointments/{id}/reschedule", "/api/v1/waitlist", "/api/v1/calls/{id}"] {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     assert!(doc["paths"]["/api/v1/appointments"]["post"]["responses"]["409"].is_object());
@@ -308,4 +309,25 @@ async fn lists_and_lookups(app: Router) {
 
     assert_eq!(call(&app, "GET", "/api/v1/calls", Some(READ), None, &[]).await.json, json!([]));
     assert_problem(&call(&app, "GET", "/api/v1/calls/none", Some(READ), None, &[]).await, 404);
+}
+
+async fn reminders_and_replies(app: Router) {
+    let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
+    let body = json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": SLOT});
+    let id = call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body), &[]).await.json["id"].as_str().unwrap().to_string();
+    let reminder = json!({"appointment_id": id, "channel": "sms", "sent_at": "2026-11-23T07:00:00Z", "external_id": "sms-991"});
+    let first = call(&app, "POST", "/api/v1/reminders", Some(WRITE), Some(reminder.clone()), &[]).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.json);
+    let again = call(&app, "POST", "/api/v1/reminders", Some(WRITE), Some(reminder), &[]).await;
+    assert_eq!((again.status, &again.json["id"]), (StatusCode::OK, &first.json["id"]));
+    let bad = json!({"appointment_id": id, "channel": "pigeon", "sent_at": "2026-11-23T07:00:00Z"});
+    assert_eq!(field(&call(&app, "POST", "/api/v1/reminders", Some(WRITE), Some(bad), &[]).await), "channel");
+    let rid = first.json["id"].as_str().unwrap();
+    let reply = call(&app, "POST", &format!("/api/v1/reminders/{rid}/reply"), Some(WRITE), Some(json!({"reply": "confirmed", "text": "OK"})), &[]).await;
+    assert_eq!(reply.json["reply"], "confirmed", "{}", reply.json);
+    let a = call(&app, "GET", &format!("/api/v1/appointments/{id}"), Some(READ), None, &[]).await;
+    assert_eq!((a.json["status"].as_str(), a.json["updated_channel"].as_str()), (Some("confirmed"), Some("sms")));
+    assert_problem(&call(&app, "POST", "/api/v1/reminders/nope/reply", Some(WRITE), Some(json!({"reply": "cancelled"})), &[]).await, 404);
+    assert_eq!(call(&app, "GET", "/api/v1/jobs?status=pending", Some(READ), None, &[]).await.json, json!([]));
+    assert_eq!(field(&call(&app, "GET", "/api/v1/jobs?status=weird", Some(READ), None, &[]).await), "status");
 }

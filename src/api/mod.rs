@@ -11,6 +11,7 @@ mod idempotency;
 mod patients;
 mod problem;
 mod records;
+mod reminders;
 
 use std::sync::Arc;
 
@@ -78,6 +79,10 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(records::waitlist_remove))
         .routes(routes!(records::calls))
         .routes(routes!(records::call))
+        .routes(routes!(reminders::record))
+        .routes(routes!(reminders::reply))
+        .routes(routes!(reminders::jobs))
+        .routes(routes!(reminders::job))
         .split_for_parts()
 }
 

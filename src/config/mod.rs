@@ -35,6 +35,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub api: ApiConfig,
     pub store: StoreConfig,
+    pub escalation: EscalationConfig,
     /// True when this is the built-in demo clinic.
     pub demo: bool,
 }
@@ -128,6 +129,31 @@ pub struct StoreConfig {
     pub hold_seconds: i64,
 }
 
+/// When and how patients who did not answer a reminder are called back.
+#[derive(Debug, Clone)]
+pub struct EscalationConfig {
+    pub enabled: bool,
+    /// Call when no reply came this long after the reminder was sent…
+    pub reply_within: chrono::Duration,
+    /// …and the appointment starts within this horizon…
+    pub horizon: chrono::Duration,
+    /// …but never later than this before the appointment.
+    pub min_lead: chrono::Duration,
+    pub max_attempts: u32,
+    /// Least time between two attempts.
+    pub spacing: chrono::Duration,
+    /// Simultaneous outbound calls, so lines stay free for inbound patients.
+    pub max_concurrent_calls: u32,
+    /// Clinic-local ranges when patients may be called (never on holidays).
+    pub calling_windows: WeeklyHours,
+    /// Offer a freed slot to waiting-list patients by phone.
+    pub refill_enabled: bool,
+    /// Only slots at least this far ahead are offered.
+    pub refill_min_lead: chrono::Duration,
+    /// How long each waiting-list patient has to accept.
+    pub refill_offer: chrono::Duration,
+}
+
 /// One problem in the configuration: where, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -144,7 +170,10 @@ impl std::fmt::Display for FieldError {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid TOML: {message}")]
     Syntax { path: String, message: String },
     #[error("invalid configuration ({} problems):\n{}", .0.len(), list(.0))]
@@ -152,18 +181,32 @@ pub enum ConfigError {
 }
 
 fn list(errors: &[FieldError]) -> String {
-    errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Loads configuration from `path`. When `path` is the default and no file is
 /// there, the demo clinic is used. Environment overrides apply in both cases.
-pub fn load(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+pub fn load(
+    path: &Path,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
     let (text, origin, demo) = match std::fs::read_to_string(path) {
         Ok(text) => (text, path.display().to_string(), false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) => {
-            (DEMO_TOML.to_string(), "built-in demo clinic".to_string(), true)
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) => (
+            DEMO_TOML.to_string(),
+            "built-in demo clinic".to_string(),
+            true,
+        ),
+        Err(source) => {
+            return Err(ConfigError::Io {
+                path: path.display().to_string(),
+                source,
+            })
         }
-        Err(source) => return Err(ConfigError::Io { path: path.display().to_string(), source }),
     };
     let mut config = from_toml(&text, &origin, vars)?;
     config.demo = demo;
@@ -176,10 +219,16 @@ pub fn from_toml(
     origin: &str,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let syntax = |message: String| ConfigError::Syntax { path: origin.to_string(), message };
-    let mut value: toml::Table = text.parse().map_err(|e: toml::de::Error| syntax(e.to_string()))?;
+    let syntax = |message: String| ConfigError::Syntax {
+        path: origin.to_string(),
+        message,
+    };
+    let mut value: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| syntax(e.to_string()))?;
     env::apply_overrides(&mut value, vars);
-    let raw: raw::RawConfig = raw::RawConfig::deserialize(toml::Value::Table(value)).map_err(|e| syntax(e.to_string()))?;
+    let raw: raw::RawConfig = raw::RawConfig::deserialize(toml::Value::Table(value))
+        .map_err(|e| syntax(e.to_string()))?;
     validate(raw)
 }
 
@@ -188,9 +237,11 @@ use serde::Deserialize as _;
 /// `sha256:<hex>` of a bearer token, the form tokens take in configuration.
 pub fn hash_token(token: &str) -> String {
     use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(token.as_bytes())))
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(token.as_bytes()))
+    )
 }
-
 
 #[cfg(test)]
 mod tests;

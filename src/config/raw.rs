@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub http: RawHttp,
     pub api: RawApi,
     pub store: RawStore,
+    pub escalation: RawEscalation,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,4 +97,21 @@ pub struct RawToken {
 #[serde(default, deny_unknown_fields)]
 pub struct RawStore {
     pub hold_seconds: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawEscalation {
+    pub enabled: Option<bool>,
+    pub reply_within_hours: Option<i64>,
+    pub horizon_hours: Option<i64>,
+    pub min_lead_hours: Option<i64>,
+    pub max_attempts: Option<i64>,
+    pub spacing_minutes: Option<i64>,
+    pub max_concurrent_calls: Option<i64>,
+    /// weekday name → list of "HH:MM-HH:MM" ranges when patients may be called.
+    pub calling_windows: Option<BTreeMap<String, Vec<String>>>,
+    pub refill_enabled: Option<bool>,
+    pub refill_min_lead_hours: Option<i64>,
+    pub refill_offer_minutes: Option<i64>,
 }

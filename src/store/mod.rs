@@ -17,8 +17,10 @@ mod calls;
 mod clinic;
 mod conversation_queries;
 mod idempotency;
+mod jobs;
 mod models;
 mod patients;
+mod reminders;
 mod waitlist;
 
 use std::str::FromStr;
@@ -31,8 +33,10 @@ use sqlx::{AnyPool, Row};
 pub use appointments::{NewAppointment, Reschedule, SlotQuery};
 pub use calls::{NewCall, NewTurn};
 pub use idempotency::IdempotencyStart;
+pub use jobs::{Job, JobAttempt};
 pub use models::*;
 pub use patients::{NewPatient, PatientPatch};
+pub use reminders::{NewReminder, Reminder, ReminderChannel, ReplyKind};
 pub use waitlist::NewWaitlistEntry;
 
 #[derive(Debug, thiserror::Error)]
