@@ -62,6 +62,13 @@ impl Want {
         want
     }
 
+    /// "Lo antes posible" said along with the wish itself.
+    pub(super) fn earliest_if_said(&mut self, text: &str, prompts: &super::prompts::Prompts) {
+        if self.when == When::Unknown && prompts.means_earliest(text) {
+            self.when = When::Earliest;
+        }
+    }
+
     /// Takes the day, part of day and time the caller just said.
     fn update(&mut self, s: &Slots, today: NaiveDate) {
         if let Some(d) = s

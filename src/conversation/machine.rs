@@ -516,7 +516,10 @@ impl Conversation {
         let slots = input.slots().cloned().unwrap_or_default();
         match intent {
             Intent::Book => {
-                let want = Want::from_slots(&slots, self.today());
+                let mut want = Want::from_slots(&slots, self.today());
+                if let Input::Said { text, .. } = &input {
+                    want.earliest_if_said(text, &self.ctx.language.prompts);
+                }
                 self.start(Goal::Book(want));
             }
             Intent::Confirm => self.start(Goal::Manage(Task::Confirm, slots)),

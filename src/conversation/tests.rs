@@ -1,1 +1,317 @@
-//! Unit tests of the state machine with fake time and a fake store.
+//! Unit tests of the state machine with fake time and a fake store: every
+//! store answer is written by the test, so minutes of a call run in
+//! microseconds and nothing but the machine is exercised.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use super::*;
+use crate::phone::E164;
+use crate::store::{Hold, Patient, Slot};
+
+fn t0() -> DateTime<Utc> {
+    // Monday 23 November 2026, 09:00 in Madrid.
+    "2026-11-23T08:00:00Z".parse().unwrap()
+}
+
+fn ctx(lang: &str, caller: Option<&str>) -> Context {
+    let config = crate::testing::demo_config();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    Context {
+        language: Arc::new(Language::load(&dir, lang).unwrap()),
+        vocabulary: Arc::new(nlu::Vocabulary::from_config(&config)),
+        config: Arc::new(config),
+        direction: Direction::Inbound,
+        caller: caller.map(|c| E164::parse(c).unwrap()),
+    }
+}
+
+fn maria() -> Patient {
+    Patient {
+        id: "p-maria".into(),
+        name: "María López García".into(),
+        phones: vec!["+34600111222".into()],
+        date_of_birth: NaiveDate::from_ymd_opt(1948, 3, 14).unwrap(),
+        national_id: None,
+        preferred_language: "es".into(),
+        contact_consent: true,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+fn slot(minutes_after_t0: i64) -> Slot {
+    let starts_at = t0() + Duration::days(1) + Duration::minutes(minutes_after_t0);
+    Slot {
+        provider_id: "dr-sanchez".into(),
+        specialty_id: "dermatology".into(),
+        starts_at,
+        ends_at: starts_at + Duration::minutes(20),
+        starts_at_local: String::new(),
+    }
+}
+
+fn hold(s: &Slot, token: &str) -> Hold {
+    Hold {
+        token: token.into(),
+        provider_id: s.provider_id.clone(),
+        starts_at: s.starts_at,
+        expires_at: s.starts_at,
+    }
+}
+
+fn drain(c: &mut Conversation) -> Vec<Action> {
+    std::iter::from_fn(|| c.poll_action()).collect()
+}
+
+fn said(actions: &[Action]) -> String {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Say { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The store requests that wait for an answer.
+fn asks(actions: &[Action]) -> Vec<StoreRequest> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Store(r) if r.expects_reply() => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// María, identified by caller ID and date of birth, asking for dermatology:
+/// the conversation stops at the slot search.
+fn maria_searching() -> (Conversation, DateTime<Utc>) {
+    let mut c = Conversation::new(ctx("es", Some("+34600111222")), t0());
+    drain(&mut c);
+    c.handle_store_reply(StoreReply::Patients(vec![maria()]));
+    drain(&mut c);
+    let now = t0() + Duration::seconds(5);
+    c.handle_utterance(
+        now,
+        "quiero una cita con el dermatólogo lo antes posible",
+        0.9,
+    );
+    drain(&mut c);
+    c.handle_utterance(now + Duration::seconds(5), "14 de marzo de 1948", 0.9);
+    let out = drain(&mut c);
+    assert!(
+        matches!(asks(&out)[..], [StoreRequest::FreeSlots { .. }]),
+        "{out:#?}"
+    );
+    (c, now + Duration::seconds(5))
+}
+
+#[test]
+fn silence_reprompts_once_then_says_goodbye_and_hangs_up() {
+    let mut c = Conversation::new(ctx("es", None), t0());
+    let greeting = drain(&mut c);
+    assert!(said(&greeting).contains("Clínica San Rafael"));
+    c.handle_silence(t0() + Duration::seconds(8));
+    let first = drain(&mut c);
+    assert!(
+        said(&first).contains("¿Sigue ahí? ¿En qué puedo ayudarle?"),
+        "{first:#?}"
+    );
+    assert!(!first.contains(&Action::Hangup));
+    assert!(!c.is_ended());
+    c.handle_silence(t0() + Duration::seconds(16));
+    let second = drain(&mut c);
+    assert!(said(&second).contains("No le oigo"));
+    assert!(second.contains(&Action::Hangup));
+    let finished = second.iter().any(|a| {
+        matches!(
+            a,
+            Action::Store(StoreRequest::FinishCall {
+                outcome: Outcome::Abandoned,
+                ..
+            })
+        )
+    });
+    assert!(finished, "{second:#?}");
+    assert!(c.is_ended());
+}
+
+#[test]
+fn speech_resets_the_silence_count() {
+    let mut c = Conversation::new(ctx("en", None), t0());
+    drain(&mut c);
+    c.handle_silence(t0() + Duration::seconds(8));
+    c.handle_utterance(
+        t0() + Duration::seconds(10),
+        "what are your opening hours",
+        0.9,
+    );
+    c.handle_silence(t0() + Duration::seconds(20));
+    let out = drain(&mut c);
+    assert!(!out.contains(&Action::Hangup), "{out:#?}");
+}
+
+#[test]
+fn a_date_of_birth_question_comes_with_a_patience_hint() {
+    let mut c = Conversation::new(ctx("es", Some("+34600111222")), t0());
+    drain(&mut c);
+    c.handle_store_reply(StoreReply::Patients(vec![maria()]));
+    drain(&mut c);
+    c.handle_utterance(t0(), "quiero cancelar mi cita", 0.9);
+    let out = drain(&mut c);
+    let hint = out.iter().position(|a| {
+        *a == Action::ExpectLonger {
+            reason: Patience::DateOfBirth,
+        }
+    });
+    let question = out.iter().position(
+        |a| matches!(a, Action::Say { text, .. } if text.contains("fecha de nacimiento")),
+    );
+    assert!(hint.is_some() && hint < question, "{out:#?}");
+    // Nothing about appointments is asked of the store before identification.
+    assert!(asks(&out).is_empty(), "{out:#?}");
+}
+
+#[test]
+fn a_wrong_date_of_birth_reveals_nothing() {
+    let mut c = Conversation::new(ctx("es", Some("+34600111222")), t0());
+    drain(&mut c);
+    c.handle_store_reply(StoreReply::Patients(vec![maria()]));
+    drain(&mut c);
+    c.handle_utterance(t0(), "¿cuándo tengo la cita?", 0.9);
+    drain(&mut c);
+    c.handle_utterance(t0(), "15 de marzo de 1948", 0.9);
+    let out = drain(&mut c);
+    assert!(
+        out.contains(&Action::ExpectLonger {
+            reason: Patience::Name
+        }),
+        "{out:#?}"
+    );
+    assert!(asks(&out).is_empty());
+    c.handle_utterance(t0(), "María López García", 0.9);
+    let out = drain(&mut c);
+    let born = NaiveDate::from_ymd_opt(1948, 3, 15).unwrap();
+    assert_eq!(
+        asks(&out),
+        vec![StoreRequest::PatientsBornOn { date: born }]
+    );
+    c.handle_store_reply(StoreReply::Patients(Vec::new()));
+    let out = drain(&mut c);
+    assert!(said(&out).contains("no puedo darle detalles"));
+    assert!(asks(&out).is_empty());
+}
+
+#[test]
+fn offered_slots_are_held_and_the_ones_not_chosen_released() {
+    let (mut c, now) = maria_searching();
+    let slots = vec![slot(0), slot(20), slot(60), slot(120), slot(180)];
+    c.handle_store_reply(StoreReply::Slots(slots.clone()));
+    let out = drain(&mut c);
+    // Three slots at least an hour apart.
+    let [StoreRequest::HoldSlots { slots: offered }] = &asks(&out)[..] else {
+        panic!("{out:#?}")
+    };
+    assert_eq!(
+        offered,
+        &vec![slots[0].clone(), slots[2].clone(), slots[3].clone()]
+    );
+    let held = offered
+        .iter()
+        .zip(["a", "b", "c"])
+        .map(|(s, t)| (s.clone(), hold(s, t)))
+        .collect();
+    c.handle_store_reply(StoreReply::Held(held));
+    let out = drain(&mut c);
+    assert!(said(&out).contains("Tengo estas citas"), "{out:#?}");
+    assert_eq!(c.held_tokens(), ["a", "b", "c"]);
+
+    c.handle_utterance(now + Duration::seconds(10), "la segunda", 0.9);
+    let out = drain(&mut c);
+    let released = out.iter().find_map(|a| match a {
+        Action::Store(StoreRequest::ReleaseHolds { tokens }) => Some(tokens.clone()),
+        _ => None,
+    });
+    assert_eq!(released, Some(vec!["a".to_string(), "c".to_string()]));
+    assert_eq!(c.held_tokens(), ["b"]);
+    assert!(said(&out).contains("¿Se la reservo?"));
+
+    // Hanging up now gives the last hold back too.
+    c.handle_hangup(now + Duration::seconds(20));
+    let out = drain(&mut c);
+    assert!(
+        out.contains(&Action::Store(StoreRequest::ReleaseHolds {
+            tokens: vec!["b".into()]
+        })),
+        "{out:#?}"
+    );
+    assert!(c.held_tokens().is_empty());
+}
+
+#[test]
+fn an_emergency_mid_booking_releases_holds_and_offers_the_emergency_group() {
+    let (mut c, now) = maria_searching();
+    c.handle_store_reply(StoreReply::Slots(vec![slot(0)]));
+    drain(&mut c);
+    c.handle_store_reply(StoreReply::Held(vec![(slot(0), hold(&slot(0), "a"))]));
+    drain(&mut c);
+    c.handle_utterance(now, "mi marido se ha desmayado", 0.9);
+    let out = drain(&mut c);
+    assert!(said(&out).contains("112"));
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::Say { text, interruptible: false } if text.contains("112"))));
+    assert!(c.held_tokens().is_empty());
+    c.handle_dtmf(now, '1');
+    let out = drain(&mut c);
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::Transfer {
+                group: TransferGroup::Emergency,
+                ..
+            }
+        )),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn low_confidence_is_asked_again_not_acted_on() {
+    let mut c = Conversation::new(ctx("en", None), t0());
+    drain(&mut c);
+    c.handle_utterance(t0(), "cancel my appointment", 0.1);
+    let out = drain(&mut c);
+    assert!(said(&out).contains("didn't catch that"), "{out:#?}");
+    assert!(!out.iter().any(|a| matches!(a, Action::ExpectLonger { .. })));
+}
+
+#[test]
+fn the_same_events_give_the_same_actions() {
+    let run = || {
+        let (mut c, now) = maria_searching();
+        c.handle_store_reply(StoreReply::Slots(vec![slot(0), slot(60)]));
+        let mut all = drain(&mut c);
+        c.handle_store_reply(StoreReply::Held(vec![
+            (slot(0), hold(&slot(0), "a")),
+            (slot(60), hold(&slot(60), "b")),
+        ]));
+        c.handle_utterance(now, "the first", 0.9);
+        c.handle_dtmf(now, '1');
+        all.extend(drain(&mut c));
+        all
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn every_language_has_every_prompt() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    for lang in ["es", "en", "it"] {
+        Language::load(&dir, lang).unwrap_or_else(|e| panic!("{lang}: {e}"));
+    }
+}
