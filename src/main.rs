@@ -76,6 +76,17 @@ enum TokenAction {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// Understanding latency per utterance and a whole booking call's engine and store time.
+    Conversation {
+        #[arg(long, default_value = "prompts")]
+        prompts: PathBuf,
+        /// Directory of the NLU tables (<lang>.tsv).
+        #[arg(long, default_value = "tests/nlu")]
+        tables: PathBuf,
+        /// PostgreSQL to use (a private schema is created); "off" to skip it.
+        #[arg(long, default_value = clinivox::testing::DEFAULT_PG_URL)]
+        postgres: String,
+    },
     /// Booking throughput and latency on SQLite and PostgreSQL under contention.
     Store {
         /// PostgreSQL to use (a private schema is created); "off" to skip it.
@@ -84,6 +95,14 @@ enum BenchWhat {
         /// Client counts to run.
         #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
         clients: Vec<usize>,
+    },
+    /// Escalation jobs claimed and completed per second, 1 and 4 instances.
+    Scheduler {
+        /// PostgreSQL to use (a private schema is created); "off" to skip it.
+        #[arg(long, default_value = clinivox::testing::DEFAULT_PG_URL)]
+        postgres: String,
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        instances: Vec<usize>,
     },
 }
 
@@ -108,9 +127,17 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", clinivox::conversation::chat::understand_json(&c, &prompts, &lang, now, &text)?);
         }
         Command::Chat { lang, caller, now, prompts } => chat(load(&cli.config)?, lang, caller, now, &prompts).await?,
+        Command::Bench { what: BenchWhat::Conversation { prompts, tables, postgres } } => {
+            let pg = (postgres != "off").then_some(postgres);
+            clinivox::bench::conversation::run(&prompts, &tables, pg.as_deref()).await?;
+        }
         Command::Bench { what: BenchWhat::Store { postgres, clients } } => {
             let pg = (postgres != "off").then_some(postgres);
             clinivox::bench::store::run(pg.as_deref(), &clients).await?;
+        }
+        Command::Bench { what: BenchWhat::Scheduler { postgres, instances } } => {
+            let pg = (postgres != "off").then_some(postgres);
+            clinivox::bench::scheduler::run(pg.as_deref(), &instances).await?;
         }
     }
     Ok(())
