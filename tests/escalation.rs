@@ -191,3 +191,60 @@ async fn a_job_whose_instance_died_is_retried_once(store: Store, _: Config) {
     let outcomes: Vec<_> = attempts.iter().map(|a| (a.instance.as_str(), a.outcome.as_deref())).collect();
     assert_eq!(outcomes, [("dies", Some("lease_expired")), ("survivor", Some("confirmed"))]);
 }
+
+mod refill {
+    use super::*;
+    use clinivox::escalation::refill::{OfferOutcome, Refill};
+
+    on_both_engines!(a_freed_slot_goes_to_the_first_waiting_patient_who_accepts);
+
+    async fn waitlisted(store: &Store, i: usize, earliest: u32, latest: u32) -> (Patient, WaitlistEntry) {
+        let p = patient(store, i).await;
+        let d = |day| NaiveDate::from_ymd_opt(2026, 12, day).unwrap();
+        let new = NewWaitlistEntry { patient_id: p.id.clone(), specialty_id: "dermatology".into(), provider_id: None, earliest: d(earliest), latest: d(latest), notes: None };
+        let e = store.waitlist_add(new, &staff(), monday() + Duration::seconds(i as i64)).await.unwrap();
+        (p, e)
+    }
+
+    async fn a_freed_slot_goes_to_the_first_waiting_patient_who_accepts(store: Store, config: Config) {
+        let refill = Refill::new(store.clone(), Arc::new(config), "instance-a", Duration::minutes(15));
+        // Monday 7 Dec 09:00 with Dr. Sánchez, cancelled by the API.
+        let a = appointment(&store, 1, "dr-sanchez", "2026-12-07T08:00:00Z").await;
+        let (_, too_late) = waitlisted(&store, 2, 9, 20).await; // only from the 9th
+        let (first, e1) = waitlisted(&store, 3, 1, 31).await;
+        let (second, e2) = waitlisted(&store, 4, 1, 31).await;
+        let (third, _) = waitlisted(&store, 5, 1, 31).await;
+        // The third already has a later dermatology appointment: it would be moved earlier.
+        let later = NewAppointment { patient_id: third.id.clone(), provider_id: "dr-sanchez".into(), starts_at: utc("2026-12-14T08:00:00Z"), hold_token: None, notes: None };
+        let later = store.book(later, &staff(), monday()).await.unwrap();
+
+        assert_eq!(refill.plan(monday()).await.unwrap(), 0, "nothing cancelled yet");
+        store.cancel(&a.id, &Actor::new("reception", Channel::Api), monday()).await.unwrap();
+        assert_eq!(refill.plan(monday()).await.unwrap(), 1);
+        assert_eq!(refill.plan(monday()).await.unwrap(), 0);
+
+        // First offer: the oldest matching entry; the slot is held meanwhile.
+        let offer = refill.next_offer(monday()).await.unwrap().expect("an offer");
+        assert_eq!(offer.entry.id, e1.id);
+        assert_ne!(offer.entry.id, too_late.id);
+        let intruder = NewAppointment { patient_id: second.id.clone(), provider_id: "dr-sanchez".into(), starts_at: a.starts_at, hold_token: None, notes: None };
+        assert!(matches!(store.book(intruder, &staff(), monday()).await, Err(StoreError::Conflict(_))));
+        refill.resolve(&offer, OfferOutcome::Declined, monday() + Duration::minutes(3)).await.unwrap();
+
+        // Second offer goes to the next in line, who accepts.
+        let t = monday() + Duration::minutes(4);
+        let offer = refill.next_offer(t).await.unwrap().expect("a second offer");
+        assert_eq!(offer.entry.id, e2.id);
+        let job = refill.resolve(&offer, OfferOutcome::Accepted, t + Duration::minutes(2)).await.unwrap();
+        assert_eq!((job.status.as_str(), job.last_outcome.as_deref()), ("done", Some("accepted")));
+        let booked = store.appointments_for_patient(&second.id, true, t).await.unwrap();
+        assert_eq!(booked.len(), 1);
+        assert_eq!(booked[0].starts_at, a.starts_at);
+        assert!(store.waitlist(Some("dermatology")).await.unwrap().iter().all(|e| e.id != e2.id), "served entries leave the list");
+        // Nobody else is called.
+        assert!(refill.next_offer(t + Duration::minutes(10)).await.unwrap().is_none());
+        let offers = store.offers(&job.id).await.unwrap();
+        assert_eq!(offers.iter().map(|o| o.1.as_str()).collect::<Vec<_>>(), [first.id.as_str(), second.id.as_str()]);
+        assert_eq!(store.appointment(&later.id).await.unwrap().starts_at, later.starts_at, "the third patient was not touched");
+    }
+}

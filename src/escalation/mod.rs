@@ -6,4 +6,5 @@
 //! Clinivox instance places each call; [`scheduler`] ties the two together.
 
 pub mod policy;
+pub mod refill;
 pub mod scheduler;

@@ -20,6 +20,7 @@ mod idempotency;
 mod jobs;
 mod models;
 mod patients;
+mod refill;
 mod reminders;
 mod waitlist;
 
