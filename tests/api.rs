@@ -329,5 +329,11 @@ async fn reminders_and_replies(app: Router) {
     assert_eq!((a.json["status"].as_str(), a.json["updated_channel"].as_str()), (Some("confirmed"), Some("sms")));
     assert_problem(&call(&app, "POST", "/api/v1/reminders/nope/reply", Some(WRITE), Some(json!({"reply": "cancelled"})), &[]).await, 404);
     assert_eq!(call(&app, "GET", "/api/v1/jobs?status=pending", Some(READ), None, &[]).await.json, json!([]));
+    let metrics = call(&app, "GET", "/metrics", None, None, &[]).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.json.as_str().unwrap().to_string();
+    assert!(text.contains("# TYPE clinivox_appointments gauge"), "{text}");
+    assert!(text.contains("clinivox_appointments{status=\"confirmed\"} 1"), "{text}");
+    assert!(!text.contains("Ana"), "no patient data in metrics");
     assert_eq!(field(&call(&app, "GET", "/api/v1/jobs?status=weird", Some(READ), None, &[]).await), "status");
 }

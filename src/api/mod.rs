@@ -8,6 +8,7 @@ mod appointments;
 pub mod auth;
 mod catalog;
 mod idempotency;
+mod metrics;
 mod patients;
 mod problem;
 mod records;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .merge(api)
         .fallback(|| async { Problem::not_found("route") })
         .with_state(state)
