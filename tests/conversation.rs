@@ -164,9 +164,27 @@ async fn run_script(name: &str, store: Store, config: Config) {
         tz,
         caller,
     };
+    let mut said = Vec::new();
     for (line_no, line) in body {
         let at = format!("{name}.txt:{line_no}: {line}");
         run.step(&line, &at).await;
+        if let Some(text) = line
+            .strip_prefix('>')
+            .map(str::trim)
+            .filter(|t| !t.starts_with('#'))
+        {
+            said.push(text.to_string());
+        }
+    }
+    // Everything the caller said is in the call's transcript.
+    let turns = run.call().await.turns;
+    for text in said {
+        assert!(
+            turns
+                .iter()
+                .any(|t| t.speaker == "caller" && t.text == text),
+            "{name}: {text:?} not recorded: {turns:#?}"
+        );
     }
 }
 

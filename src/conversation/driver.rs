@@ -158,6 +158,11 @@ impl Session {
                 confidence,
             } => {
                 if let Some(id) = &self.call_id {
+                    // Text the assistant wrote itself, and keys, are exact:
+                    // confidence 1. (A NULL here would also make sqlx's Any
+                    // driver prepare the insert with a FLOAT4 parameter on
+                    // PostgreSQL, after which real confidences fail to bind.)
+                    let confidence = Some(confidence.unwrap_or(1.0));
                     let turn = NewTurn {
                         speaker: speaker.as_str().into(),
                         text,
