@@ -87,17 +87,6 @@ enum BenchWhat {
         #[arg(long, default_value = clinivox::testing::DEFAULT_PG_URL)]
         postgres: String,
     },
-    /// Understanding latency per utterance and a whole booking call's engine and store time.
-    Conversation {
-        #[arg(long, default_value = "prompts")]
-        prompts: PathBuf,
-        /// Directory of the NLU tables (<lang>.tsv).
-        #[arg(long, default_value = "tests/nlu")]
-        tables: PathBuf,
-        /// PostgreSQL to use (a private schema is created); "off" to skip it.
-        #[arg(long, default_value = clinivox::testing::DEFAULT_PG_URL)]
-        postgres: String,
-    },
     /// Booking throughput and latency on SQLite and PostgreSQL under contention.
     Store {
         /// PostgreSQL to use (a private schema is created); "off" to skip it.
@@ -138,10 +127,6 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", clinivox::conversation::chat::understand_json(&c, &prompts, &lang, now, &text)?);
         }
         Command::Chat { lang, caller, now, prompts } => chat(load(&cli.config)?, lang, caller, now, &prompts).await?,
-        Command::Bench { what: BenchWhat::Conversation { prompts, tables, postgres } } => {
-            let pg = (postgres != "off").then_some(postgres);
-            clinivox::bench::conversation::run(&prompts, &tables, pg.as_deref()).await?;
-        }
         Command::Bench { what: BenchWhat::Conversation { prompts, tables, postgres } } => {
             let pg = (postgres != "off").then_some(postgres);
             clinivox::bench::conversation::run(&prompts, &tables, pg.as_deref()).await?;
