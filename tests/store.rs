@@ -252,9 +252,17 @@ async fn calls_keep_their_transcript(store: Store, _: Config) {
     let turn = |speaker: &str, text: &str| NewTurn { speaker: speaker.into(), text: text.into(), confidence: Some(0.9), intent: None, latency_ms: Some(640) };
     store.add_turn(&call.id, turn("assistant", "Clínica San Rafael, ¿en qué puedo ayudarle?"), now()).await.unwrap();
     store.add_turn(&call.id, turn("caller", "quiero una cita"), now()).await.unwrap();
+    // A turn without a confidence, then with one again (a NULL float must not
+    // break later inserts on PostgreSQL).
+    for _ in 0..3 {
+        store.add_turn(&call.id, NewTurn { confidence: None, ..turn("assistant", "¿Para qué especialidad?") }, now()).await.unwrap();
+        store.add_turn(&call.id, turn("caller", "dermatología"), now()).await.unwrap();
+    }
     store.finish_call(&call.id, "transferred", None, Some("reception"), Some("wants an appointment"), now()).await.unwrap();
     let detail = store.call(&call.id).await.unwrap();
-    assert_eq!(detail.turns.iter().map(|t| t.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(detail.turns.iter().map(|t| t.seq).collect::<Vec<_>>(), (1..=8).collect::<Vec<i64>>());
+    assert_eq!(detail.turns[2].confidence, None);
+    assert_eq!(detail.turns[3].confidence, Some(0.9));
     assert_eq!(detail.call.outcome.as_deref(), Some("transferred"));
     assert_eq!(store.calls(10).await.unwrap().len(), 1);
     assert!(matches!(store.add_turn("missing", turn("caller", "x"), now()).await, Err(StoreError::NotFound(_))));

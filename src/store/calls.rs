@@ -57,19 +57,26 @@ impl Store {
             .bind(call_id)
             .fetch_one(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO call_turns (call_id, seq, at, speaker, text, confidence, intent, latency_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(call_id)
-        .bind(seq)
-        .bind(now.timestamp())
-        .bind(&turn.speaker)
-        .bind(&turn.text)
-        .bind(turn.confidence)
-        .bind(&turn.intent)
-        .bind(turn.latency_ms)
-        .execute(&mut *tx)
-        .await?;
+        // sqlx's Any driver sends a NULL f64 to PostgreSQL typed FLOAT4, which
+        // then poisons the cached statement for real values: write NULL as a
+        // literal in its own statement instead of binding it.
+        let sql = if turn.confidence.is_some() {
+            "INSERT INTO call_turns (call_id, seq, at, speaker, text, intent, latency_ms, confidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        } else {
+            "INSERT INTO call_turns (call_id, seq, at, speaker, text, intent, latency_ms, confidence) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)"
+        };
+        let mut insert = sqlx::query(sql)
+            .bind(call_id)
+            .bind(seq)
+            .bind(now.timestamp())
+            .bind(&turn.speaker)
+            .bind(&turn.text)
+            .bind(&turn.intent)
+            .bind(turn.latency_ms);
+        if let Some(c) = turn.confidence {
+            insert = insert.bind(c);
+        }
+        insert.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(CallTurn {
             seq,
