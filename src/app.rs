@@ -9,7 +9,8 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::call::apps;
+use crate::config::{CallsApp, Config};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
+    #[error("SIP endpoint: {0}")]
+    Sip(#[from] crate::sip::driver::DriverError),
 }
 
 /// Opens the store, applies migrations, mirrors the clinic's configuration
@@ -39,10 +42,37 @@ pub async fn run(
     http: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
+    // One shutdown signal, fanned out to every part.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let sip = match &config.sip {
+        Some(sip_config) => {
+            let server = crate::sip::driver::SipServer::bind(sip_config.clone()).await?;
+            let app = match config.calls_app {
+                CallsApp::Echo => apps::App::Echo,
+                CallsApp::Tone => apps::App::Tone,
+            };
+            let report: apps::Report = std::sync::Arc::new(|line: String| tracing::info!(target: "clinivox::calls", "{line}"));
+            Some(tokio::spawn(apps::serve(server, app, report, stopped(stop_rx.clone()))))
+        }
+        None => {
+            tracing::info!("no [sip] section: telephony is off");
+            None
+        }
+    };
     let state = AppState { store: store.clone(), config, clock };
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(address = %http.local_addr()?, "HTTP API listening");
-    axum::serve(http, app).with_graceful_shutdown(shutdown).await?;
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx)).await?;
+    if let Some(sip) = sip {
+        let _ = sip.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

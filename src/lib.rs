@@ -13,3 +13,5 @@ pub mod conversation;
 pub mod media;
 pub mod bench;
 pub mod escalation;
+pub mod call;
+pub mod sip;

@@ -29,6 +29,15 @@ enum Command {
     CheckConfig,
     /// Print the OpenAPI document.
     Openapi,
+    /// Run a telephony test application on its own, printing one line per event
+    /// (for checking a trunk or desk phone, and for the interop tests).
+    SipApp {
+        /// A file holding only the `[sip]` settings (SipConfig).
+        sip_config: PathBuf,
+        /// echo | tone | bridge <ext or sip: URI> | dial <target> [seconds]
+        app: String,
+        args: Vec<String>,
+    },
     /// Token helpers.
     Token {
         #[command(subcommand)]
@@ -110,10 +119,12 @@ enum BenchWhat {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=error".into()))
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Token { action: TokenAction::Hash { token } } => println!("{}", config::hash_token(&token)),
+        Command::SipApp { sip_config, app, args } => sip_app(&sip_config, &app, &args).await?,
         Command::Openapi => println!("{}", clinivox::api::openapi_json()),
         Command::CheckConfig => {
             let c = load(&cli.config)?;
@@ -255,4 +266,31 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+async fn sip_app(path: &std::path::Path, app: &str, args: &[String]) -> anyhow::Result<()> {
+    use clinivox::call::apps;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg: clinivox::sip::config::SipConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let server = clinivox::sip::driver::SipServer::bind(cfg).await?;
+    let report: apps::Report = Arc::new(|line: String| println!("{line}"));
+    if app == "dial" {
+        let target = args.first().context("dial needs a target: sip:URI, ext:201 or a number")?;
+        let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
+        for (t, a) in &server.local_addrs {
+            println!("LISTEN {} {a}", t.as_str());
+        }
+        let sip = server.handle();
+        let (in_tx, _in_rx) = tokio::sync::mpsc::channel(16);
+        let (_stop, stop_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(server.run(in_tx, stop_rx));
+        match sip.dial(apps::parse_target(target)).await {
+            Ok(h) => apps::dial(h, secs, report).await,
+            Err(e) => println!("DIAL-FAILED {e}"),
+        }
+        return Ok(());
+    }
+    let which = apps::App::parse(app, args.first().map(String::as_str)).context("app must be echo, tone, bridge <target> or dial <target>")?;
+    apps::serve(server, which, report, shutdown_signal()).await;
+    Ok(())
 }

@@ -36,6 +36,10 @@ pub struct Config {
     pub api: ApiConfig,
     pub store: StoreConfig,
     pub escalation: EscalationConfig,
+    /// The SIP endpoint; `None` when the configuration has no `[sip]`.
+    pub sip: Option<crate::sip::config::SipConfig>,
+    /// The application that answers calls.
+    pub calls_app: CallsApp,
     /// True when this is the built-in demo clinic.
     pub demo: bool,
 }
@@ -127,6 +131,15 @@ pub struct ApiToken {
 pub struct StoreConfig {
     /// How long a slot offered on the phone stays reserved for that caller.
     pub hold_seconds: i64,
+}
+
+/// Which application answers inbound calls (`[calls] app`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallsApp {
+    /// Plays the caller's audio back: proves audio both ways.
+    Echo,
+    /// Plays a known tone sequence and reports the keys pressed.
+    Tone,
 }
 
 /// When and how patients who did not answer a reminder are called back.

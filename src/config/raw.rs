@@ -19,6 +19,9 @@ pub struct RawConfig {
     pub api: RawApi,
     pub store: RawStore,
     pub escalation: RawEscalation,
+    /// The SIP endpoint, deserialised by `sip::config::SipConfig` (absent: no telephony).
+    pub sip: Option<toml::Value>,
+    pub calls: RawCalls,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,4 +117,11 @@ pub struct RawEscalation {
     pub refill_enabled: Option<bool>,
     pub refill_min_lead_hours: Option<i64>,
     pub refill_offer_minutes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCalls {
+    /// "echo" or "tone" (test applications); later "assistant".
+    pub app: Option<String>,
 }

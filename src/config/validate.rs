@@ -257,6 +257,15 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let escalation = escalation(&mut e, &raw.escalation);
+    let sip = sip(&mut e, raw.sip, &staff);
+    let calls_app = match raw.calls.app.as_deref().unwrap_or("echo") {
+        "echo" => CallsApp::Echo,
+        "tone" => CallsApp::Tone,
+        other => {
+            e.push("calls.app", format!("{other:?} is not \"echo\" or \"tone\""));
+            CallsApp::Echo
+        }
+    };
 
     if !e.0.is_empty() {
         return Err(ConfigError::Invalid(e.0));
@@ -286,6 +295,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         api: ApiConfig { tokens },
         store: StoreConfig { hold_seconds },
         escalation,
+        sip,
+        calls_app,
         demo: false,
     })
 }
@@ -345,6 +356,33 @@ fn escalation(e: &mut Errors, r: &RawEscalation) -> EscalationConfig {
         refill_min_lead: chrono::Duration::hours(refill_min_lead),
         refill_offer: chrono::Duration::minutes(refill_offer),
     }
+}
+
+/// `[sip]` as the SIP layer reads it. Staff extensions with a password become
+/// registrar accounts unless `[sip]` lists its own.
+fn sip(e: &mut Errors, raw: Option<toml::Value>, staff: &[Extension]) -> Option<crate::sip::config::SipConfig> {
+    let raw = raw?;
+    let mut cfg: crate::sip::config::SipConfig = match raw.try_into() {
+        Ok(c) => c,
+        Err(err) => {
+            e.push("sip", err.to_string().trim().to_string());
+            return None;
+        }
+    };
+    if cfg.extensions.is_empty() {
+        cfg.extensions = staff
+            .iter()
+            .filter_map(|x| {
+                Some(crate::sip::config::Extension { number: x.extension.clone(), password: x.password.clone()?, display_name: Some(x.name.clone()) })
+            })
+            .collect();
+    }
+    if let Err(errors) = cfg.validate() {
+        for (key, message) in errors {
+            e.push(key, message);
+        }
+    }
+    Some(cfg)
 }
 
 fn non_empty(e: &mut Errors, key: &str, v: &Option<String>) -> Option<String> {

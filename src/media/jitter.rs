@@ -1,7 +1,8 @@
 //! Fixed-delay jitter buffer for 8 kHz G.711 audio in 20 ms frames.
 //!
-//! Packets are placed by RTP timestamp (a packet carrying N×160 samples fills
-//! N frames); sequence numbers feed RFC 3550-style loss statistics. Playout is
+//! Packets are placed by RTP timestamp at sample precision, so any
+//! packetisation works (10, 20, 30 ms…: a 30 ms packet fills one frame and
+//! half of the next); sequence numbers feed RFC 3550-style loss statistics. Playout is
 //! self-clocked: the first packet starts a 20 ms tick `target_delay` after its
 //! arrival, `poll_timeout()` returns the next tick and `poll_frame(now)` emits
 //! one frame per elapsed tick: real audio, a faded repeat of the last frame
@@ -21,6 +22,8 @@ pub const FRAME_DURATION: Duration = Duration::from_millis(20);
 const FRAME_TS: i64 = FRAME_SAMPLES as i64;
 /// A packet this many frames behind playout is a timestamp jump, not "late".
 const RESYNC_BEHIND_FRAMES: i64 = 50;
+/// Largest payload accepted (samples): 256 ms, far above any real ptime.
+const MAX_PACKET_SAMPLES: usize = 2048;
 
 /// Jitter buffer settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,14 +150,15 @@ impl JitterBuffer {
         codec: Codec,
         payload: &[u8],
     ) -> PushOutcome {
-        if payload.is_empty() || !payload.len().is_multiple_of(FRAME_SAMPLES) {
+        if payload.is_empty() || payload.len() > MAX_PACKET_SAMPLES {
             self.stats.invalid += 1;
             return PushOutcome::Invalid;
         }
         let mut resynced = false;
+        let mut offset = 0;
         let idx = match self.stream {
             Some(s) if s.ssrc == meta.ssrc => {
-                let idx = s.idx_of(meta.timestamp);
+                let (idx, off) = s.locate(meta.timestamp);
                 let behind = self.next_idx - idx;
                 let ahead = idx - self.next_idx;
                 if behind > RESYNC_BEHIND_FRAMES || ahead >= self.cap() as i64 {
@@ -165,6 +169,7 @@ impl JitterBuffer {
                     // New talkspurt into an empty buffer: restore the target delay.
                     self.anchor(now, meta.ssrc, meta.timestamp)
                 } else {
+                    offset = off;
                     idx
                 }
             }
@@ -178,7 +183,7 @@ impl JitterBuffer {
         if resynced {
             self.stats.resyncs += 1;
         }
-        let outcome = self.store(idx, meta, codec, payload);
+        let outcome = self.store(idx, offset, meta, codec, payload);
         if outcome != PushOutcome::Duplicate {
             self.seq.note(meta.seq);
         }
@@ -274,10 +279,17 @@ impl JitterBuffer {
         idx
     }
 
-    fn store(&mut self, idx: i64, meta: RtpMeta, codec: Codec, payload: &[u8]) -> PushOutcome {
+    /// Write a packet's samples from frame `idx`, sample `offset` onwards.
+    fn store(&mut self, idx: i64, offset: usize, meta: RtpMeta, codec: Codec, payload: &[u8]) -> PushOutcome {
+        let mut pcm = [0i16; MAX_PACKET_SAMPLES];
+        let len = codec.decode_into(payload, &mut pcm);
         let mut outcome = None;
-        for (k, chunk) in payload.chunks_exact(FRAME_SAMPLES).enumerate() {
-            let fidx = idx + k as i64;
+        let mut j = 0;
+        while j < len {
+            let abs = offset + j;
+            let fidx = idx + (abs / FRAME_SAMPLES) as i64;
+            let pos = abs % FRAME_SAMPLES;
+            let n = (FRAME_SAMPLES - pos).min(len - j);
             let this = if fidx < self.next_idx {
                 if self.was_played(fidx) {
                     PushOutcome::Duplicate
@@ -286,22 +298,26 @@ impl JitterBuffer {
                 }
             } else if fidx - self.next_idx >= self.cap() as i64 {
                 // Tail of an oversized packet beyond the window: drop silently.
+                j += n;
                 continue;
             } else {
                 let cap = self.cap();
                 let slot = &mut self.slots[slot_index(fidx, cap)];
-                if slot.filled && slot.idx == fidx {
+                if !(slot.filled && slot.idx == fidx) {
+                    *slot = Slot { idx: fidx, filled: true, ..Slot::EMPTY };
+                }
+                if slot.covers(pos, n) {
                     PushOutcome::Duplicate
                 } else {
-                    slot.idx = fidx;
-                    slot.filled = true;
-                    codec.decode_into(chunk, &mut slot.pcm);
+                    slot.pcm[pos..pos + n].copy_from_slice(&pcm[j..j + n]);
+                    slot.cover(pos, n);
                     self.max_idx = self.max_idx.max(fidx);
                     PushOutcome::Buffered
                 }
             };
             // A packet counts by its first frame.
             outcome.get_or_insert(this);
+            j += n;
         }
         let outcome = outcome.unwrap_or(PushOutcome::Late);
         match outcome {
@@ -311,7 +327,7 @@ impl JitterBuffer {
                 self.stats.received += 1;
                 // Rebase so the wrapping i32 timestamp difference stays small.
                 if let Some(s) = self.stream.as_mut() {
-                    s.base_ts = meta.timestamp;
+                    s.base_ts = meta.timestamp.wrapping_sub(offset as u32);
                     s.base_idx = idx;
                 }
             }
@@ -374,6 +390,8 @@ struct Slot {
     idx: i64,
     filled: bool,
     pcm: [i16; FRAME_SAMPLES],
+    /// Which samples have been written (bit per sample), for duplicates.
+    covered: [u64; 3],
 }
 
 impl Slot {
@@ -381,7 +399,18 @@ impl Slot {
         idx: 0,
         filled: false,
         pcm: [0; FRAME_SAMPLES],
+        covered: [0; 3],
     };
+
+    fn covers(&self, pos: usize, n: usize) -> bool {
+        (pos..pos + n).all(|i| self.covered[i / 64] & (1 << (i % 64)) != 0)
+    }
+
+    fn cover(&mut self, pos: usize, n: usize) {
+        for i in pos..pos + n {
+            self.covered[i / 64] |= 1 << (i % 64);
+        }
+    }
 }
 
 /// Timestamp → frame-index mapping for the current source.
@@ -393,10 +422,14 @@ struct Stream {
 }
 
 impl Stream {
-    fn idx_of(&self, ts: u32) -> i64 {
-        // Wrapping difference handles the 32-bit timestamp wrap; round to nearest frame.
+    /// Frame index and sample offset of a timestamp (wrapping difference
+    /// handles the 32-bit timestamp wrap).
+    fn locate(&self, ts: u32) -> (i64, usize) {
         let diff = ts.wrapping_sub(self.base_ts) as i32 as i64;
-        self.base_idx + (diff + FRAME_TS / 2).div_euclid(FRAME_TS)
+        (
+            self.base_idx + diff.div_euclid(FRAME_TS),
+            diff.rem_euclid(FRAME_TS) as usize,
+        )
     }
 }
 

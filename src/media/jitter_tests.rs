@@ -292,7 +292,7 @@ fn multi_frame_packets_and_invalid_sizes() {
     };
     assert_eq!(jb.push(t0, m(1, 0), Codec::Pcmu, &[]), PushOutcome::Invalid);
     assert_eq!(
-        jb.push(t0, m(1, 0), Codec::Pcmu, &[0xFF; 80]),
+        jb.push(t0, m(1, 0), Codec::Pcmu, &[0xFF; 4096]),
         PushOutcome::Invalid
     );
     // A 40 ms packet fills two frames.
@@ -315,4 +315,24 @@ fn burst_after_stall_is_trimmed() {
     assert!(s.overflow_dropped > 0);
     assert_eq!(s.played + s.overflow_dropped, 20);
     assert!(out.len() >= 20);
+}
+
+/// 30 ms packets (SIPp's sample capture, some carriers) play gap-free.
+#[test]
+fn thirty_ms_packets_fill_frames_at_sample_precision() {
+    let mut jb = jb();
+    let t0 = Instant::now();
+    let mut played = 0;
+    let mut silent = 0;
+    for k in 0..20u32 {
+        let meta = RtpMeta { seq: k as u16, timestamp: k * 240, ssrc: 7, marker: k == 0 };
+        let now = t0 + std::time::Duration::from_millis(30 * k as u64);
+        assert_eq!(jb.push(now, meta, Codec::Pcmu, &[0x80; 240]), PushOutcome::Buffered);
+        while let Some(f) = jb.poll_frame(now) {
+            if f.pcm.iter().any(|s| *s != 0) { played += 1 } else { silent += 1 }
+        }
+    }
+    // 20 × 30 ms = 30 frames of audio; all but the buffered tail played.
+    assert!(played >= 25, "played {played}, silent {silent}");
+    assert_eq!(silent, 0);
 }

@@ -1,0 +1,322 @@
+//! SIP configuration: plain serde structs (TOML section `[sip]`) plus one
+//! validation pass that reports every problem as `(key, message)`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    pub transport: Transport,
+    /// e.g. `0.0.0.0:5060`, `[::]:5060`, `127.0.0.1:0` (tests).
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtpPorts {
+    /// Inclusive range; even ports are used for RTP.
+    pub min: u16,
+    pub max: u16,
+    /// Address RTP sockets bind to; defaults to the SIP local address.
+    pub bind_ip: Option<IpAddr>,
+}
+
+impl Default for RtpPorts {
+    fn default() -> Self {
+        RtpPorts {
+            min: 10_000,
+            max: 20_000,
+            bind_ip: None,
+        }
+    }
+}
+
+/// A carrier: who may send us calls (CIDRs) and how we send calls out.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Trunk {
+    pub name: String,
+    /// Source networks whose INVITEs are accepted as this trunk's.
+    pub cidrs: Vec<IpNet>,
+    /// Where outbound requests go (`host:port`); none = inbound only.
+    pub proxy: Option<SocketAddr>,
+    pub transport: Option<Transport>,
+    /// SIP domain for From/Request-URI (defaults to the proxy address).
+    pub domain: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Register Clinivox to the carrier with the credentials above.
+    pub register: bool,
+    /// Caller ID (user part of From) on outbound calls.
+    pub caller_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extension {
+    /// Extension number, e.g. "201"; also the digest username.
+    pub number: String,
+    pub password: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timers {
+    /// RFC 3261 T1/T2/T4.
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+    /// Outbound calls: CANCEL after this long without an answer.
+    pub no_answer_s: u64,
+    /// Hang up after this long without RTP.
+    pub rtp_timeout_s: u64,
+    pub max_call_s: u64,
+    pub register_min_expires_s: u32,
+    pub register_max_expires_s: u32,
+    pub register_default_expires_s: u32,
+    pub nonce_lifetime_s: u64,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            t1_ms: 500,
+            t2_ms: 4_000,
+            t4_ms: 5_000,
+            no_answer_s: 30,
+            rtp_timeout_s: 30,
+            max_call_s: 3_600,
+            register_min_expires_s: 60,
+            register_max_expires_s: 3_600,
+            register_default_expires_s: 3_600,
+            nonce_lifetime_s: 300,
+        }
+    }
+}
+
+impl Timers {
+    pub fn t1(&self) -> Duration {
+        Duration::from_millis(self.t1_ms)
+    }
+    pub fn t2(&self) -> Duration {
+        Duration::from_millis(self.t2_ms)
+    }
+    pub fn t4(&self) -> Duration {
+        Duration::from_millis(self.t4_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    pub listen: Vec<Listen>,
+    /// Host written in Via/Contact/SDP when the listen address is a wildcard.
+    pub advertised_ip: Option<IpAddr>,
+    /// Our SIP domain and digest realm.
+    pub domain: String,
+    pub realm: String,
+    pub user_agent: String,
+    pub rtp: RtpPorts,
+    pub trunks: Vec<Trunk>,
+    /// Numbers (DIDs) the clinic owns; user parts of inbound Request-URIs.
+    pub numbers: Vec<String>,
+    pub extensions: Vec<Extension>,
+    pub timers: Timers,
+    /// JSON file for registrar bindings (absent: in memory only).
+    pub bindings_file: Option<PathBuf>,
+    /// Secret for stateless digest nonces (random if empty).
+    pub nonce_secret: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        let any4: IpAddr = [0, 0, 0, 0].into();
+        let any6: IpAddr = std::net::Ipv6Addr::UNSPECIFIED.into();
+        let listen = [Transport::Udp, Transport::Tcp]
+            .into_iter()
+            .flat_map(|t| {
+                [any4, any6].map(|ip| Listen {
+                    transport: t,
+                    addr: SocketAddr::new(ip, 5060),
+                })
+            })
+            .collect();
+        SipConfig {
+            listen,
+            advertised_ip: None,
+            domain: "clinivox.local".into(),
+            realm: "clinivox".into(),
+            user_agent: "Clinivox".into(),
+            rtp: RtpPorts::default(),
+            trunks: Vec::new(),
+            numbers: Vec::new(),
+            extensions: Vec::new(),
+            timers: Timers::default(),
+            bindings_file: None,
+            nonce_secret: String::new(),
+        }
+    }
+}
+
+impl SipConfig {
+    /// Every problem at once, as (dotted key, message).
+    pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        let mut e = |k: String, m: &str| errs.push((k, m.to_string()));
+        if self.listen.is_empty() {
+            e("sip.listen".into(), "at least one listen address is needed");
+        }
+        if self.rtp.min == 0 || self.rtp.min > self.rtp.max {
+            e("sip.rtp".into(), "need 0 < min <= max");
+        } else if (self.rtp.max - self.rtp.min) < 2 {
+            e("sip.rtp".into(), "range must hold at least one even/odd port pair");
+        }
+        if self.domain.is_empty() {
+            e("sip.domain".into(), "must not be empty");
+        }
+        for (i, t) in self.trunks.iter().enumerate() {
+            let k = |f: &str| format!("sip.trunks[{i}].{f}");
+            if t.name.is_empty() {
+                e(k("name"), "must not be empty");
+            }
+            if t.cidrs.is_empty() && t.proxy.is_none() {
+                e(k("cidrs"), "a trunk needs cidrs (inbound) or a proxy (outbound)");
+            }
+            if t.username.is_some() != t.password.is_some() {
+                e(k("password"), "username and password go together");
+            }
+            if t.register && (t.proxy.is_none() || t.username.is_none()) {
+                e(k("register"), "registration needs proxy and credentials");
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, x) in self.extensions.iter().enumerate() {
+            if x.number.is_empty() || !x.number.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                e(format!("sip.extensions[{i}].number"), "must be alphanumeric");
+            }
+            if x.password.len() < 4 {
+                e(format!("sip.extensions[{i}].password"), "too short (min 4)");
+            }
+            if !seen.insert(&x.number) {
+                e(format!("sip.extensions[{i}].number"), "duplicate extension");
+            }
+        }
+        let t = &self.timers;
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
+            e("sip.timers.t1_ms".into(), "need 0 < t1 <= t2");
+        }
+        if t.register_min_expires_s > t.register_max_expires_s {
+            e("sip.timers.register_min_expires_s".into(), "must be <= max");
+        }
+        if t.rtp_timeout_s == 0 || t.max_call_s == 0 || t.no_answer_s == 0 {
+            e("sip.timers".into(), "timeouts must be positive");
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// The trunk whose CIDRs contain `ip`, if any.
+    pub fn trunk_for_source(&self, ip: IpAddr) -> Option<&Trunk> {
+        let ip = canonical_ip(ip);
+        self.trunks
+            .iter()
+            .find(|t| t.cidrs.iter().any(|n| n.contains(&ip)))
+    }
+
+    pub fn extension(&self, number: &str) -> Option<&Extension> {
+        self.extensions.iter().find(|x| x.number == number)
+    }
+
+    /// Whether `user` (a dialled number) is one the clinic owns. A leading
+    /// `+` and visual separators are ignored.
+    pub fn owns_number(&self, user: &str) -> bool {
+        let n = normalize_number(user);
+        self.numbers.iter().any(|o| normalize_number(o) == n)
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) compares as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn normalize_number(s: &str) -> String {
+    s.chars()
+        .filter(|c| !matches!(c, '+' | '-' | '.' | '(' | ')' | ' '))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_errors_are_collected() {
+        assert!(SipConfig::default().validate().is_ok());
+        let cfg: SipConfig = toml::from_str(
+            r#"
+            numbers = ["+1 555 0100"]
+            [rtp]
+            min = 20
+            max = 10
+            [[trunks]]
+            name = ""
+            username = "x"
+            [[extensions]]
+            number = "201"
+            password = "pw"
+            "#,
+        )
+        .unwrap();
+        let errs = cfg.validate().unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"sip.rtp"));
+        assert!(keys.contains(&"sip.trunks[0].name"));
+        assert!(keys.contains(&"sip.trunks[0].cidrs"));
+        assert!(keys.contains(&"sip.trunks[0].password"));
+        assert!(keys.contains(&"sip.extensions[0].password"));
+        assert!(cfg.owns_number("15550100"));
+    }
+
+    #[test]
+    fn trunk_match_by_cidr_including_mapped_v6() {
+        let mut cfg = SipConfig::default();
+        cfg.trunks.push(Trunk {
+            name: "carrier".into(),
+            cidrs: vec!["192.0.2.0/24".parse().unwrap()],
+            ..Default::default()
+        });
+        assert!(cfg.trunk_for_source("192.0.2.7".parse().unwrap()).is_some());
+        assert!(cfg.trunk_for_source("::ffff:192.0.2.7".parse().unwrap()).is_some());
+        assert!(cfg.trunk_for_source("198.51.100.1".parse().unwrap()).is_none());
+    }
+}

@@ -1,0 +1,434 @@
+//! Tokio driver for the sans-IO [`Endpoint`]: owns the SIP sockets (UDP and
+//! TCP, IPv4 and IPv6), the clock, and the table of per-call tasks.
+//!
+//! One task, one loop over one closed [`DriverEvent`] enum. Socket readers
+//! and TCP connections are small tasks that only frame bytes and forward
+//! them; everything stateful happens in the loop.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::{SipConfig, Transport};
+use super::endpoint::{CallError, CallId, CallSource, DialTarget, Endpoint, EndpointEvent};
+use super::message::{frame, Frame, MAX_MESSAGE_LEN};
+use super::registrar::{BindingStore, JsonFileStore, MemoryStore, Registrar, StoreError};
+use super::transaction::{Peer, Transmit};
+use crate::call::{self, CallHandle, CallSignal};
+
+#[derive(Debug, Error)]
+pub enum DriverError {
+    #[error("binding {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid configuration: {0:?}")]
+    Config(Vec<(String, String)>),
+}
+
+/// An inbound call handed to the application (already answered).
+pub struct IncomingCall {
+    pub source: CallSource,
+    pub callee: String,
+    pub caller: String,
+    pub handle: CallHandle,
+}
+
+/// Requests from the application or call tasks to the SIP task.
+#[derive(Debug)]
+pub enum SipCommand {
+    Hangup(CallId),
+    Refer(CallId, String),
+    Dial {
+        target: DialTarget,
+        reply: oneshot::Sender<Result<CallHandle, CallError>>,
+    },
+}
+
+/// Cheap handle for placing calls.
+#[derive(Clone)]
+pub struct SipHandle {
+    tx: mpsc::Sender<SipCommand>,
+}
+
+impl SipHandle {
+    pub async fn dial(&self, target: DialTarget) -> Result<CallHandle, CallError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(SipCommand::Dial { target, reply })
+            .await
+            .map_err(|_| CallError::NoSuchCall)?;
+        rx.await.map_err(|_| CallError::NoSuchCall)?
+    }
+}
+
+enum DriverEvent {
+    Datagram(Peer, Vec<u8>),
+    TcpOpened(SocketAddr, mpsc::Sender<Vec<u8>>),
+    TcpClosed(SocketAddr),
+    Command(SipCommand),
+    Timer,
+}
+
+/// Bound sockets, ready to run (bind first so tests can use port 0).
+pub struct SipServer {
+    endpoint: Endpoint,
+    cfg: SipConfig,
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Vec<TcpListener>,
+    pub local_addrs: Vec<(Transport, SocketAddr)>,
+    cmd_tx: mpsc::Sender<SipCommand>,
+    cmd_rx: mpsc::Receiver<SipCommand>,
+}
+
+pub fn wall_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl SipServer {
+    pub async fn bind(cfg: SipConfig) -> Result<SipServer, DriverError> {
+        cfg.validate().map_err(DriverError::Config)?;
+        let store: Box<dyn BindingStore> = match &cfg.bindings_file {
+            Some(p) => Box::new(JsonFileStore { path: p.clone() }),
+            None => Box::new(MemoryStore::default()),
+        };
+        let secret = if cfg.nonce_secret.is_empty() {
+            format!("{:032x}", rand::random::<u128>())
+        } else {
+            cfg.nonce_secret.clone()
+        };
+        let registrar = Registrar::new(&cfg, store, &secret, wall_now())?;
+        let mut endpoint = Endpoint::new(cfg.clone(), registrar, rand::random());
+        let (mut udp, mut tcp, mut local_addrs) = (Vec::new(), Vec::new(), Vec::new());
+        for l in &cfg.listen {
+            let addr = match l.transport {
+                Transport::Udp => {
+                    let s = bind_udp(l.addr).map_err(|e| DriverError::Bind(l.addr, e))?;
+                    let a = s.local_addr().map_err(|e| DriverError::Bind(l.addr, e))?;
+                    udp.push(Arc::new(s));
+                    a
+                }
+                Transport::Tcp => {
+                    let s = bind_tcp(l.addr).map_err(|e| DriverError::Bind(l.addr, e))?;
+                    let a = s.local_addr().map_err(|e| DriverError::Bind(l.addr, e))?;
+                    tcp.push(s);
+                    a
+                }
+            };
+            endpoint.set_local(l.transport, addr);
+            local_addrs.push((l.transport, addr));
+        }
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        Ok(SipServer { endpoint, cfg, udp, tcp, local_addrs, cmd_tx, cmd_rx })
+    }
+
+    pub fn handle(&self) -> SipHandle {
+        SipHandle { tx: self.cmd_tx.clone() }
+    }
+
+    /// Run until `shutdown` fires; new inbound calls go to `incoming`.
+    pub async fn run(self, incoming: mpsc::Sender<IncomingCall>, mut shutdown: oneshot::Receiver<()>) {
+        let (net_tx, mut net_rx) = mpsc::channel::<DriverEvent>(1024);
+        for s in &self.udp {
+            tokio::spawn(udp_reader(s.clone(), net_tx.clone()));
+        }
+        for l in self.tcp {
+            tokio::spawn(tcp_acceptor(l, net_tx.clone()));
+        }
+        let SipServer { mut endpoint, cfg, udp, cmd_tx, mut cmd_rx, .. } = self;
+        let mut st = State {
+            udp,
+            tcp: HashMap::new(),
+            calls: HashMap::new(),
+            rtp_cursor: cfg.rtp.min,
+            cfg,
+            cmd_tx,
+            net_tx: net_tx.clone(),
+            incoming,
+        };
+        loop {
+            let deadline = endpoint.poll_timeout();
+            let ev = tokio::select! {
+                Some(ev) = net_rx.recv() => ev,
+                Some(c) = cmd_rx.recv() => DriverEvent::Command(c),
+                _ = sleep_until(deadline) => DriverEvent::Timer,
+                _ = &mut shutdown => break,
+            };
+            let now = Instant::now();
+            let wall = wall_now();
+            match ev {
+                DriverEvent::Datagram(peer, bytes) => endpoint.handle_input(now, wall, peer, &bytes),
+                DriverEvent::TcpOpened(addr, w) => {
+                    st.tcp.insert(addr, w);
+                }
+                DriverEvent::TcpClosed(addr) => {
+                    st.tcp.remove(&addr);
+                }
+                DriverEvent::Timer => endpoint.handle_timeout(now, wall),
+                DriverEvent::Command(c) => st.command(&mut endpoint, now, wall, c).await,
+            }
+            st.flush(&mut endpoint, now).await;
+        }
+    }
+}
+
+struct State {
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    calls: HashMap<CallId, mpsc::UnboundedSender<CallSignal>>,
+    rtp_cursor: u16,
+    cfg: SipConfig,
+    cmd_tx: mpsc::Sender<SipCommand>,
+    net_tx: mpsc::Sender<DriverEvent>,
+    incoming: mpsc::Sender<IncomingCall>,
+}
+
+impl State {
+    async fn command(&mut self, ep: &mut Endpoint, now: Instant, wall: u64, c: SipCommand) {
+        match c {
+            SipCommand::Hangup(id) => {
+                let _ = ep.hangup(now, id);
+            }
+            SipCommand::Refer(id, target) => {
+                if ep.refer(now, id, &target).is_err() {
+                    self.signal(id, CallSignal::TransferStatus(400));
+                }
+            }
+            SipCommand::Dial { target, reply } => {
+                let v6 = match &target {
+                    DialTarget::Uri(u) => u.contains('['),
+                    _ => false,
+                };
+                let Some((sock, rtp)) = self.bind_rtp(ep, v6) else {
+                    let _ = reply.send(Err(CallError::NoTrunk));
+                    return;
+                };
+                match ep.dial(now, wall, target, rtp) {
+                    Ok(id) => {
+                        let (handle, sig) = call::spawn(id, sock, None, &self.cfg, self.cmd_tx.clone());
+                        self.calls.insert(id, sig);
+                        let _ = reply.send(Ok(handle));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    fn signal(&mut self, id: CallId, s: CallSignal) {
+        if let Some(tx) = self.calls.get(&id) {
+            let _ = tx.send(s);
+        }
+    }
+
+    /// An RTP socket from the configured range (even ports, round robin).
+    fn bind_rtp(&mut self, ep: &Endpoint, v6: bool) -> Option<(UdpSocket, SocketAddr)> {
+        let ip: IpAddr = match self.cfg.rtp.bind_ip {
+            Some(ip) => ip,
+            None => ep.local_ip(v6),
+        };
+        let (min, max) = (self.cfg.rtp.min & !1, self.cfg.rtp.max);
+        let span = ((max - min) / 2 + 1) as usize;
+        for _ in 0..span {
+            let port = self.rtp_cursor & !1;
+            self.rtp_cursor = if port + 2 > max { min } else { port + 2 };
+            if port < min {
+                continue;
+            }
+            if let Ok(s) = bind_udp(SocketAddr::new(ip, port)) {
+                let mut advertised = SocketAddr::new(ip, port);
+                if ip.is_unspecified() {
+                    advertised.set_ip(ep.local_ip(v6));
+                }
+                return Some((s, advertised));
+            }
+        }
+        None
+    }
+
+    async fn flush(&mut self, ep: &mut Endpoint, now: Instant) {
+        while let Some(t) = ep.poll_transmit() {
+            self.transmit(t).await;
+        }
+        while let Some(ev) = ep.poll_event() {
+            match ev {
+                EndpointEvent::Incoming { call: id, source, callee, caller } => {
+                    let v6 = ep.call_peer(id).is_some_and(|p| p.addr.is_ipv6());
+                    let Some((sock, rtp)) = self.bind_rtp(ep, v6) else {
+                        let _ = ep.reject(now, id, 503);
+                        continue;
+                    };
+                    let _ = ep.ring(now, id);
+                    match ep.answer(now, id, rtp) {
+                        Ok(media) => {
+                            let (handle, sig) = call::spawn(id, sock, media, &self.cfg, self.cmd_tx.clone());
+                            self.calls.insert(id, sig);
+                            let call = IncomingCall { source, callee, caller, handle };
+                            if self.incoming.try_send(call).is_err() {
+                                let _ = ep.hangup(now, id);
+                            }
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                EndpointEvent::Progress { call, code } => self.signal(call, CallSignal::Progress(code)),
+                EndpointEvent::Answered { call, media } => self.signal(call, CallSignal::Answered(media)),
+                EndpointEvent::MediaUpdate { call, media } => self.signal(call, CallSignal::Media(media)),
+                EndpointEvent::InfoDtmf { call, digit } => self.signal(call, CallSignal::Dtmf(digit)),
+                EndpointEvent::TransferStatus { call, code } => self.signal(call, CallSignal::TransferStatus(code)),
+                EndpointEvent::Ended { call, reason } => {
+                    self.signal(call, CallSignal::Ended(reason));
+                    self.calls.remove(&call);
+                }
+            }
+            // Answering may have queued responses.
+            while let Some(t) = ep.poll_transmit() {
+                self.transmit(t).await;
+            }
+        }
+    }
+
+    async fn transmit(&mut self, t: Transmit) {
+        match t.peer.transport {
+            Transport::Udp => {
+                let sock = self
+                    .udp
+                    .iter()
+                    .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv6() == t.peer.addr.is_ipv6()));
+                if let Some(s) = sock {
+                    let _ = s.send_to(&t.bytes, t.peer.addr).await;
+                }
+            }
+            Transport::Tcp => match self.tcp.get(&t.peer.addr) {
+                Some(w) => {
+                    let _ = w.try_send(t.bytes);
+                }
+                None => {
+                    // Connect, then send; the connection registers itself.
+                    let (w, r) = mpsc::channel(64);
+                    let _ = w.try_send(t.bytes);
+                    self.tcp.insert(t.peer.addr, w.clone());
+                    let net = self.net_tx.clone();
+                    let addr = t.peer.addr;
+                    tokio::spawn(async move {
+                        match TcpStream::connect(addr).await {
+                            Ok(s) => tcp_connection(s, addr, net, Some((w, r))).await,
+                            Err(_) => {
+                                let _ = net.send(DriverEvent::TcpClosed(addr)).await;
+                            }
+                        }
+                    });
+                }
+            },
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let s = std::net::UdpSocket::bind(addr)?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s)
+}
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let s = std::net::TcpListener::bind(addr)?;
+    s.set_nonblocking(true)?;
+    TcpListener::from_std(s)
+}
+
+async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::Sender<DriverEvent>) {
+    let mut buf = vec![0u8; MAX_MESSAGE_LEN];
+    loop {
+        match sock.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let peer = Peer { transport: Transport::Udp, addr: from };
+                if tx.send(DriverEvent::Datagram(peer, buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+            // ICMP port unreachable surfaces here on some systems: keep going.
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
+async fn tcp_acceptor(l: TcpListener, tx: mpsc::Sender<DriverEvent>) {
+    while let Ok((s, addr)) = l.accept().await {
+        tokio::spawn(tcp_connection(s, addr, tx.clone(), None));
+    }
+}
+
+/// Frame messages off one TCP connection; write what the loop sends.
+async fn tcp_connection(
+    s: TcpStream,
+    addr: SocketAddr,
+    tx: mpsc::Sender<DriverEvent>,
+    writer: Option<(mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>)>,
+) {
+    let (w, mut wr) = writer.unwrap_or_else(|| mpsc::channel(64));
+    if tx.send(DriverEvent::TcpOpened(addr, w)).await.is_err() {
+        return;
+    }
+    let (mut rd, mut wh) = s.into_split();
+    let write_task = tokio::spawn(async move {
+        while let Some(b) = wr.recv().await {
+            if wh.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 8192];
+    'conn: loop {
+        match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        loop {
+            match frame(&buf) {
+                Frame::Incomplete => break,
+                Frame::KeepAlive(n) => {
+                    buf.drain(..n);
+                }
+                Frame::Complete(n) => {
+                    let msg: Vec<u8> = buf.drain(..n).collect();
+                    let peer = Peer { transport: Transport::Tcp, addr };
+                    if tx.send(DriverEvent::Datagram(peer, msg)).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Frame::Invalid => {
+                    // Unframeable (bad Content-Length): answer 400 if we can,
+                    // then close, as the stream cannot be resynchronised.
+                    let peer = Peer { transport: Transport::Tcp, addr };
+                    let msg = std::mem::take(&mut buf);
+                    let _ = tx.send(DriverEvent::Datagram(peer, msg)).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    break 'conn;
+                }
+            }
+        }
+    }
+    // The writer ends by itself once the loop drops its sender, after
+    // flushing any response still queued for this connection.
+    let _ = tx.send(DriverEvent::TcpClosed(addr)).await;
+    drop(write_task);
+}

@@ -1,0 +1,408 @@
+//! The SIP user agent core, sans-IO: one `Endpoint` per process.
+//!
+//! Input: `handle_input(now, wall, peer, bytes)` for every datagram/framed
+//! message, `handle_timeout(now, wall)`, and commands (`ring`, `answer`,
+//! `reject`, `hangup`, `dial`, `refer`). Output: `poll_transmit`,
+//! `poll_event`, `poll_timeout`. `now` drives protocol timers; `wall` (Unix
+//! seconds) is only for registrations and nonces, which outlive a process.
+//!
+//! Request handling order (each step may answer and stop): syntax (400,
+//! 505, 416) → Require (420) → method (405/501) → transactions → dialogs →
+//! body type (415/406) → who is calling (403/401) → what is called (404).
+//! Responses always go back to the packet's source address and transport
+//! (RFC 3581 behaviour for everyone): it works through NAT and never sends
+//! traffic to addresses a message merely claims.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::config::{SipConfig, Transport};
+use super::dialog::{new_tag, response_for, Local};
+use super::message::{self, Method, ParseError, Request, Response, SipMessage};
+use super::registrar::Registrar;
+use super::transaction::{Peer, ServerMatch, Transactions, Transmit, TxEvent, TxKey};
+use super::validate::{self, Rejection, RequestInfo};
+use crate::media::sdp::Negotiated;
+
+#[path = "endpoint_calls.rs"]
+mod calls;
+pub use calls::{CallError, DialTarget};
+
+/// Methods we implement; listed in Allow.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, NOTIFY, REFER";
+
+/// Local handle of one call (one dialog with one peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// Who an inbound call comes from, as far as policy is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallSource {
+    Trunk(String),
+    Extension(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    RemoteBye,
+    LocalBye,
+    /// Caller cancelled before answer.
+    Cancelled,
+    /// Our outbound call was refused with this final status.
+    Rejected(u16),
+    /// Outbound: nobody answered in time (we sent CANCEL).
+    NoAnswer,
+    /// Transport/transaction timeout, or our 2xx never got its ACK.
+    Timeout,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EndpointEvent {
+    /// A new inbound call; 100 Trying is sent. Follow with `ring`/`answer`/`reject`.
+    Incoming {
+        call: CallId,
+        source: CallSource,
+        /// Dialled user/number (Request-URI user part).
+        callee: String,
+        /// From URI.
+        caller: String,
+    },
+    /// Outbound call: 180/183 received.
+    Progress { call: CallId, code: u16 },
+    /// Outbound call answered (ACK sent).
+    Answered { call: CallId, media: Negotiated },
+    /// Media renegotiated (re-INVITE: hold, resume, codec change).
+    MediaUpdate { call: CallId, media: Negotiated },
+    /// DTMF received by SIP INFO.
+    InfoDtmf { call: CallId, digit: char },
+    /// Progress of a REFER we sent (sipfrag status from NOTIFY, or REFER's own failure).
+    TransferStatus { call: CallId, code: u16 },
+    /// The call is over; its `CallId` is forgotten.
+    Ended { call: CallId, reason: EndReason },
+}
+
+pub struct Endpoint {
+    cfg: SipConfig,
+    registrar: Registrar,
+    tx: Transactions,
+    rng: StdRng,
+    locals: HashMap<(Transport, bool), Local>,
+    calls: HashMap<CallId, calls::Call>,
+    /// (Call-ID, local tag) → call, for in-dialog requests.
+    dialogs: HashMap<(String, String), CallId>,
+    /// Client transaction → call it belongs to.
+    client_tx: HashMap<TxKey, CallId>,
+    next_call: u64,
+    out: VecDeque<Transmit>,
+    events: VecDeque<EndpointEvent>,
+    next_sweep: Option<Instant>,
+    stats: EndpointStats,
+}
+
+/// Counters for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    pub requests: u64,
+    pub responses: u64,
+    pub unparsable: u64,
+    pub rejected: u64,
+}
+
+impl Endpoint {
+    /// `seed` feeds tags, branches and SDP ids (fixed in tests).
+    pub fn new(cfg: SipConfig, registrar: Registrar, seed: u64) -> Self {
+        Endpoint {
+            tx: Transactions::new(cfg.timers.clone()),
+            cfg,
+            registrar,
+            rng: StdRng::seed_from_u64(seed),
+            locals: HashMap::new(),
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            client_tx: HashMap::new(),
+            next_call: 1,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            next_sweep: None,
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// Tell the core which local address serves a transport and family.
+    /// Wildcard IPs are replaced by `advertised_ip`, else loopback.
+    pub fn set_local(&mut self, transport: Transport, addr: SocketAddr) {
+        let mut addr = addr;
+        if addr.ip().is_unspecified() {
+            let ip = self.cfg.advertised_ip.unwrap_or(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+            addr.set_ip(ip);
+        }
+        self.locals.insert((transport, addr.is_ipv6()), Local { addr });
+    }
+
+    pub fn config(&self) -> &SipConfig {
+        &self.cfg
+    }
+
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Our IP for one address family (for RTP sockets and SDP).
+    pub fn local_ip(&self, v6: bool) -> std::net::IpAddr {
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: if v6 {
+                SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), 0)
+            } else {
+                SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 0)
+            },
+        };
+        self.local_for(peer).addr.ip()
+    }
+
+    /// The signalling peer of a call.
+    pub fn call_peer(&self, id: CallId) -> Option<Peer> {
+        self.calls.get(&id).map(|c| c.dialog.peer)
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front().or_else(|| self.tx.poll_transmit())
+    }
+
+    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let calls = self.calls.values().filter_map(|c| c.deadline()).min();
+        [self.tx.poll_timeout(), calls, self.next_sweep].into_iter().flatten().min()
+    }
+
+    /// Our address for talking to `peer`.
+    fn local_for(&self, peer: Peer) -> Local {
+        let v6 = peer.addr.is_ipv6();
+        self.locals
+            .get(&(peer.transport, v6))
+            .or_else(|| self.locals.get(&(Transport::Udp, v6)))
+            .copied()
+            .unwrap_or(Local {
+                addr: SocketAddr::new(
+                    if v6 {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    } else {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    },
+                    5060,
+                ),
+            })
+    }
+
+    /// Feed one received datagram (UDP) or one framed message (TCP).
+    pub fn handle_input(&mut self, now: Instant, wall: u64, peer: Peer, bytes: &[u8]) {
+        let datagram = peer.transport == Transport::Udp;
+        match message::parse(bytes, datagram) {
+            Ok(SipMessage::Request(req)) => {
+                self.stats.requests += 1;
+                self.handle_request(now, wall, peer, req);
+            }
+            Ok(SipMessage::Response(resp)) => {
+                self.stats.responses += 1;
+                self.handle_response(now, wall, resp);
+            }
+            Err(ParseError::KeepAlive) => {}
+            Err(ParseError::Malformed {
+                partial: Some(req), ..
+            }) => {
+                self.stats.unparsable += 1;
+                // Never answer an ACK (§17.2.1): there is nothing to answer.
+                if req.method != Method::Ack {
+                    self.reply_stateless(&req, peer, Rejection::new(400, "Malformed message"));
+                }
+            }
+            Err(_) => self.stats.unparsable += 1,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, wall: u64) {
+        for ev in self.tx.handle_timeout(now) {
+            match ev {
+                TxEvent::ClientTimeout(key) => {
+                    if let Some(call) = self.client_tx.remove(&key) {
+                        self.on_client_timeout(now, call, &key);
+                    }
+                }
+                TxEvent::ServerNoAck(_) => {}
+            }
+        }
+        let ids: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.deadline().is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.on_call_timer(now, id);
+        }
+        if self.next_sweep.is_none_or(|t| t <= now) {
+            self.registrar.expire(wall);
+            self.next_sweep = Some(now + Duration::from_secs(30));
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, wall: u64, peer: Peer, req: Request) {
+        let info = match validate::check_request(&req) {
+            Ok(i) => i,
+            Err(rej) => {
+                if req.method != Method::Ack {
+                    self.reply_stateless(&req, peer, rej);
+                }
+                return;
+            }
+        };
+        if let Err(rej) = validate::check_extensions(&req) {
+            return self.reply_stateless(&req, peer, rej);
+        }
+        let Some(top) = info.vias.first() else {
+            return;
+        };
+        let key = TxKey::for_request(&req, top, &info.call_id, &info.cseq, info.from.tag());
+        match &req.method {
+            Method::Other(_) => {
+                return self.reply_stateless(&req, peer, Rejection::new(501, "Not Implemented"))
+            }
+            Method::Subscribe | Method::Message | Method::Update | Method::Prack | Method::Publish => {
+                let mut r = Rejection::new(405, "Method Not Allowed");
+                r.extra.push(("Allow", ALLOW.into()));
+                return self.reply_stateless(&req, peer, r);
+            }
+            _ => {}
+        }
+        if self.tx.server_receive(now, &key, &req, peer) == ServerMatch::Absorbed {
+            return;
+        }
+        let ctx = Ctx { key, peer, info };
+        match req.method {
+            Method::Options => {
+                let mut resp = self.response(&req, &ctx, 200);
+                resp.headers.push("Allow", ALLOW);
+                resp.headers.push("Accept", "application/sdp");
+                resp.headers.push("Supported", "norefersub");
+                self.send_response(now, &ctx, resp);
+            }
+            Method::Register => {
+                let out = self
+                    .registrar
+                    .handle_register(wall, &req, &ctx.info, peer.addr, peer.transport);
+                let mut resp = self.response(&req, &ctx, out.code);
+                for (n, v) in out.headers {
+                    resp.headers.push(n, v);
+                }
+                self.send_response(now, &ctx, resp);
+            }
+            Method::Ack => self.on_ack(now, &req, &ctx),
+            Method::Cancel => self.on_cancel(now, &req, &ctx),
+            Method::Invite => self.on_invite(now, wall, req, ctx),
+            Method::Bye | Method::Info | Method::Notify | Method::Refer => {
+                self.on_in_dialog(now, &req, &ctx)
+            }
+            Method::Subscribe
+            | Method::Message
+            | Method::Update
+            | Method::Prack
+            | Method::Publish
+            | Method::Other(_) => {}
+        }
+    }
+
+    /// Response with a To tag: the dialog's if there is one, else fresh.
+    fn response(&mut self, req: &Request, ctx: &Ctx, code: u16) -> Response {
+        let tag = ctx
+            .info
+            .to
+            .tag()
+            .map(str::to_string)
+            .unwrap_or_else(|| new_tag(&mut self.rng));
+        let mut r = response_for(req, code, Some(&tag));
+        r.headers.push("Server", self.cfg.user_agent.clone());
+        r
+    }
+
+    fn send_response(&mut self, now: Instant, ctx: &Ctx, resp: Response) {
+        self.tx.server_respond(now, &ctx.key, &resp, ctx.peer);
+    }
+
+    /// Answer without a transaction (errors found before matching one).
+    fn reply_stateless(&mut self, req: &Request, peer: Peer, rej: Rejection) {
+        // Without a Via there is no way to form a response (§8.2.6.2).
+        if req.headers.get("Via").is_none() {
+            return;
+        }
+        self.stats.rejected += 1;
+        let tag = new_tag(&mut self.rng);
+        let mut resp = response_for(req, rej.code, Some(&tag));
+        if rej.code == 400 || rej.code == 505 {
+            resp.reason = format!("{} ({})", resp.reason, rej.why.replace(['\r', '\n'], " "));
+        }
+        for (n, v) in rej.extra {
+            resp.headers.push(n, v);
+        }
+        resp.headers.push("Server", self.cfg.user_agent.clone());
+        self.out.push_back(Transmit {
+            peer,
+            bytes: resp.to_bytes(),
+        });
+    }
+
+    fn handle_response(&mut self, now: Instant, wall: u64, resp: Response) {
+        let Some(via) = resp.headers.get("Via") else { return };
+        let Ok(vias) = super::headers::Via::parse_all(via) else { return };
+        let Some(branch) = vias.first().and_then(|v| v.branch()).map(str::to_string) else {
+            return;
+        };
+        let Some(cseq) = resp.headers.get("CSeq").and_then(|c| super::headers::CSeq::parse(c).ok()) else {
+            return;
+        };
+        match self.tx.client_receive(now, &resp, &branch, &cseq.method) {
+            Some(key) => {
+                let call = if resp.status >= 200 {
+                    self.client_tx.remove(&key)
+                } else {
+                    self.client_tx.get(&key).copied()
+                };
+                if let Some(call) = call {
+                    self.on_call_response(now, wall, call, &key, &cseq, resp);
+                }
+            }
+            // A 2xx retransmission for an INVITE whose transaction ended:
+            // the dialog re-ACKs it (§13.2.2.4).
+            None if cseq.method == "INVITE" && (200..300).contains(&resp.status) => {
+                self.on_2xx_retransmission(now, &resp, &cseq);
+            }
+            None => {}
+        }
+    }
+}
+
+/// Per-request context passed to handlers.
+struct Ctx {
+    key: TxKey,
+    peer: Peer,
+    info: RequestInfo,
+}
+

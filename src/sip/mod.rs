@@ -1,0 +1,14 @@
+//! SIP signalling: message parsing, transactions, dialogs, registrar, digest
+//! auth (sans-IO cores) and the tokio driver that owns the sockets.
+
+pub mod config;
+pub mod dialog;
+pub mod digest;
+pub mod driver;
+pub mod endpoint;
+pub mod headers;
+pub mod message;
+pub mod registrar;
+pub mod transaction;
+pub mod uri;
+pub mod validate;

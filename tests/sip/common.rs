@@ -1,0 +1,142 @@
+//! Shared helpers for integration tests: an in-process server on loopback
+//! port 0, raw SIP clients, peer-binary checks and `unshare -n` runs.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clinivox::sip::config::{SipConfig, Transport};
+use clinivox::sip::driver::{IncomingCall, SipHandle, SipServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+
+/// Shared test data lives beside the repository (`../shared/testdata`), read
+/// at run time; `CLINIVOX_TESTDATA` points elsewhere.
+pub fn testdata() -> PathBuf {
+    std::env::var_os("CLINIVOX_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"))
+}
+
+pub const BASE_CONFIG: &str = r#"
+listen = [
+  { transport = "udp", addr = "127.0.0.1:0" },
+  { transport = "tcp", addr = "127.0.0.1:0" },
+  { transport = "udp", addr = "[::1]:0" },
+  { transport = "tcp", addr = "[::1]:0" },
+]
+numbers = ["1000"]
+nonce_secret = "test"
+[rtp]
+min = 30000
+max = 30999
+[[trunks]]
+name = "loop"
+cidrs = ["127.0.0.0/8", "::1/128"]
+[[extensions]]
+number = "201"
+password = "secret201"
+"#;
+
+pub struct Running {
+    pub addrs: Vec<(Transport, SocketAddr)>,
+    pub incoming: mpsc::Receiver<IncomingCall>,
+    pub handle: SipHandle,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Running {
+    pub fn addr(&self, t: Transport, v6: bool) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|(tt, a)| *tt == t && a.is_ipv6() == v6)
+            .map(|(_, a)| *a)
+            .expect("listen address configured in BASE_CONFIG")
+    }
+}
+
+pub async fn start(cfg_text: &str) -> Running {
+    let cfg: SipConfig = toml::from_str(cfg_text).expect("test config parses");
+    let server = SipServer::bind(cfg).await.expect("bind on loopback");
+    let addrs = server.local_addrs.clone();
+    let handle = server.handle();
+    let (tx, incoming) = mpsc::channel(64);
+    let (stop, rx) = oneshot::channel();
+    tokio::spawn(server.run(tx, rx));
+    Running { addrs, incoming, handle, _stop: stop }
+}
+
+/// Send one datagram; return the first response's status line, if any.
+pub async fn udp_exchange(to: SocketAddr, msg: &[u8], wait: Duration) -> Option<String> {
+    let bind: SocketAddr = if to.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" }.parse().ok()?;
+    let s = UdpSocket::bind(bind).await.ok()?;
+    s.send_to(msg, to).await.ok()?;
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = tokio::time::timeout(wait, s.recv_from(&mut buf)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    text.lines().next().map(str::to_string)
+}
+
+/// Same over a fresh TCP connection.
+pub async fn tcp_exchange(to: SocketAddr, msg: &[u8], wait: Duration) -> Option<String> {
+    let mut s = TcpStream::connect(to).await.ok()?;
+    s.write_all(msg).await.ok()?;
+    let mut buf = vec![0u8; 65535];
+    let n = tokio::time::timeout(wait, s.read(&mut buf)).await.ok()?.ok()?;
+    if n == 0 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    text.lines().next().map(str::to_string)
+}
+
+pub fn options(to: SocketAddr, transport: &str, n: u32) -> Vec<u8> {
+    let host = match to {
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        SocketAddr::V4(a) => a.to_string(),
+    };
+    format!(
+        "OPTIONS sip:{host} SIP/2.0\r\nVia: SIP/2.0/{transport} {host};branch=z9hG4bKopt{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@{host}>;tag=p{n}\r\nTo: <sip:{host}>\r\n\
+         Call-ID: opt{n}@test\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Whether a peer binary is installed; prints how to get it if not.
+pub fn have(bin: &str, package: &str) -> bool {
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIPPED: `{bin}` not found. Install it with: apt-get update && apt-get install -y {package}");
+    }
+    ok
+}
+
+/// The command that runs a test application: `clinivox sip-app`.
+pub fn interop_bin() -> String {
+    format!("{} sip-app", env!("CARGO_BIN_EXE_clinivox"))
+}
+
+/// Run a bash script inside a fresh loopback-only network namespace
+/// (`unshare -n`): nothing it does can leave the machine.
+pub fn run_isolated(script: &str, timeout_s: u64) -> (bool, String) {
+    let full = format!("set -u\nip link set lo up\n{script}");
+    let out = std::process::Command::new("timeout")
+        .arg(timeout_s.to_string())
+        .args(["unshare", "-n", "bash", "-c", &full])
+        .output()
+        .expect("unshare/timeout available");
+    let text = format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

@@ -1,0 +1,144 @@
+//! SIPp as a real peer, inside `unshare -n` (loopback only): calls into the
+//! echo app with G.711 audio and RFC 4733 digits; digits are reported, BYE
+//! is clean, SIPp counts no failed calls.
+
+#[path = "sip/common.rs"]
+mod common;
+
+use common::*;
+
+pub const INTEROP_CONFIG: &str = r#"
+listen = [
+  { transport = "udp", addr = "127.0.0.1:5060" },
+  { transport = "tcp", addr = "127.0.0.1:5060" },
+  { transport = "udp", addr = "[::1]:5060" },
+  { transport = "tcp", addr = "[::1]:5060" },
+]
+numbers = ["1000"]
+nonce_secret = "test"
+[rtp]
+min = 30000
+max = 31999
+[[trunks]]
+name = "loop"
+cidrs = ["127.0.0.0/8", "::1/128"]
+[[extensions]]
+number = "201"
+password = "secret201"
+"#;
+
+fn scenario(name: &str) -> String {
+    format!("{}/tests/sip/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_sipp_echo(transport_flag: &str, target: &str, media_ip: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("cfg.toml");
+    std::fs::write(&cfg, INTEROP_CONFIG).expect("write config");
+    let script = format!(
+        r#"
+cd {dir}
+{bin} {cfg} echo > server.log 2>&1 &
+SRV=$!
+sleep 0.5
+sipp {target} -sf {scn} -s 1000 -m 2 -l 2 -r 2 -t {transport_flag} -mi {media_ip} -nd \
+  -timeout 40s -timeout_error -trace_stat -stf stat.csv > sipp.out 2>&1
+RC=$?
+sleep 0.5
+kill $SRV
+echo "SIPP_RC=$RC"
+cat server.log
+echo "--- sipp stats (last line) ---"
+tail -1 stat.csv | tr ';' '\n' | grep -n "" | sed -n '1,200p' | grep -E "^(13|14|15|16|17|18):" || true
+exit $RC
+"#,
+        dir = dir.path().display(),
+        bin = interop_bin(),
+        cfg = cfg.display(),
+        scn = scenario("uac_echo.xml"),
+    );
+    let (ok, out) = run_isolated(&script, 90);
+    println!("{out}");
+    assert!(ok, "SIPp reported failed calls or the run failed:\n{out}");
+    assert!(out.contains("SIPP_RC=0"), "{out}");
+    for d in ['1', '5', '9'] {
+        let n = out.matches(&format!("DTMF {d}")).count();
+        assert_eq!(n, 2, "digit {d} should be reported once per call:\n{out}");
+    }
+    assert_eq!(out.matches("HANGUP Remote").count(), 2, "both calls end by the caller's BYE:\n{out}");
+    // The echo app got audio: ~8 s of 20 ms frames per call.
+    for line in out.lines().filter(|l| l.starts_with("HANGUP")) {
+        let frames: u64 = line.rsplit("frames=").next().and_then(|f| f.trim().parse().ok()).unwrap_or(0);
+        assert!(frames > 300, "too few audio frames: {line}");
+    }
+}
+
+#[test]
+fn sipp_calls_echo_over_udp_v4_with_audio_and_dtmf() {
+    if !have("sipp", "sip-tester") {
+        return;
+    }
+    run_sipp_echo("u1", "127.0.0.1:5060", "127.0.0.1");
+}
+
+#[test]
+fn sipp_calls_echo_over_tcp_v6() {
+    if !have("sipp", "sip-tester") {
+        return;
+    }
+    run_sipp_echo("t1", "[::1]:5060", "::1");
+}
+
+/// Clinivox dials a number through a trunk that demands digest auth
+/// (401 → retry with credentials), gets 180 then 200, exchanges RTP (SIPp
+/// echoes it back) and hangs up with BYE.
+#[test]
+fn outbound_call_through_trunk_with_digest_auth() {
+    if !have("sipp", "sip-tester") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+listen = [{ transport = "udp", addr = "127.0.0.1:5060" }]
+[rtp]
+min = 32000
+max = 32999
+[[trunks]]
+name = "carrier"
+proxy = "127.0.0.1:5080"
+username = "clinic"
+password = "trunkpw"
+caller_id = "15550100"
+"#,
+    )
+    .expect("write config");
+    let script = format!(
+        r#"
+cd {dir}
+sipp -sf {scn} -i 127.0.0.1 -p 5080 -mi 127.0.0.1 -rtp_echo -m 1 -t u1 -nd \
+  -timeout 30s -timeout_error > sipp.out 2>&1 &
+SIPP=$!
+sleep 0.5
+{bin} {cfg} dial 5551234 2
+wait $SIPP
+RC=$?
+echo "SIPP_RC=$RC"
+exit $RC
+"#,
+        dir = dir.path().display(),
+        bin = interop_bin(),
+        cfg = cfg.display(),
+        scn = scenario("uas_trunk_auth.xml"),
+    );
+    let (ok, out) = run_isolated(&script, 60);
+    println!("{out}");
+    assert!(ok && out.contains("SIPP_RC=0"), "SIPp trunk saw a failed call:\n{out}");
+    assert!(out.contains("EVENT Progress(180)"), "{out}");
+    assert!(out.contains("ANSWERED"), "{out}");
+    let line = out.lines().find(|l| l.starts_with("HANGUP Local")).expect("we hung up");
+    let frames: u64 = line.rsplit("frames=").next().and_then(|f| f.trim().parse().ok()).unwrap_or(0);
+    assert!(frames > 50, "echoed audio came back: {line}");
+}
