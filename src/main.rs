@@ -38,6 +38,21 @@ enum Command {
         app: String,
         args: Vec<String>,
     },
+    /// Whisper models: `models fetch base`, `models list`, `models convert DIR OUT`.
+    Models {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Transcribe a WAV file (PCM or µ-law): `transcribe FILE.wav [--lang es] [--name base]`.
+    Transcribe {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Speak text to an 8 kHz WAV: `say --lang es "texto" -o out.wav`.
+    Say {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Token helpers.
     Token {
         #[command(subcommand)]
@@ -105,6 +120,11 @@ enum BenchWhat {
         #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
         clients: Vec<usize>,
     },
+    /// Whisper speed per model and threads, and time to first TTS audio.
+    Speech {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Escalation jobs claimed and completed per second, 1 and 4 instances.
     Scheduler {
         /// PostgreSQL to use (a private schema is created); "off" to skip it.
@@ -124,6 +144,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Token { action: TokenAction::Hash { token } } => println!("{}", config::hash_token(&token)),
+        Command::Models { args } => speech_cli("models", args)?,
+        Command::Transcribe { args } => speech_cli("transcribe", args)?,
+        Command::Say { args } => speech_cli("say", args)?,
         Command::SipApp { sip_config, app, args } => sip_app(&sip_config, &app, &args).await?,
         Command::Openapi => println!("{}", clinivox::api::openapi_json()),
         Command::CheckConfig => {
@@ -146,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
             let pg = (postgres != "off").then_some(postgres);
             clinivox::bench::store::run(pg.as_deref(), &clients).await?;
         }
+        Command::Bench { what: BenchWhat::Speech { args } } => speech_cli("bench", args)?,
         Command::Bench { what: BenchWhat::Scheduler { postgres, instances } } => {
             let pg = (postgres != "off").then_some(postgres);
             clinivox::bench::scheduler::run(pg.as_deref(), &instances).await?;
@@ -165,6 +189,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = clinivox::app::open_store(&config, clock.as_ref()).await.context("opening the clinic's database")?;
+    clinivox::app::provision_speech(&config).await?;
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding the HTTP API to {} (set http.listen)", config.http.listen))?;
@@ -293,4 +318,12 @@ async fn sip_app(path: &std::path::Path, app: &str, args: &[String]) -> anyhow::
     let which = apps::App::parse(app, args.first().map(String::as_str)).context("app must be echo, tone, bridge <target> or dial <target>")?;
     apps::serve(server, which, report, shutdown_signal()).await;
     Ok(())
+}
+
+/// Speech commands keep their own argument syntax (see `speech::cli`).
+fn speech_cli(command: &str, mut args: Vec<String>) -> anyhow::Result<()> {
+    if command != "models" {
+        args.insert(0, command.to_string());
+    }
+    clinivox::speech::cli::run(&args).map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -40,6 +40,8 @@ pub struct Config {
     pub sip: Option<crate::sip::config::SipConfig>,
     /// The application that answers calls.
     pub calls_app: CallsApp,
+    /// Local speech; `None` when the configuration has no `[speech]`.
+    pub speech: Option<SpeechConfig>,
     /// True when this is the built-in demo clinic.
     pub demo: bool,
 }
@@ -131,6 +133,20 @@ pub struct ApiToken {
 pub struct StoreConfig {
     /// How long a slot offered on the phone stays reserved for that caller.
     pub hold_seconds: i64,
+}
+
+/// Local speech recognition and synthesis.
+#[derive(Debug, Clone)]
+pub struct SpeechConfig {
+    /// Catalogue name of the Whisper model (`clinivox models list`).
+    pub model: String,
+    pub models_dir: std::path::PathBuf,
+    /// Where downloaded packages are kept while converting.
+    pub cache_dir: std::path::PathBuf,
+    pub workers: usize,
+    pub threads_per_worker: i32,
+    /// language → espeak-ng voice.
+    pub voices: std::collections::BTreeMap<String, (String, u32)>,
 }
 
 /// Which application answers inbound calls (`[calls] app`).

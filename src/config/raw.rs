@@ -22,6 +22,7 @@ pub struct RawConfig {
     /// The SIP endpoint, deserialised by `sip::config::SipConfig` (absent: no telephony).
     pub sip: Option<toml::Value>,
     pub calls: RawCalls,
+    pub speech: Option<RawSpeech>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,4 +125,24 @@ pub struct RawEscalation {
 pub struct RawCalls {
     /// "echo" or "tone" (test applications); later "assistant".
     pub app: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSpeech {
+    /// Whisper model: "base" (multilingual) or "tiny.en" (English only).
+    pub model: Option<String>,
+    pub models_dir: Option<String>,
+    pub cache_dir: Option<String>,
+    pub workers: Option<i64>,
+    pub threads_per_worker: Option<i64>,
+    /// language → espeak-ng voice name and rate in words per minute.
+    pub voices: BTreeMap<String, RawVoice>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawVoice {
+    pub name: Option<String>,
+    pub rate_wpm: Option<i64>,
 }

@@ -258,6 +258,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let escalation = escalation(&mut e, &raw.escalation);
     let sip = sip(&mut e, raw.sip, &staff);
+    let speech = raw.speech.map(|s| speech(&mut e, s, &languages));
     let calls_app = match raw.calls.app.as_deref().unwrap_or("echo") {
         "echo" => CallsApp::Echo,
         "tone" => CallsApp::Tone,
@@ -297,6 +298,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         escalation,
         sip,
         calls_app,
+        speech,
         demo: false,
     })
 }
@@ -383,6 +385,47 @@ fn sip(e: &mut Errors, raw: Option<toml::Value>, staff: &[Extension]) -> Option<
         }
     }
     Some(cfg)
+}
+
+fn speech(e: &mut Errors, raw: RawSpeech, languages: &[String]) -> SpeechConfig {
+    let model = raw.model.unwrap_or_else(|| "base".into());
+    if crate::speech::models::spec(&model).is_err() {
+        e.push("speech.model", format!("{model:?} is not a known model (base, tiny.en)"));
+    } else if model.ends_with(".en") && languages.iter().any(|l| l != "en") {
+        e.push("speech.model", format!("{model:?} understands only English, but the clinic speaks {languages:?}"));
+    }
+    let workers = raw.workers.unwrap_or(1);
+    if !(1..=16).contains(&workers) {
+        e.push("speech.workers", "must be between 1 and 16");
+    }
+    let threads = raw.threads_per_worker.unwrap_or(2);
+    if !(1..=64).contains(&threads) {
+        e.push("speech.threads_per_worker", "must be between 1 and 64");
+    }
+    let default_voice = |l: &str| match l {
+        "en" => "en-us".to_string(),
+        other => other.to_string(),
+    };
+    let mut voices = std::collections::BTreeMap::new();
+    for l in languages {
+        let v = raw.voices.get(l);
+        let rate = v.and_then(|v| v.rate_wpm).unwrap_or(145);
+        if !(80..=300).contains(&rate) {
+            e.push(format!("speech.voices.{l}.rate_wpm"), "must be between 80 and 300");
+        }
+        voices.insert(l.clone(), (v.and_then(|v| v.name.clone()).unwrap_or_else(|| default_voice(l)), rate as u32));
+    }
+    for l in raw.voices.keys().filter(|l| !languages.contains(l)) {
+        e.push(format!("speech.voices.{l}"), "is not one of clinic.languages");
+    }
+    SpeechConfig {
+        model,
+        models_dir: raw.models_dir.unwrap_or_else(|| "models".into()).into(),
+        cache_dir: raw.cache_dir.unwrap_or_else(|| "models/cache".into()).into(),
+        workers: workers.clamp(1, 16) as usize,
+        threads_per_worker: threads.clamp(1, 64) as i32,
+        voices,
+    }
 }
 
 fn non_empty(e: &mut Errors, key: &str, v: &Option<String>) -> Option<String> {
