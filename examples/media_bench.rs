@@ -26,8 +26,7 @@ fn speech_like(k: usize) -> [i16; FRAME_SAMPLES] {
     let mut f = [0i16; FRAME_SAMPLES];
     for (i, s) in f.iter_mut().enumerate() {
         let t = (k * FRAME_SAMPLES + i) as f32 / 8000.0;
-        *s = (8000.0 * (t * 440.0 * std::f32::consts::TAU).sin()
-            + 3000.0 * (t * 1250.0 * std::f32::consts::TAU).sin()) as i16;
+        *s = (8000.0 * (t * 440.0 * std::f32::consts::TAU).sin() + 3000.0 * (t * 1250.0 * std::f32::consts::TAU).sin()) as i16;
     }
     f
 }
@@ -105,10 +104,7 @@ fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: usize = args
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     println!("media_bench: {n} packets x {runs} runs (20 ms G.711 PCMU, 160 samples)\n");
     println!("| path                                        | median ns/pkt | min    | max    |");

@@ -11,12 +11,8 @@ const ROUNDS: usize = 200;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let vocab: Vocabulary =
-        toml::from_str(&std::fs::read_to_string(root.join("tests/nlu/vocab.toml"))?)?;
-    println!(
-        "{:<6} {:>10} {:>12} {:>12}",
-        "lang", "utterances", "median_us", "p99_us"
-    );
+    let vocab: Vocabulary = toml::from_str(&std::fs::read_to_string(root.join("tests/nlu/vocab.toml"))?)?;
+    println!("{:<6} {:>10} {:>12} {:>12}", "lang", "utterances", "median_us", "p99_us");
     for lang in ["es", "en", "it"] {
         let lex = Lexicon::load(&root.join("prompts"), lang)?;
         let table = std::fs::read_to_string(root.join(format!("tests/nlu/{lang}.tsv")))?;
@@ -26,8 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .filter_map(|l| {
                 let mut c = l.split('\t');
                 let text = c.next()?.to_string();
-                let now =
-                    chrono::NaiveDateTime::parse_from_str(c.next()?, "%Y-%m-%dT%H:%M:%S").ok()?;
+                let now = chrono::NaiveDateTime::parse_from_str(c.next()?, "%Y-%m-%dT%H:%M:%S").ok()?;
                 Some((text, now))
             })
             .collect();
@@ -42,13 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         samples.sort_by(|a, b| a.total_cmp(b));
         let pick = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
-        println!(
-            "{:<6} {:>10} {:>12.1} {:>12.1}",
-            lang,
-            cases.len(),
-            pick(0.5),
-            pick(0.99)
-        );
+        println!("{:<6} {:>10} {:>12.1} {:>12.1}", lang, cases.len(), pick(0.5), pick(0.99));
     }
     Ok(())
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
-use crate::clock::Clock;
 use crate::call::apps;
+use crate::clock::Clock;
 use crate::config::{CallsApp, Config};
 use crate::store::{Store, StoreError};
 

@@ -70,7 +70,13 @@ pub async fn seed(store: &Store, now: DateTime<Utc>) -> Result<Seeded, StoreErro
     for (patient, specialty, days, confirmed) in APPOINTMENTS {
         // The first free slot on or after the target day, within a week.
         let from = today + Duration::days(days);
-        let q = SlotQuery { specialty: Some(specialty.into()), from: Some(from), to: Some(from + Duration::days(7)), limit: Some(1), ..Default::default() };
+        let q = SlotQuery {
+            specialty: Some(specialty.into()),
+            from: Some(from),
+            to: Some(from + Duration::days(7)),
+            limit: Some(1),
+            ..Default::default()
+        };
         let Some(slot) = store.free_slots(&q, now).await?.into_iter().next() else { continue };
         let new = NewAppointment {
             patient_id: seeded.patients[patient].id.clone(),

@@ -239,38 +239,22 @@ async fn chat(
     let tz = config.clinic.timezone;
     let start = match now {
         Some(local) => Some(
-            local
-                .and_local_timezone(tz)
-                .earliest()
-                .context("--now does not exist in the clinic's time zone")?
-                .with_timezone(&chrono::Utc),
+            local.and_local_timezone(tz).earliest().context("--now does not exist in the clinic's time zone")?.with_timezone(&chrono::Utc),
         ),
         None => None,
     };
     let clock = chat::chat_clock(start);
-    let store =
-        clinivox::app::open_store(&config, &clinivox::clock::ManualClock::new(clock())).await?;
+    let store = clinivox::app::open_store(&config, &clinivox::clock::ManualClock::new(clock())).await?;
     let lang = lang.unwrap_or_else(|| config.clinic.languages[0].clone());
-    let caller = caller
-        .map(|c| clinivox::phone::E164::parse(&c))
-        .transpose()?;
+    let caller = caller.map(|c| clinivox::phone::E164::parse(&c)).transpose()?;
     let ctx = Context {
         language: Arc::new(Language::load(prompts, &lang)?),
-        vocabulary: Arc::new(clinivox::conversation::nlu::Vocabulary::from_config(
-            &config,
-        )),
+        vocabulary: Arc::new(clinivox::conversation::nlu::Vocabulary::from_config(&config)),
         config: Arc::new(config),
         direction: Direction::Inbound,
         caller,
     };
-    chat::run(
-        store,
-        ctx,
-        clock,
-        std::io::stdin().lock(),
-        std::io::stdout().lock(),
-    )
-    .await?;
+    chat::run(store, ctx, clock, std::io::stdin().lock(), std::io::stdout().lock()).await?;
     Ok(())
 }
 
@@ -315,7 +299,8 @@ async fn sip_app(path: &std::path::Path, app: &str, args: &[String]) -> anyhow::
         }
         return Ok(());
     }
-    let which = apps::App::parse(app, args.first().map(String::as_str)).context("app must be echo, tone, bridge <target> or dial <target>")?;
+    let which =
+        apps::App::parse(app, args.first().map(String::as_str)).context("app must be echo, tone, bridge <target> or dial <target>")?;
     apps::serve(server, which, report, shutdown_signal()).await;
     Ok(())
 }

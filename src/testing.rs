@@ -33,12 +33,7 @@ pub async fn sqlite_store(dir: &std::path::Path, config: &Config) -> Result<Stor
 /// A store on a new, empty schema of the test PostgreSQL, synced with `config`.
 pub async fn postgres_store(config: &Config, max_connections: u32) -> Result<Store, StoreError> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let schema = format!(
-        "{SCHEMA_PREFIX}{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>()
-    );
+    let schema = format!("{SCHEMA_PREFIX}{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), rand::random::<u32>());
     let base = pg_base_url();
     {
         use sqlx::Connection;

@@ -153,7 +153,8 @@ async fn bad_input_is_a_problem_naming_the_field(app: Router) {
         .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let req = Request::post("/api/v1/patients").header(header::AUTHORIZATION, format!("Bearer {WRITE}")).body(Body::from("name=Ana")).unwrap();
+    let req =
+        Request::post("/api/v1/patients").header(header::AUTHORIZATION, format!("Bearer {WRITE}")).body(Body::from("name=Ana")).unwrap();
     assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Query strings too.
@@ -236,11 +237,27 @@ async fn booking_race_over_http(app: Router) {
 
 async fn appointment_lifecycle(app: Router) {
     let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
-    let slots = call(&app, "GET", "/api/v1/slots?specialty=dermatology&from=2026-11-30&to=2026-11-30&part_of_day=afternoon&limit=3", Some(READ), None, &[]).await;
+    let slots = call(
+        &app,
+        "GET",
+        "/api/v1/slots?specialty=dermatology&from=2026-11-30&to=2026-11-30&part_of_day=afternoon&limit=3",
+        Some(READ),
+        None,
+        &[],
+    )
+    .await;
     let slots = slots.json.as_array().unwrap().clone();
     assert_eq!(slots.len(), 3);
     assert_eq!(slots[0]["starts_at_local"], "2026-11-30T16:00:00+01:00");
-    let hold = call(&app, "POST", "/api/v1/holds", Some(WRITE), Some(json!({"provider_id": "dr-sanchez", "starts_at": slots[0]["starts_at"]})), &[]).await;
+    let hold = call(
+        &app,
+        "POST",
+        "/api/v1/holds",
+        Some(WRITE),
+        Some(json!({"provider_id": "dr-sanchez", "starts_at": slots[0]["starts_at"]})),
+        &[],
+    )
+    .await;
     assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.json);
     let token = hold.json["token"].as_str().unwrap();
     // Someone else cannot take the held slot…
@@ -253,9 +270,18 @@ async fn appointment_lifecycle(app: Router) {
     assert_eq!(booked.status, StatusCode::CREATED);
     assert_eq!(booked.json["created_channel"], "phone");
     let id = booked.json["id"].as_str().unwrap().to_string();
-    let confirmed = call(&app, "POST", &format!("/api/v1/appointments/{id}/confirm"), Some(WRITE), None, &[("X-Clinivox-Channel", "sms")]).await;
+    let confirmed =
+        call(&app, "POST", &format!("/api/v1/appointments/{id}/confirm"), Some(WRITE), None, &[("X-Clinivox-Channel", "sms")]).await;
     assert_eq!(confirmed.json["status"], "confirmed");
-    let moved = call(&app, "POST", &format!("/api/v1/appointments/{id}/reschedule"), Some(WRITE), Some(json!({"starts_at": slots[1]["starts_at"]})), &[]).await;
+    let moved = call(
+        &app,
+        "POST",
+        &format!("/api/v1/appointments/{id}/reschedule"),
+        Some(WRITE),
+        Some(json!({"starts_at": slots[1]["starts_at"]})),
+        &[],
+    )
+    .await;
     assert_eq!(moved.status, StatusCode::OK, "{}", moved.json);
     assert_eq!(moved.json["starts_at"], slots[1]["starts_at"]);
     let cancelled = call(&app, "POST", &format!("/api/v1/appointments/{id}/cancel"), Some(WRITE), None, &[]).await;
@@ -263,7 +289,13 @@ async fn appointment_lifecycle(app: Router) {
     assert_problem(&call(&app, "POST", &format!("/api/v1/appointments/{id}/cancel"), Some(WRITE), None, &[]).await, 409);
     assert_problem(&call(&app, "POST", "/api/v1/appointments/missing/confirm", Some(WRITE), None, &[]).await, 404);
     let history = call(&app, "GET", &format!("/api/v1/appointments/{id}/history"), Some(READ), None, &[]).await;
-    let actions: Vec<_> = history.json.as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap().to_string(), e["channel"].as_str().unwrap().to_string())).collect();
+    let actions: Vec<_> = history
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap().to_string(), e["channel"].as_str().unwrap().to_string()))
+        .collect();
     let expect = [("book", "phone"), ("confirm", "sms"), ("reschedule", "api"), ("cancel", "api")];
     assert_eq!(actions, expect.map(|(a, c)| (a.to_string(), c.to_string())));
     let day = call(&app, "GET", "/api/v1/appointments?date=2026-11-30", Some(READ), None, &[]).await;
@@ -275,7 +307,18 @@ async fn openapi_document_is_generated(app: Router) {
     assert_eq!(r.status, StatusCode::OK);
     let doc = r.json;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/reminders", "/api/v1/reminders/{id}/reply", "/api/v1/jobs", "/api/v1/patients", "/api/v1/patients/{id}", "/api/v1/slots", "/api/v1/appointments", "/api/v1/appointments/{id}/reschedule", "/api/v1/waitlist", "/api/v1/calls/{id}"] {
+    for path in [
+        "/api/v1/reminders",
+        "/api/v1/reminders/{id}/reply",
+        "/api/v1/jobs",
+        "/api/v1/patients",
+        "/api/v1/patients/{id}",
+        "/api/v1/slots",
+        "/api/v1/appointments",
+        "/api/v1/appointments/{id}/reschedule",
+        "/api/v1/waitlist",
+        "/api/v1/calls/{id}",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     assert!(doc["paths"]["/api/v1/appointments"]["post"]["responses"]["409"].is_object());
@@ -289,7 +332,15 @@ async fn lists_and_lookups(app: Router) {
     let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
     let found = call(&app, "GET", "/api/v1/patients?phone=%2B34%20600%20111%20222", Some(READ), None, &[]).await;
     assert_eq!(found.json[0]["id"], patient.as_str());
-    let patched = call(&app, "PATCH", &format!("/api/v1/patients/{patient}"), Some(WRITE), Some(json!({"national_id": "12345678Z", "preferred_language": "en"})), &[]).await;
+    let patched = call(
+        &app,
+        "PATCH",
+        &format!("/api/v1/patients/{patient}"),
+        Some(WRITE),
+        Some(json!({"national_id": "12345678Z", "preferred_language": "en"})),
+        &[],
+    )
+    .await;
     assert_eq!((patched.json["national_id"].as_str(), patched.json["preferred_language"].as_str()), (Some("12345678Z"), Some("en")));
     let cleared = call(&app, "PATCH", &format!("/api/v1/patients/{patient}"), Some(WRITE), Some(json!({"national_id": null})), &[]).await;
     assert!(cleared.json["national_id"].is_null());
@@ -323,7 +374,9 @@ async fn reminders_and_replies(app: Router) {
     let bad = json!({"appointment_id": id, "channel": "pigeon", "sent_at": "2026-11-23T07:00:00Z"});
     assert_eq!(field(&call(&app, "POST", "/api/v1/reminders", Some(WRITE), Some(bad), &[]).await), "channel");
     let rid = first.json["id"].as_str().unwrap();
-    let reply = call(&app, "POST", &format!("/api/v1/reminders/{rid}/reply"), Some(WRITE), Some(json!({"reply": "confirmed", "text": "OK"})), &[]).await;
+    let reply =
+        call(&app, "POST", &format!("/api/v1/reminders/{rid}/reply"), Some(WRITE), Some(json!({"reply": "confirmed", "text": "OK"})), &[])
+            .await;
     assert_eq!(reply.json["reply"], "confirmed", "{}", reply.json);
     let a = call(&app, "GET", &format!("/api/v1/appointments/{id}"), Some(READ), None, &[]).await;
     assert_eq!((a.json["status"].as_str(), a.json["updated_channel"].as_str()), (Some("confirmed"), Some("sms")));

@@ -126,26 +126,15 @@ async fn run_script(name: &str, store: Store, config: Config) {
         } else if let Some(v) = line.strip_prefix("caller:") {
             caller = Some(v.trim().to_string());
         } else if let Some(v) = line.strip_prefix("now:") {
-            local_now = v
-                .trim()
-                .parse()
-                .unwrap_or_else(|e| panic!("{name}:{}: bad now: {e}", n + 1));
+            local_now = v.trim().parse().unwrap_or_else(|e| panic!("{name}:{}: bad now: {e}", n + 1));
         } else {
             body.push((n + 1, line.to_string()));
         }
     }
     let tz = config.clinic.timezone;
-    let now = local_now
-        .and_local_timezone(tz)
-        .earliest()
-        .unwrap()
-        .with_timezone(&Utc);
+    let now = local_now.and_local_timezone(tz).earliest().unwrap().with_timezone(&Utc);
     let seeded = clinivox::demo::seed(&store, now).await.unwrap();
-    let patients = seeded
-        .patients
-        .iter()
-        .map(|p| (p.name.clone(), p.id.clone()))
-        .collect();
+    let patients = seeded.patients.iter().map(|p| (p.name.clone(), p.id.clone())).collect();
     let ctx = Context {
         language: Arc::new(Language::load(&root().join("prompts"), &lang).unwrap()),
         vocabulary: Arc::new(Vocabulary::from_config(&config)),
@@ -154,37 +143,19 @@ async fn run_script(name: &str, store: Store, config: Config) {
         caller: caller.as_deref().map(|c| E164::parse(c).unwrap()),
     };
     let (session, first) = Session::start(store.clone(), ctx, now).await;
-    let mut run = Run {
-        store,
-        session,
-        now,
-        heard: first.clone(),
-        all: first,
-        patients,
-        tz,
-        caller,
-    };
+    let mut run = Run { store, session, now, heard: first.clone(), all: first, patients, tz, caller };
     let mut said = Vec::new();
     for (line_no, line) in body {
         let at = format!("{name}.txt:{line_no}: {line}");
         run.step(&line, &at).await;
-        if let Some(text) = line
-            .strip_prefix('>')
-            .map(str::trim)
-            .filter(|t| !t.starts_with('#'))
-        {
+        if let Some(text) = line.strip_prefix('>').map(str::trim).filter(|t| !t.starts_with('#')) {
             said.push(text.to_string());
         }
     }
     // Everything the caller said is in the call's transcript.
     let turns = run.call().await.turns;
     for text in said {
-        assert!(
-            turns
-                .iter()
-                .any(|t| t.speaker == "caller" && t.text == text),
-            "{name}: {text:?} not recorded: {turns:#?}"
-        );
+        assert!(turns.iter().any(|t| t.speaker == "caller" && t.text == text), "{name}: {text:?} not recorded: {turns:#?}");
     }
 }
 
@@ -192,10 +163,7 @@ impl Run {
     async fn step(&mut self, line: &str, at: &str) {
         if let Some(said) = line.strip_prefix('>') {
             let said = said.trim();
-            assert!(
-                !self.session.conversation().is_ended(),
-                "{at}: the call is already over"
-            );
+            assert!(!self.session.conversation().is_ended(), "{at}: the call is already over");
             self.now += Duration::seconds(10);
             let out = if let Some(keys) = said.strip_prefix("#dtmf") {
                 self.session.dtmf(self.now, keys).await
@@ -210,18 +178,10 @@ impl Run {
             self.heard = out;
         } else if let Some(want) = line.strip_prefix('<') {
             let heard = self.spoken();
-            assert!(
-                heard.to_lowercase().contains(&want.trim().to_lowercase()),
-                "{at}\n  assistant said: {heard}"
-            );
+            assert!(heard.to_lowercase().contains(&want.trim().to_lowercase()), "{at}\n  assistant said: {heard}");
         } else if let Some(unwanted) = line.strip_prefix('!') {
             let heard = self.spoken();
-            assert!(
-                !heard
-                    .to_lowercase()
-                    .contains(&unwanted.trim().to_lowercase()),
-                "{at}\n  assistant said: {heard}"
-            );
+            assert!(!heard.to_lowercase().contains(&unwanted.trim().to_lowercase()), "{at}\n  assistant said: {heard}");
         } else if let Some(check) = line.strip_prefix('=') {
             self.check(check.trim(), at).await;
         } else {
@@ -258,11 +218,7 @@ impl Run {
                 let (group, summary) = group.unwrap_or_else(|| panic!("{at}: no transfer"));
                 assert_eq!(group, arg, "{at}");
                 assert!(!summary.is_empty(), "{at}: empty summary");
-                assert_eq!(
-                    self.call().await.call.transfer_target.as_deref(),
-                    Some(arg),
-                    "{at}"
-                );
+                assert_eq!(self.call().await.call.transfer_target.as_deref(), Some(arg), "{at}");
             }
             "hangup" => assert!(self.all.contains(&Action::Hangup), "{at}: no hangup"),
             "holds" => {
@@ -272,43 +228,24 @@ impl Run {
             "live" => {
                 let (name, n) = arg.rsplit_once(' ').unwrap();
                 let id = self.patient(name, at);
-                let live = self
-                    .store
-                    .appointments_for_patient(&id, true, self.now)
-                    .await
-                    .unwrap();
+                let live = self.store.appointments_for_patient(&id, true, self.now).await.unwrap();
                 assert_eq!(live.len(), n.parse::<usize>().unwrap(), "{at}: {live:#?}");
             }
             "appointment" => {
-                let [name, specialty, when, status] = fields[..] else {
-                    panic!("{at}: needs 4 fields")
-                };
+                let [name, specialty, when, status] = fields[..] else { panic!("{at}: needs 4 fields") };
                 let id = self.patient(name, at);
-                let all = self
-                    .store
-                    .appointments_for_patient(&id, false, self.now)
-                    .await
-                    .unwrap();
+                let all = self.store.appointments_for_patient(&id, false, self.now).await.unwrap();
                 let found = all.iter().any(|a| {
-                    let local = a
-                        .starts_at
-                        .with_timezone(&self.tz)
-                        .format("%Y-%m-%d %H:%M")
-                        .to_string();
+                    let local = a.starts_at.with_timezone(&self.tz).format("%Y-%m-%d %H:%M").to_string();
                     a.specialty_id == specialty && local == when && a.status.as_str() == status
                 });
                 assert!(found, "{at}: {all:#?}");
             }
             "patient" => {
-                let [name, dob] = fields[..] else {
-                    panic!("{at}: needs 2 fields")
-                };
+                let [name, dob] = fields[..] else { panic!("{at}: needs 2 fields") };
                 let dob: NaiveDate = dob.parse().unwrap();
                 let born = self.store.patients_born_on(dob).await.unwrap();
-                let p = born
-                    .iter()
-                    .find(|p| p.name == name)
-                    .unwrap_or_else(|| panic!("{at}: {born:#?}"));
+                let p = born.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("{at}: {born:#?}"));
                 if let Some(c) = &self.caller {
                     assert_eq!(p.phones, vec![c.clone()], "{at}");
                 }
@@ -316,21 +253,14 @@ impl Run {
             }
             "transcript" => {
                 let call = self.call().await;
-                assert!(
-                    call.turns.iter().any(|t| t.text.contains(arg)),
-                    "{at}: {:#?}",
-                    call.turns
-                );
+                assert!(call.turns.iter().any(|t| t.text.contains(arg)), "{at}: {:#?}", call.turns);
             }
             _ => panic!("{at}: unknown check"),
         }
     }
 
     fn patient(&self, name: &str, at: &str) -> String {
-        self.patients
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| panic!("{at}: no patient named {name:?}"))
+        self.patients.get(name).cloned().unwrap_or_else(|| panic!("{at}: no patient named {name:?}"))
     }
 
     async fn call(&self) -> clinivox::store::CallDetail {
@@ -342,51 +272,18 @@ impl Run {
 async fn patients_born_on_and_live_holds(store: Store) {
     let now: DateTime<Utc> = "2026-11-23T08:00:00Z".parse().unwrap();
     clinivox::demo::seed(&store, now).await.unwrap();
-    let born = store
-        .patients_born_on("1948-03-14".parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        born.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-        ["María López García"]
-    );
-    assert!(store
-        .patients_born_on("1900-01-01".parse().unwrap())
-        .await
-        .unwrap()
-        .is_empty());
+    let born = store.patients_born_on("1948-03-14".parse().unwrap()).await.unwrap();
+    assert_eq!(born.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["María López García"]);
+    assert!(store.patients_born_on("1900-01-01".parse().unwrap()).await.unwrap().is_empty());
 
     assert_eq!(store.live_holds(now).await.unwrap(), 0);
-    let q = clinivox::store::SlotQuery {
-        specialty: Some("dermatology".into()),
-        limit: Some(2),
-        ..Default::default()
-    };
+    let q = clinivox::store::SlotQuery { specialty: Some("dermatology".into()), limit: Some(2), ..Default::default() };
     let slots = store.free_slots(&q, now).await.unwrap();
-    let h1 = store
-        .hold_slot(
-            &slots[0].provider_id,
-            slots[0].starts_at,
-            Duration::seconds(180),
-            now,
-        )
-        .await
-        .unwrap();
-    store
-        .hold_slot(
-            &slots[1].provider_id,
-            slots[1].starts_at,
-            Duration::seconds(60),
-            now,
-        )
-        .await
-        .unwrap();
+    let h1 = store.hold_slot(&slots[0].provider_id, slots[0].starts_at, Duration::seconds(180), now).await.unwrap();
+    store.hold_slot(&slots[1].provider_id, slots[1].starts_at, Duration::seconds(60), now).await.unwrap();
     assert_eq!(store.live_holds(now).await.unwrap(), 2);
     // One expires, one is released.
-    assert_eq!(
-        store.live_holds(now + Duration::seconds(90)).await.unwrap(),
-        1
-    );
+    assert_eq!(store.live_holds(now + Duration::seconds(90)).await.unwrap(), 1);
     store.release_hold(&h1.token).await.unwrap();
     assert_eq!(store.live_holds(now).await.unwrap(), 1);
 }

@@ -68,7 +68,12 @@ async fn appointment(store: &Store, i: usize, provider: &str, at: &str) -> Appoi
 }
 
 async fn remind(store: &Store, a: &Appointment, sent: DateTime<Utc>) -> Reminder {
-    let new = NewReminder { appointment_id: a.id.clone(), channel: ReminderChannel::Whatsapp, sent_at: sent, external_id: Some(format!("wa-{}", a.id)) };
+    let new = NewReminder {
+        appointment_id: a.id.clone(),
+        channel: ReminderChannel::Whatsapp,
+        sent_at: sent,
+        external_id: Some(format!("wa-{}", a.id)),
+    };
     store.record_reminder(new, sent).await.unwrap().0
 }
 
@@ -78,7 +83,12 @@ async fn replies_act_on_the_appointment(store: Store, _: Config) {
     let b = appointment(&store, 2, "dr-garcia", "2026-11-25T09:15:00Z").await;
     let ra = remind(&store, &a, monday()).await;
     // The same notification twice is one reminder.
-    let again = NewReminder { appointment_id: a.id.clone(), channel: ReminderChannel::Whatsapp, sent_at: monday(), external_id: Some(format!("wa-{}", a.id)) };
+    let again = NewReminder {
+        appointment_id: a.id.clone(),
+        channel: ReminderChannel::Whatsapp,
+        sent_at: monday(),
+        external_id: Some(format!("wa-{}", a.id)),
+    };
     let (dup, created) = store.record_reminder(again, monday()).await.unwrap();
     assert_eq!((dup.id.as_str(), created), (ra.id.as_str(), false));
 
@@ -97,7 +107,12 @@ async fn replies_act_on_the_appointment(store: Store, _: Config) {
     assert_eq!(store.appointment(&b.id).await.unwrap().status, AppointmentStatus::Cancelled);
     assert_eq!(store.job(&job.id).await.unwrap().status, "cancelled");
     // …and the slot is free again.
-    let q = SlotQuery { provider: Some("dr-garcia".into()), from: NaiveDate::from_ymd_opt(2026, 11, 25), to: NaiveDate::from_ymd_opt(2026, 11, 25), ..Default::default() };
+    let q = SlotQuery {
+        provider: Some("dr-garcia".into()),
+        from: NaiveDate::from_ymd_opt(2026, 11, 25),
+        to: NaiveDate::from_ymd_opt(2026, 11, 25),
+        ..Default::default()
+    };
     assert!(store.free_slots(&q, monday()).await.unwrap().iter().any(|s| s.starts_at == b.starts_at));
 }
 
@@ -143,11 +158,23 @@ async fn two_instances_never_claim_the_same_job(store: Store, _: Config) {
     // 60 appointments (a morning of three providers), each with a due job.
     let mut n = 0;
     for provider in ["dr-garcia", "dr-navarro", "dr-ruiz"] {
-        let q = SlotQuery { provider: Some(provider.into()), from: NaiveDate::from_ymd_opt(2026, 12, 1), to: NaiveDate::from_ymd_opt(2026, 12, 1), limit: Some(20), ..Default::default() };
+        let q = SlotQuery {
+            provider: Some(provider.into()),
+            from: NaiveDate::from_ymd_opt(2026, 12, 1),
+            to: NaiveDate::from_ymd_opt(2026, 12, 1),
+            limit: Some(20),
+            ..Default::default()
+        };
         for slot in store.free_slots(&q, monday()).await.unwrap() {
             let p = patient(&store, n).await;
             n += 1;
-            let new = NewAppointment { patient_id: p.id.clone(), provider_id: slot.provider_id, starts_at: slot.starts_at, hold_token: None, notes: None };
+            let new = NewAppointment {
+                patient_id: p.id.clone(),
+                provider_id: slot.provider_id,
+                starts_at: slot.starts_at,
+                hold_token: None,
+                notes: None,
+            };
             let a = store.book(new, &staff(), monday()).await.unwrap();
             store.enqueue_job(KIND, &a.id, &p.id, monday(), monday()).await.unwrap().unwrap();
         }
@@ -201,7 +228,14 @@ mod refill {
     async fn waitlisted(store: &Store, i: usize, earliest: u32, latest: u32) -> (Patient, WaitlistEntry) {
         let p = patient(store, i).await;
         let d = |day| NaiveDate::from_ymd_opt(2026, 12, day).unwrap();
-        let new = NewWaitlistEntry { patient_id: p.id.clone(), specialty_id: "dermatology".into(), provider_id: None, earliest: d(earliest), latest: d(latest), notes: None };
+        let new = NewWaitlistEntry {
+            patient_id: p.id.clone(),
+            specialty_id: "dermatology".into(),
+            provider_id: None,
+            earliest: d(earliest),
+            latest: d(latest),
+            notes: None,
+        };
         let e = store.waitlist_add(new, &staff(), monday() + Duration::seconds(i as i64)).await.unwrap();
         (p, e)
     }
@@ -215,7 +249,13 @@ mod refill {
         let (second, e2) = waitlisted(&store, 4, 1, 31).await;
         let (third, _) = waitlisted(&store, 5, 1, 31).await;
         // The third already has a later dermatology appointment: it would be moved earlier.
-        let later = NewAppointment { patient_id: third.id.clone(), provider_id: "dr-sanchez".into(), starts_at: utc("2026-12-14T08:00:00Z"), hold_token: None, notes: None };
+        let later = NewAppointment {
+            patient_id: third.id.clone(),
+            provider_id: "dr-sanchez".into(),
+            starts_at: utc("2026-12-14T08:00:00Z"),
+            hold_token: None,
+            notes: None,
+        };
         let later = store.book(later, &staff(), monday()).await.unwrap();
 
         assert_eq!(refill.plan(monday()).await.unwrap(), 0, "nothing cancelled yet");
@@ -227,7 +267,13 @@ mod refill {
         let offer = refill.next_offer(monday()).await.unwrap().expect("an offer");
         assert_eq!(offer.entry.id, e1.id);
         assert_ne!(offer.entry.id, too_late.id);
-        let intruder = NewAppointment { patient_id: second.id.clone(), provider_id: "dr-sanchez".into(), starts_at: a.starts_at, hold_token: None, notes: None };
+        let intruder = NewAppointment {
+            patient_id: second.id.clone(),
+            provider_id: "dr-sanchez".into(),
+            starts_at: a.starts_at,
+            hold_token: None,
+            notes: None,
+        };
         assert!(matches!(store.book(intruder, &staff(), monday()).await, Err(StoreError::Conflict(_))));
         refill.resolve(&offer, OfferOutcome::Declined, monday() + Duration::minutes(3)).await.unwrap();
 

@@ -12,8 +12,7 @@ fn root() -> PathBuf {
 }
 
 fn vocab() -> Vocabulary {
-    let text =
-        std::fs::read_to_string(root().join("tests/nlu/vocab.toml")).expect("vocab file present");
+    let text = std::fs::read_to_string(root().join("tests/nlu/vocab.toml")).expect("vocab file present");
     toml::from_str(&text).expect("vocab file is valid")
 }
 
@@ -33,23 +32,11 @@ fn cases(lang: &str) -> Vec<Case> {
             continue;
         }
         let cols: Vec<&str> = line.split('\t').collect();
-        assert_eq!(
-            cols.len(),
-            3,
-            "{}:{}: expected 3 tab-separated columns",
-            path.display(),
-            n + 1
-        );
+        assert_eq!(cols.len(), 3, "{}:{}: expected 3 tab-separated columns", path.display(), n + 1);
         let now = chrono::NaiveDateTime::parse_from_str(cols[1], "%Y-%m-%dT%H:%M:%S")
             .unwrap_or_else(|e| panic!("{}:{}: bad now: {e}", path.display(), n + 1));
-        let expected = serde_json::from_str(cols[2])
-            .unwrap_or_else(|e| panic!("{}:{}: bad json: {e}", path.display(), n + 1));
-        out.push(Case {
-            line: n + 1,
-            text: cols[0].to_string(),
-            now,
-            expected,
-        });
+        let expected = serde_json::from_str(cols[2]).unwrap_or_else(|e| panic!("{}:{}: bad json: {e}", path.display(), n + 1));
+        out.push(Case { line: n + 1, text: cols[0].to_string(), now, expected });
     }
     out
 }
@@ -70,45 +57,25 @@ fn table_accuracy() {
         let cases = cases(lang);
         let mut ok = 0;
         for c in &cases {
-            let got = serde_json::to_value(understand(&c.text, &lex, &vocab, c.now))
-                .expect("serializable");
+            let got = serde_json::to_value(understand(&c.text, &lex, &vocab, c.now)).expect("serializable");
             if got == c.expected {
                 ok += 1;
             } else {
-                failures.push(format!(
-                    "{lang}:{} {:?}\n   expected {}\n   got      {}",
-                    c.line, c.text, c.expected, got
-                ));
+                failures.push(format!("{lang}:{} {:?}\n   expected {}\n   got      {}", c.line, c.text, c.expected, got));
             }
         }
         total += cases.len();
-        println!(
-            "{lang}: {ok}/{} correct ({:.1}%)",
-            cases.len(),
-            100.0 * ok as f64 / cases.len().max(1) as f64
-        );
+        println!("{lang}: {ok}/{} correct ({:.1}%)", cases.len(), 100.0 * ok as f64 / cases.len().max(1) as f64);
     }
     println!("total cases: {total}");
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn exact_json_for_reference_case() {
     let lex = Lexicon::load(Path::new(&root().join("prompts")), "es").expect("lexicon loads");
-    let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
-        .and_then(|d| d.and_hms_opt(9, 0, 0))
-        .expect("valid date");
-    let u = understand(
-        "quiero una cita con el dermatólogo mañana por la mañana",
-        &lex,
-        &vocab(),
-        now,
-    );
+    let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).and_then(|d| d.and_hms_opt(9, 0, 0)).expect("valid date");
+    let u = understand("quiero una cita con el dermatólogo mañana por la mañana", &lex, &vocab(), now);
     assert_eq!(
         serde_json::to_string(&u).expect("serializable"),
         r#"{"intent":"book","slots":{"specialty":"dermatology","date":"2026-11-24","part_of_day":"morning"}}"#

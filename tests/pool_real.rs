@@ -11,9 +11,8 @@ use clinivox::speech::pool::{PoolConfig, PoolError, RecognitionPool, Request};
 use clinivox::speech::tts::{Espeak, EspeakConfig, SpeechEngine};
 
 fn model(name: &str) -> PathBuf {
-    let root = std::env::var_os("CLINIVOX_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
+    let root =
+        std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
     let (cache, models_dir) = (root.join("cache"), root.join("models"));
     clinivox::speech::models::fetch(name, &cache, &models_dir, &mut |_| {}).unwrap()
 }

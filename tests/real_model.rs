@@ -14,9 +14,8 @@ use clinivox::speech::{convert, models, stt};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn dirs() -> (PathBuf, PathBuf) {
-    let root = std::env::var_os("CLINIVOX_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
+    let root =
+        std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
     (root.join("cache"), root.join("models"))
 }
 
@@ -29,14 +28,8 @@ fn fetch(name: &str) -> PathBuf {
     let mut again = Vec::new();
     let p2 = models::fetch(name, &cache, &models_dir, &mut |p| again.push(p)).unwrap();
     assert_eq!(p2, path);
-    assert!(matches!(
-        again[..],
-        [models::Progress::AlreadyInstalled { .. }]
-    ));
-    assert!(models::list(&models_dir)
-        .unwrap()
-        .iter()
-        .any(|m| m.name == name));
+    assert!(matches!(again[..], [models::Progress::AlreadyInstalled { .. }]));
+    assert!(models::list(&models_dir).unwrap().iter().any(|m| m.name == name));
     path
 }
 
@@ -63,19 +56,9 @@ fn speak(text: &str, voice: &str, out: &Path) -> Vec<f32> {
 
 fn transcribe(model: &Path, pcm: &[f32], lang: Option<&str>) -> String {
     let t = stt::Transcriber::load(model).unwrap();
-    let opts = stt::TranscribeOptions {
-        language: lang.map(str::to_string),
-        ..Default::default()
-    };
+    let opts = stt::TranscribeOptions { language: lang.map(str::to_string), ..Default::default() };
     let out = t.transcribe(pcm, &opts).unwrap();
-    eprintln!(
-        "{}: load {:?}, audio_ctx {}, {:?}: {:?}",
-        model.display(),
-        t.load_time,
-        out.audio_ctx,
-        out.elapsed,
-        out.text
-    );
+    eprintln!("{}: load {:?}, audio_ctx {}, {:?}: {:?}", model.display(), t.load_time, out.audio_ctx, out.elapsed, out.text);
     out.text.to_lowercase()
 }
 

@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::*;
 use clinivox::sip::config::Transport;
+use common::*;
 
 /// (file, expected first status over UDP; None = no answer). The policy
 /// answers (404 unknown number, 481 no dialog) come from our test config:

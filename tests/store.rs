@@ -112,7 +112,12 @@ async fn holds_reserve_a_slot_until_they_expire(store: Store, _: Config) {
     // Another caller can neither hold nor book it, nor see it as free.
     assert!(matches!(store.hold_slot("dr-garcia", slot, Duration::seconds(180), now()).await, Err(StoreError::Conflict(_))));
     assert!(matches!(store.book(book_at(&luis, "dr-garcia", slot), &staff(), now()).await, Err(StoreError::Conflict(_))));
-    let q = SlotQuery { provider: Some("dr-garcia".into()), from: NaiveDate::from_ymd_opt(2026, 11, 24), to: NaiveDate::from_ymd_opt(2026, 11, 24), ..Default::default() };
+    let q = SlotQuery {
+        provider: Some("dr-garcia".into()),
+        from: NaiveDate::from_ymd_opt(2026, 11, 24),
+        to: NaiveDate::from_ymd_opt(2026, 11, 24),
+        ..Default::default()
+    };
     assert!(!store.free_slots(&q, now()).await.unwrap().iter().any(|s| s.starts_at == slot));
     // The holder still sees it.
     let mine = SlotQuery { hold_token: Some(hold.token.clone()), ..q.clone() };
@@ -210,7 +215,12 @@ async fn slots_follow_templates_holidays_and_absences(store: Store, _: Config) {
     store.add_absence("dr-sanchez", day(9).unwrap(), day(9).unwrap(), "congress").await.unwrap();
     assert_eq!(store.free_slots(&q, now()).await.unwrap().len(), 21);
     // By specialty: every provider of it; past slots are never offered.
-    let general = SlotQuery { specialty: Some("general".into()), from: NaiveDate::from_ymd_opt(2026, 11, 23), to: NaiveDate::from_ymd_opt(2026, 11, 23), ..Default::default() };
+    let general = SlotQuery {
+        specialty: Some("general".into()),
+        from: NaiveDate::from_ymd_opt(2026, 11, 23),
+        to: NaiveDate::from_ymd_opt(2026, 11, 23),
+        ..Default::default()
+    };
     let today = store.free_slots(&general, now()).await.unwrap();
     assert!(today.iter().all(|s| s.starts_at > now()));
     assert!(today.iter().any(|s| s.provider_id == "dr-garcia") && today.iter().any(|s| s.provider_id == "dr-martin"));
@@ -246,10 +256,19 @@ async fn patients_by_phone_and_updates(store: Store, _: Config) {
 
 async fn calls_keep_their_transcript(store: Store, _: Config) {
     let call = store
-        .start_call(NewCall { direction: "inbound".into(), remote_number: "+34600111222".into(), patient_id: None, language: Some("es".into()) }, now())
+        .start_call(
+            NewCall { direction: "inbound".into(), remote_number: "+34600111222".into(), patient_id: None, language: Some("es".into()) },
+            now(),
+        )
         .await
         .unwrap();
-    let turn = |speaker: &str, text: &str| NewTurn { speaker: speaker.into(), text: text.into(), confidence: Some(0.9), intent: None, latency_ms: Some(640) };
+    let turn = |speaker: &str, text: &str| NewTurn {
+        speaker: speaker.into(),
+        text: text.into(),
+        confidence: Some(0.9),
+        intent: None,
+        latency_ms: Some(640),
+    };
     store.add_turn(&call.id, turn("assistant", "Clínica San Rafael, ¿en qué puedo ayudarle?"), now()).await.unwrap();
     store.add_turn(&call.id, turn("caller", "quiero una cita"), now()).await.unwrap();
     // A turn without a confidence, then with one again (a NULL float must not
@@ -286,7 +305,14 @@ async fn idempotency_keys_replay_and_detect_mismatch(store: Store, _: Config) {
 async fn waitlist_add_list_remove(store: Store, _: Config) {
     let ana = patient(&store, "Ana Pérez", "+34600111222").await;
     let d = |m, d| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
-    let entry = NewWaitlistEntry { patient_id: ana.id.clone(), specialty_id: "dermatology".into(), provider_id: Some("dr-sanchez".into()), earliest: d(11, 24), latest: d(12, 4), notes: None };
+    let entry = NewWaitlistEntry {
+        patient_id: ana.id.clone(),
+        specialty_id: "dermatology".into(),
+        provider_id: Some("dr-sanchez".into()),
+        earliest: d(11, 24),
+        latest: d(12, 4),
+        notes: None,
+    };
     let e = store.waitlist_add(entry.clone(), &staff(), now()).await.unwrap();
     assert_eq!(store.waitlist(Some("dermatology")).await.unwrap(), [e.clone()]);
     assert!(store.waitlist(Some("cardiology")).await.unwrap().is_empty());

@@ -65,18 +65,9 @@ fn babble(tts: &Espeak, n: usize) -> Vec<f64> {
 }
 
 fn mix(speech: &[f64], truth: &[bool], noise: &[f64], snr_db: f64) -> Vec<i16> {
-    let active: Vec<f64> = speech
-        .chunks(FRAME)
-        .zip(truth)
-        .filter(|(_, &t)| t)
-        .flat_map(|(c, _)| c.iter().copied())
-        .collect();
+    let active: Vec<f64> = speech.chunks(FRAME).zip(truth).filter(|(_, &t)| t).flat_map(|(c, _)| c.iter().copied()).collect();
     let gain = (power(&active) / power(noise) / 10f64.powf(snr_db / 10.0)).sqrt();
-    speech
-        .iter()
-        .zip(noise)
-        .map(|(s, n)| (s + n * gain).round().clamp(-32768.0, 32767.0) as i16)
-        .collect()
+    speech.iter().zip(noise).map(|(s, n)| (s + n * gain).round().clamp(-32768.0, 32767.0) as i16).collect()
 }
 
 struct Score {
@@ -89,10 +80,7 @@ struct Score {
 /// away from any speech (the endpointer's hang-over covers the edges).
 fn score(det: &mut dyn VoiceDetector, x: &[i16], truth: &[bool]) -> Score {
     let t0 = std::time::Instant::now();
-    let got: Vec<bool> = x
-        .chunks_exact(FRAME)
-        .map(|c| det.is_speech(c.try_into().expect("exact")))
-        .collect();
+    let got: Vec<bool> = x.chunks_exact(FRAME).map(|c| det.is_speech(c.try_into().expect("exact"))).collect();
     let us_per_frame = t0.elapsed().as_secs_f64() * 1e6 / got.len() as f64;
     let near = |i: usize| (i.saturating_sub(15)..(i + 16).min(truth.len())).any(|j| truth[j]);
     let (mut tp, mut sp, mut fa, mut ns) = (0, 0, 0, 0);
@@ -105,11 +93,7 @@ fn score(det: &mut dyn VoiceDetector, x: &[i16], truth: &[bool]) -> Score {
             fa += usize::from(g);
         }
     }
-    Score {
-        recall: tp as f64 / sp as f64,
-        false_alarm: fa as f64 / ns as f64,
-        us_per_frame,
-    }
+    Score { recall: tp as f64 / sp as f64, false_alarm: fa as f64 / ns as f64, us_per_frame }
 }
 
 #[test]
@@ -137,12 +121,7 @@ fn vad_on_noisy_8k_lines() {
         for (cond, x) in &conditions {
             let mut det = WebRtcVad::new(cfg.clone());
             let s = score(&mut det, x, &truth);
-            println!(
-                "{name:32} {cond:14} {:>6.1}% {:>10.1}% {:>9.1}",
-                s.recall * 100.0,
-                s.false_alarm * 100.0,
-                s.us_per_frame
-            );
+            println!("{name:32} {cond:14} {:>6.1}% {:>10.1}% {:>9.1}", s.recall * 100.0, s.false_alarm * 100.0, s.us_per_frame);
             if cfg.floor_margin_db == Config::default().floor_margin_db && cfg.mode == Config::default().mode {
                 default_scores.push((cond.to_string(), s));
             }

@@ -83,9 +83,8 @@ const IT: &[&str] = &[
 ];
 
 fn model(name: &str) -> PathBuf {
-    let root = std::env::var_os("CLINIVOX_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
+    let root =
+        std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
     clinivox::speech::models::fetch(name, &root.join("cache"), &root.join("models"), &mut |_| {}).unwrap()
 }
 

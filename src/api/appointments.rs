@@ -45,13 +45,25 @@ pub struct ListQuery {
 
 #[utoipa::path(post, path = "/api/v1/appointments", tag = "appointments", request_body = BookRequest,
     responses((status = 201, body = Appointment), (status = 409, description = "slot taken", body = Problem), (status = 422, body = Problem)))]
-pub async fn book(State(s): State<AppState>, actor: Actor, ApiJson(b): ApiJson<BookRequest>) -> Result<(StatusCode, Json<Appointment>), Problem> {
+pub async fn book(
+    State(s): State<AppState>,
+    actor: Actor,
+    ApiJson(b): ApiJson<BookRequest>,
+) -> Result<(StatusCode, Json<Appointment>), Problem> {
     if b.notes.as_ref().is_some_and(|n| n.chars().count() > 2000) {
         return Err(Problem::invalid("notes", "at most 2000 characters"));
     }
-    let new = NewAppointment { patient_id: b.patient_id, provider_id: b.provider_id, starts_at: b.starts_at, hold_token: b.hold_token, notes: b.notes };
+    let new = NewAppointment {
+        patient_id: b.patient_id,
+        provider_id: b.provider_id,
+        starts_at: b.starts_at,
+        hold_token: b.hold_token,
+        notes: b.notes,
+    };
     let booked = s.store.book(new, &actor, s.clock.now()).await.map_err(|e| match e {
-        crate::store::StoreError::NotFound(what) => Problem::invalid(if what == "patient" { "patient_id" } else { "provider_id" }, format!("no such {what}")),
+        crate::store::StoreError::NotFound(what) => {
+            Problem::invalid(if what == "patient" { "patient_id" } else { "provider_id" }, format!("no such {what}"))
+        }
         other => other.into(),
     })?;
     Ok((StatusCode::CREATED, Json(booked)))
@@ -90,7 +102,12 @@ pub async fn cancel(State(s): State<AppState>, actor: Actor, Path(id): Path<Stri
 
 #[utoipa::path(post, path = "/api/v1/appointments/{id}/reschedule", tag = "appointments", request_body = RescheduleRequest,
     responses((status = 200, body = Appointment), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn reschedule(State(s): State<AppState>, actor: Actor, Path(id): Path<String>, ApiJson(b): ApiJson<RescheduleRequest>) -> Result<Json<Appointment>, Problem> {
+pub async fn reschedule(
+    State(s): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<RescheduleRequest>,
+) -> Result<Json<Appointment>, Problem> {
     let to = Reschedule { provider_id: b.provider_id, starts_at: b.starts_at, hold_token: b.hold_token };
     Ok(Json(s.store.reschedule(&id, to, &actor, s.clock.now()).await?))
 }

@@ -62,11 +62,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
         let caller = parts.extensions.get::<Caller>().ok_or_else(Problem::unauthorized)?;
         let channel = match parts.headers.get(CHANNEL_HEADER) {
             None => Channel::Api,
-            Some(v) => v
-                .to_str()
-                .ok()
-                .and_then(Channel::parse)
-                .ok_or_else(|| Problem::invalid("X-Clinivox-Channel", "must be one of api, phone, sms, whatsapp, email, web, staff, system"))?,
+            Some(v) => v.to_str().ok().and_then(Channel::parse).ok_or_else(|| {
+                Problem::invalid("X-Clinivox-Channel", "must be one of api, phone, sms, whatsapp, email, web, staff, system")
+            })?,
         };
         Ok(Actor::new(caller.name.clone(), channel))
     }

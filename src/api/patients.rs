@@ -47,7 +47,11 @@ pub struct PhoneQuery {
 
 #[utoipa::path(post, path = "/api/v1/patients", tag = "patients", request_body = CreatePatient,
     responses((status = 201, body = Patient), (status = 422, body = Problem)))]
-pub async fn create(State(s): State<AppState>, actor: Actor, ApiJson(b): ApiJson<CreatePatient>) -> Result<(StatusCode, Json<Patient>), Problem> {
+pub async fn create(
+    State(s): State<AppState>,
+    actor: Actor,
+    ApiJson(b): ApiJson<CreatePatient>,
+) -> Result<(StatusCode, Json<Patient>), Problem> {
     let phones = phones(&b.phones)?;
     let language = b.preferred_language.unwrap_or_else(|| s.config.clinic.languages[0].clone());
     check_language(&s, &language)?;
@@ -78,7 +82,12 @@ pub async fn get_one(State(s): State<AppState>, Path(id): Path<String>) -> Resul
 
 #[utoipa::path(patch, path = "/api/v1/patients/{id}", tag = "patients", request_body = UpdatePatient,
     responses((status = 200, body = Patient), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn update(State(s): State<AppState>, actor: Actor, Path(id): Path<String>, ApiJson(b): ApiJson<UpdatePatient>) -> Result<Json<Patient>, Problem> {
+pub async fn update(
+    State(s): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<UpdatePatient>,
+) -> Result<Json<Patient>, Problem> {
     if let Some(l) = &b.preferred_language {
         check_language(&s, l)?;
     }
@@ -100,10 +109,7 @@ fn phones(raw: &[String]) -> Result<Vec<E164>, Problem> {
     if raw.is_empty() {
         return Err(Problem::invalid("phones", "needs at least one number"));
     }
-    raw.iter()
-        .enumerate()
-        .map(|(i, p)| E164::parse(p).map_err(|e| Problem::invalid(format!("phones[{i}]"), e.to_string())))
-        .collect()
+    raw.iter().enumerate().map(|(i, p)| E164::parse(p).map_err(|e| Problem::invalid(format!("phones[{i}]"), e.to_string()))).collect()
 }
 
 fn check_language(s: &AppState, l: &str) -> Result<(), Problem> {

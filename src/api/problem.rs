@@ -35,7 +35,13 @@ pub struct FieldProblem {
 
 impl Problem {
     pub fn new(status: StatusCode, kind: &str, title: &str, detail: impl Into<Option<String>>) -> Problem {
-        Problem { kind: format!("/problems/{kind}"), title: title.into(), status: status.as_u16(), detail: detail.into(), errors: Vec::new() }
+        Problem {
+            kind: format!("/problems/{kind}"),
+            title: title.into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
     }
     pub fn bad_request(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::BAD_REQUEST, "bad-request", "The request is malformed", detail.into())

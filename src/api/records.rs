@@ -36,7 +36,11 @@ pub struct CallsQuery {
 
 #[utoipa::path(post, path = "/api/v1/waitlist", tag = "waitlist", request_body = WaitlistRequest,
     responses((status = 201, body = WaitlistEntry), (status = 422, body = Problem)))]
-pub async fn waitlist_add(State(s): State<AppState>, actor: Actor, ApiJson(b): ApiJson<WaitlistRequest>) -> Result<(StatusCode, Json<WaitlistEntry>), Problem> {
+pub async fn waitlist_add(
+    State(s): State<AppState>,
+    actor: Actor,
+    ApiJson(b): ApiJson<WaitlistRequest>,
+) -> Result<(StatusCode, Json<WaitlistEntry>), Problem> {
     let new = NewWaitlistEntry {
         patient_id: b.patient_id,
         specialty_id: b.specialty_id,

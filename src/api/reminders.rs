@@ -56,7 +56,11 @@ pub async fn record(State(s): State<AppState>, ApiJson(b): ApiJson<ReminderReque
 
 #[utoipa::path(post, path = "/api/v1/reminders/{id}/reply", tag = "reminders", request_body = ReplyRequest,
     responses((status = 200, description = "recorded and acted on: confirmed confirms, cancelled cancels", body = Reminder), (status = 404, body = Problem)))]
-pub async fn reply(State(s): State<AppState>, Path(id): Path<String>, ApiJson(b): ApiJson<ReplyRequest>) -> Result<Json<Reminder>, Problem> {
+pub async fn reply(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ReplyRequest>,
+) -> Result<Json<Reminder>, Problem> {
     if b.text.as_ref().is_some_and(|t| t.chars().count() > 2000) {
         return Err(Problem::invalid("text", "at most 2000 characters"));
     }

@@ -24,13 +24,8 @@ const NLU_ROUNDS: usize = 100;
 const CALLS: usize = 30;
 
 /// The caller's side of the measured booking call (María, demo clinic).
-const BOOKING: [&str; 5] = [
-    "quiero una cita con el dermatólogo lo antes posible",
-    "14 de marzo de 1948",
-    "la primera",
-    "sí",
-    "no, gracias",
-];
+const BOOKING: [&str; 5] =
+    ["quiero una cita con el dermatólogo lo antes posible", "14 de marzo de 1948", "la primera", "sí", "no, gracias"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -48,10 +43,7 @@ pub async fn run(prompts: &Path, tables: &Path, postgres: Option<&str>) -> Resul
     let config = testing::demo_config();
     let vocabulary = Vocabulary::from_config(&config);
     println!("understanding one utterance ({NLU_ROUNDS} rounds over tests/nlu/<lang>.tsv)");
-    println!(
-        "{:<6} {:>10} {:>12} {:>12}",
-        "lang", "utterances", "median µs", "p99 µs"
-    );
+    println!("{:<6} {:>10} {:>12} {:>12}", "lang", "utterances", "median µs", "p99 µs");
     for lang in ["es", "en", "it"] {
         let language = Language::load(prompts, lang)?;
         let cases = table(&tables.join(format!("{lang}.tsv")))?;
@@ -64,23 +56,12 @@ pub async fn run(prompts: &Path, tables: &Path, postgres: Option<&str>) -> Resul
             }
         }
         samples.sort_by(f64::total_cmp);
-        println!(
-            "{lang:<6} {:>10} {:>12.1} {:>12.1}",
-            cases.len(),
-            percentile(&samples, 50.0),
-            percentile(&samples, 99.0)
-        );
+        println!("{lang:<6} {:>10} {:>12.1} {:>12.1}", cases.len(), percentile(&samples, 50.0), percentile(&samples, 99.0));
     }
 
     println!();
-    println!(
-        "one booking call, {} caller turns, {CALLS} calls per engine (time per call)",
-        BOOKING.len()
-    );
-    println!(
-        "{:<10} {:>14} {:>14} {:>14} {:>14}",
-        "backend", "total p50 ms", "store p50 ms", "engine p50 ms", "engine p99 ms"
-    );
+    println!("one booking call, {} caller turns, {CALLS} calls per engine (time per call)", BOOKING.len());
+    println!("{:<10} {:>14} {:>14} {:>14} {:>14}", "backend", "total p50 ms", "store p50 ms", "engine p50 ms", "engine p99 ms");
     let ctx = Context {
         language: Arc::new(Language::load(prompts, "es")?),
         vocabulary: Arc::new(vocabulary),
@@ -113,9 +94,7 @@ async fn calls(backend: &str, store: Store, ctx: &Context) -> Result<(), BenchEr
         for line in BOOKING {
             now += Duration::seconds(5);
             last = session.utterance(now, line, 0.9).await;
-            booked |= last
-                .iter()
-                .any(|a| matches!(a, Action::Say { text, .. } if text.starts_with("Hecho")));
+            booked |= last.iter().any(|a| matches!(a, Action::Say { text, .. } if text.starts_with("Hecho")));
         }
         let elapsed = t.elapsed().as_secs_f64() * 1e3;
         if !booked {

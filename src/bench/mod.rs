@@ -1,8 +1,8 @@
 //! Benchmarks that print tables (`clinivox bench …`). They report medians
 //! and percentiles of one run: the machines are shared, so read ratios.
 
-pub mod scheduler;
 pub mod conversation;
+pub mod scheduler;
 pub mod store;
 
 /// The `p`-th percentile (0–100) of sorted samples, nearest-rank.

@@ -79,7 +79,13 @@ async fn seed(store: &Store, now: DateTime<Utc>) -> Result<usize, StoreError> {
             ..Default::default()
         };
         for slot in store.free_slots(&q, now).await? {
-            let new = NewAppointment { patient_id: patient.clone(), provider_id: slot.provider_id, starts_at: slot.starts_at, hold_token: None, notes: None };
+            let new = NewAppointment {
+                patient_id: patient.clone(),
+                provider_id: slot.provider_id,
+                starts_at: slot.starts_at,
+                hold_token: None,
+                notes: None,
+            };
             let a = store.book(new, &actor, now).await?;
             if store.enqueue_job(KIND, &a.id, &patient, now, now).await?.is_some() {
                 jobs += 1;

@@ -26,7 +26,10 @@ pub struct Row {
 pub async fn run(postgres: Option<&str>, clients: &[usize]) -> Result<Vec<Row>, StoreError> {
     let config = testing::demo_config();
     let mut rows = Vec::new();
-    println!("{:<10} {:>7} {:>9} {:>9} {:>12} {:>9} {:>9}", "backend", "clients", "bookings", "conflicts", "bookings/s", "p50 ms", "p99 ms");
+    println!(
+        "{:<10} {:>7} {:>9} {:>9} {:>12} {:>9} {:>9}",
+        "backend", "clients", "bookings", "conflicts", "bookings/s", "p50 ms", "p99 ms"
+    );
     for &n in clients {
         let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let store = testing::sqlite_store(dir.path(), &config).await?;
@@ -96,7 +99,13 @@ async fn contend(store: Store, backend: &'static str, clients: usize) -> Result<
                     }
                     open[rand::thread_rng().gen_range(0..open.len())].clone()
                 };
-                let new = NewAppointment { patient_id: patient.clone(), provider_id: pick.0.clone(), starts_at: pick.1, hold_token: None, notes: None };
+                let new = NewAppointment {
+                    patient_id: patient.clone(),
+                    provider_id: pick.0.clone(),
+                    starts_at: pick.1,
+                    hold_token: None,
+                    notes: None,
+                };
                 let t = Instant::now();
                 let result = store.book(new, &actor, now).await;
                 latencies.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -134,10 +134,7 @@ pub fn spawn(
     let (ev_tx, ev_rx) = mpsc::channel(512);
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
     let (br_tx, br_rx) = mpsc::channel(16);
-    let rtp_cfg = RtpConfig {
-        rtp_timeout: Duration::from_secs(cfg.timers.rtp_timeout_s),
-        ..RtpConfig::default()
-    };
+    let rtp_cfg = RtpConfig { rtp_timeout: Duration::from_secs(cfg.timers.rtp_timeout_s), ..RtpConfig::default() };
     let max = Duration::from_secs(cfg.timers.max_call_s);
     let core = CallCore::new(Instant::now(), media, rtp_cfg, max, rand::random());
     tokio::spawn(run(id, core, sock, cmd_rx, ev_tx, sig_rx, br_rx, sip));

@@ -199,10 +199,7 @@ impl std::fmt::Display for FieldError {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path} is not valid TOML: {message}")]
     Syntax { path: String, message: String },
     #[error("invalid configuration ({} problems):\n{}", .0.len(), list(.0))]
@@ -210,32 +207,18 @@ pub enum ConfigError {
 }
 
 fn list(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("  - {e}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
 }
 
 /// Loads configuration from `path`. When `path` is the default and no file is
 /// there, the demo clinic is used. Environment overrides apply in both cases.
-pub fn load(
-    path: &Path,
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<Config, ConfigError> {
+pub fn load(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
     let (text, origin, demo) = match std::fs::read_to_string(path) {
         Ok(text) => (text, path.display().to_string(), false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) => (
-            DEMO_TOML.to_string(),
-            "built-in demo clinic".to_string(),
-            true,
-        ),
-        Err(source) => {
-            return Err(ConfigError::Io {
-                path: path.display().to_string(),
-                source,
-            })
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) => {
+            (DEMO_TOML.to_string(), "built-in demo clinic".to_string(), true)
         }
+        Err(source) => return Err(ConfigError::Io { path: path.display().to_string(), source }),
     };
     let mut config = from_toml(&text, &origin, vars)?;
     config.demo = demo;
@@ -243,21 +226,11 @@ pub fn load(
 }
 
 /// Parses and validates configuration text, applying `CLINIVOX_…` overrides.
-pub fn from_toml(
-    text: &str,
-    origin: &str,
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<Config, ConfigError> {
-    let syntax = |message: String| ConfigError::Syntax {
-        path: origin.to_string(),
-        message,
-    };
-    let mut value: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| syntax(e.to_string()))?;
+pub fn from_toml(text: &str, origin: &str, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    let syntax = |message: String| ConfigError::Syntax { path: origin.to_string(), message };
+    let mut value: toml::Table = text.parse().map_err(|e: toml::de::Error| syntax(e.to_string()))?;
     env::apply_overrides(&mut value, vars);
-    let raw: raw::RawConfig = raw::RawConfig::deserialize(toml::Value::Table(value))
-        .map_err(|e| syntax(e.to_string()))?;
+    let raw: raw::RawConfig = raw::RawConfig::deserialize(toml::Value::Table(value)).map_err(|e| syntax(e.to_string()))?;
     validate(raw)
 }
 
@@ -266,10 +239,7 @@ use serde::Deserialize as _;
 /// `sha256:<hex>` of a bearer token, the form tokens take in configuration.
 pub fn hash_token(token: &str) -> String {
     use sha2::Digest;
-    format!(
-        "sha256:{}",
-        hex::encode(sha2::Sha256::digest(token.as_bytes()))
-    )
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(token.as_bytes())))
 }
 
 #[cfg(test)]

@@ -7,25 +7,14 @@ use chrono::{NaiveDate, NaiveTime};
 use super::raw::*;
 use super::*;
 
-const WEEKDAYS: [&str; 7] = [
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-];
+const WEEKDAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
 pub const LANGUAGES: [&str; 4] = ["es", "en", "it", "pt"];
 
 struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            key: key.into(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { key: key.into(), message: message.into() });
     }
     fn required<T: Clone>(&mut self, key: &str, v: &Option<T>) -> Option<T> {
         if v.is_none() {
@@ -43,10 +32,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let address = non_empty(&mut e, "clinic.address", &c.address);
     let phone = match e.required("clinic.phone", &c.phone) {
         Some(p) if crate::phone::E164::parse(&p).is_err() => {
-            e.push(
-                "clinic.phone",
-                format!("{p:?} is not an E.164 number like +34911234567"),
-            );
+            e.push("clinic.phone", format!("{p:?} is not an E.164 number like +34911234567"));
             None
         }
         p => p,
@@ -55,10 +41,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         Some(tz) => match tz.parse::<Tz>() {
             Ok(tz) => Some(tz),
             Err(_) => {
-                e.push(
-                    "clinic.timezone",
-                    format!("{tz:?} is not an IANA time zone like Europe/Madrid"),
-                );
+                e.push("clinic.timezone", format!("{tz:?} is not an IANA time zone like Europe/Madrid"));
                 None
             }
         },
@@ -70,10 +53,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     for (i, l) in languages.iter().enumerate() {
         if !LANGUAGES.contains(&l.as_str()) {
-            e.push(
-                format!("clinic.languages[{i}]"),
-                format!("{l:?} is not supported (one of {LANGUAGES:?})"),
-            );
+            e.push(format!("clinic.languages[{i}]"), format!("{l:?} is not supported (one of {LANGUAGES:?})"));
         }
     }
     let emergency_number = c.emergency_number.clone().unwrap_or_else(|| "112".into());
@@ -87,10 +67,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             Ok(d) => {
                 holidays.insert(d);
             }
-            Err(_) => e.push(
-                format!("clinic.holidays[{i}]"),
-                format!("{h:?} is not a date like 2026-12-25"),
-            ),
+            Err(_) => e.push(format!("clinic.holidays[{i}]"), format!("{h:?} is not a date like 2026-12-25")),
         }
     }
 
@@ -106,16 +83,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         for l in &languages {
             if s.names.get(l).map_or(true, |n| n.is_empty()) {
-                e.push(
-                    format!("{key}.names.{l}"),
-                    format!("needs at least one spoken name in {l:?}"),
-                );
+                e.push(format!("{key}.names.{l}"), format!("needs at least one spoken name in {l:?}"));
             }
         }
-        specialties.push(Specialty {
-            id,
-            names: s.names.clone(),
-        });
+        specialties.push(Specialty { id, names: s.names.clone() });
     }
 
     let mut providers = Vec::new();
@@ -132,10 +103,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let specialty = e.required(&format!("{key}.specialty"), &p.specialty);
         if let Some(s) = &specialty {
             if !specialty_ids.contains(s) {
-                e.push(
-                    format!("{key}.specialty"),
-                    format!("{s:?} is not one of the configured specialties"),
-                );
+                e.push(format!("{key}.specialty"), format!("{s:?} is not one of the configured specialties"));
             }
         }
         let slot_minutes = p.slot_minutes.unwrap_or(20);
@@ -144,13 +112,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         let schedule = weekly(&mut e, &format!("{key}.schedule"), &p.schedule);
         if let (Some(id), Some(name), Some(specialty)) = (id, name, specialty) {
-            providers.push(Provider {
-                id,
-                name,
-                specialty,
-                slot_minutes,
-                schedule,
-            });
+            providers.push(Provider { id, name, specialty, slot_minutes, schedule });
         }
     }
 
@@ -164,10 +126,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             }
         }
         if x.uri.is_none() && x.password.is_none() {
-            e.push(
-                key.clone(),
-                "needs a password (to register) or a static uri",
-            );
+            e.push(key.clone(), "needs a password (to register) or a static uri");
         }
         if let Some(uri) = &x.uri {
             if !uri.starts_with("sip:") && !uri.starts_with("sips:") {
@@ -176,47 +135,21 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         if let Some(extension) = extension {
             let name = x.name.clone().unwrap_or_else(|| extension.clone());
-            staff.push(Extension {
-                extension,
-                name,
-                uri: x.uri.clone(),
-                password: x.password.clone(),
-            });
+            staff.push(Extension { extension, name, uri: x.uri.clone(), password: x.password.clone() });
         }
     }
 
-    let url = raw
-        .database
-        .url
-        .clone()
-        .unwrap_or_else(|| "sqlite://clinivox.db".into());
-    if !(url.starts_with("sqlite:")
-        || url.starts_with("postgres://")
-        || url.starts_with("postgresql://"))
-    {
-        e.push(
-            "database.url",
-            format!("{url:?} must start with sqlite: or postgres://"),
-        );
+    let url = raw.database.url.clone().unwrap_or_else(|| "sqlite://clinivox.db".into());
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        e.push("database.url", format!("{url:?} must start with sqlite: or postgres://"));
     }
     let max_connections = raw.database.max_connections.unwrap_or(8);
     if max_connections == 0 {
         e.push("database.max_connections", "must be at least 1");
     }
-    let listen_text = raw
-        .http
-        .listen
-        .clone()
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let listen = listen_text
-        .parse()
-        .map_err(|_| {
-            e.push(
-                "http.listen",
-                format!("{listen_text:?} is not an address like 127.0.0.1:8080"),
-            )
-        })
-        .ok();
+    let listen_text = raw.http.listen.clone().unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen =
+        listen_text.parse().map_err(|_| e.push("http.listen", format!("{listen_text:?} is not an address like 127.0.0.1:8080"))).ok();
 
     let mut tokens = Vec::new();
     for (i, t) in raw.api.tokens.iter().enumerate() {
@@ -224,10 +157,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let name = non_empty(&mut e, &format!("{key}.name"), &t.name);
         let sha256 = match e.required(&format!("{key}.hash"), &t.hash) {
             Some(h) => parse_hash(&h).or_else(|| {
-                e.push(
-                    format!("{key}.hash"),
-                    "must be \"sha256:\" and 64 hex digits (see `clinivox token hash`)",
-                );
+                e.push(format!("{key}.hash"), "must be \"sha256:\" and 64 hex digits (see `clinivox token hash`)");
                 None
             }),
             None => None,
@@ -236,19 +166,12 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "read" => Some(Scope::Read),
             "write" => Some(Scope::Write),
             other => {
-                e.push(
-                    format!("{key}.scope"),
-                    format!("{other:?} is not \"read\" or \"write\""),
-                );
+                e.push(format!("{key}.scope"), format!("{other:?} is not \"read\" or \"write\""));
                 None
             }
         };
         if let (Some(name), Some(sha256), Some(scope)) = (name, sha256, scope) {
-            tokens.push(ApiToken {
-                name,
-                sha256,
-                scope,
-            });
+            tokens.push(ApiToken { name, sha256, scope });
         }
     }
     let hold_seconds = raw.store.hold_seconds.unwrap_or(180);
@@ -286,13 +209,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         specialties,
         providers,
         staff,
-        database: DatabaseConfig {
-            url,
-            max_connections,
-        },
-        http: HttpConfig {
-            listen: listen.expect(some),
-        },
+        database: DatabaseConfig { url, max_connections },
+        http: HttpConfig { listen: listen.expect(some) },
         api: ApiConfig { tokens },
         store: StoreConfig { hold_seconds },
         escalation,
@@ -304,44 +222,27 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 }
 
 fn escalation(e: &mut Errors, r: &RawEscalation) -> EscalationConfig {
-    let mut int =
-        |key: &str, v: Option<i64>, default: i64, range: std::ops::RangeInclusive<i64>| {
-            let v = v.unwrap_or(default);
-            if !range.contains(&v) {
-                e.push(
-                    format!("escalation.{key}"),
-                    format!("must be between {} and {}", range.start(), range.end()),
-                );
-            }
-            v
-        };
+    let mut int = |key: &str, v: Option<i64>, default: i64, range: std::ops::RangeInclusive<i64>| {
+        let v = v.unwrap_or(default);
+        if !range.contains(&v) {
+            e.push(format!("escalation.{key}"), format!("must be between {} and {}", range.start(), range.end()));
+        }
+        v
+    };
     let reply_within = int("reply_within_hours", r.reply_within_hours, 24, 1..=336);
     let horizon = int("horizon_hours", r.horizon_hours, 72, 1..=720);
     let min_lead = int("min_lead_hours", r.min_lead_hours, 2, 0..=168);
     let max_attempts = int("max_attempts", r.max_attempts, 3, 1..=10);
     let spacing = int("spacing_minutes", r.spacing_minutes, 180, 5..=10080);
     let max_concurrent = int("max_concurrent_calls", r.max_concurrent_calls, 2, 1..=100);
-    let refill_min_lead = int(
-        "refill_min_lead_hours",
-        r.refill_min_lead_hours,
-        24,
-        0..=720,
-    );
+    let refill_min_lead = int("refill_min_lead_hours", r.refill_min_lead_hours, 24, 0..=720);
     let refill_offer = int("refill_offer_minutes", r.refill_offer_minutes, 10, 1..=1440);
-    let default_windows: BTreeMap<String, Vec<String>> =
-        ["monday", "tuesday", "wednesday", "thursday", "friday"]
-            .iter()
-            .map(|d| (d.to_string(), vec!["09:00-20:00".to_string()]))
-            .chain(std::iter::once((
-                "saturday".to_string(),
-                vec!["10:00-14:00".to_string()],
-            )))
-            .collect();
-    let calling_windows = weekly(
-        e,
-        "escalation.calling_windows",
-        r.calling_windows.as_ref().unwrap_or(&default_windows),
-    );
+    let default_windows: BTreeMap<String, Vec<String>> = ["monday", "tuesday", "wednesday", "thursday", "friday"]
+        .iter()
+        .map(|d| (d.to_string(), vec!["09:00-20:00".to_string()]))
+        .chain(std::iter::once(("saturday".to_string(), vec!["10:00-14:00".to_string()])))
+        .collect();
+    let calling_windows = weekly(e, "escalation.calling_windows", r.calling_windows.as_ref().unwrap_or(&default_windows));
     if calling_windows.0.iter().all(Vec::is_empty) {
         e.push("escalation.calling_windows", "needs at least one window");
     }
@@ -375,7 +276,11 @@ fn sip(e: &mut Errors, raw: Option<toml::Value>, staff: &[Extension]) -> Option<
         cfg.extensions = staff
             .iter()
             .filter_map(|x| {
-                Some(crate::sip::config::Extension { number: x.extension.clone(), password: x.password.clone()?, display_name: Some(x.name.clone()) })
+                Some(crate::sip::config::Extension {
+                    number: x.extension.clone(),
+                    password: x.password.clone()?,
+                    display_name: Some(x.name.clone()),
+                })
             })
             .collect();
     }
@@ -445,10 +350,7 @@ fn non_empty(e: &mut Errors, key: &str, v: &Option<String>) -> Option<String> {
 /// Ids appear in URLs, SIP headers and logs: keep them plain.
 fn ident(e: &mut Errors, key: &str, v: &Option<String>) -> Option<String> {
     let id = non_empty(e, key, v)?;
-    if id
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-    {
+    if id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
         Some(id)
     } else {
         e.push(key, format!("{id:?} may hold only a-z, 0-9, '-' and '_'"));
@@ -466,10 +368,7 @@ fn weekly(e: &mut Errors, key: &str, raw: &BTreeMap<String, Vec<String>>) -> Wee
         for (i, r) in ranges.iter().enumerate() {
             match parse_range(r) {
                 Some(range) => hours.0[idx].push(range),
-                None => e.push(
-                    format!("{key}.{day}[{i}]"),
-                    format!("{r:?} is not a range like \"09:00-14:00\""),
-                ),
+                None => e.push(format!("{key}.{day}[{i}]"), format!("{r:?} is not a range like \"09:00-14:00\"")),
             }
         }
         hours.0[idx].sort_by_key(|r| r.start);

@@ -20,10 +20,7 @@ pub enum Action {
     /// before the conversation goes on (transcript writes excepted).
     Store(StoreRequest),
     /// Hand the call to a group of staff with a one-line summary for them.
-    Transfer {
-        group: TransferGroup,
-        summary: String,
-    },
+    Transfer { group: TransferGroup, summary: String },
     /// End the call (after the last `Say` has been played).
     Hangup,
 }

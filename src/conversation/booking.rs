@@ -53,11 +53,7 @@ pub(super) struct Offer {
 
 impl Want {
     pub(super) fn from_slots(s: &Slots, today: NaiveDate) -> Want {
-        let mut want = Want {
-            specialty: s.specialty.clone(),
-            provider: s.provider.clone(),
-            ..Want::default()
-        };
+        let mut want = Want { specialty: s.specialty.clone(), provider: s.provider.clone(), ..Want::default() };
         want.update(s, today);
         want
     }
@@ -71,25 +67,13 @@ impl Want {
 
     /// Takes the day, part of day and time the caller just said.
     fn update(&mut self, s: &Slots, today: NaiveDate) {
-        if let Some(d) = s
-            .date
-            .as_deref()
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        {
-            self.when = if d >= today {
-                When::On(d)
-            } else {
-                When::Earliest
-            };
+        if let Some(d) = s.date.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()) {
+            self.when = if d >= today { When::On(d) } else { When::Earliest };
         }
         if let Some(p) = s.part_of_day.as_deref().and_then(part_of_day) {
             self.part = Some(p);
         }
-        if let Some(t) = s
-            .time
-            .as_deref()
-            .and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok())
-        {
+        if let Some(t) = s.time.as_deref().and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok()) {
             self.time = Some(t);
         }
         if self.when == When::Unknown && (self.part.is_some() || self.time.is_some()) {
@@ -115,10 +99,7 @@ impl Conversation {
                 let options: Vec<String> = (0..self.ctx.config.specialties.len())
                     .map(|i| {
                         let name = self.ctx.specialty_name(&self.ctx.config.specialties[i].id);
-                        self.p(
-                            "specialty_option",
-                            &[("n", &(i + 1).to_string()), ("specialty", &name)],
-                        )
+                        self.p("specialty_option", &[("n", &(i + 1).to_string()), ("specialty", &name)])
                     })
                     .collect();
                 q = format!("{q} {}.", self.ctx.language.prompts.join(&options));
@@ -126,11 +107,7 @@ impl Conversation {
             self.state = State::AskSpecialty { want };
             self.ask(q);
         } else if want.when == When::Unknown {
-            let key = if want.moving.is_some() {
-                "ask_when_reschedule"
-            } else {
-                "ask_when"
-            };
+            let key = if want.moving.is_some() { "ask_when_reschedule" } else { "ask_when" };
             let q = self.p(key, &[]);
             self.state = State::AskWhen { want };
             self.ask(q);
@@ -142,10 +119,7 @@ impl Conversation {
     pub(super) fn specialty_answer(&mut self, mut want: Want, input: Input) -> Heard {
         match &input {
             Input::Key(_) => {
-                let chosen = input
-                    .choice()
-                    .and_then(|n| n.checked_sub(1))
-                    .and_then(|i| self.ctx.config.specialties.get(i));
+                let chosen = input.choice().and_then(|n| n.checked_sub(1)).and_then(|i| self.ctx.config.specialties.get(i));
                 want.specialty = chosen.map(|s| s.id.clone());
             }
             Input::Said { u, .. } => {
@@ -158,13 +132,7 @@ impl Conversation {
             self.state = State::AskSpecialty { want };
             return Heard::NotUnderstood;
         }
-        self.wanted = Some(format!(
-            "book {}",
-            want.specialty
-                .clone()
-                .or_else(|| want.provider.clone())
-                .unwrap_or_default()
-        ));
+        self.wanted = Some(format!("book {}", want.specialty.clone().or_else(|| want.provider.clone()).unwrap_or_default()));
         self.next_booking_step(want);
         Heard::Understood
     }
@@ -175,9 +143,7 @@ impl Conversation {
             Input::Key(_) => {}
             Input::Said { text, u } => {
                 want.update(&u.slots, self.today());
-                if want.when == When::Unknown
-                    && (u.intent == Intent::Yes || self.ctx.language.prompts.means_earliest(text))
-                {
+                if want.when == When::Unknown && (u.intent == Intent::Yes || self.ctx.language.prompts.means_earliest(text)) {
                     want.when = When::Earliest;
                 }
             }
@@ -194,25 +160,12 @@ impl Conversation {
         let today = self.today();
         let (from, to) = match want.when {
             When::On(d) if d >= today => (d, d),
-            When::After(d) => (
-                d.succ_opt().unwrap_or(d).max(today),
-                d.max(today) + Duration::days(SEARCH_DAYS),
-            ),
+            When::After(d) => (d.succ_opt().unwrap_or(d).max(today), d.max(today) + Duration::days(SEARCH_DAYS)),
             _ => (today, today + Duration::days(SEARCH_DAYS)),
         };
         // A provider implies their specialty; asking for both could only narrow it to nothing.
-        let specialty = if want.provider.is_some() {
-            None
-        } else {
-            want.specialty.clone()
-        };
-        self.request(StoreRequest::FreeSlots {
-            specialty,
-            provider: want.provider.clone(),
-            from,
-            to,
-            part_of_day: want.part,
-        });
+        let specialty = if want.provider.is_some() { None } else { want.specialty.clone() };
+        self.request(StoreRequest::FreeSlots { specialty, provider: want.provider.clone(), from, to, part_of_day: want.part });
         self.state = State::Searching { want, widened };
     }
 
@@ -235,27 +188,15 @@ impl Conversation {
             // Everything was taken between the search and the holds.
             return self.offer_waitlist(want);
         }
-        let offers: Vec<Offer> = held
-            .into_iter()
-            .map(|(slot, hold)| Offer { slot, hold })
-            .collect();
-        self.holds
-            .extend(offers.iter().map(|o| o.hold.token.clone()));
+        let offers: Vec<Offer> = held.into_iter().map(|(slot, hold)| Offer { slot, hold }).collect();
+        self.holds.extend(offers.iter().map(|o| o.hold.token.clone()));
         let items: Vec<String> = offers
             .iter()
             .enumerate()
             .map(|(i, o)| {
                 let (date, time) = self.spoken(o.slot.starts_at);
                 let provider = self.ctx.provider_name(&o.slot.provider_id);
-                self.p(
-                    "offer_item",
-                    &[
-                        ("n", &(i + 1).to_string()),
-                        ("date", &date),
-                        ("time", &time),
-                        ("provider", &provider),
-                    ],
-                )
+                self.p("offer_item", &[("n", &(i + 1).to_string()), ("date", &date), ("time", &time), ("provider", &provider)])
             })
             .collect();
         let mut intro = self.p("offer_intro", &[]);
@@ -268,12 +209,7 @@ impl Conversation {
         self.ask_after(list, q);
     }
 
-    pub(super) fn offer_answer(
-        &mut self,
-        mut want: Want,
-        offers: Vec<Offer>,
-        input: Input,
-    ) -> Heard {
+    pub(super) fn offer_answer(&mut self, mut want: Want, offers: Vec<Offer>, input: Input) -> Heard {
         let tz = self.ctx.config.clinic.timezone;
         let local = |o: &Offer| o.slot.starts_at.with_timezone(&tz).naive_local();
         if let Some(n) = input.choice().filter(|n| (1..=offers.len()).contains(n)) {
@@ -286,19 +222,10 @@ impl Conversation {
             Input::Said { u, .. } => {
                 let s = &u.slots;
                 // "a las diez", "el jueves a las diez": one of the offers by its time.
-                let by_time = s
-                    .time
-                    .as_deref()
-                    .and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok())
-                    .and_then(|t| {
-                        let day = s
-                            .date
-                            .as_deref()
-                            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-                        offers.iter().position(|o| {
-                            local(o).time() == t && day.is_none_or(|d| local(o).date() == d)
-                        })
-                    });
+                let by_time = s.time.as_deref().and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok()).and_then(|t| {
+                    let day = s.date.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+                    offers.iter().position(|o| local(o).time() == t && day.is_none_or(|d| local(o).date() == d))
+                });
                 if let Some(i) = by_time {
                     self.pick(want, offers, i);
                     return Heard::Understood;
@@ -307,15 +234,9 @@ impl Conversation {
                     self.pick(want, offers, 0);
                     return Heard::Understood;
                 }
-                let asked_other = matches!(u.intent, Intent::Reschedule | Intent::No)
-                    || s.date.is_some()
-                    || s.part_of_day.is_some();
+                let asked_other = matches!(u.intent, Intent::Reschedule | Intent::No) || s.date.is_some() || s.part_of_day.is_some();
                 if asked_other {
-                    let last = offers
-                        .iter()
-                        .map(|o| local(o).date())
-                        .max()
-                        .unwrap_or(self.today());
+                    let last = offers.iter().map(|o| local(o).date()).max().unwrap_or(self.today());
                     want.when = When::After(last);
                     want.time = None;
                     want.update(s, self.today());
@@ -327,8 +248,7 @@ impl Conversation {
             self.state = State::Offering { want, offers };
             return Heard::NotUnderstood;
         }
-        if let (Input::Key(_), Some(last)) = (&input, offers.iter().map(|o| local(o).date()).max())
-        {
+        if let (Input::Key(_), Some(last)) = (&input, offers.iter().map(|o| local(o).date()).max()) {
             want.when = When::After(last);
         }
         self.release_holds();
@@ -352,24 +272,10 @@ impl Conversation {
                 let (old_date, _) = self.spoken(old.starts_at);
                 self.p(
                     "readback_reschedule",
-                    &[
-                        ("specialty", &specialty),
-                        ("old_date", &old_date),
-                        ("date", &date),
-                        ("time", &time),
-                        ("provider", &provider),
-                    ],
+                    &[("specialty", &specialty), ("old_date", &old_date), ("date", &date), ("time", &time), ("provider", &provider)],
                 )
             }
-            None => self.p(
-                "readback",
-                &[
-                    ("specialty", &specialty),
-                    ("provider", &provider),
-                    ("date", &date),
-                    ("time", &time),
-                ],
-            ),
+            None => self.p("readback", &[("specialty", &specialty), ("provider", &provider), ("date", &date), ("time", &time)]),
         };
         self.state = State::ReadBack { want, offer };
         self.ask(q);
@@ -398,19 +304,9 @@ impl Conversation {
         let hold_token = Some(offer.hold.token.clone());
         let (provider_id, starts_at) = (offer.slot.provider_id.clone(), offer.slot.starts_at);
         if let Some(old) = &want.moving {
-            self.request(StoreRequest::Reschedule {
-                appointment_id: old.id.clone(),
-                provider_id,
-                starts_at,
-                hold_token,
-            });
+            self.request(StoreRequest::Reschedule { appointment_id: old.id.clone(), provider_id, starts_at, hold_token });
         } else if let Some(p) = &self.patient {
-            self.request(StoreRequest::Book {
-                patient_id: p.id.clone(),
-                provider_id,
-                starts_at,
-                hold_token,
-            });
+            self.request(StoreRequest::Book { patient_id: p.id.clone(), provider_id, starts_at, hold_token });
         } else {
             return self.create_patient(Then::Book(want, offer));
         }
@@ -423,12 +319,7 @@ impl Conversation {
             return self.transfer(super::action::TransferGroup::Reception);
         };
         let phone = self.ctx.caller.as_ref().map(|c| c.as_str().to_string());
-        self.request(StoreRequest::CreatePatient {
-            name,
-            date_of_birth,
-            phone,
-            language: self.ctx.lang().to_string(),
-        });
+        self.request(StoreRequest::CreatePatient { name, date_of_birth, phone, language: self.ctx.lang().to_string() });
         self.state = State::CreatingPatient { then };
     }
 
@@ -449,12 +340,7 @@ impl Conversation {
                 let (date, time) = self.spoken(a.starts_at);
                 let specialty = self.ctx.specialty_name(&a.specialty_id);
                 let provider = self.ctx.provider_name(&a.provider_id);
-                let args = [
-                    ("specialty", specialty.as_str()),
-                    ("provider", provider.as_str()),
-                    ("date", &date),
-                    ("time", &time),
-                ];
+                let args = [("specialty", specialty.as_str()), ("provider", provider.as_str()), ("date", &date), ("time", &time)];
                 let (outcome, key, verb) = match want.moving {
                     Some(_) => (Outcome::Rescheduled, "rescheduled", "rescheduled"),
                     None => (Outcome::Booked, "booked", "booked"),
@@ -478,10 +364,7 @@ impl Conversation {
     }
 
     fn offer_waitlist(&mut self, want: Want) {
-        let specialty = self
-            .want_specialty(&want)
-            .map(|s| self.ctx.specialty_name(&s))
-            .unwrap_or_default();
+        let specialty = self.want_specialty(&want).map(|s| self.ctx.specialty_name(&s)).unwrap_or_default();
         let q = self.p("nothing_free", &[("specialty", &specialty)]);
         self.state = State::OfferWaitlist { want };
         self.ask(q);
@@ -501,9 +384,7 @@ impl Conversation {
     }
 
     fn add_to_waitlist(&mut self, want: Want) {
-        let (Some(patient), Some(specialty_id)) =
-            (self.patient.clone(), self.want_specialty(&want))
-        else {
+        let (Some(patient), Some(specialty_id)) = (self.patient.clone(), self.want_specialty(&want)) else {
             return self.ask_anything_else();
         };
         let earliest = match want.when {
@@ -521,10 +402,7 @@ impl Conversation {
     }
 
     pub(super) fn waitlist_done(&mut self, want: Want, reply: StoreReply) {
-        let specialty = self
-            .want_specialty(&want)
-            .map(|s| self.ctx.specialty_name(&s))
-            .unwrap_or_default();
+        let specialty = self.want_specialty(&want).map(|s| self.ctx.specialty_name(&s)).unwrap_or_default();
         if reply == StoreReply::Done {
             self.record_action(format!("added to the waiting list for {specialty}"));
             self.set_outcome(Outcome::Info);
@@ -537,12 +415,7 @@ impl Conversation {
     fn want_specialty(&self, want: &Want) -> Option<String> {
         want.specialty.clone().or_else(|| {
             let provider = want.provider.as_deref()?;
-            self.ctx
-                .config
-                .providers
-                .iter()
-                .find(|p| p.id == provider)
-                .map(|p| p.specialty.clone())
+            self.ctx.config.providers.iter().find(|p| p.id == provider).map(|p| p.specialty.clone())
         })
     }
 }
@@ -558,10 +431,7 @@ fn spread(mut slots: Vec<Slot>, time: Option<NaiveTime>, tz: chrono_tz::Tz) -> V
     }
     let mut picked: Vec<Slot> = Vec::new();
     for s in slots {
-        if picked
-            .iter()
-            .all(|p| (s.starts_at - p.starts_at).num_minutes().abs() >= SPREAD_MINUTES)
-        {
+        if picked.iter().all(|p| (s.starts_at - p.starts_at).num_minutes().abs() >= SPREAD_MINUTES) {
             picked.push(s);
             if picked.len() == OFFERS {
                 break;

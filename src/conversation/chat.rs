@@ -46,16 +46,10 @@ impl ChatLine {
 pub fn render(action: &Action) -> Option<String> {
     match action {
         Action::Say { text, .. } => Some(format!("assistant: {text}")),
-        Action::Transfer { group, summary } => {
-            Some(format!("[transfer to {}] {summary}", group.as_str()))
-        }
+        Action::Transfer { group, summary } => Some(format!("[transfer to {}] {summary}", group.as_str())),
         Action::Hangup => Some("[hangup]".into()),
-        Action::ExpectLonger {
-            reason: Patience::DateOfBirth,
-        } => Some("[listening longer: date of birth]".into()),
-        Action::ExpectLonger {
-            reason: Patience::Name,
-        } => Some("[listening longer: name]".into()),
+        Action::ExpectLonger { reason: Patience::DateOfBirth } => Some("[listening longer: date of birth]".into()),
+        Action::ExpectLonger { reason: Patience::Name } => Some("[listening longer: name]".into()),
         Action::Store(_) => None,
     }
 }
@@ -121,11 +115,7 @@ pub fn chat_clock(start: Option<DateTime<Utc>>) -> impl Fn() -> DateTime<Utc> {
     let began = std::time::Instant::now();
     move || {
         let base = start.unwrap_or_else(Utc::now);
-        let elapsed = if start.is_some() {
-            began.elapsed()
-        } else {
-            std::time::Duration::ZERO
-        };
+        let elapsed = if start.is_some() { began.elapsed() } else { std::time::Duration::ZERO };
         let t = base + chrono::Duration::from_std(elapsed).unwrap_or_default();
         // The store works in whole seconds.
         DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)

@@ -30,10 +30,7 @@ pub enum LanguageError {
 impl Language {
     /// Reads `<prompts_dir>/<lang>.toml` (both its `[nlu]` and `[prompts]`).
     pub fn load(prompts_dir: &Path, lang: &str) -> Result<Language, LanguageError> {
-        Ok(Language {
-            prompts: Prompts::load(prompts_dir, lang)?,
-            lexicon: Lexicon::load(prompts_dir, lang)?,
-        })
+        Ok(Language { prompts: Prompts::load(prompts_dir, lang)?, lexicon: Lexicon::load(prompts_dir, lang)? })
     }
 }
 
@@ -41,22 +38,11 @@ impl Vocabulary {
     /// The clinic's specialties (spoken names per language) and providers.
     pub fn from_config(config: &Config) -> Vocabulary {
         Vocabulary {
-            specialties: config
-                .specialties
-                .iter()
-                .map(|s| SpecialtyTerm {
-                    id: s.id.clone(),
-                    names: s.names.clone(),
-                })
-                .collect(),
+            specialties: config.specialties.iter().map(|s| SpecialtyTerm { id: s.id.clone(), names: s.names.clone() }).collect(),
             providers: config
                 .providers
                 .iter()
-                .map(|p| ProviderTerm {
-                    id: p.id.clone(),
-                    name: p.name.clone(),
-                    specialty: p.specialty.clone(),
-                })
+                .map(|p| ProviderTerm { id: p.id.clone(), name: p.name.clone(), specialty: p.specialty.clone() })
                 .collect(),
         }
     }
@@ -80,22 +66,13 @@ impl Context {
             .specialties
             .iter()
             .find(|s| s.id == id)
-            .and_then(|s| {
-                s.names
-                    .get(self.language.prompts.lang())
-                    .and_then(|n| n.first())
-            })
+            .and_then(|s| s.names.get(self.language.prompts.lang()).and_then(|n| n.first()))
             .cloned()
             .unwrap_or_else(|| id.to_string())
     }
 
     pub(crate) fn provider_name(&self, id: &str) -> String {
-        self.config
-            .providers
-            .iter()
-            .find(|p| p.id == id)
-            .map(|p| p.name.clone())
-            .unwrap_or_else(|| id.to_string())
+        self.config.providers.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_else(|| id.to_string())
     }
 
     pub(crate) fn lang(&self) -> &str {

@@ -14,8 +14,7 @@ use super::context::Context;
 use super::machine::Conversation;
 use crate::phone::E164;
 use crate::store::{
-    Actor, Channel, NewAppointment, NewCall, NewPatient, NewTurn, NewWaitlistEntry, Reschedule,
-    SlotQuery, Store, StoreError,
+    Actor, Channel, NewAppointment, NewCall, NewPatient, NewTurn, NewWaitlistEntry, Reschedule, SlotQuery, Store, StoreError,
 };
 
 /// Most free slots fetched per search; the conversation offers three.
@@ -49,12 +48,7 @@ impl Session {
         (s, out)
     }
 
-    pub async fn utterance(
-        &mut self,
-        now: DateTime<Utc>,
-        text: &str,
-        confidence: f64,
-    ) -> Vec<Action> {
+    pub async fn utterance(&mut self, now: DateTime<Utc>, text: &str, confidence: f64) -> Vec<Action> {
         self.conversation.handle_utterance(now, text, confidence);
         self.run(now).await
     }
@@ -120,27 +114,14 @@ impl Session {
         }
     }
 
-    async fn try_execute(
-        &mut self,
-        req: StoreRequest,
-        now: DateTime<Utc>,
-    ) -> Result<StoreReply, StoreError> {
+    async fn try_execute(&mut self, req: StoreRequest, now: DateTime<Utc>) -> Result<StoreReply, StoreError> {
         let store = &self.store;
         let actor = &self.actor;
         Ok(match req {
-            StoreRequest::StartCall {
-                direction,
-                remote_number,
-                language,
-            } => {
+            StoreRequest::StartCall { direction, remote_number, language } => {
                 let call = store
                     .start_call(
-                        NewCall {
-                            direction: direction.as_str().into(),
-                            remote_number,
-                            patient_id: None,
-                            language: Some(language),
-                        },
+                        NewCall { direction: direction.as_str().into(), remote_number, patient_id: None, language: Some(language) },
                         now,
                     )
                     .await;
@@ -151,47 +132,24 @@ impl Session {
                 }
                 StoreReply::Done
             }
-            StoreRequest::RecordTurn {
-                speaker,
-                text,
-                intent,
-                confidence,
-            } => {
+            StoreRequest::RecordTurn { speaker, text, intent, confidence } => {
                 if let Some(id) = &self.call_id {
                     // Text the assistant wrote itself, and keys, are exact:
                     // confidence 1. (A NULL here would also make sqlx's Any
                     // driver prepare the insert with a FLOAT4 parameter on
                     // PostgreSQL, after which real confidences fail to bind.)
                     let confidence = Some(confidence.unwrap_or(1.0));
-                    let turn = NewTurn {
-                        speaker: speaker.as_str().into(),
-                        text,
-                        confidence,
-                        intent,
-                        latency_ms: None,
-                    };
+                    let turn = NewTurn { speaker: speaker.as_str().into(), text, confidence, intent, latency_ms: None };
                     if let Err(e) = store.add_turn(id, turn, now).await {
                         tracing::warn!(error = %e, "could not record a turn");
                     }
                 }
                 StoreReply::Done
             }
-            StoreRequest::FinishCall {
-                outcome,
-                patient_id,
-                transfer_target,
-                summary,
-            } => {
+            StoreRequest::FinishCall { outcome, patient_id, transfer_target, summary } => {
                 if let Some(id) = &self.call_id {
                     let done = store
-                        .finish_call(
-                            id,
-                            outcome.as_str(),
-                            patient_id.as_deref(),
-                            transfer_target.as_deref(),
-                            summary.as_deref(),
-                            now,
-                        )
+                        .finish_call(id, outcome.as_str(), patient_id.as_deref(), transfer_target.as_deref(), summary.as_deref(), now)
                         .await;
                     if let Err(e) = done {
                         tracing::warn!(error = %e, "could not close the call record");
@@ -203,36 +161,14 @@ impl Session {
                 Ok(p) => StoreReply::Patients(store.patients_by_phone(&p).await?),
                 Err(_) => StoreReply::Patients(Vec::new()),
             },
-            StoreRequest::PatientsBornOn { date } => {
-                StoreReply::Patients(store.patients_born_on(date).await?)
-            }
-            StoreRequest::CreatePatient {
-                name,
-                date_of_birth,
-                phone,
-                language,
-            } => {
-                let phones = phone
-                    .and_then(|p| E164::parse(&p).ok())
-                    .into_iter()
-                    .collect();
-                let new = NewPatient {
-                    name,
-                    phones,
-                    date_of_birth,
-                    national_id: None,
-                    preferred_language: language,
-                    contact_consent: false,
-                };
+            StoreRequest::PatientsBornOn { date } => StoreReply::Patients(store.patients_born_on(date).await?),
+            StoreRequest::CreatePatient { name, date_of_birth, phone, language } => {
+                let phones = phone.and_then(|p| E164::parse(&p).ok()).into_iter().collect();
+                let new =
+                    NewPatient { name, phones, date_of_birth, national_id: None, preferred_language: language, contact_consent: false };
                 StoreReply::Patient(store.create_patient(new, actor, now).await?)
             }
-            StoreRequest::FreeSlots {
-                specialty,
-                provider,
-                from,
-                to,
-                part_of_day,
-            } => {
+            StoreRequest::FreeSlots { specialty, provider, from, to, part_of_day } => {
                 let q = SlotQuery {
                     specialty,
                     provider,
@@ -247,10 +183,7 @@ impl Session {
             StoreRequest::HoldSlots { slots } => {
                 let mut held = Vec::with_capacity(slots.len());
                 for slot in slots {
-                    match store
-                        .hold_slot(&slot.provider_id, slot.starts_at, self.hold_ttl, now)
-                        .await
-                    {
+                    match store.hold_slot(&slot.provider_id, slot.starts_at, self.hold_ttl, now).await {
                         Ok(h) => held.push((slot, h)),
                         // Another caller got it first: offer the rest.
                         Err(StoreError::Conflict(_)) => {}
@@ -268,52 +201,20 @@ impl Session {
                 }
                 StoreReply::Done
             }
-            StoreRequest::Book {
-                patient_id,
-                provider_id,
-                starts_at,
-                hold_token,
-            } => {
-                let new = NewAppointment {
-                    patient_id,
-                    provider_id,
-                    starts_at,
-                    hold_token,
-                    notes: None,
-                };
+            StoreRequest::Book { patient_id, provider_id, starts_at, hold_token } => {
+                let new = NewAppointment { patient_id, provider_id, starts_at, hold_token, notes: None };
                 StoreReply::Appointment(store.book(new, actor, now).await?)
             }
-            StoreRequest::UpcomingAppointments { patient_id } => StoreReply::Appointments(
-                store
-                    .appointments_for_patient(&patient_id, true, now)
-                    .await?,
-            ),
-            StoreRequest::Confirm { appointment_id } => {
-                StoreReply::Appointment(store.confirm(&appointment_id, actor, now).await?)
+            StoreRequest::UpcomingAppointments { patient_id } => {
+                StoreReply::Appointments(store.appointments_for_patient(&patient_id, true, now).await?)
             }
-            StoreRequest::Cancel { appointment_id } => {
-                StoreReply::Appointment(store.cancel(&appointment_id, actor, now).await?)
-            }
-            StoreRequest::Reschedule {
-                appointment_id,
-                provider_id,
-                starts_at,
-                hold_token,
-            } => {
-                let to = Reschedule {
-                    provider_id: Some(provider_id),
-                    starts_at,
-                    hold_token,
-                };
+            StoreRequest::Confirm { appointment_id } => StoreReply::Appointment(store.confirm(&appointment_id, actor, now).await?),
+            StoreRequest::Cancel { appointment_id } => StoreReply::Appointment(store.cancel(&appointment_id, actor, now).await?),
+            StoreRequest::Reschedule { appointment_id, provider_id, starts_at, hold_token } => {
+                let to = Reschedule { provider_id: Some(provider_id), starts_at, hold_token };
                 StoreReply::Appointment(store.reschedule(&appointment_id, to, actor, now).await?)
             }
-            StoreRequest::WaitlistAdd {
-                patient_id,
-                specialty_id,
-                provider_id,
-                earliest,
-                latest,
-            } => {
+            StoreRequest::WaitlistAdd { patient_id, specialty_id, provider_id, earliest, latest } => {
                 let new = NewWaitlistEntry {
                     patient_id,
                     specialty_id,

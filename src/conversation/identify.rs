@@ -34,22 +34,13 @@ impl Conversation {
     }
 
     fn ask_dob(&mut self, goal: Goal, name: Option<String>, key: &str) {
-        self.state = State::AskDob {
-            goal,
-            name,
-            digits: String::new(),
-        };
+        self.state = State::AskDob { goal, name, digits: String::new() };
         self.expect_longer(Patience::DateOfBirth);
         let q = self.p(key, &[]);
         self.ask(q);
     }
 
-    pub(super) fn name_answer(
-        &mut self,
-        goal: Goal,
-        dob: Option<NaiveDate>,
-        input: Input,
-    ) -> Heard {
+    pub(super) fn name_answer(&mut self, goal: Goal, dob: Option<NaiveDate>, input: Input) -> Heard {
         let Some(name) = spoken_name(&input) else {
             self.state = State::AskName { goal, dob };
             return Heard::NotUnderstood;
@@ -72,11 +63,7 @@ impl Conversation {
                 Heard::Understood
             }
             None => {
-                self.state = State::AskDob {
-                    goal,
-                    name,
-                    digits: String::new(),
-                };
+                self.state = State::AskDob { goal, name, digits: String::new() };
                 let q = self.p("bad_dob", &[]);
                 self.ask(q);
                 // Asked again with help; two failures still reach a person.
@@ -87,18 +74,13 @@ impl Conversation {
 
     /// Eight keys DDMMYYYY (or fewer, ended with `#`).
     pub(super) fn dob_typed(&mut self, digits: &str) {
-        let State::AskDob { goal, name, .. } = std::mem::replace(&mut self.state, State::Ended)
-        else {
+        let State::AskDob { goal, name, .. } = std::mem::replace(&mut self.state, State::Ended) else {
             return;
         };
         match dob_from_digits(digits, self.today()) {
             Some(dob) => self.check_identity(goal, name, dob),
             None => {
-                self.state = State::AskDob {
-                    goal,
-                    name,
-                    digits: String::new(),
-                };
+                self.state = State::AskDob { goal, name, digits: String::new() };
                 let q = self.p("bad_dob", &[]);
                 self.ask(q);
             }
@@ -109,9 +91,7 @@ impl Conversation {
         let matches: Vec<Patient> = self
             .on_this_number
             .iter()
-            .filter(|p| {
-                p.date_of_birth == dob && name.as_deref().is_none_or(|n| same_person(n, &p.name))
-            })
+            .filter(|p| p.date_of_birth == dob && name.as_deref().is_none_or(|n| same_person(n, &p.name)))
             .cloned()
             .collect();
         if let [only] = matches.as_slice() {
@@ -128,55 +108,29 @@ impl Conversation {
         }
     }
 
-    pub(super) fn patients_found(
-        &mut self,
-        goal: Goal,
-        name: String,
-        dob: NaiveDate,
-        found: Vec<Patient>,
-    ) {
-        let mut same: Vec<Patient> = found
-            .into_iter()
-            .filter(|p| same_person(&name, &p.name))
-            .collect();
+    pub(super) fn patients_found(&mut self, goal: Goal, name: String, dob: NaiveDate, found: Vec<Patient>) {
+        let mut same: Vec<Patient> = found.into_iter().filter(|p| same_person(&name, &p.name)).collect();
         if same.len() == 1 {
             return self.identified(goal, same.remove(0));
         }
         match goal {
             Goal::Book(want) if same.is_empty() => {
-                self.state = State::ConfirmNewPatient {
-                    want,
-                    name: name.clone(),
-                    dob,
-                };
-                let q = self.p(
-                    "new_patient",
-                    &[
-                        ("name", &name),
-                        ("dob", &self.ctx.language.prompts.birth_date(dob)),
-                    ],
-                );
+                self.state = State::ConfirmNewPatient { want, name: name.clone(), dob };
+                let q = self.p("new_patient", &[("name", &name), ("dob", &self.ctx.language.prompts.birth_date(dob))]);
                 self.ask(q);
             }
             // Not found, or two records alike: a person sorts it out.
             _ => {
                 let refusal = self.p("not_verified", &[]);
                 let q = self.p("offer_reception", &[]);
-                self.state = State::OfferTransfer {
-                    group: TransferGroup::Reception,
-                };
+                self.state = State::OfferTransfer { group: TransferGroup::Reception };
                 self.ask_after(refusal, q);
             }
         }
     }
 
     fn identified(&mut self, goal: Goal, patient: Patient) {
-        let first = patient
-            .name
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let first = patient.name.split_whitespace().next().unwrap_or_default().to_string();
         self.record_action(format!("identified patient {}", patient.id));
         self.patient = Some(patient);
         let thanks = self.p("verified", &[("name", &first)]);
@@ -184,13 +138,7 @@ impl Conversation {
         self.proceed(goal);
     }
 
-    pub(super) fn new_patient_answer(
-        &mut self,
-        want: Want,
-        name: String,
-        dob: NaiveDate,
-        input: Input,
-    ) -> Heard {
+    pub(super) fn new_patient_answer(&mut self, want: Want, name: String, dob: NaiveDate, input: Input) -> Heard {
         match input.yes_no() {
             Some(true) => {
                 self.new_patient = Some((name, dob));
@@ -198,9 +146,7 @@ impl Conversation {
             }
             Some(false) => {
                 let q = self.p("offer_reception", &[]);
-                self.state = State::OfferTransfer {
-                    group: TransferGroup::Reception,
-                };
+                self.state = State::OfferTransfer { group: TransferGroup::Reception };
                 self.ask(q);
             }
             None => {
@@ -224,21 +170,15 @@ fn spoken_name(input: &Input) -> Option<String> {
     if matches!(u.intent, Intent::Yes | Intent::No | Intent::Choose) {
         return None;
     }
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphabetic() && c != '-' && c != '\'')
-        .filter(|w| !w.is_empty())
-        .map(capitalize)
-        .collect();
+    let words: Vec<String> =
+        text.split(|c: char| !c.is_alphabetic() && c != '-' && c != '\'').filter(|w| !w.is_empty()).map(capitalize).collect();
     (!words.is_empty() && words.len() <= 6).then(|| words.join(" "))
 }
 
 fn capitalize(w: &str) -> String {
     let mut chars = w.chars();
     match chars.next() {
-        Some(c) => c
-            .to_uppercase()
-            .chain(chars.flat_map(char::to_lowercase))
-            .collect(),
+        Some(c) => c.to_uppercase().chain(chars.flat_map(char::to_lowercase)).collect(),
         None => String::new(),
     }
 }
@@ -269,25 +209,14 @@ pub(super) fn dob_from_digits(digits: &str, today: NaiveDate) -> Option<NaiveDat
 /// two words match when the record has two or more.
 pub(super) fn same_person(spoken: &str, recorded: &str) -> bool {
     let words = |s: &str| -> Vec<String> {
-        fold(s)
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.chars().count() > 1)
-            .map(str::to_string)
-            .collect()
+        fold(s).split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() > 1).map(str::to_string).collect()
     };
     let said = words(spoken);
     let record = words(recorded);
     if said.is_empty() || record.is_empty() {
         return false;
     }
-    let hits = said
-        .iter()
-        .filter(|w| {
-            record
-                .iter()
-                .any(|r| strsim::jaro_winkler(w, r) >= SAME_WORD)
-        })
-        .count();
+    let hits = said.iter().filter(|w| record.iter().any(|r| strsim::jaro_winkler(w, r) >= SAME_WORD)).count();
     hits == said.len() && hits >= record.len().min(2)
 }
 
@@ -307,10 +236,7 @@ mod tests {
     #[test]
     fn typed_dates_of_birth() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
-        assert_eq!(
-            dob_from_digits("14031948", today),
-            NaiveDate::from_ymd_opt(1948, 3, 14)
-        );
+        assert_eq!(dob_from_digits("14031948", today), NaiveDate::from_ymd_opt(1948, 3, 14));
         assert_eq!(dob_from_digits("31021948", today), None);
         assert_eq!(dob_from_digits("01012030", today), None);
         assert_eq!(dob_from_digits("1403194", today), None);

@@ -22,13 +22,7 @@ impl Conversation {
 
     pub(super) fn say_location(&mut self) {
         let clinic = &self.ctx.config.clinic;
-        let text = self.p(
-            "location",
-            &[
-                ("address", &clinic.address.clone()),
-                ("phone", &clinic.phone.clone()),
-            ],
-        );
+        let text = self.p("location", &[("address", &clinic.address.clone()), ("phone", &clinic.phone.clone())]);
         self.record_action("told the address".into());
         self.set_outcome(Outcome::Info);
         self.say(text);
@@ -56,19 +50,10 @@ impl Conversation {
                 let days = if first == last {
                     prompts.weekday(first).to_string()
                 } else {
-                    prompts.say(
-                        "hours_span",
-                        &[
-                            ("first", prompts.weekday(first)),
-                            ("last", prompts.weekday(last)),
-                        ],
-                    )
+                    prompts.say("hours_span", &[("first", prompts.weekday(first)), ("last", prompts.weekday(last))])
                 };
                 let ranges: Vec<String> = week[first].iter().map(|r| self.range(r)).collect();
-                prompts.say(
-                    "hours_day",
-                    &[("days", &days), ("ranges", &prompts.join(&ranges))],
-                )
+                prompts.say("hours_day", &[("days", &days), ("ranges", &prompts.join(&ranges))])
             })
             .collect();
         parts.push(format!("{}.", lines.join("; ")));
@@ -79,22 +64,13 @@ impl Conversation {
         if clinic.holidays.contains(&today) {
             parts.push(prompts.say("hours_holiday_today", &[]));
         } else {
-            let open = clinic
-                .opening_hours
-                .on(today.weekday())
-                .iter()
-                .find(|r| r.start <= now.time() && now.time() < r.end);
+            let open = clinic.opening_hours.on(today.weekday()).iter().find(|r| r.start <= now.time() && now.time() < r.end);
             match open {
-                Some(r) => {
-                    parts.push(prompts.say("hours_open_now", &[("until", &prompts.time(r.end))]))
-                }
+                Some(r) => parts.push(prompts.say("hours_open_now", &[("until", &prompts.time(r.end))])),
                 None => parts.push(prompts.say("hours_closed_now", &[])),
             }
         }
-        let soon = clinic
-            .holidays
-            .range(today.succ_opt().unwrap_or(today)..=today + Duration::days(HOLIDAY_NOTICE_DAYS))
-            .next();
+        let soon = clinic.holidays.range(today.succ_opt().unwrap_or(today)..=today + Duration::days(HOLIDAY_NOTICE_DAYS)).next();
         if let Some(h) = soon {
             parts.push(prompts.say("hours_next_holiday", &[("date", &prompts.date(*h))]));
         }
@@ -103,12 +79,6 @@ impl Conversation {
 
     fn range(&self, r: &TimeRange) -> String {
         let prompts = &self.ctx.language.prompts;
-        prompts.say(
-            "hours_range",
-            &[
-                ("from", &prompts.time(r.start)),
-                ("to", &prompts.time(r.end)),
-            ],
-        )
+        prompts.say("hours_range", &[("from", &prompts.time(r.start)), ("to", &prompts.time(r.end))])
     }
 }

@@ -8,9 +8,7 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
-use super::action::{
-    Action, Direction, Outcome, Patience, Speaker, StoreReply, StoreRequest, TransferGroup,
-};
+use super::action::{Action, Direction, Outcome, Patience, Speaker, StoreReply, StoreRequest, TransferGroup};
 use super::booking::{Offer, Want};
 use super::context::Context;
 use super::nlu::{self, Intent, Slots, Understanding};
@@ -229,25 +227,14 @@ impl Conversation {
             anything_else: false,
             ctx,
         };
-        let remote_number = c
-            .ctx
-            .caller
-            .as_ref()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default();
-        c.request(StoreRequest::StartCall {
-            direction: c.ctx.direction,
-            remote_number,
-            language: c.ctx.lang().to_string(),
-        });
+        let remote_number = c.ctx.caller.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default();
+        c.request(StoreRequest::StartCall { direction: c.ctx.direction, remote_number, language: c.ctx.lang().to_string() });
         let greeting = c.p("greeting", &[("clinic", &c.ctx.config.clinic.name.clone())]);
         c.say_fixed(greeting);
         match c.ctx.caller.clone() {
             Some(phone) if c.ctx.direction == Direction::Inbound => {
                 c.state = State::Greeting;
-                c.request(StoreRequest::PatientsByPhone {
-                    phone: phone.as_str().to_string(),
-                });
+                c.request(StoreRequest::PatientsByPhone { phone: phone.as_str().to_string() });
             }
             _ => c.ask_how_can_i_help(),
         }
@@ -257,12 +244,7 @@ impl Conversation {
     /// The caller said something (final ASR result, confidence 0–1).
     pub fn handle_utterance(&mut self, now: DateTime<Utc>, text: &str, confidence: f64) {
         self.now = now;
-        let u = nlu::understand(
-            text,
-            &self.ctx.language.lexicon,
-            &self.ctx.vocabulary,
-            self.local_now(),
-        );
+        let u = nlu::understand(text, &self.ctx.language.lexicon, &self.ctx.vocabulary, self.local_now());
         self.request(StoreRequest::RecordTurn {
             speaker: Speaker::Caller,
             text: text.to_string(),
@@ -279,21 +261,13 @@ impl Conversation {
             let again = self.p("low_confidence", &[]);
             return self.misunderstood_with(again);
         }
-        self.input(Input::Said {
-            text: text.to_string(),
-            u: Box::new(u),
-        });
+        self.input(Input::Said { text: text.to_string(), u: Box::new(u) });
     }
 
     /// The caller pressed a key (`0`–`9`, `*`, `#`).
     pub fn handle_dtmf(&mut self, now: DateTime<Utc>, digit: char) {
         self.now = now;
-        self.request(StoreRequest::RecordTurn {
-            speaker: Speaker::Caller,
-            text: format!("DTMF {digit}"),
-            intent: None,
-            confidence: None,
-        });
+        self.request(StoreRequest::RecordTurn { speaker: Speaker::Caller, text: format!("DTMF {digit}"), intent: None, confidence: None });
         if self.is_waiting() || !matches!(digit, '0'..='9' | '*' | '#') {
             return;
         }
@@ -359,23 +333,13 @@ impl Conversation {
                 self.on_this_number = found;
                 self.ask_how_can_i_help();
             }
-            (State::FindingPatient { goal, name, dob }, StoreReply::Patients(found)) => {
-                self.patients_found(goal, name, dob, found)
-            }
-            (State::Searching { want, widened }, StoreReply::Slots(slots)) => {
-                self.slots_found(want, widened, slots)
-            }
-            (State::Holding { want, widened }, StoreReply::Held(held)) => {
-                self.slots_held(want, widened, held)
-            }
-            (State::CreatingPatient { then }, StoreReply::Patient(p)) => {
-                self.patient_created(then, p)
-            }
+            (State::FindingPatient { goal, name, dob }, StoreReply::Patients(found)) => self.patients_found(goal, name, dob, found),
+            (State::Searching { want, widened }, StoreReply::Slots(slots)) => self.slots_found(want, widened, slots),
+            (State::Holding { want, widened }, StoreReply::Held(held)) => self.slots_held(want, widened, held),
+            (State::CreatingPatient { then }, StoreReply::Patient(p)) => self.patient_created(then, p),
             (State::Booking { want, offer }, reply) => self.booking_done(want, offer, reply),
             (State::AddingToWaitlist { want }, reply) => self.waitlist_done(want, reply),
-            (State::LoadingAppointments { task, hint }, StoreReply::Appointments(list)) => {
-                self.appointments_loaded(task, hint, list)
-            }
+            (State::LoadingAppointments { task, hint }, StoreReply::Appointments(list)) => self.appointments_loaded(task, hint, list),
             (State::Acting { task, appointment }, reply) => self.acted(task, appointment, reply),
             (state, reply) => {
                 // A reply nobody waits for (e.g. after the caller hung up).
@@ -424,8 +388,7 @@ impl Conversation {
         match input.intent() {
             Some(Intent::Emergency) => return self.emergency(),
             Some(Intent::Human) => {
-                self.wanted
-                    .get_or_insert_with(|| "speak to a person".into());
+                self.wanted.get_or_insert_with(|| "speak to a person".into());
                 let text = self.p("transfer", &[]);
                 self.say(text);
                 return self.transfer(TransferGroup::Reception);
@@ -444,15 +407,7 @@ impl Conversation {
         // leave the flow and start over with it.
         let fresh = matches!(
             input.intent(),
-            Some(
-                Intent::Book
-                    | Intent::Confirm
-                    | Intent::Cancel
-                    | Intent::Reschedule
-                    | Intent::Query
-                    | Intent::Hours
-                    | Intent::Location
-            )
+            Some(Intent::Book | Intent::Confirm | Intent::Cancel | Intent::Reschedule | Intent::Query | Intent::Hours | Intent::Location)
         );
         if fresh && !top_level && !self.is_waiting() && !self.is_ended() {
             self.release_holds();
@@ -470,18 +425,14 @@ impl Conversation {
             State::Listening => self.listening(input),
             State::AskName { goal, dob } => self.name_answer(goal, dob, input),
             State::AskDob { goal, name, .. } => self.dob_answer(goal, name, input),
-            State::ConfirmNewPatient { want, name, dob } => {
-                self.new_patient_answer(want, name, dob, input)
-            }
+            State::ConfirmNewPatient { want, name, dob } => self.new_patient_answer(want, name, dob, input),
             State::OfferTransfer { group } => self.transfer_answer(group, input),
             State::AskSpecialty { want } => self.specialty_answer(want, input),
             State::AskWhen { want } => self.when_answer(want, input),
             State::Offering { want, offers } => self.offer_answer(want, offers, input),
             State::ReadBack { want, offer } => self.readback_answer(want, offer, input),
             State::OfferWaitlist { want } => self.waitlist_answer(want, input),
-            State::ChooseAppointment { task, appointments } => {
-                self.appointment_choice(task, appointments, input)
-            }
+            State::ChooseAppointment { task, appointments } => self.appointment_choice(task, appointments, input),
             State::ConfirmCancel { appointment } => self.cancel_answer(appointment, input),
             waiting => {
                 self.state = waiting;
@@ -588,11 +539,7 @@ impl Conversation {
     fn describe(&self, goal: &Goal) -> String {
         match goal {
             Goal::Book(w) => {
-                let what = w
-                    .specialty
-                    .clone()
-                    .or_else(|| w.provider.clone())
-                    .unwrap_or_default();
+                let what = w.specialty.clone().or_else(|| w.provider.clone()).unwrap_or_default();
                 format!("book {what}").trim().to_string()
             }
             Goal::Manage(t, _) => format!("{t:?}").to_lowercase(),
@@ -604,18 +551,10 @@ impl Conversation {
     pub(super) fn emergency(&mut self) {
         self.release_holds();
         self.wanted = Some("possible emergency".into());
-        let text = self.p(
-            "emergency",
-            &[(
-                "emergency",
-                &self.ctx.config.clinic.emergency_number.clone(),
-            )],
-        );
+        let text = self.p("emergency", &[("emergency", &self.ctx.config.clinic.emergency_number.clone())]);
         self.say_fixed(text.clone());
         self.last_question = text;
-        self.state = State::OfferTransfer {
-            group: TransferGroup::Emergency,
-        };
+        self.state = State::OfferTransfer { group: TransferGroup::Emergency };
     }
 
     fn transfer_answer(&mut self, group: TransferGroup, input: Input) -> Heard {
@@ -626,13 +565,7 @@ impl Conversation {
                 self.transfer(group);
             }
             (TransferGroup::Emergency, Some(false)) => {
-                let text = self.p(
-                    "emergency_decline",
-                    &[(
-                        "emergency",
-                        &self.ctx.config.clinic.emergency_number.clone(),
-                    )],
-                );
+                let text = self.p("emergency_decline", &[("emergency", &self.ctx.config.clinic.emergency_number.clone())]);
                 self.say_fixed(text);
                 self.actions.push_back(Action::Hangup);
                 self.finish(Outcome::Info, None);
@@ -655,19 +588,13 @@ impl Conversation {
         self.release_holds();
         let summary = self.summary();
         self.record_action(format!("transfer to {}: {summary}", group.as_str()));
-        self.actions.push_back(Action::Transfer {
-            group,
-            summary: summary.clone(),
-        });
+        self.actions.push_back(Action::Transfer { group, summary: summary.clone() });
         self.set_outcome(Outcome::Transferred);
         self.finish(Outcome::Transferred, Some((group, summary)));
     }
 
     pub(super) fn goodbye(&mut self) {
-        let text = self.p(
-            "goodbye",
-            &[("clinic", &self.ctx.config.clinic.name.clone())],
-        );
+        let text = self.p("goodbye", &[("clinic", &self.ctx.config.clinic.name.clone())]);
         self.say(text);
         self.actions.push_back(Action::Hangup);
         self.finish(Outcome::Abandoned, None);
@@ -698,17 +625,8 @@ impl Conversation {
             (None, Some((name, _))) => format!("{name} (new patient)"),
             (None, None) => "not identified".into(),
         };
-        let from = self
-            .ctx
-            .caller
-            .as_ref()
-            .map(|c| c.as_str().to_string())
-            .unwrap_or_else(|| "unknown number".into());
-        let said = self
-            .last_caller_text
-            .as_deref()
-            .map(|t| format!("; said \"{t}\""))
-            .unwrap_or_default();
+        let from = self.ctx.caller.as_ref().map(|c| c.as_str().to_string()).unwrap_or_else(|| "unknown number".into());
+        let said = self.last_caller_text.as_deref().map(|t| format!("; said \"{t}\"")).unwrap_or_default();
         format!("wants: {wants}; caller: {who}, {from}{said}")
     }
 
@@ -732,16 +650,8 @@ impl Conversation {
     }
 
     fn say_with(&mut self, text: String, interruptible: bool) {
-        self.request(StoreRequest::RecordTurn {
-            speaker: Speaker::Assistant,
-            text: text.clone(),
-            intent: None,
-            confidence: None,
-        });
-        self.actions.push_back(Action::Say {
-            text,
-            interruptible,
-        });
+        self.request(StoreRequest::RecordTurn { speaker: Speaker::Assistant, text: text.clone(), intent: None, confidence: None });
+        self.actions.push_back(Action::Say { text, interruptible });
     }
 
     /// Says a question and remembers it for reprompts.
@@ -799,12 +709,7 @@ impl Conversation {
 
     /// A line in the transcript for something the assistant did.
     pub(super) fn record_action(&mut self, text: String) {
-        self.request(StoreRequest::RecordTurn {
-            speaker: Speaker::System,
-            text,
-            intent: None,
-            confidence: None,
-        });
+        self.request(StoreRequest::RecordTurn { speaker: Speaker::System, text, intent: None, confidence: None });
     }
 
     pub(super) fn release_holds(&mut self) {
@@ -817,9 +722,7 @@ impl Conversation {
     // ----- time -------------------------------------------------------------
 
     pub(super) fn local_now(&self) -> NaiveDateTime {
-        self.now
-            .with_timezone(&self.ctx.config.clinic.timezone)
-            .naive_local()
+        self.now.with_timezone(&self.ctx.config.clinic.timezone).naive_local()
     }
 
     pub(super) fn today(&self) -> NaiveDate {
@@ -828,9 +731,7 @@ impl Conversation {
 
     /// "martes 24 de noviembre" and "9:15" for an instant, in clinic time.
     pub(super) fn spoken(&self, at: DateTime<Utc>) -> (String, String) {
-        let local = at
-            .with_timezone(&self.ctx.config.clinic.timezone)
-            .naive_local();
+        let local = at.with_timezone(&self.ctx.config.clinic.timezone).naive_local();
         let prompts = &self.ctx.language.prompts;
         (prompts.date(local.date()), prompts.time(local.time()))
     }

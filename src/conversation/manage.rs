@@ -22,30 +22,20 @@ impl Conversation {
         }
         if task == Task::Query {
             self.set_outcome(Outcome::Info);
-            self.record_action(format!(
-                "told the caller their {} upcoming appointments",
-                upcoming.len()
-            ));
+            self.record_action(format!("told the caller their {} upcoming appointments", upcoming.len()));
             let text = self.list_appointments(&upcoming);
             self.say(text);
             return self.ask_anything_else();
         }
         // What the caller already said may single one out ("cancel the dermatologist").
-        let hinted: Vec<Appointment> = upcoming
-            .iter()
-            .filter(|a| fits(a, &hint, self))
-            .cloned()
-            .collect();
+        let hinted: Vec<Appointment> = upcoming.iter().filter(|a| fits(a, &hint, self)).cloned().collect();
         let candidates = if hinted.is_empty() { upcoming } else { hinted };
         if let [only] = candidates.as_slice() {
             return self.act(task, only.clone());
         }
         let list = self.list_appointments(&candidates);
         let q = self.p("which_appointment", &[]);
-        self.state = State::ChooseAppointment {
-            task,
-            appointments: candidates,
-        };
+        self.state = State::ChooseAppointment { task, appointments: candidates };
         self.ask_after(list, q);
     }
 
@@ -65,11 +55,7 @@ impl Conversation {
                 self.p("appointment_item", &args)
             })
             .collect();
-        format!(
-            "{} {}.",
-            self.p("appointments_intro", &[("count", &list.len().to_string())]),
-            items.join("; ")
-        )
+        format!("{} {}.", self.p("appointments_intro", &[("count", &list.len().to_string())]), items.join("; "))
     }
 
     fn appointment_words(&self, a: &Appointment) -> Vec<(&'static str, String)> {
@@ -82,20 +68,10 @@ impl Conversation {
         ]
     }
 
-    pub(super) fn appointment_choice(
-        &mut self,
-        task: Task,
-        appointments: Vec<Appointment>,
-        input: Input,
-    ) -> Heard {
-        let by_number = input
-            .choice()
-            .and_then(|n| n.checked_sub(1))
-            .and_then(|i| appointments.get(i))
-            .cloned();
+    pub(super) fn appointment_choice(&mut self, task: Task, appointments: Vec<Appointment>, input: Input) -> Heard {
+        let by_number = input.choice().and_then(|n| n.checked_sub(1)).and_then(|i| appointments.get(i)).cloned();
         let by_words = input.slots().and_then(|s| {
-            let fitting: Vec<&Appointment> =
-                appointments.iter().filter(|a| fits(a, s, self)).collect();
+            let fitting: Vec<&Appointment> = appointments.iter().filter(|a| fits(a, s, self)).collect();
             (fitting.len() == 1).then(|| fitting[0].clone())
         });
         match by_number.or(by_words) {
@@ -122,13 +98,8 @@ impl Conversation {
                 self.ask_anything_else();
             }
             Task::Confirm => {
-                self.request(StoreRequest::Confirm {
-                    appointment_id: a.id.clone(),
-                });
-                self.state = State::Acting {
-                    task,
-                    appointment: a,
-                };
+                self.request(StoreRequest::Confirm { appointment_id: a.id.clone() });
+                self.state = State::Acting { task, appointment: a };
             }
             Task::Cancel => {
                 let q = self.p("ask_cancel", &args);
@@ -136,11 +107,7 @@ impl Conversation {
                 self.ask(q);
             }
             Task::Reschedule => {
-                let want = Want {
-                    specialty: Some(a.specialty_id.clone()),
-                    moving: Some(a),
-                    ..Want::default()
-                };
+                let want = Want { specialty: Some(a.specialty_id.clone()), moving: Some(a), ..Want::default() };
                 self.next_booking_step(want);
             }
             Task::Query => {
@@ -154,13 +121,8 @@ impl Conversation {
     pub(super) fn cancel_answer(&mut self, appointment: Appointment, input: Input) -> Heard {
         match input.yes_no() {
             Some(true) => {
-                self.request(StoreRequest::Cancel {
-                    appointment_id: appointment.id.clone(),
-                });
-                self.state = State::Acting {
-                    task: Task::Cancel,
-                    appointment,
-                };
+                self.request(StoreRequest::Cancel { appointment_id: appointment.id.clone() });
+                self.state = State::Acting { task: Task::Cancel, appointment };
             }
             Some(false) => {
                 let text = self.p("not_cancelled", &[]);
@@ -189,10 +151,7 @@ impl Conversation {
             Task::Cancel => (Outcome::Cancelled, "cancelled", "cancelled"),
             _ => (Outcome::Confirmed, "confirmed", "confirmed"),
         };
-        self.record_action(format!(
-            "{verb} appointment {} ({} with {}, {})",
-            before.id, a.specialty_id, a.provider_id, a.starts_at_local
-        ));
+        self.record_action(format!("{verb} appointment {} ({} with {}, {})", before.id, a.specialty_id, a.provider_id, a.starts_at_local));
         self.set_outcome(outcome);
         let text = self.p(key, &args);
         self.say(text);
@@ -204,10 +163,7 @@ impl Conversation {
 /// an utterance naming none of them fits nothing.
 fn fits(a: &Appointment, s: &Slots, c: &Conversation) -> bool {
     let tz = c.ctx.config.clinic.timezone;
-    let day = s
-        .date
-        .as_deref()
-        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let day = s.date.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
     let mut said_any = false;
     let mut ok = true;
     if let Some(sp) = &s.specialty {

@@ -28,9 +28,7 @@ pub mod prompts;
 #[cfg(test)]
 mod tests;
 
-pub use action::{
-    Action, Direction, Outcome, Patience, Speaker, StoreReply, StoreRequest, TransferGroup,
-};
+pub use action::{Action, Direction, Outcome, Patience, Speaker, StoreReply, StoreRequest, TransferGroup};
 pub use context::{Context, Language, LanguageError};
 pub use machine::{Conversation, MIN_CONFIDENCE};
 pub use prompts::{Prompts, PromptsError};

@@ -81,10 +81,7 @@ pub const REQUIRED: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum PromptsError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{lang}: {message}")]
     Invalid { lang: String, message: String },
 }
@@ -105,67 +102,44 @@ impl Prompts {
     /// Reads `<prompts_dir>/<lang>.toml`.
     pub fn load(prompts_dir: &Path, lang: &str) -> Result<Prompts, PromptsError> {
         let path = prompts_dir.join(format!("{lang}.toml"));
-        let text =
-            std::fs::read_to_string(&path).map_err(|source| PromptsError::Io { path, source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| PromptsError::Io { path, source })?;
         Prompts::from_toml_str(lang, &text)
     }
 
     pub fn from_toml_str(lang: &str, text: &str) -> Result<Prompts, PromptsError> {
-        let bad = |message: String| PromptsError::Invalid {
-            lang: lang.to_string(),
-            message,
-        };
-        let doc: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
-        let table = doc
-            .get("prompts")
-            .and_then(|v| v.as_table())
-            .ok_or_else(|| bad("no [prompts] table".into()))?;
+        let bad = |message: String| PromptsError::Invalid { lang: lang.to_string(), message };
+        let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(e.to_string()))?;
+        let table = doc.get("prompts").and_then(|v| v.as_table()).ok_or_else(|| bad("no [prompts] table".into()))?;
         let mut texts = HashMap::new();
         for (k, v) in table {
             if let Some(s) = v.as_str() {
                 texts.insert(k.clone(), s.to_string());
             }
         }
-        let missing: Vec<&str> = REQUIRED
-            .iter()
-            .copied()
-            .filter(|k| !texts.contains_key(*k))
-            .collect();
+        let missing: Vec<&str> = REQUIRED.iter().copied().filter(|k| !texts.contains_key(*k)).collect();
         if !missing.is_empty() {
             return Err(bad(format!("[prompts] lacks {}", missing.join(", "))));
         }
-        let list =
-            |section: &str, key: &str, len: Option<usize>| -> Result<Vec<String>, PromptsError> {
-                let items: Vec<String> = table
-                    .get(section)
-                    .and_then(|s| s.get(key))
-                    .and_then(|v| v.as_array())
-                    .ok_or_else(|| bad(format!("[prompts.{section}] lacks {key}")))?
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect();
-                match len {
-                    Some(n) if items.len() != n => {
-                        Err(bad(format!("[prompts.{section}] {key} needs {n} entries")))
-                    }
-                    _ => Ok(items),
-                }
-            };
-        let clock_12h = table
-            .get("calendar")
-            .and_then(|c| c.get("clock"))
-            .and_then(|v| v.as_str())
-            == Some("12h");
+        let list = |section: &str, key: &str, len: Option<usize>| -> Result<Vec<String>, PromptsError> {
+            let items: Vec<String> = table
+                .get(section)
+                .and_then(|s| s.get(key))
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| bad(format!("[prompts.{section}] lacks {key}")))?
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            match len {
+                Some(n) if items.len() != n => Err(bad(format!("[prompts.{section}] {key} needs {n} entries"))),
+                _ => Ok(items),
+            }
+        };
+        let clock_12h = table.get("calendar").and_then(|c| c.get("clock")).and_then(|v| v.as_str()) == Some("12h");
         Ok(Prompts {
             lang: lang.to_string(),
             weekdays: list("calendar", "weekdays", Some(7))?,
             months: list("calendar", "months", Some(12))?,
-            earliest: list("listen", "earliest", None)?
-                .iter()
-                .map(|p| fold(p))
-                .collect(),
+            earliest: list("listen", "earliest", None)?.iter().map(|p| fold(p)).collect(),
             clock_12h,
             texts,
         })
@@ -192,35 +166,17 @@ impl Prompts {
     pub fn date(&self, d: NaiveDate) -> String {
         let weekday = &self.weekdays[d.weekday().num_days_from_monday() as usize];
         let month = &self.months[d.month0() as usize];
-        self.say(
-            "date",
-            &[
-                ("weekday", weekday),
-                ("day", &d.day().to_string()),
-                ("month", month),
-                ("year", &d.year().to_string()),
-            ],
-        )
+        self.say("date", &[("weekday", weekday), ("day", &d.day().to_string()), ("month", month), ("year", &d.year().to_string())])
     }
 
     /// "14 de marzo de 1948": a date of birth, with its year and no weekday.
     pub fn birth_date(&self, d: NaiveDate) -> String {
         let month = &self.months[d.month0() as usize];
-        self.say(
-            "birth_date",
-            &[
-                ("day", &d.day().to_string()),
-                ("month", month),
-                ("year", &d.year().to_string()),
-            ],
-        )
+        self.say("birth_date", &[("day", &d.day().to_string()), ("month", month), ("year", &d.year().to_string())])
     }
 
     pub fn weekday(&self, index_from_monday: usize) -> &str {
-        self.weekdays
-            .get(index_from_monday)
-            .map(String::as_str)
-            .unwrap_or("")
+        self.weekdays.get(index_from_monday).map(String::as_str).unwrap_or("")
     }
 
     /// "9:15", or "9:15 am" where the language speaks a 12-hour clock.
@@ -258,8 +214,5 @@ impl Prompts {
 /// Lowercase without accents, for matching speech loosely.
 pub(crate) fn fold(text: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
-    text.nfd()
-        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
-        .flat_map(char::to_lowercase)
-        .collect()
+    text.nfd().filter(|c| !unicode_normalization::char::is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
 }

@@ -53,12 +53,7 @@ fn slot(minutes_after_t0: i64) -> Slot {
 }
 
 fn hold(s: &Slot, token: &str) -> Hold {
-    Hold {
-        token: token.into(),
-        provider_id: s.provider_id.clone(),
-        starts_at: s.starts_at,
-        expires_at: s.starts_at,
-    }
+    Hold { token: token.into(), provider_id: s.provider_id.clone(), starts_at: s.starts_at, expires_at: s.starts_at }
 }
 
 fn drain(c: &mut Conversation) -> Vec<Action> {
@@ -95,18 +90,11 @@ fn maria_searching() -> (Conversation, DateTime<Utc>) {
     c.handle_store_reply(StoreReply::Patients(vec![maria()]));
     drain(&mut c);
     let now = t0() + Duration::seconds(5);
-    c.handle_utterance(
-        now,
-        "quiero una cita con el dermatólogo lo antes posible",
-        0.9,
-    );
+    c.handle_utterance(now, "quiero una cita con el dermatólogo lo antes posible", 0.9);
     drain(&mut c);
     c.handle_utterance(now + Duration::seconds(5), "14 de marzo de 1948", 0.9);
     let out = drain(&mut c);
-    assert!(
-        matches!(asks(&out)[..], [StoreRequest::FreeSlots { .. }]),
-        "{out:#?}"
-    );
+    assert!(matches!(asks(&out)[..], [StoreRequest::FreeSlots { .. }]), "{out:#?}");
     (c, now + Duration::seconds(5))
 }
 
@@ -117,25 +105,14 @@ fn silence_reprompts_once_then_says_goodbye_and_hangs_up() {
     assert!(said(&greeting).contains("Clínica San Rafael"));
     c.handle_silence(t0() + Duration::seconds(8));
     let first = drain(&mut c);
-    assert!(
-        said(&first).contains("¿Sigue ahí? ¿En qué puedo ayudarle?"),
-        "{first:#?}"
-    );
+    assert!(said(&first).contains("¿Sigue ahí? ¿En qué puedo ayudarle?"), "{first:#?}");
     assert!(!first.contains(&Action::Hangup));
     assert!(!c.is_ended());
     c.handle_silence(t0() + Duration::seconds(16));
     let second = drain(&mut c);
     assert!(said(&second).contains("No le oigo"));
     assert!(second.contains(&Action::Hangup));
-    let finished = second.iter().any(|a| {
-        matches!(
-            a,
-            Action::Store(StoreRequest::FinishCall {
-                outcome: Outcome::Abandoned,
-                ..
-            })
-        )
-    });
+    let finished = second.iter().any(|a| matches!(a, Action::Store(StoreRequest::FinishCall { outcome: Outcome::Abandoned, .. })));
     assert!(finished, "{second:#?}");
     assert!(c.is_ended());
 }
@@ -145,11 +122,7 @@ fn speech_resets_the_silence_count() {
     let mut c = Conversation::new(ctx("en", None), t0());
     drain(&mut c);
     c.handle_silence(t0() + Duration::seconds(8));
-    c.handle_utterance(
-        t0() + Duration::seconds(10),
-        "what are your opening hours",
-        0.9,
-    );
+    c.handle_utterance(t0() + Duration::seconds(10), "what are your opening hours", 0.9);
     c.handle_silence(t0() + Duration::seconds(20));
     let out = drain(&mut c);
     assert!(!out.contains(&Action::Hangup), "{out:#?}");
@@ -163,14 +136,8 @@ fn a_date_of_birth_question_comes_with_a_patience_hint() {
     drain(&mut c);
     c.handle_utterance(t0(), "quiero cancelar mi cita", 0.9);
     let out = drain(&mut c);
-    let hint = out.iter().position(|a| {
-        *a == Action::ExpectLonger {
-            reason: Patience::DateOfBirth,
-        }
-    });
-    let question = out.iter().position(
-        |a| matches!(a, Action::Say { text, .. } if text.contains("fecha de nacimiento")),
-    );
+    let hint = out.iter().position(|a| *a == Action::ExpectLonger { reason: Patience::DateOfBirth });
+    let question = out.iter().position(|a| matches!(a, Action::Say { text, .. } if text.contains("fecha de nacimiento")));
     assert!(hint.is_some() && hint < question, "{out:#?}");
     // Nothing about appointments is asked of the store before identification.
     assert!(asks(&out).is_empty(), "{out:#?}");
@@ -186,20 +153,12 @@ fn a_wrong_date_of_birth_reveals_nothing() {
     drain(&mut c);
     c.handle_utterance(t0(), "15 de marzo de 1948", 0.9);
     let out = drain(&mut c);
-    assert!(
-        out.contains(&Action::ExpectLonger {
-            reason: Patience::Name
-        }),
-        "{out:#?}"
-    );
+    assert!(out.contains(&Action::ExpectLonger { reason: Patience::Name }), "{out:#?}");
     assert!(asks(&out).is_empty());
     c.handle_utterance(t0(), "María López García", 0.9);
     let out = drain(&mut c);
     let born = NaiveDate::from_ymd_opt(1948, 3, 15).unwrap();
-    assert_eq!(
-        asks(&out),
-        vec![StoreRequest::PatientsBornOn { date: born }]
-    );
+    assert_eq!(asks(&out), vec![StoreRequest::PatientsBornOn { date: born }]);
     c.handle_store_reply(StoreReply::Patients(Vec::new()));
     let out = drain(&mut c);
     assert!(said(&out).contains("no puedo darle detalles"));
@@ -213,18 +172,9 @@ fn offered_slots_are_held_and_the_ones_not_chosen_released() {
     c.handle_store_reply(StoreReply::Slots(slots.clone()));
     let out = drain(&mut c);
     // Three slots at least an hour apart.
-    let [StoreRequest::HoldSlots { slots: offered }] = &asks(&out)[..] else {
-        panic!("{out:#?}")
-    };
-    assert_eq!(
-        offered,
-        &vec![slots[0].clone(), slots[2].clone(), slots[3].clone()]
-    );
-    let held = offered
-        .iter()
-        .zip(["a", "b", "c"])
-        .map(|(s, t)| (s.clone(), hold(s, t)))
-        .collect();
+    let [StoreRequest::HoldSlots { slots: offered }] = &asks(&out)[..] else { panic!("{out:#?}") };
+    assert_eq!(offered, &vec![slots[0].clone(), slots[2].clone(), slots[3].clone()]);
+    let held = offered.iter().zip(["a", "b", "c"]).map(|(s, t)| (s.clone(), hold(s, t))).collect();
     c.handle_store_reply(StoreReply::Held(held));
     let out = drain(&mut c);
     assert!(said(&out).contains("Tengo estas citas"), "{out:#?}");
@@ -243,12 +193,7 @@ fn offered_slots_are_held_and_the_ones_not_chosen_released() {
     // Hanging up now gives the last hold back too.
     c.handle_hangup(now + Duration::seconds(20));
     let out = drain(&mut c);
-    assert!(
-        out.contains(&Action::Store(StoreRequest::ReleaseHolds {
-            tokens: vec!["b".into()]
-        })),
-        "{out:#?}"
-    );
+    assert!(out.contains(&Action::Store(StoreRequest::ReleaseHolds { tokens: vec!["b".into()] })), "{out:#?}");
     assert!(c.held_tokens().is_empty());
 }
 
@@ -262,22 +207,11 @@ fn an_emergency_mid_booking_releases_holds_and_offers_the_emergency_group() {
     c.handle_utterance(now, "mi marido se ha desmayado", 0.9);
     let out = drain(&mut c);
     assert!(said(&out).contains("112"));
-    assert!(out
-        .iter()
-        .any(|a| matches!(a, Action::Say { text, interruptible: false } if text.contains("112"))));
+    assert!(out.iter().any(|a| matches!(a, Action::Say { text, interruptible: false } if text.contains("112"))));
     assert!(c.held_tokens().is_empty());
     c.handle_dtmf(now, '1');
     let out = drain(&mut c);
-    assert!(
-        out.iter().any(|a| matches!(
-            a,
-            Action::Transfer {
-                group: TransferGroup::Emergency,
-                ..
-            }
-        )),
-        "{out:#?}"
-    );
+    assert!(out.iter().any(|a| matches!(a, Action::Transfer { group: TransferGroup::Emergency, .. })), "{out:#?}");
 }
 
 #[test]
@@ -296,10 +230,7 @@ fn the_same_events_give_the_same_actions() {
         let (mut c, now) = maria_searching();
         c.handle_store_reply(StoreReply::Slots(vec![slot(0), slot(60)]));
         let mut all = drain(&mut c);
-        c.handle_store_reply(StoreReply::Held(vec![
-            (slot(0), hold(&slot(0), "a")),
-            (slot(60), hold(&slot(60), "b")),
-        ]));
+        c.handle_store_reply(StoreReply::Held(vec![(slot(0), hold(&slot(0), "a")), (slot(60), hold(&slot(60), "b"))]));
         c.handle_utterance(now, "the first", 0.9);
         c.handle_dtmf(now, '1');
         all.extend(drain(&mut c));

@@ -111,7 +111,11 @@ impl Refill {
             .find(|a| a.specialty_id == freed.specialty_id && a.starts_at > freed.starts_at);
         let taken = match later {
             Some(a) => {
-                let to = Reschedule { provider_id: Some(freed.provider_id.clone()), starts_at: freed.starts_at, hold_token: Some(offer.hold.token.clone()) };
+                let to = Reschedule {
+                    provider_id: Some(freed.provider_id.clone()),
+                    starts_at: freed.starts_at,
+                    hold_token: Some(offer.hold.token.clone()),
+                };
                 store.reschedule(&a.id, to, &actor, now).await
             }
             None => {

@@ -148,7 +148,13 @@ impl Scheduler {
 
     /// The driver: every `tick`, plan and place due calls, at most
     /// `max_concurrent_calls` at once, until `shutdown` completes.
-    pub async fn run(self: Arc<Self>, dialer: Arc<dyn Dialer>, clock: Arc<dyn Clock>, tick: std::time::Duration, shutdown: impl Future<Output = ()>) {
+    pub async fn run(
+        self: Arc<Self>,
+        dialer: Arc<dyn Dialer>,
+        clock: Arc<dyn Clock>,
+        tick: std::time::Duration,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let active = Arc::new(AtomicUsize::new(0));
         let limit = self.config.escalation.max_concurrent_calls as usize;
         tokio::pin!(shutdown);

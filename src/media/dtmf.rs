@@ -45,10 +45,7 @@ pub struct TelephoneEvent {
 impl TelephoneEvent {
     /// Parse the first event block; trailing bytes (RFC 2198 redundancy) are ignored.
     pub fn parse(payload: &[u8]) -> Result<Self, DtmfError> {
-        let b: &[u8; 4] = payload
-            .get(..4)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(DtmfError::TooShort(payload.len()))?;
+        let b: &[u8; 4] = payload.get(..4).and_then(|s| s.try_into().ok()).ok_or(DtmfError::TooShort(payload.len()))?;
         Ok(TelephoneEvent {
             event: b[0],
             end: b[1] & 0x80 != 0,
@@ -114,22 +111,11 @@ impl Default for DtmfReceiver {
 
 impl DtmfReceiver {
     pub fn new(end_timeout: Duration) -> Self {
-        DtmfReceiver {
-            end_timeout,
-            current: None,
-            finished: [None; 4],
-            finished_pos: 0,
-            out: VecDeque::new(),
-        }
+        DtmfReceiver { end_timeout, current: None, finished: [None; 4], finished_pos: 0, out: VecDeque::new() }
     }
 
     /// Feed one telephone-event packet's RTP timestamp and payload.
-    pub fn handle_packet(
-        &mut self,
-        now: Instant,
-        timestamp: u32,
-        payload: &[u8],
-    ) -> Result<(), DtmfError> {
+    pub fn handle_packet(&mut self, now: Instant, timestamp: u32, payload: &[u8]) -> Result<(), DtmfError> {
         let ev = TelephoneEvent::parse(payload)?;
         let Some(digit) = event_to_digit(ev.event) else {
             return Ok(()); // non-DTMF events are not digits
@@ -148,12 +134,7 @@ impl DtmfReceiver {
             }
         }
         // The start packet may have been lost: any packet of a press opens it.
-        let cur = self.current.get_or_insert(Press {
-            timestamp,
-            digit,
-            duration: 0,
-            last_seen: now,
-        });
+        let cur = self.current.get_or_insert(Press { timestamp, digit, duration: 0, last_seen: now });
         cur.duration = cur.duration.max(ev.duration);
         cur.last_seen = now;
         if ev.end {
@@ -186,10 +167,7 @@ impl DtmfReceiver {
             self.finished[self.finished_pos] = Some(cur.timestamp);
             self.finished_pos = (self.finished_pos + 1) % self.finished.len();
             let micros = cur.duration as u64 * 1_000_000 / CLOCK_RATE as u64;
-            self.out.push_back(Digit {
-                digit: cur.digit,
-                duration: Duration::from_micros(micros),
-            });
+            self.out.push_back(Digit { digit: cur.digit, duration: Duration::from_micros(micros) });
         }
     }
 }
@@ -252,18 +230,8 @@ impl DtmfSender {
     }
 
     fn packet(&self, offset: Duration, marker: bool, end: bool, duration: u16) -> DtmfPacket {
-        let ev = TelephoneEvent {
-            event: self.event,
-            end,
-            volume: self.volume,
-            duration,
-        };
-        DtmfPacket {
-            offset,
-            marker,
-            timestamp: self.timestamp,
-            payload: ev.to_bytes(),
-        }
+        let ev = TelephoneEvent { event: self.event, end, volume: self.volume, duration };
+        DtmfPacket { offset, marker, timestamp: self.timestamp, payload: ev.to_bytes() }
     }
 }
 

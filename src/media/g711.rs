@@ -62,14 +62,8 @@ impl Codec {
         let n = pcm.len().min(out.len());
         // Matching once outside the loop lets the compiler vectorise each arm.
         match self {
-            Codec::Pcmu => out[..n]
-                .iter_mut()
-                .zip(pcm)
-                .for_each(|(o, &s)| *o = ulaw_encode(s)),
-            Codec::Pcma => out[..n]
-                .iter_mut()
-                .zip(pcm)
-                .for_each(|(o, &s)| *o = alaw_encode(s)),
+            Codec::Pcmu => out[..n].iter_mut().zip(pcm).for_each(|(o, &s)| *o = ulaw_encode(s)),
+            Codec::Pcma => out[..n].iter_mut().zip(pcm).for_each(|(o, &s)| *o = alaw_encode(s)),
         }
         n
     }
@@ -81,10 +75,7 @@ impl Codec {
             Codec::Pcmu => &ULAW_TABLE,
             Codec::Pcma => &ALAW_TABLE,
         };
-        out[..n]
-            .iter_mut()
-            .zip(codes)
-            .for_each(|(o, &c)| *o = table[c as usize]);
+        out[..n].iter_mut().zip(codes).for_each(|(o, &c)| *o = table[c as usize]);
         n
     }
 }
@@ -182,11 +173,7 @@ const fn build_table(ulaw: bool) -> [i16; 256] {
     let mut t = [0i16; 256];
     let mut i = 0;
     while i < 256 {
-        t[i] = if ulaw {
-            ulaw_decode_calc(i as u8)
-        } else {
-            alaw_decode_calc(i as u8)
-        };
+        t[i] = if ulaw { ulaw_decode_calc(i as u8) } else { alaw_decode_calc(i as u8) };
         i += 1;
     }
     t

@@ -38,11 +38,7 @@ pub struct JitterConfig {
 
 impl Default for JitterConfig {
     fn default() -> Self {
-        JitterConfig {
-            target_delay: Duration::from_millis(60),
-            capacity_frames: 50,
-            max_concealed: 3,
-        }
+        JitterConfig { target_delay: Duration::from_millis(60), capacity_frames: 50, max_concealed: 3 }
     }
 }
 
@@ -122,10 +118,7 @@ pub struct JitterBuffer {
 impl JitterBuffer {
     pub fn new(cfg: JitterConfig) -> Self {
         let cap = cfg.capacity_frames.clamp(4, 1024);
-        let cfg = JitterConfig {
-            capacity_frames: cap,
-            ..cfg
-        };
+        let cfg = JitterConfig { capacity_frames: cap, ..cfg };
         JitterBuffer {
             cfg,
             slots: vec![Slot::EMPTY; cap].into_boxed_slice(),
@@ -143,13 +136,7 @@ impl JitterBuffer {
     }
 
     /// Insert a packet's G.711 payload (decoded only if it will be played).
-    pub fn push(
-        &mut self,
-        now: Instant,
-        meta: RtpMeta,
-        codec: Codec,
-        payload: &[u8],
-    ) -> PushOutcome {
+    pub fn push(&mut self, now: Instant, meta: RtpMeta, codec: Codec, payload: &[u8]) -> PushOutcome {
         if payload.is_empty() || payload.len() > MAX_PACKET_SAMPLES {
             self.stats.invalid += 1;
             return PushOutcome::Invalid;
@@ -221,10 +208,7 @@ impl JitterBuffer {
             self.concealed_run = 0;
             self.played_mask = (self.played_mask << 1) | 1;
             self.stats.played += 1;
-            PlayoutFrame {
-                kind: FrameKind::Audio,
-                pcm: self.last_audio,
-            }
+            PlayoutFrame { kind: FrameKind::Audio, pcm: self.last_audio }
         } else {
             self.played_mask <<= 1;
             self.fill_gap()
@@ -235,18 +219,12 @@ impl JitterBuffer {
     }
 
     pub fn stats(&self) -> JitterStats {
-        JitterStats {
-            lost: self.seq.lost(),
-            ..self.stats
-        }
+        JitterStats { lost: self.seq.lost(), ..self.stats }
     }
 
     /// Frames currently waiting for playout.
     pub fn buffered_frames(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| s.filled && s.idx >= self.next_idx)
-            .count()
+        self.slots.iter().filter(|s| s.filled && s.idx >= self.next_idx).count()
     }
 
     fn cap(&self) -> usize {
@@ -271,11 +249,7 @@ impl JitterBuffer {
             }
         };
         let idx = idx.max(self.max_idx + 1);
-        self.stream = Some(Stream {
-            ssrc,
-            base_ts: ts,
-            base_idx: idx,
-        });
+        self.stream = Some(Stream { ssrc, base_ts: ts, base_idx: idx });
         idx
     }
 
@@ -348,17 +322,11 @@ impl JitterBuffer {
             }
             self.concealed_run += 1;
             self.stats.concealed += 1;
-            PlayoutFrame {
-                kind: FrameKind::Concealed,
-                pcm,
-            }
+            PlayoutFrame { kind: FrameKind::Concealed, pcm }
         } else {
             self.have_audio = false;
             self.stats.silence += 1;
-            PlayoutFrame {
-                kind: FrameKind::Silence,
-                pcm: [0; FRAME_SAMPLES],
-            }
+            PlayoutFrame { kind: FrameKind::Silence, pcm: [0; FRAME_SAMPLES] }
         }
     }
 
@@ -395,12 +363,7 @@ struct Slot {
 }
 
 impl Slot {
-    const EMPTY: Slot = Slot {
-        idx: 0,
-        filled: false,
-        pcm: [0; FRAME_SAMPLES],
-        covered: [0; 3],
-    };
+    const EMPTY: Slot = Slot { idx: 0, filled: false, pcm: [0; FRAME_SAMPLES], covered: [0; 3] };
 
     fn covers(&self, pos: usize, n: usize) -> bool {
         (pos..pos + n).all(|i| self.covered[i / 64] & (1 << (i % 64)) != 0)
@@ -426,10 +389,7 @@ impl Stream {
     /// handles the 32-bit timestamp wrap).
     fn locate(&self, ts: u32) -> (i64, usize) {
         let diff = ts.wrapping_sub(self.base_ts) as i32 as i64;
-        (
-            self.base_idx + diff.div_euclid(FRAME_TS),
-            diff.rem_euclid(FRAME_TS) as usize,
-        )
+        (self.base_idx + diff.div_euclid(FRAME_TS), diff.rem_euclid(FRAME_TS) as usize)
     }
 }
 
@@ -475,11 +435,7 @@ impl SeqTracker {
     }
 
     fn lost(&self) -> u64 {
-        let cur = if self.started {
-            self.max_ext - self.base_ext + 1 - self.received
-        } else {
-            0
-        };
+        let cur = if self.started { self.max_ext - self.base_ext + 1 - self.received } else { 0 };
         (self.prior_expected - self.prior_received + cur).max(0) as u64
     }
 }

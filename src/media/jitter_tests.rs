@@ -46,12 +46,7 @@ fn run(jb: &mut JitterBuffer, arrivals: &[Arr], until_ms: u64) -> (Vec<Out>, Vec
     for ms in 0..=until_ms {
         let now = t0 + Duration::from_millis(ms);
         for a in arrivals.iter().filter(|a| a.at_ms == ms) {
-            let meta = RtpMeta {
-                seq: a.seq,
-                timestamp: a.ts,
-                ssrc: a.ssrc,
-                marker: a.marker,
-            };
+            let meta = RtpMeta { seq: a.seq, timestamp: a.ts, ssrc: a.ssrc, marker: a.marker };
             pushes.push(jb.push(now, meta, Codec::Pcmu, &[code(a.tag); 160]));
         }
         while let Some(f) = jb.poll_frame(now) {
@@ -87,12 +82,7 @@ fn in_order_plays_after_target_delay() {
 fn first_frame_due_exactly_at_target_delay() {
     let mut jb = jb();
     let t0 = Instant::now();
-    let meta = RtpMeta {
-        seq: 1,
-        timestamp: 0,
-        ssrc: SSRC,
-        marker: true,
-    };
+    let meta = RtpMeta { seq: 1, timestamp: 0, ssrc: SSRC, marker: true };
     jb.push(t0, meta, Codec::Pcma, &[0xD5; 160]);
     assert_eq!(jb.poll_timeout(), Some(t0 + Duration::from_millis(60)));
     assert!(jb.poll_frame(t0 + Duration::from_millis(59)).is_none());
@@ -133,24 +123,12 @@ fn long_loss_fades_then_silence() {
     let mut jb = jb();
     let t0 = Instant::now();
     for a in &arr[..2] {
-        let m = RtpMeta {
-            seq: a.seq,
-            timestamp: a.ts,
-            ssrc: SSRC,
-            marker: false,
-        };
-        jb.push(
-            t0 + Duration::from_millis(a.at_ms),
-            m,
-            Codec::Pcmu,
-            &[0x80; 160],
-        );
+        let m = RtpMeta { seq: a.seq, timestamp: a.ts, ssrc: SSRC, marker: false };
+        jb.push(t0 + Duration::from_millis(a.at_ms), m, Codec::Pcmu, &[0x80; 160]);
     }
     let mut levels = Vec::new();
     for k in 0..6 {
-        let f = jb
-            .poll_frame(t0 + Duration::from_millis(60 + 20 * k))
-            .unwrap();
+        let f = jb.poll_frame(t0 + Duration::from_millis(60 + 20 * k)).unwrap();
         levels.push((f.kind, f.pcm[0].abs(), f.pcm[159].abs()));
     }
     assert_eq!(levels[1].0, FrameKind::Audio);
@@ -160,10 +138,7 @@ fn long_loss_fades_then_silence() {
     assert!(levels[3].1 < levels[2].1 && levels[4].1 < levels[3].1);
     assert_eq!((levels[5].0, levels[5].1), (FrameKind::Silence, 0));
     let (out, _) = run(&mut JitterBuffer::new(JitterConfig::default()), &arr, 300);
-    assert_eq!(
-        &out[2..8],
-        &[Out::C, Out::C, Out::C, Out::S, Out::S, Out::S]
-    );
+    assert_eq!(&out[2..8], &[Out::C, Out::C, Out::C, Out::S, Out::S, Out::S]);
     assert_eq!(&out[8..12], &audio(8..12)[..]);
 }
 
@@ -191,13 +166,7 @@ fn duplicates_before_and_after_playout() {
     let mut jb = jb();
     let (out, pushes) = run(&mut jb, &arr, 200);
     assert_eq!(out[..6], audio(0..6));
-    assert_eq!(
-        pushes
-            .iter()
-            .filter(|p| **p == PushOutcome::Duplicate)
-            .count(),
-        2
-    );
+    assert_eq!(pushes.iter().filter(|p| **p == PushOutcome::Duplicate).count(), 2);
     let s = jb.stats();
     assert_eq!((s.duplicates, s.lost, s.received), (2, 0, 6));
 }
@@ -224,11 +193,7 @@ fn timestamp_jump_resyncs() {
     let mut jb = jb();
     let (out, pushes) = run(&mut jb, &arr, 400);
     assert_eq!(pushes[5], PushOutcome::Resynced);
-    let played: Vec<_> = out
-        .iter()
-        .filter(|o| matches!(o, Out::A(_)))
-        .copied()
-        .collect();
+    let played: Vec<_> = out.iter().filter(|o| matches!(o, Out::A(_))).copied().collect();
     assert_eq!(played, audio(0..10));
     assert_eq!(jb.stats().resyncs, 1);
     assert_eq!(jb.stats().lost, 0);
@@ -245,11 +210,7 @@ fn ssrc_change_resets_stream() {
     let mut jb = jb();
     let (out, pushes) = run(&mut jb, &arr, 400);
     assert_eq!(pushes[5], PushOutcome::Resynced);
-    let played: Vec<_> = out
-        .iter()
-        .filter(|o| matches!(o, Out::A(_)))
-        .copied()
-        .collect();
+    let played: Vec<_> = out.iter().filter(|o| matches!(o, Out::A(_))).copied().collect();
     assert_eq!(played, audio(0..10));
     let s = jb.stats();
     assert_eq!((s.resyncs, s.lost, s.received), (1, 0, 10));
@@ -268,11 +229,7 @@ fn talkspurt_after_silence_keeps_target_delay() {
     let mut jb = jb();
     let (out, pushes) = run(&mut jb, &arr, 1300);
     assert!(pushes.iter().all(|p| *p == PushOutcome::Buffered));
-    let played: Vec<_> = out
-        .iter()
-        .filter(|o| matches!(o, Out::A(_)))
-        .copied()
-        .collect();
+    let played: Vec<_> = out.iter().filter(|o| matches!(o, Out::A(_))).copied().collect();
     assert_eq!(played, audio(0..10));
     assert_eq!(jb.stats().lost, 0);
     // First frame of the new talkspurt plays at 1000 + 60 ms.
@@ -284,22 +241,11 @@ fn talkspurt_after_silence_keeps_target_delay() {
 fn multi_frame_packets_and_invalid_sizes() {
     let mut jb = jb();
     let t0 = Instant::now();
-    let m = |seq, ts| RtpMeta {
-        seq,
-        timestamp: ts,
-        ssrc: 1,
-        marker: false,
-    };
+    let m = |seq, ts| RtpMeta { seq, timestamp: ts, ssrc: 1, marker: false };
     assert_eq!(jb.push(t0, m(1, 0), Codec::Pcmu, &[]), PushOutcome::Invalid);
-    assert_eq!(
-        jb.push(t0, m(1, 0), Codec::Pcmu, &[0xFF; 4096]),
-        PushOutcome::Invalid
-    );
+    assert_eq!(jb.push(t0, m(1, 0), Codec::Pcmu, &[0xFF; 4096]), PushOutcome::Invalid);
     // A 40 ms packet fills two frames.
-    assert_eq!(
-        jb.push(t0, m(1, 0), Codec::Pcmu, &[0x80; 320]),
-        PushOutcome::Buffered
-    );
+    assert_eq!(jb.push(t0, m(1, 0), Codec::Pcmu, &[0x80; 320]), PushOutcome::Buffered);
     assert_eq!(jb.buffered_frames(), 2);
     assert_eq!(jb.stats().invalid, 2);
 }
@@ -329,7 +275,11 @@ fn thirty_ms_packets_fill_frames_at_sample_precision() {
         let now = t0 + std::time::Duration::from_millis(30 * k as u64);
         assert_eq!(jb.push(now, meta, Codec::Pcmu, &[0x80; 240]), PushOutcome::Buffered);
         while let Some(f) = jb.poll_frame(now) {
-            if f.pcm.iter().any(|s| *s != 0) { played += 1 } else { silent += 1 }
+            if f.pcm.iter().any(|s| *s != 0) {
+                played += 1
+            } else {
+                silent += 1
+            }
         }
     }
     // 20 × 30 ms = 30 frames of audio; all but the buffered tail played.

@@ -53,10 +53,7 @@ pub struct RtpConfig {
 
 impl Default for RtpConfig {
     fn default() -> Self {
-        RtpConfig {
-            jitter: JitterConfig::default(),
-            rtp_timeout: Duration::from_secs(30),
-        }
+        RtpConfig { jitter: JitterConfig::default(), rtp_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -163,19 +160,11 @@ impl RtpSession {
     }
 
     pub fn stats(&self) -> RtpStats {
-        RtpStats {
-            jitter: self.jitter.stats(),
-            ..self.stats
-        }
+        RtpStats { jitter: self.jitter.stats(), ..self.stats }
     }
 
     /// Feed one UDP datagram received on our RTP port.
-    pub fn handle_datagram(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        bytes: &[u8],
-    ) -> Result<(), RtpError> {
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), RtpError> {
         if bytes.len() < RTP_HEADER_LEN {
             self.stats.malformed += 1;
             return Err(RtpError::Malformed);
@@ -211,16 +200,10 @@ impl RtpSession {
         self.last_rx = now;
         self.timed_out = false;
         if is_dtmf {
-            self.jitter
-                .note_sequence(header.ssrc, header.sequence_number);
+            self.jitter.note_sequence(header.ssrc, header.sequence_number);
             self.dtmf_rx.handle_packet(now, header.timestamp, payload)?;
         } else {
-            let meta = RtpMeta {
-                seq: header.sequence_number,
-                timestamp: header.timestamp,
-                ssrc: header.ssrc,
-                marker: header.marker,
-            };
+            let meta = RtpMeta { seq: header.sequence_number, timestamp: header.timestamp, ssrc: header.ssrc, marker: header.marker };
             self.jitter.push(now, meta, self.neg.codec, payload);
         }
         Ok(())
@@ -234,10 +217,7 @@ impl RtpSession {
         if let Some(f) = self.jitter.poll_frame(now) {
             return Some(MediaEvent::Frame(f.pcm));
         }
-        if !self.timed_out
-            && self.neg.direction.receives()
-            && now >= self.last_rx + self.cfg.rtp_timeout
-        {
+        if !self.timed_out && self.neg.direction.receives() && now >= self.last_rx + self.cfg.rtp_timeout {
             self.timed_out = true;
             return Some(MediaEvent::Timeout);
         }
@@ -246,22 +226,13 @@ impl RtpSession {
 
     /// Earliest time `poll_event`/`poll_transmit` has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timeout = (!self.timed_out && self.neg.direction.receives())
-            .then(|| self.last_rx + self.cfg.rtp_timeout);
+        let timeout = (!self.timed_out && self.neg.direction.receives()).then(|| self.last_rx + self.cfg.rtp_timeout);
         let dtmf_send = match &self.dtmf_tx {
             Some(a) => a.next.map(|p| a.start + p.offset),
             None if !self.dtmf_queue.is_empty() => self.dtmf_next_start,
             None => None,
         };
-        [
-            self.jitter.poll_timeout(),
-            self.dtmf_rx.poll_timeout(),
-            timeout,
-            dtmf_send,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.jitter.poll_timeout(), self.dtmf_rx.poll_timeout(), timeout, dtmf_send].into_iter().flatten().min()
     }
 
     /// Queue 20 ms of audio for sending; call every 20 ms (silence included)
@@ -282,12 +253,7 @@ impl RtpSession {
     }
 
     /// Queue a key press; presses are sent one after another.
-    pub fn send_dtmf(
-        &mut self,
-        now: Instant,
-        digit: char,
-        duration: Duration,
-    ) -> Result<(), RtpError> {
+    pub fn send_dtmf(&mut self, now: Instant, digit: char, duration: Duration) -> Result<(), RtpError> {
         if self.neg.dtmf_pt.is_none() {
             return Err(RtpError::DtmfNotNegotiated);
         }
@@ -354,12 +320,7 @@ impl RtpSession {
                 Some(p) if active.start + p.offset <= now => {
                     active.next = active.sender.next();
                     if self.can_send() {
-                        let mut buf = self.packet_buf(
-                            self.neg.dtmf_pt.unwrap_or(101),
-                            p.marker,
-                            p.timestamp,
-                            4,
-                        );
+                        let mut buf = self.packet_buf(self.neg.dtmf_pt.unwrap_or(101), p.marker, p.timestamp, 4);
                         let start = buf.len() - 4;
                         buf[start..].copy_from_slice(&p.payload);
                         self.push_out(buf);
@@ -388,9 +349,7 @@ impl RtpSession {
         let Ok(mut sender) = DtmfSender::new(digit, self.ts, duration) else {
             return;
         };
-        let units = (duration.as_millis() as u32)
-            .saturating_mul(8)
-            .min(u16::MAX as u32);
+        let units = (duration.as_millis() as u32).saturating_mul(8).min(u16::MAX as u32);
         let first = sender.next();
         self.dtmf_tx = Some(ActiveDtmf {
             sender,

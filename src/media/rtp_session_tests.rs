@@ -15,14 +15,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn neg(remote: SocketAddr) -> Negotiated {
-    Negotiated {
-        codec: Codec::Pcmu,
-        codec_pt: 0,
-        dtmf_pt: Some(101),
-        remote,
-        direction: Direction::SendRecv,
-        ptime: 20,
-    }
+    Negotiated { codec: Codec::Pcmu, codec_pt: 0, dtmf_pt: Some(101), remote, direction: Direction::SendRecv, ptime: 20 }
 }
 
 /// Frame k carries a constant, exactly representable, non-zero level.
@@ -32,8 +25,7 @@ fn tagged(k: usize) -> [i16; FRAME_SAMPLES] {
 
 fn tag_of(pcm: &[i16; FRAME_SAMPLES]) -> Option<usize> {
     let c = Codec::Pcmu.encode(pcm[0]);
-    (pcm[0] != 0 && pcm.iter().all(|s| *s == pcm[0]) && (0x90..0xF0).contains(&c))
-        .then(|| (c - 0x90) as usize)
+    (pcm[0] != 0 && pcm.iter().all(|s| *s == pcm[0]) && (0x90..0xF0).contains(&c)).then(|| (c - 0x90) as usize)
 }
 
 struct Peer {
@@ -66,13 +58,7 @@ impl Sim {
         let cfg = RtpConfig::default();
         let a = RtpSession::new(t0, neg(b_addr), cfg, &mut rng);
         let b = RtpSession::new(t0, neg(addr(a_sig)), cfg, &mut rng);
-        let peer = |s, addr| Peer {
-            s,
-            addr,
-            events: Vec::new(),
-            sending: true,
-            sent_frames: 0,
-        };
+        let peer = |s, addr| Peer { s, addr, events: Vec::new(), sending: true, sent_frames: 0 };
         Sim {
             t0,
             ms: 0,
@@ -99,8 +85,7 @@ impl Sim {
                 }
                 while let Some((to, bytes)) = p.s.poll_transmit(now) {
                     if let Some(extra) = (self.fate)(self.sent_packets) {
-                        self.wire
-                            .push((self.ms + self.latency_ms + extra, p.addr, to, bytes));
+                        self.wire.push((self.ms + self.latency_ms + extra, p.addr, to, bytes));
                     }
                     self.sent_packets += 1;
                 }
@@ -155,18 +140,10 @@ fn audio_passes_both_ways() {
     assert_eq!(got, (0..got.len()).collect::<Vec<_>>());
     assert_eq!(tags(&sim.a.events)[..40], (0..40).collect::<Vec<_>>()[..]);
     // First frame plays at latency (30) + target delay (60).
-    let first = sim
-        .b
-        .events
-        .iter()
-        .find(|(_, e)| matches!(e, MediaEvent::Frame(_)))
-        .unwrap();
+    let first = sim.b.events.iter().find(|(_, e)| matches!(e, MediaEvent::Frame(_))).unwrap();
     assert_eq!(first.0, 90);
     let s = sim.b.s.stats();
-    assert_eq!(
-        (s.jitter.lost, s.jitter.late, s.malformed, s.wrong_source),
-        (0, 0, 0, 0)
-    );
+    assert_eq!((s.jitter.lost, s.jitter.late, s.malformed, s.wrong_source), (0, 0, 0, 0));
 }
 
 #[test]
@@ -174,34 +151,12 @@ fn dtmf_passes_and_suppresses_audio() {
     let mut sim = Sim::new("198.51.100.1:5000", "198.51.100.1:5000");
     sim.run_until(200);
     let now = sim.now();
-    sim.a
-        .s
-        .send_dtmf(now, '7', Duration::from_millis(120))
-        .unwrap();
-    sim.a
-        .s
-        .send_dtmf(now, '#', Duration::from_millis(80))
-        .unwrap();
-    assert!(sim
-        .a
-        .s
-        .send_dtmf(now, 'x', Duration::from_millis(80))
-        .is_err());
+    sim.a.s.send_dtmf(now, '7', Duration::from_millis(120)).unwrap();
+    sim.a.s.send_dtmf(now, '#', Duration::from_millis(80)).unwrap();
+    assert!(sim.a.s.send_dtmf(now, 'x', Duration::from_millis(80)).is_err());
     sim.run_until(1200);
     let d = digits(&sim.b.events);
-    assert_eq!(
-        d,
-        [
-            Digit {
-                digit: '7',
-                duration: Duration::from_millis(120)
-            },
-            Digit {
-                digit: '#',
-                duration: Duration::from_millis(80)
-            },
-        ]
-    );
+    assert_eq!(d, [Digit { digit: '7', duration: Duration::from_millis(120) }, Digit { digit: '#', duration: Duration::from_millis(80) },]);
     let a = sim.a.s.stats();
     assert!(a.frames_suppressed >= 10, "{a:?}");
     // DTMF shares the sequence space: no false loss at the receiver.
@@ -217,10 +172,7 @@ fn dtmf_not_negotiated_is_error() {
     n.dtmf_pt = None;
     let now = Instant::now();
     let mut s = RtpSession::new(now, n, RtpConfig::default(), &mut rng);
-    assert_eq!(
-        s.send_dtmf(now, '1', Duration::from_millis(100)),
-        Err(RtpError::DtmfNotNegotiated)
-    );
+    assert_eq!(s.send_dtmf(now, '1', Duration::from_millis(100)), Err(RtpError::DtmfNotNegotiated));
 }
 
 #[test]
@@ -235,10 +187,7 @@ fn reorder_and_loss_are_handled() {
     });
     sim.run_until(1000);
     let got = tags(&sim.b.events);
-    let want: Vec<_> = (0..got.len() + 2)
-        .filter(|k| *k != 10 && *k != 30)
-        .take(got.len())
-        .collect();
+    let want: Vec<_> = (0..got.len() + 2).filter(|k| *k != 10 && *k != 30).take(got.len()).collect();
     assert_eq!(got, want);
     let s = sim.b.s.stats().jitter;
     assert_eq!((s.lost, s.late), (1, 1));
@@ -258,10 +207,7 @@ fn symmetric_rtp_latches_and_relatches() {
     let now = sim.now();
     let mut spoof = sim.a.s.packet_buf(0, false, 1, 160);
     spoof.truncate(12 + 160);
-    sim.b
-        .s
-        .handle_datagram(now, addr("203.0.113.66:9999"), &spoof)
-        .unwrap();
+    sim.b.s.handle_datagram(now, addr("203.0.113.66:9999"), &spoof).unwrap();
     assert_eq!(sim.b.s.stats().wrong_source, 1);
     assert_eq!(sim.b.s.remote(), addr("198.51.100.1:5000"));
     // NAT rebinding: A's packets now come from a new port; the latch follows.
@@ -269,13 +215,7 @@ fn symmetric_rtp_latches_and_relatches() {
     sim.run_until(1000);
     assert_eq!(sim.b.s.remote(), addr("198.51.100.1:6000"));
     assert_eq!(sim.b.s.stats().relatches, 1);
-    let recent: Vec<_> = sim
-        .a
-        .events
-        .iter()
-        .filter(|(t, _)| *t > 800)
-        .cloned()
-        .collect();
+    let recent: Vec<_> = sim.a.events.iter().filter(|(t, _)| *t > 800).cloned().collect();
     assert!(tags(&recent).len() > 5);
 }
 
@@ -285,27 +225,11 @@ fn timeout_fires_once_and_rearms() {
     sim.a.sending = false;
     sim.b.s.cfg.rtp_timeout = Duration::from_millis(500);
     sim.run_until(100);
-    assert_eq!(
-        sim.b.s.poll_timeout(),
-        Some(sim.t0 + Duration::from_millis(500))
-    );
+    assert_eq!(sim.b.s.poll_timeout(), Some(sim.t0 + Duration::from_millis(500)));
     sim.run_until(1200);
-    let timeouts = |p: &Peer| {
-        p.events
-            .iter()
-            .filter(|(_, e)| *e == MediaEvent::Timeout)
-            .count()
-    };
+    let timeouts = |p: &Peer| p.events.iter().filter(|(_, e)| *e == MediaEvent::Timeout).count();
     assert_eq!(timeouts(&sim.b), 1);
-    assert_eq!(
-        sim.b
-            .events
-            .iter()
-            .find(|(_, e)| *e == MediaEvent::Timeout)
-            .unwrap()
-            .0,
-        500
-    );
+    assert_eq!(sim.b.events.iter().find(|(_, e)| *e == MediaEvent::Timeout).unwrap().0, 500);
     sim.a.sending = true;
     sim.run_until(1400);
     assert!(sim.b.s.poll_timeout().unwrap() > sim.now());
@@ -315,33 +239,19 @@ fn timeout_fires_once_and_rearms() {
 fn outgoing_packets_are_well_formed() {
     let mut rng = StdRng::seed_from_u64(3);
     let now = Instant::now();
-    let mut s = RtpSession::new(
-        now,
-        neg(addr("192.0.2.1:4000")),
-        RtpConfig::default(),
-        &mut rng,
-    );
+    let mut s = RtpSession::new(now, neg(addr("192.0.2.1:4000")), RtpConfig::default(), &mut rng);
     for k in 0..3 {
         s.send_frame(&tagged(k));
     }
     let pkts: Vec<_> = std::iter::from_fn(|| s.poll_transmit(now)).collect();
     assert_eq!(pkts.len(), 3);
-    let parsed: Vec<Packet> = pkts
-        .iter()
-        .map(|(_, b)| Packet::unmarshal(&mut &b[..]).unwrap())
-        .collect();
+    let parsed: Vec<Packet> = pkts.iter().map(|(_, b)| Packet::unmarshal(&mut &b[..]).unwrap()).collect();
     for (k, p) in parsed.iter().enumerate() {
         let h = &p.header;
         assert_eq!((h.version, h.payload_type, h.ssrc), (2, 0, s.ssrc()));
         assert_eq!(h.marker, k == 0);
-        assert_eq!(
-            h.sequence_number,
-            parsed[0].header.sequence_number.wrapping_add(k as u16)
-        );
-        assert_eq!(
-            h.timestamp,
-            parsed[0].header.timestamp.wrapping_add(160 * k as u32)
-        );
+        assert_eq!(h.sequence_number, parsed[0].header.sequence_number.wrapping_add(k as u16));
+        assert_eq!(h.timestamp, parsed[0].header.timestamp.wrapping_add(160 * k as u32));
         assert_eq!(p.payload.len(), 160);
         assert_eq!(p.payload[0], 0x90 + k as u8);
     }
@@ -357,10 +267,7 @@ fn outgoing_packets_are_well_formed() {
     s.send_frame(&tagged(0));
     let p = Packet::unmarshal(&mut &s.poll_transmit(now).unwrap().1[..]).unwrap();
     assert!(p.header.marker);
-    assert_eq!(
-        p.header.timestamp,
-        parsed[0].header.timestamp.wrapping_add(160 * 4)
-    );
+    assert_eq!(p.header.timestamp, parsed[0].header.timestamp.wrapping_add(160 * 4));
 }
 
 #[test]
@@ -373,36 +280,22 @@ fn rtcp_garbage_and_unknown_pt_are_ignored() {
     let rr = [0x81, 201, 0, 7, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0];
     assert!(s.handle_datagram(now, from, &rr).is_ok());
     // STUN binding request, short junk.
-    assert_eq!(
-        s.handle_datagram(now, from, &[0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42, 0, 0, 0, 0]),
-        Err(RtpError::BadVersion(0))
-    );
-    assert_eq!(
-        s.handle_datagram(now, from, &[0x80, 0]),
-        Err(RtpError::Malformed)
-    );
+    assert_eq!(s.handle_datagram(now, from, &[0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42, 0, 0, 0, 0]), Err(RtpError::BadVersion(0)));
+    assert_eq!(s.handle_datagram(now, from, &[0x80, 0]), Err(RtpError::Malformed));
     // Comfort noise (PT 13) is ignored.
     let mut cn = s.packet_buf(13, false, 0, 1);
     cn[12] = 40;
     assert!(s.handle_datagram(now, from, &cn).is_ok());
     // One-byte header extension whose element overruns the block (would panic in rtp).
-    let bad_ext = [
-        0x90, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xBE, 0xDE, 0, 1, 0x1F, 0, 0, 0,
-    ];
-    assert_eq!(
-        s.handle_datagram(now, from, &bad_ext),
-        Err(RtpError::Malformed)
-    );
+    let bad_ext = [0x90, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xBE, 0xDE, 0, 1, 0x1F, 0, 0, 0];
+    assert_eq!(s.handle_datagram(now, from, &bad_ext), Err(RtpError::Malformed));
     // Bad padding length.
     let mut pad = s.packet_buf(0, false, 0, 4);
     pad[0] |= 0x20;
     pad[15] = 9;
     assert_eq!(s.handle_datagram(now, from, &pad), Err(RtpError::Malformed));
     let st = s.stats();
-    assert_eq!(
-        (st.rtcp_ignored, st.unknown_pt, st.malformed, st.packets_in),
-        (1, 1, 4, 0)
-    );
+    assert_eq!((st.rtcp_ignored, st.unknown_pt, st.malformed, st.packets_in), (1, 1, 4, 0));
 }
 
 #[test]
@@ -421,9 +314,6 @@ fn random_datagrams_never_panic() {
             buf[1] = [0, 101, 0x80, 0xE5][(i / 2 % 4) as usize] | (buf[1] & 0x80);
         }
         let _ = s.handle_datagram(now, from, &buf[..len]);
-        while s
-            .poll_event(now + Duration::from_millis(i as u64 / 10))
-            .is_some()
-        {}
+        while s.poll_event(now + Duration::from_millis(i as u64 / 10)).is_some() {}
     }
 }

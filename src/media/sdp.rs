@@ -80,10 +80,7 @@ impl Direction {
 
     /// Both sides' wishes combined: only what both allow.
     pub fn intersect(self, other: Direction) -> Self {
-        Self::from_flags(
-            self.sends() && other.sends(),
-            self.receives() && other.receives(),
-        )
+        Self::from_flags(self.sends() && other.sends(), self.receives() && other.receives())
     }
 
     fn parse(s: &str) -> Option<Self> {
@@ -145,10 +142,7 @@ pub struct MediaDescription {
 impl MediaDescription {
     /// Numeric payload types in offer order; non-numeric formats are skipped.
     pub fn payload_types(&self) -> impl Iterator<Item = u8> + '_ {
-        self.formats
-            .iter()
-            .filter_map(|f| f.parse::<u8>().ok())
-            .filter(|pt| *pt < 128)
+        self.formats.iter().filter_map(|f| f.parse::<u8>().ok()).filter(|pt| *pt < 128)
     }
 
     pub fn rtpmap(&self, pt: u8) -> Option<&RtpMap> {
@@ -156,17 +150,13 @@ impl MediaDescription {
     }
 
     pub fn fmtp(&self, pt: u8) -> Option<&str> {
-        self.fmtps
-            .iter()
-            .find(|(p, _)| *p == pt)
-            .map(|(_, s)| s.as_str())
+        self.fmtps.iter().find(|(p, _)| *p == pt).map(|(_, s)| s.as_str())
     }
 
     /// Whether this is plain RTP audio we can handle (no SRTP, no DTLS).
     pub fn is_rtp_audio(&self) -> bool {
         self.media.eq_ignore_ascii_case("audio")
-            && (self.proto.eq_ignore_ascii_case("RTP/AVP")
-                || self.proto.eq_ignore_ascii_case("RTP/AVPF"))
+            && (self.proto.eq_ignore_ascii_case("RTP/AVP") || self.proto.eq_ignore_ascii_case("RTP/AVPF"))
     }
 }
 
@@ -197,10 +187,7 @@ impl SessionDescription {
             if line.is_empty() {
                 continue;
             }
-            let bad = |reason| SdpError::Malformed {
-                line: line_no,
-                reason,
-            };
+            let bad = |reason| SdpError::Malformed { line: line_no, reason };
             let (kind, value) = match line.as_bytes() {
                 [k, b'=', ..] => (*k, &line[2..]),
                 _ => return Err(bad("expected <type>=<value>")),
@@ -228,8 +215,7 @@ impl SessionDescription {
                         None => (value.trim(), None),
                     };
                     match media.last_mut() {
-                        Some(m) => parse_media_attribute(m, name, val)
-                            .ok_or_else(|| bad("bad attribute"))?,
+                        Some(m) => parse_media_attribute(m, name, val).ok_or_else(|| bad("bad attribute"))?,
                         None => {
                             if let Some(d) = Direction::parse(name) {
                                 direction = Some(d);
@@ -242,22 +228,10 @@ impl SessionDescription {
             }
         }
         if !saw_version {
-            return Err(SdpError::Malformed {
-                line: 1,
-                reason: "missing v= line",
-            });
+            return Err(SdpError::Malformed { line: 1, reason: "missing v= line" });
         }
-        let origin = origin.ok_or(SdpError::Malformed {
-            line: 1,
-            reason: "missing o= line",
-        })?;
-        Ok(SessionDescription {
-            origin,
-            session_name,
-            connection,
-            direction,
-            media,
-        })
+        let origin = origin.ok_or(SdpError::Malformed { line: 1, reason: "missing o= line" })?;
+        Ok(SessionDescription { origin, session_name, connection, direction, media })
     }
 
     /// Effective connection address of a media section.
@@ -276,15 +250,7 @@ impl fmt::Display for SessionDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = &self.origin;
         write!(f, "v=0\r\n")?;
-        write!(
-            f,
-            "o={} {} {} IN {} {}\r\n",
-            o.username,
-            o.session_id,
-            o.session_version,
-            addr_type(o.address),
-            o.address
-        )?;
+        write!(f, "o={} {} {} IN {} {}\r\n", o.username, o.session_id, o.session_version, addr_type(o.address), o.address)?;
         write!(f, "s={}\r\n", self.session_name)?;
         if let Some(c) = self.connection {
             write!(f, "c=IN {} {}\r\n", addr_type(c), c)?;
@@ -294,14 +260,7 @@ impl fmt::Display for SessionDescription {
             write!(f, "a={}\r\n", d.as_str())?;
         }
         for m in &self.media {
-            write!(
-                f,
-                "m={} {} {} {}\r\n",
-                m.media,
-                m.port,
-                m.proto,
-                m.formats.join(" ")
-            )?;
+            write!(f, "m={} {} {} {}\r\n", m.media, m.port, m.proto, m.formats.join(" "))?;
             if let Some(c) = m.connection {
                 write!(f, "c=IN {} {}\r\n", addr_type(c), c)?;
             }
@@ -346,12 +305,7 @@ fn parse_origin(v: &str) -> Option<Origin> {
     // Some devices put non-IP hostnames here; the origin address is only
     // informational, so fall back to unspecified rather than failing.
     let address = f[5].parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    Some(Origin {
-        username: f[0].to_string(),
-        session_id: f[1].parse().ok()?,
-        session_version: f[2].parse().ok()?,
-        address,
-    })
+    Some(Origin { username: f[0].to_string(), session_id: f[1].parse().ok()?, session_version: f[2].parse().ok()?, address })
 }
 
 /// `IN IP4|IP6 <address>[/ttl[/count]]`; hostnames are not resolved (→ error).
@@ -375,13 +329,7 @@ fn parse_media(v: &str) -> Option<MediaDescription> {
     let media = f.next()?.to_string();
     let port = f.next()?.split('/').next()?.parse().ok()?;
     let proto = f.next()?.to_string();
-    Some(MediaDescription {
-        media,
-        port,
-        proto,
-        formats: f.map(str::to_string).collect(),
-        ..Default::default()
-    })
+    Some(MediaDescription { media, port, proto, formats: f.map(str::to_string).collect(), ..Default::default() })
 }
 
 /// Returns `None` only for malformed values of attributes we interpret.
@@ -400,12 +348,7 @@ fn parse_media_attribute(m: &mut MediaDescription, name: &str, val: Option<&str>
                 Some(c) => Some(c.parse().ok()?),
                 None => None,
             };
-            m.rtpmaps.push(RtpMap {
-                pt: pt.parse().ok()?,
-                encoding,
-                clock_rate,
-                channels,
-            });
+            m.rtpmaps.push(RtpMap { pt: pt.parse().ok()?, encoding, clock_rate, channels });
         }
         ("fmtp", Some(v)) => {
             let (pt, rest) = v.split_once(char::is_whitespace).unwrap_or((v, ""));

@@ -26,14 +26,7 @@ pub struct SdpConfig {
 
 impl SdpConfig {
     pub fn new(local_ip: IpAddr, rtp_port: u16) -> Self {
-        SdpConfig {
-            local_ip,
-            rtp_port,
-            codecs: vec![Codec::Pcmu, Codec::Pcma],
-            dtmf_pt: 101,
-            ptime: 20,
-            username: "clinivox".into(),
-        }
+        SdpConfig { local_ip, rtp_port, codecs: vec![Codec::Pcmu, Codec::Pcma], dtmf_pt: 101, ptime: 20, username: "clinivox".into() }
     }
 }
 
@@ -66,13 +59,7 @@ pub struct SdpSession {
 impl SdpSession {
     /// `session_id` should be random or time-derived (caller supplies it: sans-IO).
     pub fn new(cfg: SdpConfig, session_id: u64) -> Self {
-        SdpSession {
-            cfg,
-            session_id,
-            version: session_id,
-            generated_any: false,
-            last_offer: None,
-        }
+        SdpSession { cfg, session_id, version: session_id, generated_any: false, last_offer: None }
     }
 
     pub fn config(&self) -> &SdpConfig {
@@ -99,19 +86,11 @@ impl SdpSession {
 
     /// Answer a remote offer. `want` limits our direction (e.g. `SendRecv`).
     /// Non-audio, secure or extra audio streams are rejected with port 0.
-    pub fn answer(
-        &mut self,
-        offer: &SessionDescription,
-        want: Direction,
-    ) -> Result<(SessionDescription, Negotiated), SdpError> {
+    pub fn answer(&mut self, offer: &SessionDescription, want: Direction) -> Result<(SessionDescription, Negotiated), SdpError> {
         let mut chosen: Option<Negotiated> = None;
         let mut sections = Vec::with_capacity(offer.media.len());
         for m in &offer.media {
-            let accepted = if chosen.is_none() && m.port != 0 && m.is_rtp_audio() {
-                self.pick(offer, m, want)?
-            } else {
-                None
-            };
+            let accepted = if chosen.is_none() && m.port != 0 && m.is_rtp_audio() { self.pick(offer, m, want)? } else { None };
             match accepted {
                 Some(neg) => {
                     let mut formats = vec![neg.codec_pt.to_string()];
@@ -135,15 +114,9 @@ impl SdpSession {
 
     /// Process the answer to our last offer (outbound calls, re-INVITEs).
     pub fn accept_answer(&mut self, answer: &SessionDescription) -> Result<Negotiated, SdpError> {
-        let offer = self
-            .last_offer
-            .as_ref()
-            .ok_or(SdpError::AnswerMismatch("no offer outstanding"))?;
+        let offer = self.last_offer.as_ref().ok_or(SdpError::AnswerMismatch("no offer outstanding"))?;
         let ours = &offer.media[0];
-        let m = answer
-            .media
-            .first()
-            .ok_or(SdpError::AnswerMismatch("no m= line"))?;
+        let m = answer.media.first().ok_or(SdpError::AnswerMismatch("no m= line"))?;
         if m.port == 0 || !m.is_rtp_audio() {
             return Err(SdpError::NotAcceptable);
         }
@@ -156,45 +129,20 @@ impl SdpSession {
             .ok_or(SdpError::NotAcceptable)?;
         let dtmf_pt = m.payload_types().find(|pt| is_telephone_event(m, *pt));
         let (remote, theirs) = remote_and_direction(answer, m)?;
-        let direction = theirs
-            .reverse()
-            .intersect(ours.direction.unwrap_or_default());
-        Ok(Negotiated {
-            codec,
-            codec_pt,
-            dtmf_pt,
-            remote,
-            direction,
-            ptime: m.ptime.unwrap_or(20),
-        })
+        let direction = theirs.reverse().intersect(ours.direction.unwrap_or_default());
+        Ok(Negotiated { codec, codec_pt, dtmf_pt, remote, direction, ptime: m.ptime.unwrap_or(20) })
     }
 
     /// Choose codec/DTMF for one offered audio section; `None` if no common codec.
-    fn pick(
-        &self,
-        offer: &SessionDescription,
-        m: &MediaDescription,
-        want: Direction,
-    ) -> Result<Option<Negotiated>, SdpError> {
+    fn pick(&self, offer: &SessionDescription, m: &MediaDescription, want: Direction) -> Result<Option<Negotiated>, SdpError> {
         // Our preference order wins; the PT is whatever the offerer used.
-        let found = self.cfg.codecs.iter().find_map(|c| {
-            m.payload_types()
-                .find(|pt| codec_of(m, *pt) == Some(*c))
-                .map(|pt| (*c, pt))
-        });
+        let found = self.cfg.codecs.iter().find_map(|c| m.payload_types().find(|pt| codec_of(m, *pt) == Some(*c)).map(|pt| (*c, pt)));
         let Some((codec, codec_pt)) = found else {
             return Ok(None);
         };
         let dtmf_pt = m.payload_types().find(|pt| is_telephone_event(m, *pt));
         let (remote, theirs) = remote_and_direction(offer, m)?;
-        Ok(Some(Negotiated {
-            codec,
-            codec_pt,
-            dtmf_pt,
-            remote,
-            direction: theirs.reverse().intersect(want),
-            ptime: m.ptime.unwrap_or(20),
-        }))
+        Ok(Some(Negotiated { codec, codec_pt, dtmf_pt, remote, direction: theirs.reverse().intersect(want), ptime: m.ptime.unwrap_or(20) }))
     }
 
     fn audio_section(
@@ -245,21 +193,14 @@ fn rejected(m: &MediaDescription) -> MediaDescription {
         media: m.media.clone(),
         port: 0,
         proto: m.proto.clone(),
-        formats: if m.formats.is_empty() {
-            vec!["0".into()]
-        } else {
-            m.formats.clone()
-        },
+        formats: if m.formats.is_empty() { vec!["0".into()] } else { m.formats.clone() },
         ..Default::default()
     }
 }
 
 /// Remote RTP address and the peer's effective direction. A `c=0.0.0.0`
 /// (RFC 2543-style hold) means the peer does not want to receive.
-fn remote_and_direction(
-    sdp: &SessionDescription,
-    m: &MediaDescription,
-) -> Result<(SocketAddr, Direction), SdpError> {
+fn remote_and_direction(sdp: &SessionDescription, m: &MediaDescription) -> Result<(SocketAddr, Direction), SdpError> {
     let ip = sdp.media_connection(m).ok_or(SdpError::MissingConnection)?;
     let mut dir = sdp.media_direction(m);
     if ip.is_unspecified() {
@@ -290,25 +231,13 @@ fn codec_of(m: &MediaDescription, pt: u8) -> Option<Codec> {
 }
 
 fn is_telephone_event(m: &MediaDescription, pt: u8) -> bool {
-    m.rtpmap(pt).is_some_and(|r| {
-        r.encoding.eq_ignore_ascii_case("telephone-event") && r.clock_rate == TE_CLOCK
-    })
+    m.rtpmap(pt).is_some_and(|r| r.encoding.eq_ignore_ascii_case("telephone-event") && r.clock_rate == TE_CLOCK)
 }
 
 fn codec_rtpmap(c: Codec, pt: u8) -> RtpMap {
-    RtpMap {
-        pt,
-        encoding: c.encoding_name().into(),
-        clock_rate: 8000,
-        channels: None,
-    }
+    RtpMap { pt, encoding: c.encoding_name().into(), clock_rate: 8000, channels: None }
 }
 
 fn te_rtpmap(pt: u8) -> RtpMap {
-    RtpMap {
-        pt,
-        encoding: "telephone-event".into(),
-        clock_rate: TE_CLOCK,
-        channels: None,
-    }
+    RtpMap { pt, encoding: "telephone-event".into(), clock_rate: TE_CLOCK, channels: None }
 }

@@ -21,8 +21,7 @@ a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:3 GSM/8000\r\n\
 a=rtpmap:100 telephone-event/8000\r\na=fmtp:100 0-16\r\na=ptime:20\r\na=maxptime:150\r\na=sendrecv\r\n";
 
 // Linphone: IPv6, LF-only line endings, wideband DTMF variants, a video stream.
-const LINPHONE: &str =
-    "v=0\no=alice 3456 789 IN IP6 2001:db8::10\ns=Talk\nc=IN IP6 2001:db8::10\nt=0 0\n\
+const LINPHONE: &str = "v=0\no=alice 3456 789 IN IP6 2001:db8::10\ns=Talk\nc=IN IP6 2001:db8::10\nt=0 0\n\
 a=rtcp-xr:rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics\n\
 m=audio 7078 RTP/AVP 96 97 98 0 8 18 99 100 101\na=rtpmap:96 opus/48000/2\n\
 a=fmtp:96 useinbandfec=1\na=rtpmap:97 SILK/16000\na=rtpmap:98 speex/16000\n\
@@ -45,10 +44,7 @@ fn parses_sipp_static_pt() {
     let sdp = SessionDescription::parse(SIPP).unwrap();
     assert_eq!(sdp.origin.session_version, 2353687637);
     let m = &sdp.media[0];
-    assert_eq!(
-        (m.port, m.payload_types().collect::<Vec<_>>()),
-        (6000, vec![0])
-    );
+    assert_eq!((m.port, m.payload_types().collect::<Vec<_>>()), (6000, vec![0]));
     let (_, n) = answer(SIPP);
     assert_eq!((n.codec, n.codec_pt, n.dtmf_pt), (Codec::Pcmu, 0, None));
     assert_eq!(n.remote, "127.0.0.1:6000".parse::<SocketAddr>().unwrap());
@@ -58,10 +54,7 @@ fn parses_sipp_static_pt() {
 #[test]
 fn baresip_prefers_our_order_and_keeps_dtmf() {
     let (ans, n) = answer(BARESIP);
-    assert_eq!(
-        (n.codec, n.codec_pt, n.dtmf_pt),
-        (Codec::Pcmu, 0, Some(101))
-    );
+    assert_eq!((n.codec, n.codec_pt, n.dtmf_pt), (Codec::Pcmu, 0, Some(101)));
     let text = ans.to_string();
     assert!(text.contains("m=audio 40000 RTP/AVP 0 101\r\n"), "{text}");
     assert!(text.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"));
@@ -77,28 +70,17 @@ fn asterisk_dynamic_dtmf_pt_is_echoed() {
     let mut cfg = SdpConfig::new(IpAddr::from([10, 0, 0, 9]), 4000);
     cfg.codecs = vec![Codec::Pcma, Codec::Pcmu];
     let offer = SessionDescription::parse(ASTERISK).unwrap();
-    let (_, n) = SdpSession::new(cfg, 1)
-        .answer(&offer, Direction::SendRecv)
-        .unwrap();
+    let (_, n) = SdpSession::new(cfg, 1).answer(&offer, Direction::SendRecv).unwrap();
     assert_eq!((n.codec, n.codec_pt), (Codec::Pcma, 8));
 }
 
 #[test]
 fn linphone_ipv6_rejects_video() {
     let (ans, n) = answer(LINPHONE);
-    assert_eq!(
-        (n.codec, n.codec_pt, n.dtmf_pt),
-        (Codec::Pcmu, 0, Some(101))
-    );
-    assert_eq!(
-        n.remote,
-        "[2001:db8::10]:7078".parse::<SocketAddr>().unwrap()
-    );
+    assert_eq!((n.codec, n.codec_pt, n.dtmf_pt), (Codec::Pcmu, 0, Some(101)));
+    assert_eq!(n.remote, "[2001:db8::10]:7078".parse::<SocketAddr>().unwrap());
     assert_eq!(ans.media.len(), 2);
-    assert_eq!(
-        (ans.media[1].media.as_str(), ans.media[1].port),
-        ("video", 0)
-    );
+    assert_eq!((ans.media[1].media.as_str(), ans.media[1].port), ("video", 0));
     assert!(ans.to_string().contains("m=video 0 RTP/AVP 96\r\n"));
     // Our answer parses back.
     let back = SessionDescription::parse(&ans.to_string()).unwrap();
@@ -123,9 +105,7 @@ fn direction_is_mirrored() {
         let text = format!("{SIPP}a={offered}\r\n");
         let (ans, n) = answer(&text);
         assert_eq!(n.direction, expect, "{offered}");
-        assert!(ans
-            .to_string()
-            .contains(&format!("a={}\r\n", expect.as_str())));
+        assert!(ans.to_string().contains(&format!("a={}\r\n", expect.as_str())));
     }
     // Session-level direction applies to media without one.
     let text = SIPP.replace("t=0 0\r\n", "t=0 0\r\na=sendonly\r\n");
@@ -153,28 +133,17 @@ m=audio 5000 RTP/AVP 18 101\r\na=rtpmap:18 G729/8000\r\na=rtpmap:101 telephone-e
     assert!(err.is_not_acceptable());
     // SRTP-only and video-only offers are not acceptable either.
     let srtp = SIPP.replace("RTP/AVP", "RTP/SAVP");
-    let e = session().answer(
-        &SessionDescription::parse(&srtp).unwrap(),
-        Direction::SendRecv,
-    );
+    let e = session().answer(&SessionDescription::parse(&srtp).unwrap(), Direction::SendRecv);
     assert_eq!(e.unwrap_err(), SdpError::NotAcceptable);
     // PCMU at the wrong clock rate is not PCMU.
     let odd = SIPP.replace("PCMU/8000", "PCMU/16000");
-    assert!(session()
-        .answer(
-            &SessionDescription::parse(&odd).unwrap(),
-            Direction::SendRecv
-        )
-        .is_err());
+    assert!(session().answer(&SessionDescription::parse(&odd).unwrap(), Direction::SendRecv).is_err());
 }
 
 #[test]
 fn missing_connection_is_an_error() {
     let text = SIPP.replace("c=IN IP4 127.0.0.1\r\n", "");
-    let e = session().answer(
-        &SessionDescription::parse(&text).unwrap(),
-        Direction::SendRecv,
-    );
+    let e = session().answer(&SessionDescription::parse(&text).unwrap(), Direction::SendRecv);
     assert_eq!(e.unwrap_err(), SdpError::MissingConnection);
 }
 
@@ -185,10 +154,7 @@ fn offer_generation_and_version_bump() {
     let mut s = SdpSession::new(cfg, 1000);
     let o1 = s.create_offer(Direction::SendRecv);
     let text = o1.to_string();
-    assert!(
-        text.starts_with("v=0\r\no=clinivox 1000 1000 IN IP4 192.0.2.1\r\n"),
-        "{text}"
-    );
+    assert!(text.starts_with("v=0\r\no=clinivox 1000 1000 IN IP4 192.0.2.1\r\n"), "{text}");
     assert!(text.contains("m=audio 30000 RTP/AVP 0 8 96\r\n"));
     assert!(text.contains("a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\na=ptime:20\r\n"));
     let o2 = s.create_offer(Direction::SendOnly);
@@ -204,24 +170,14 @@ fn accept_answer_to_our_offer() {
     s.create_offer(Direction::SendRecv);
     let ans = "v=0\r\no=- 5 6 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\n\
 m=audio 20000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=recvonly\r\n";
-    let n = s
-        .accept_answer(&SessionDescription::parse(ans).unwrap())
-        .unwrap();
-    assert_eq!(
-        (n.codec, n.codec_pt, n.dtmf_pt),
-        (Codec::Pcma, 8, Some(101))
-    );
+    let n = s.accept_answer(&SessionDescription::parse(ans).unwrap()).unwrap();
+    assert_eq!((n.codec, n.codec_pt, n.dtmf_pt), (Codec::Pcma, 8, Some(101)));
     assert_eq!(n.direction, Direction::SendOnly);
-    assert_eq!(
-        n.remote,
-        SocketAddr::from((Ipv4Addr::new(10, 1, 1, 1), 20000))
-    );
+    assert_eq!(n.remote, SocketAddr::from((Ipv4Addr::new(10, 1, 1, 1), 20000)));
     let rejected = ans.replace("m=audio 20000", "m=audio 0");
     let e = s.accept_answer(&SessionDescription::parse(&rejected).unwrap());
     assert!(e.unwrap_err().is_not_acceptable());
-    assert!(session()
-        .accept_answer(&SessionDescription::parse(ans).unwrap())
-        .is_err());
+    assert!(session().accept_answer(&SessionDescription::parse(ans).unwrap()).is_err());
 }
 
 #[test]

@@ -44,11 +44,7 @@ pub struct RtpPorts {
 
 impl Default for RtpPorts {
     fn default() -> Self {
-        RtpPorts {
-            min: 10_000,
-            max: 20_000,
-            bind_ip: None,
-        }
+        RtpPorts { min: 10_000, max: 20_000, bind_ip: None }
     }
 }
 
@@ -157,12 +153,7 @@ impl Default for SipConfig {
         let any6: IpAddr = std::net::Ipv6Addr::UNSPECIFIED.into();
         let listen = [Transport::Udp, Transport::Tcp]
             .into_iter()
-            .flat_map(|t| {
-                [any4, any6].map(|ip| Listen {
-                    transport: t,
-                    addr: SocketAddr::new(ip, 5060),
-                })
-            })
+            .flat_map(|t| [any4, any6].map(|ip| Listen { transport: t, addr: SocketAddr::new(ip, 5060) }))
             .collect();
         SipConfig {
             listen,
@@ -244,9 +235,7 @@ impl SipConfig {
     /// The trunk whose CIDRs contain `ip`, if any.
     pub fn trunk_for_source(&self, ip: IpAddr) -> Option<&Trunk> {
         let ip = canonical_ip(ip);
-        self.trunks
-            .iter()
-            .find(|t| t.cidrs.iter().any(|n| n.contains(&ip)))
+        self.trunks.iter().find(|t| t.cidrs.iter().any(|n| n.contains(&ip)))
     }
 
     pub fn extension(&self, number: &str) -> Option<&Extension> {
@@ -270,9 +259,7 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 }
 
 fn normalize_number(s: &str) -> String {
-    s.chars()
-        .filter(|c| !matches!(c, '+' | '-' | '.' | '(' | ')' | ' '))
-        .collect()
+    s.chars().filter(|c| !matches!(c, '+' | '-' | '.' | '(' | ')' | ' ')).collect()
 }
 
 #[cfg(test)]
@@ -310,11 +297,7 @@ mod tests {
     #[test]
     fn trunk_match_by_cidr_including_mapped_v6() {
         let mut cfg = SipConfig::default();
-        cfg.trunks.push(Trunk {
-            name: "carrier".into(),
-            cidrs: vec!["192.0.2.0/24".parse().unwrap()],
-            ..Default::default()
-        });
+        cfg.trunks.push(Trunk { name: "carrier".into(), cidrs: vec!["192.0.2.0/24".parse().unwrap()], ..Default::default() });
         assert!(cfg.trunk_for_source("192.0.2.7".parse().unwrap()).is_some());
         assert!(cfg.trunk_for_source("::ffff:192.0.2.7".parse().unwrap()).is_some());
         assert!(cfg.trunk_for_source("198.51.100.1".parse().unwrap()).is_none());

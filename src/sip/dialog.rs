@@ -108,12 +108,7 @@ pub fn new_branch(rng: &mut impl Rng) -> String {
 /// Response to `req` (§8.2.6): Via, From, To, Call-ID, CSeq copied; a To
 /// tag added on anything but 100. Works on partially valid requests too.
 pub fn response_for(req: &Request, code: u16, to_tag: Option<&str>) -> Response {
-    let mut resp = Response {
-        status: code,
-        reason: reason_phrase(code).to_string(),
-        headers: Default::default(),
-        body: Vec::new(),
-    };
+    let mut resp = Response { status: code, reason: reason_phrase(code).to_string(), headers: Default::default(), body: Vec::new() };
     let h = &req.headers;
     for v in h.get_all("Via") {
         resp.headers.push("Via", v);

@@ -77,10 +77,7 @@ pub struct NonceSource {
 
 impl NonceSource {
     pub fn new(secret: impl Into<String>, lifetime: u64) -> Self {
-        NonceSource {
-            secret: secret.into(),
-            lifetime,
-        }
+        NonceSource { secret: secret.into(), lifetime }
     }
 
     /// `now` is Unix seconds (passed in: sans-IO).
@@ -143,12 +140,9 @@ pub fn verify(
     if !creds.scheme.eq_ignore_ascii_case("Digest") {
         return Verdict::Bad;
     }
-    let (Some(user), Some(nonce), Some(uri), Some(resp)) = (
-        creds.get("username"),
-        creds.get("nonce"),
-        creds.get("uri"),
-        creds.get("response"),
-    ) else {
+    let (Some(user), Some(nonce), Some(uri), Some(resp)) =
+        (creds.get("username"), creds.get("nonce"), creds.get("uri"), creds.get("response"))
+    else {
         return Verdict::Bad;
     };
     let Some(algorithm) = Algorithm::parse(creds.get("algorithm")) else {
@@ -159,27 +153,16 @@ pub fn verify(
     }
     let qop = match creds.get("qop") {
         None => None,
-        Some(q) if q.eq_ignore_ascii_case("auth") => {
-            match (creds.get("nc"), creds.get("cnonce")) {
-                (Some(nc), Some(c)) => Some((nc, c)),
-                _ => return Verdict::Bad,
-            }
-        }
+        Some(q) if q.eq_ignore_ascii_case("auth") => match (creds.get("nc"), creds.get("cnonce")) {
+            (Some(nc), Some(c)) => Some((nc, c)),
+            _ => return Verdict::Bad,
+        },
         Some(_) => return Verdict::Bad,
     };
     let Some(password) = password_of(user) else {
         return Verdict::Bad;
     };
-    let expected = response(&DigestInput {
-        algorithm,
-        username: user,
-        realm,
-        password: &password,
-        method,
-        uri,
-        nonce,
-        qop_auth: qop,
-    });
+    let expected = response(&DigestInput { algorithm, username: user, realm, password: &password, method, uri, nonce, qop_auth: qop });
     // Length-independent comparison is unnecessary for hex of fixed length,
     // but compare case-insensitively: some clients send upper-case hex.
     if !expected.eq_ignore_ascii_case(resp) {
@@ -193,31 +176,14 @@ pub fn verify(
 }
 
 /// Build an Authorization value answering `challenge` (client side).
-pub fn authorize(
-    challenge: &AuthParams,
-    username: &str,
-    password: &str,
-    method: &str,
-    uri: &str,
-    cnonce: &str,
-) -> Option<String> {
+pub fn authorize(challenge: &AuthParams, username: &str, password: &str, method: &str, uri: &str, cnonce: &str) -> Option<String> {
     let algorithm = Algorithm::parse(challenge.get("algorithm"))?;
     let realm = challenge.get("realm")?;
     let nonce = challenge.get("nonce")?;
-    let qop_auth = challenge
-        .get("qop")
-        .is_some_and(|q| q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth")));
+    let qop_auth = challenge.get("qop").is_some_and(|q| q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth")));
     let nc = "00000001";
-    let resp = response(&DigestInput {
-        algorithm,
-        username,
-        realm,
-        password,
-        method,
-        uri,
-        nonce,
-        qop_auth: qop_auth.then_some((nc, cnonce)),
-    });
+    let resp =
+        response(&DigestInput { algorithm, username, realm, password, method, uri, nonce, qop_auth: qop_auth.then_some((nc, cnonce)) });
     let mut v = format!(
         "Digest username=\"{username}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm={}",
         algorithm.as_str()
@@ -269,10 +235,7 @@ mod tests {
     #[test]
     fn rfc7616_vectors() {
         assert_eq!(rfc7616(Algorithm::Md5), "8ca523f5e9506fed4657c9700eebdbec");
-        assert_eq!(
-            rfc7616(Algorithm::Sha256),
-            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
-        );
+        assert_eq!(rfc7616(Algorithm::Sha256), "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1");
     }
 
     /// RFC 2617 §3.5 (MD5, qop=auth) still holds.
@@ -310,10 +273,8 @@ mod tests {
 
     #[test]
     fn prefers_sha256() {
-        let c = best_challenge(
-            ["Digest realm=\"a\", nonce=\"n\"", "Digest realm=\"a\", nonce=\"n\", algorithm=SHA-256"].into_iter(),
-        )
-        .unwrap();
+        let c =
+            best_challenge(["Digest realm=\"a\", nonce=\"n\"", "Digest realm=\"a\", nonce=\"n\", algorithm=SHA-256"].into_iter()).unwrap();
         assert_eq!(c.get("algorithm"), Some("SHA-256"));
     }
 }

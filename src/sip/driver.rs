@@ -45,10 +45,7 @@ pub struct IncomingCall {
 pub enum SipCommand {
     Hangup(CallId),
     Refer(CallId, String),
-    Dial {
-        target: DialTarget,
-        reply: oneshot::Sender<Result<CallHandle, CallError>>,
-    },
+    Dial { target: DialTarget, reply: oneshot::Sender<Result<CallHandle, CallError>> },
 }
 
 /// Cheap handle for placing calls.
@@ -60,10 +57,7 @@ pub struct SipHandle {
 impl SipHandle {
     pub async fn dial(&self, target: DialTarget) -> Result<CallHandle, CallError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(SipCommand::Dial { target, reply })
-            .await
-            .map_err(|_| CallError::NoSuchCall)?;
+        self.tx.send(SipCommand::Dial { target, reply }).await.map_err(|_| CallError::NoSuchCall)?;
         rx.await.map_err(|_| CallError::NoSuchCall)?
     }
 }
@@ -88,10 +82,7 @@ pub struct SipServer {
 }
 
 pub fn wall_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl SipServer {
@@ -101,11 +92,7 @@ impl SipServer {
             Some(p) => Box::new(JsonFileStore { path: p.clone() }),
             None => Box::new(MemoryStore::default()),
         };
-        let secret = if cfg.nonce_secret.is_empty() {
-            format!("{:032x}", rand::random::<u128>())
-        } else {
-            cfg.nonce_secret.clone()
-        };
+        let secret = if cfg.nonce_secret.is_empty() { format!("{:032x}", rand::random::<u128>()) } else { cfg.nonce_secret.clone() };
         let registrar = Registrar::new(&cfg, store, &secret, wall_now())?;
         let mut endpoint = Endpoint::new(cfg.clone(), registrar, rand::random());
         let (mut udp, mut tcp, mut local_addrs) = (Vec::new(), Vec::new(), Vec::new());
@@ -302,10 +289,7 @@ impl State {
     async fn transmit(&mut self, t: Transmit) {
         match t.peer.transport {
             Transport::Udp => {
-                let sock = self
-                    .udp
-                    .iter()
-                    .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv6() == t.peer.addr.is_ipv6()));
+                let sock = self.udp.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv6() == t.peer.addr.is_ipv6()));
                 if let Some(s) = sock {
                     let _ = s.send_to(&t.bytes, t.peer.addr).await;
                 }

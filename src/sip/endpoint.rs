@@ -197,20 +197,9 @@ impl Endpoint {
     /// Our address for talking to `peer`.
     fn local_for(&self, peer: Peer) -> Local {
         let v6 = peer.addr.is_ipv6();
-        self.locals
-            .get(&(peer.transport, v6))
-            .or_else(|| self.locals.get(&(Transport::Udp, v6)))
-            .copied()
-            .unwrap_or(Local {
-                addr: SocketAddr::new(
-                    if v6 {
-                        std::net::Ipv6Addr::LOCALHOST.into()
-                    } else {
-                        std::net::Ipv4Addr::LOCALHOST.into()
-                    },
-                    5060,
-                ),
-            })
+        self.locals.get(&(peer.transport, v6)).or_else(|| self.locals.get(&(Transport::Udp, v6))).copied().unwrap_or(Local {
+            addr: SocketAddr::new(if v6 { std::net::Ipv6Addr::LOCALHOST.into() } else { std::net::Ipv4Addr::LOCALHOST.into() }, 5060),
+        })
     }
 
     /// Feed one received datagram (UDP) or one framed message (TCP).
@@ -226,9 +215,7 @@ impl Endpoint {
                 self.handle_response(now, wall, resp);
             }
             Err(ParseError::KeepAlive) => {}
-            Err(ParseError::Malformed {
-                partial: Some(req), ..
-            }) => {
+            Err(ParseError::Malformed { partial: Some(req), .. }) => {
                 self.stats.unparsable += 1;
                 // Never answer an ACK (§17.2.1): there is nothing to answer.
                 if req.method != Method::Ack {
@@ -250,12 +237,7 @@ impl Endpoint {
                 TxEvent::ServerNoAck(_) => {}
             }
         }
-        let ids: Vec<CallId> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.deadline().is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
-            .collect();
+        let ids: Vec<CallId> = self.calls.iter().filter(|(_, c)| c.deadline().is_some_and(|d| d <= now)).map(|(id, _)| *id).collect();
         for id in ids {
             self.on_call_timer(now, id);
         }
@@ -283,9 +265,7 @@ impl Endpoint {
         };
         let key = TxKey::for_request(&req, top, &info.call_id, &info.cseq, info.from.tag());
         match &req.method {
-            Method::Other(_) => {
-                return self.reply_stateless(&req, peer, Rejection::new(501, "Not Implemented"))
-            }
+            Method::Other(_) => return self.reply_stateless(&req, peer, Rejection::new(501, "Not Implemented")),
             Method::Subscribe | Method::Message | Method::Update | Method::Prack | Method::Publish => {
                 let mut r = Rejection::new(405, "Method Not Allowed");
                 r.extra.push(("Allow", ALLOW.into()));
@@ -306,9 +286,7 @@ impl Endpoint {
                 self.send_response(now, &ctx, resp);
             }
             Method::Register => {
-                let out = self
-                    .registrar
-                    .handle_register(wall, &req, &ctx.info, peer.addr, peer.transport);
+                let out = self.registrar.handle_register(wall, &req, &ctx.info, peer.addr, peer.transport);
                 let mut resp = self.response(&req, &ctx, out.code);
                 for (n, v) in out.headers {
                     resp.headers.push(n, v);
@@ -318,26 +296,14 @@ impl Endpoint {
             Method::Ack => self.on_ack(now, &req, &ctx),
             Method::Cancel => self.on_cancel(now, &req, &ctx),
             Method::Invite => self.on_invite(now, wall, req, ctx),
-            Method::Bye | Method::Info | Method::Notify | Method::Refer => {
-                self.on_in_dialog(now, &req, &ctx)
-            }
-            Method::Subscribe
-            | Method::Message
-            | Method::Update
-            | Method::Prack
-            | Method::Publish
-            | Method::Other(_) => {}
+            Method::Bye | Method::Info | Method::Notify | Method::Refer => self.on_in_dialog(now, &req, &ctx),
+            Method::Subscribe | Method::Message | Method::Update | Method::Prack | Method::Publish | Method::Other(_) => {}
         }
     }
 
     /// Response with a To tag: the dialog's if there is one, else fresh.
     fn response(&mut self, req: &Request, ctx: &Ctx, code: u16) -> Response {
-        let tag = ctx
-            .info
-            .to
-            .tag()
-            .map(str::to_string)
-            .unwrap_or_else(|| new_tag(&mut self.rng));
+        let tag = ctx.info.to.tag().map(str::to_string).unwrap_or_else(|| new_tag(&mut self.rng));
         let mut r = response_for(req, code, Some(&tag));
         r.headers.push("Server", self.cfg.user_agent.clone());
         r
@@ -363,10 +329,7 @@ impl Endpoint {
             resp.headers.push(n, v);
         }
         resp.headers.push("Server", self.cfg.user_agent.clone());
-        self.out.push_back(Transmit {
-            peer,
-            bytes: resp.to_bytes(),
-        });
+        self.out.push_back(Transmit { peer, bytes: resp.to_bytes() });
     }
 
     fn handle_response(&mut self, now: Instant, wall: u64, resp: Response) {
@@ -380,11 +343,7 @@ impl Endpoint {
         };
         match self.tx.client_receive(now, &resp, &branch, &cseq.method) {
             Some(key) => {
-                let call = if resp.status >= 200 {
-                    self.client_tx.remove(&key)
-                } else {
-                    self.client_tx.get(&key).copied()
-                };
+                let call = if resp.status >= 200 { self.client_tx.remove(&key) } else { self.client_tx.get(&key).copied() };
                 if let Some(call) = call {
                     self.on_call_response(now, wall, call, &key, &cseq, resp);
                 }
@@ -405,4 +364,3 @@ struct Ctx {
     peer: Peer,
     info: RequestInfo,
 }
-

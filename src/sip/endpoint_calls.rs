@@ -107,9 +107,7 @@ impl Endpoint {
     }
 
     fn find_dialog(&self, call_id: &str, local_tag: Option<&str>) -> Option<CallId> {
-        self.dialogs
-            .get(&(call_id.to_string(), local_tag?.to_string()))
-            .copied()
+        self.dialogs.get(&(call_id.to_string(), local_tag?.to_string())).copied()
     }
 
     fn contact(&self, peer: Peer) -> String {
@@ -188,23 +186,14 @@ impl Endpoint {
             id,
             Call {
                 dialog,
-                phase: Phase::Offered {
-                    invite: req,
-                    key: ctx.key,
-                    offer,
-                },
+                phase: Phase::Offered { invite: req, key: ctx.key, offer },
                 sdp: None,
                 retrans: None,
                 ack: None,
                 awaiting_ack_answer: false,
             },
         );
-        self.events.push_back(EndpointEvent::Incoming {
-            call: id,
-            source,
-            callee,
-            caller,
-        });
+        self.events.push_back(EndpointEvent::Incoming { call: id, source, callee, caller });
     }
 
     fn on_reinvite(&mut self, now: Instant, req: &Request, ctx: &Ctx) {
@@ -250,12 +239,7 @@ impl Endpoint {
         resp.headers.push("Contact", contact);
         resp.headers.push("Content-Type", "application/sdp");
         resp.body = body.to_string().into_bytes();
-        call.retrans = Some(Retrans {
-            bytes: resp.to_bytes(),
-            next: now + t1,
-            interval: t1,
-            give_up: now + 64 * t1,
-        });
+        call.retrans = Some(Retrans { bytes: resp.to_bytes(), next: now + t1, interval: t1, give_up: now + 64 * t1 });
         self.send_response(now, ctx, resp);
         if let Some(media) = media {
             self.events.push_back(EndpointEvent::MediaUpdate { call: id, media });
@@ -280,14 +264,9 @@ impl Endpoint {
     }
 
     pub(super) fn on_cancel(&mut self, now: Instant, req: &Request, ctx: &Ctx) {
-        let invite_key = TxKey {
-            id: ctx.key.id.clone(),
-            method: "INVITE".into(),
-        };
+        let invite_key = TxKey { id: ctx.key.id.clone(), method: "INVITE".into() };
         let found = self.calls.iter().find_map(|(id, c)| match &c.phase {
-            Phase::Offered { key, invite, .. } if *key == invite_key => {
-                Some((*id, invite.clone(), c.dialog.local_tag.clone()))
-            }
+            Phase::Offered { key, invite, .. } if *key == invite_key => Some((*id, invite.clone(), c.dialog.local_tag.clone())),
             _ => None,
         });
         let Some((id, invite, tag)) = found else {
@@ -322,12 +301,8 @@ impl Endpoint {
             Method::Notify => {
                 // RFC 3515 §2.4.5: the body is a sipfrag status line.
                 let body = String::from_utf8_lossy(&req.body);
-                let code = body
-                    .lines()
-                    .next()
-                    .and_then(|l| l.strip_prefix("SIP/2.0 "))
-                    .and_then(|l| l.get(..3))
-                    .and_then(|c| c.parse().ok());
+                let code =
+                    body.lines().next().and_then(|l| l.strip_prefix("SIP/2.0 ")).and_then(|l| l.get(..3)).and_then(|c| c.parse().ok());
                 if let Some(code) = code {
                     self.events.push_back(EndpointEvent::TransferStatus { call: id, code });
                 }
@@ -389,12 +364,7 @@ impl Endpoint {
         resp.headers.push("Content-Type", "application/sdp");
         resp.body = body.to_string().into_bytes();
         let (key, peer) = (key.clone(), call.dialog.peer);
-        call.retrans = Some(Retrans {
-            bytes: resp.to_bytes(),
-            next: now + t1,
-            interval: t1,
-            give_up: now + 64 * t1,
-        });
+        call.retrans = Some(Retrans { bytes: resp.to_bytes(), next: now + t1, interval: t1, give_up: now + 64 * t1 });
         call.sdp = Some(sdp);
         call.phase = Phase::Established;
         self.tx.server_respond(now, &key, &resp, peer);
@@ -536,12 +506,7 @@ impl Endpoint {
         let domain = self.cfg.domain.clone();
         match target {
             DialTarget::Extension(ext) => {
-                let b = self
-                    .registrar
-                    .contacts(ext, wall)
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| CallError::NotRegistered(ext.clone()))?;
+                let b = self.registrar.contacts(ext, wall).into_iter().next().ok_or_else(|| CallError::NotRegistered(ext.clone()))?;
                 let addr = match b.source {
                     Some(s) => s,
                     None => uri_addr(&b.contact)?,
@@ -700,11 +665,8 @@ impl Endpoint {
         let Phase::Dialing { invite, auth_tried, creds, key, cancel: None, .. } = &mut call.phase else {
             return self.end_call(id, EndReason::Rejected(resp.status));
         };
-        let (hdr_in, hdr_out) = if resp.status == 407 {
-            ("Proxy-Authenticate", "Proxy-Authorization")
-        } else {
-            ("WWW-Authenticate", "Authorization")
-        };
+        let (hdr_in, hdr_out) =
+            if resp.status == 407 { ("Proxy-Authenticate", "Proxy-Authorization") } else { ("WWW-Authenticate", "Authorization") };
         let challenge = digest::best_challenge(resp.headers.get_all(hdr_in));
         let (Some((user, pass)), Some(ch), false) = (creds.clone(), challenge, *auth_tried) else {
             return self.end_call(id, EndReason::Rejected(resp.status));
@@ -789,12 +751,10 @@ fn info_dtmf(req: &Request) -> Option<char> {
     let ct = validate::media_type(req.headers.get("Content-Type")?);
     let body = String::from_utf8_lossy(&req.body);
     let raw = match ct.as_str() {
-        "application/dtmf-relay" => body
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("signal").then(|| v.trim().to_string())
-            })?,
+        "application/dtmf-relay" => body.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim().to_string())
+        })?,
         "application/dtmf" => body.trim().to_string(),
         _ => return None,
     };

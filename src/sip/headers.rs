@@ -23,10 +23,7 @@ fn err(header: &'static str, reason: &'static str) -> HeaderError {
 pub type Params = Vec<(String, Option<String>)>;
 
 pub fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.as_deref())
+    params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_deref())
 }
 
 /// Split a header value at top-level commas (not inside quotes or <>).
@@ -61,9 +58,7 @@ pub fn parse_params(s: &str, header: &'static str) -> Result<Params, HeaderError
     if s.is_empty() {
         return Ok(Vec::new());
     }
-    let s = s
-        .strip_prefix(';')
-        .ok_or(err(header, "junk before parameters"))?;
+    let s = s.strip_prefix(';').ok_or(err(header, "junk before parameters"))?;
     let mut out = Vec::new();
     for p in split_outside_quotes(s, ';') {
         let (n, v) = match p.split_once('=') {
@@ -77,9 +72,7 @@ pub fn parse_params(s: &str, header: &'static str) -> Result<Params, HeaderError
             let ok = if v.starts_with('"') {
                 quoted_end(v) == Some(v.len())
             } else {
-                !v.is_empty()
-                    && v.bytes()
-                        .all(|b| is_token_byte(b) || b"[]:".contains(&b))
+                !v.is_empty() && v.bytes().all(|b| is_token_byte(b) || b"[]:".contains(&b))
             };
             if !ok {
                 return Err(err(header, "bad parameter value"));
@@ -144,10 +137,7 @@ impl NameAddr {
         } else if let Some(lt) = v.find('<') {
             let name = v[..lt].trim();
             // Unquoted display names are tokens separated by LWS.
-            if !name
-                .bytes()
-                .all(|b| is_token_byte(b) || b == b' ' || b == b'\t')
-            {
+            if !name.bytes().all(|b| is_token_byte(b) || b == b' ' || b == b'\t') {
                 return Err(err(header, "non-token display name"));
             }
             ((!name.is_empty()).then(|| name.to_string()), &v[lt..])
@@ -161,11 +151,7 @@ impl NameAddr {
                 return Err(err(header, "whitespace in URI"));
             }
             let params = parse_params(&inner[gt + 1..], header)?;
-            return Ok(NameAddr {
-                display,
-                uri: uri.to_string(),
-                params,
-            });
+            return Ok(NameAddr { display, uri: uri.to_string(), params });
         }
         if display.is_some() {
             return Err(err(header, "display name without <URI>"));
@@ -175,15 +161,10 @@ impl NameAddr {
             Some(i) => (rest[..i].trim(), &rest[i..]),
             None => (rest.trim(), ""),
         };
-        if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace() || b == b'?' || b == b',')
-        {
+        if uri.is_empty() || uri.bytes().any(|b| b.is_ascii_whitespace() || b == b'?' || b == b',') {
             return Err(err(header, "bad addr-spec"));
         }
-        Ok(NameAddr {
-            display: None,
-            uri: uri.to_string(),
-            params: parse_params(params, header)?,
-        })
+        Ok(NameAddr { display: None, uri: uri.to_string(), params: parse_params(params, header)? })
     }
 
     pub fn tag(&self) -> Option<&str> {
@@ -230,9 +211,7 @@ impl Via {
         if !proto.eq_ignore_ascii_case("SIP") || version.is_empty() {
             return Err(err(H, "bad sent-protocol"));
         }
-        let split = rest
-            .find([' ', '\t'])
-            .ok_or(err(H, "no sent-by"))?;
+        let split = rest.find([' ', '\t']).ok_or(err(H, "no sent-by"))?;
         let transport = &rest[..split];
         let after = rest[split..].trim_start();
         let (sent_by, params) = match after.find(';') {
@@ -250,12 +229,7 @@ impl Via {
         if transport.is_empty() || !transport.bytes().all(is_token_byte) {
             return Err(err(H, "bad transport"));
         }
-        Ok(Via {
-            transport: transport.to_ascii_uppercase(),
-            host,
-            port,
-            params: parse_params(params, H)?,
-        })
+        Ok(Via { transport: transport.to_ascii_uppercase(), host, port, params: parse_params(params, H)? })
     }
 
     pub fn branch(&self) -> Option<&str> {
@@ -291,10 +265,7 @@ impl CSeq {
         if seq >= 1 << 31 {
             return Err(err("CSeq", "number too large"));
         }
-        Ok(CSeq {
-            seq,
-            method: m.to_string(),
-        })
+        Ok(CSeq { seq, method: m.to_string() })
     }
 }
 
@@ -328,17 +299,11 @@ impl AuthParams {
             };
             params.push((n.trim().to_ascii_lowercase(), val));
         }
-        Ok(AuthParams {
-            scheme: scheme.to_string(),
-            params,
-        })
+        Ok(AuthParams { scheme: scheme.to_string(), params })
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 

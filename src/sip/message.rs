@@ -99,17 +99,11 @@ pub struct Headers(pub Vec<Header>);
 
 impl Headers {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+        self.0.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
     }
 
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+        self.0.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
     }
 
     pub fn count(&self, name: &str) -> usize {
@@ -117,10 +111,7 @@ impl Headers {
     }
 
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
-        self.0.push(Header {
-            name: name.to_string(),
-            value: value.into(),
-        });
+        self.0.push(Header { name: name.to_string(), value: value.into() });
     }
 
     /// Replace every occurrence of `name` by one header (appended if absent).
@@ -182,10 +173,7 @@ pub enum ParseError {
     /// Headers unreadable or framing impossible. If the start line was a
     /// request, `partial` holds what was read so a 400 can still be built.
     #[error("malformed message: {reason}")]
-    Malformed {
-        reason: &'static str,
-        partial: Option<Box<Request>>,
-    },
+    Malformed { reason: &'static str, partial: Option<Box<Request>> },
 }
 
 /// Result of looking for one message at the start of a TCP stream buffer.
@@ -209,11 +197,7 @@ pub fn frame(buf: &[u8]) -> Frame {
         return Frame::KeepAlive(lead);
     }
     let Some(head_end) = find_head_end(buf) else {
-        return if buf.len() > MAX_MESSAGE_LEN {
-            Frame::Invalid
-        } else {
-            Frame::Incomplete
-        };
+        return if buf.len() > MAX_MESSAGE_LEN { Frame::Invalid } else { Frame::Incomplete };
     };
     let head = String::from_utf8_lossy(&buf[..head_end.0]);
     let Ok(lines) = unfold(&head) else {
@@ -259,11 +243,9 @@ pub fn parse(bytes: &[u8], datagram: bool) -> Result<SipMessage, ParseError> {
         }
     }
     let rest = &bytes[body_start..];
-    let body = match content_length(headers.0.iter().filter_map(|h| {
-        h.name
-            .eq_ignore_ascii_case("Content-Length")
-            .then_some((h.name.as_str(), h.value.as_str()))
-    })) {
+    let body = match content_length(
+        headers.0.iter().filter_map(|h| h.name.eq_ignore_ascii_case("Content-Length").then_some((h.name.as_str(), h.value.as_str()))),
+    ) {
         Ok(Some(n)) if n <= rest.len() => Ok(rest[..n].to_vec()),
         Ok(Some(_)) => Err("Content-Length larger than the message"),
         Ok(None) => Ok(rest.to_vec()),
@@ -271,13 +253,7 @@ pub fn parse(bytes: &[u8], datagram: bool) -> Result<SipMessage, ParseError> {
     };
     let malformed = |reason, start: StartLine, headers: Headers| {
         let partial = match start {
-            StartLine::Request { method, uri, version } => Some(Box::new(Request {
-                method,
-                uri,
-                version,
-                headers,
-                body: Vec::new(),
-            })),
+            StartLine::Request { method, uri, version } => Some(Box::new(Request { method, uri, version, headers, body: Vec::new() })),
             StartLine::Response { .. } => None,
         };
         ParseError::Malformed { reason, partial }
@@ -293,32 +269,14 @@ pub fn parse(bytes: &[u8], datagram: bool) -> Result<SipMessage, ParseError> {
         Err(reason) => return Err(malformed(reason, start, headers)),
     };
     Ok(match start {
-        StartLine::Request { method, uri, version } => SipMessage::Request(Request {
-            method,
-            uri,
-            version,
-            headers,
-            body,
-        }),
-        StartLine::Response { status, reason } => SipMessage::Response(Response {
-            status,
-            reason,
-            headers,
-            body,
-        }),
+        StartLine::Request { method, uri, version } => SipMessage::Request(Request { method, uri, version, headers, body }),
+        StartLine::Response { status, reason } => SipMessage::Response(Response { status, reason, headers, body }),
     })
 }
 
 enum StartLine {
-    Request {
-        method: Method,
-        uri: String,
-        version: String,
-    },
-    Response {
-        status: u16,
-        reason: String,
-    },
+    Request { method: Method, uri: String, version: String },
+    Response { status: u16, reason: String },
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
@@ -337,10 +295,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         if !(100..=699).contains(&status) {
             return Err(ParseError::BadStartLine);
         }
-        return Ok(StartLine::Response {
-            status,
-            reason: reason.to_string(),
-        });
+        return Ok(StartLine::Response { status, reason: reason.to_string() });
     }
     // Request-Line: exactly single SPs (RFC 4475 lwsstart/trws are invalid),
     // but we still read it leniently so the 400 can be built.
@@ -356,16 +311,8 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     let version = fields[fields.len() - 1].to_string();
     // Extra spaces (or spaces inside the URI) make the URI "a b", which URI
     // validation rejects with 400.
-    let uri = if parts.len() == 3 {
-        parts[1].to_string()
-    } else {
-        format!(" {}", fields[..fields.len() - 1].join(" "))
-    };
-    Ok(StartLine::Request {
-        method: Method::parse(method),
-        uri,
-        version,
-    })
+    let uri = if parts.len() == 3 { parts[1].to_string() } else { format!(" {}", fields[..fields.len() - 1].join(" ")) };
+    Ok(StartLine::Request { method: Method::parse(method), uri, version })
 }
 
 /// Token characters (RFC 3261 §25.1).
@@ -430,9 +377,7 @@ fn split_header(line: &str) -> Result<(&str, &str), ()> {
 
 /// Content-Length from all its occurrences: they must agree and be a
 /// non-negative integer.
-fn content_length<'a>(
-    headers: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Result<Option<usize>, &'static str> {
+fn content_length<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) -> Result<Option<usize>, &'static str> {
     let mut found: Option<usize> = None;
     for (name, value) in headers {
         if !(name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l")) {
@@ -476,13 +421,7 @@ pub fn canonical_name(name: &str) -> &str {
 
 impl Request {
     pub fn new(method: Method, uri: impl Into<String>) -> Self {
-        Request {
-            method,
-            uri: uri.into(),
-            version: "SIP/2.0".into(),
-            headers: Headers::default(),
-            body: Vec::new(),
-        }
+        Request { method, uri: uri.into(), version: "SIP/2.0".into(), headers: Headers::default(), body: Vec::new() }
     }
 
     /// Serialise with a correct Content-Length.

@@ -91,10 +91,7 @@ pub struct RegisterOutcome {
 
 impl RegisterOutcome {
     fn code(code: u16) -> Self {
-        RegisterOutcome {
-            code,
-            headers: Vec::new(),
-        }
+        RegisterOutcome { code, headers: Vec::new() }
     }
 }
 
@@ -113,12 +110,7 @@ pub struct Registrar {
 
 impl Registrar {
     /// Loads persisted bindings; ones already expired at `now` are dropped.
-    pub fn new(
-        cfg: &SipConfig,
-        mut store: Box<dyn BindingStore>,
-        nonce_secret: &str,
-        now: u64,
-    ) -> Result<Self, StoreError> {
+    pub fn new(cfg: &SipConfig, mut store: Box<dyn BindingStore>, nonce_secret: &str, now: u64) -> Result<Self, StoreError> {
         let mut bindings: HashMap<String, Vec<Binding>> = HashMap::new();
         for b in store.load()? {
             if b.expires_at > now && cfg.extension(&b.extension).is_some() {
@@ -131,11 +123,7 @@ impl Registrar {
             store,
             nonces: NonceSource::new(nonce_secret, t.nonce_lifetime_s),
             realm: cfg.realm.clone(),
-            passwords: cfg
-                .extensions
-                .iter()
-                .map(|x| (x.number.clone(), x.password.clone()))
-                .collect(),
+            passwords: cfg.extensions.iter().map(|x| (x.number.clone(), x.password.clone())).collect(),
             min_expires: t.register_min_expires_s,
             max_expires: t.register_max_expires_s,
             default_expires: t.register_default_expires_s,
@@ -145,11 +133,8 @@ impl Registrar {
 
     /// Live contacts of an extension, most recent first.
     pub fn contacts(&self, extension: &str, now: u64) -> Vec<Binding> {
-        let mut v: Vec<Binding> = self
-            .bindings
-            .get(extension)
-            .map(|bs| bs.iter().filter(|b| b.expires_at > now).cloned().collect())
-            .unwrap_or_default();
+        let mut v: Vec<Binding> =
+            self.bindings.get(extension).map(|bs| bs.iter().filter(|b| b.expires_at > now).cloned().collect()).unwrap_or_default();
         v.sort_by(|a, b| b.expires_at.cmp(&a.expires_at));
         v
     }
@@ -157,19 +142,16 @@ impl Registrar {
     /// Whether `source` is the address of a live registration (calls from
     /// registered phones are allowed in).
     pub fn is_registered_source(&self, source: SocketAddr, now: u64) -> Option<&str> {
-        self.bindings.values().flatten().find_map(|b| {
-            (b.expires_at > now && b.source.is_some_and(|s| s.ip() == source.ip()))
-                .then_some(b.extension.as_str())
-        })
+        self.bindings
+            .values()
+            .flatten()
+            .find_map(|b| (b.expires_at > now && b.source.is_some_and(|s| s.ip() == source.ip())).then_some(b.extension.as_str()))
     }
 
     /// Check digest credentials on a non-REGISTER request (e.g. an INVITE
     /// from an extension). Returns the extension on success.
     pub fn authenticate(&self, req: &Request, now: u64) -> Result<String, RegisterOutcome> {
-        let creds = req
-            .headers
-            .get("Authorization")
-            .and_then(|v| AuthParams::parse(v).ok());
+        let creds = req.headers.get("Authorization").and_then(|v| AuthParams::parse(v).ok());
         let Some(creds) = creds else {
             return Err(self.challenge(now, false));
         };
@@ -179,9 +161,7 @@ impl Registrar {
             Verdict::Stale => Err(self.challenge(now, true)),
             // A response computed over one of our nonces but wrong: a bad
             // password, refused outright rather than re-challenged forever.
-            Verdict::Bad if creds.get("nonce").is_some_and(|n| self.nonces.check(n, now).is_ok()) => {
-                Err(RegisterOutcome::code(403))
-            }
+            Verdict::Bad if creds.get("nonce").is_some_and(|n| self.nonces.check(n, now).is_ok()) => Err(RegisterOutcome::code(403)),
             Verdict::Bad => Err(self.challenge(now, false)),
         }
     }
@@ -190,10 +170,7 @@ impl Registrar {
         let nonce = self.nonces.issue(now);
         RegisterOutcome {
             code: 401,
-            headers: digest::challenges(&self.realm, &nonce, stale)
-                .into_iter()
-                .map(|c| ("WWW-Authenticate", c))
-                .collect(),
+            headers: digest::challenges(&self.realm, &nonce, stale).into_iter().map(|c| ("WWW-Authenticate", c)).collect(),
         }
     }
 
@@ -217,12 +194,7 @@ impl Registrar {
             Ok(_) => return RegisterOutcome::code(403),
             Err(o) => return o,
         }
-        let contacts: Vec<&str> = req
-            .headers
-            .get_all("Contact")
-            .flat_map(split_commas)
-            .filter(|c| !c.is_empty())
-            .collect();
+        let contacts: Vec<&str> = req.headers.get_all("Contact").flat_map(split_commas).filter(|c| !c.is_empty()).collect();
         let header_expires = info.expires;
         let mut changed = false;
         if contacts.iter().any(|c| *c == "*") {
@@ -242,10 +214,7 @@ impl Registrar {
                     None => header_expires.map(u64::from).unwrap_or(self.default_expires as u64),
                 };
                 if expires != 0 && expires < self.min_expires as u64 {
-                    return RegisterOutcome {
-                        code: 423,
-                        headers: vec![("Min-Expires", self.min_expires.to_string())],
-                    };
+                    return RegisterOutcome { code: 423, headers: vec![("Min-Expires", self.min_expires.to_string())] };
                 }
                 parsed.push((na.uri, expires.min(self.max_expires as u64)));
             }
@@ -281,11 +250,8 @@ impl Registrar {
         if changed {
             self.persist();
         }
-        let headers = self
-            .contacts(&ext, now)
-            .into_iter()
-            .map(|b| ("Contact", format!("<{}>;expires={}", b.contact, b.expires_at - now)))
-            .collect();
+        let headers =
+            self.contacts(&ext, now).into_iter().map(|b| ("Contact", format!("<{}>;expires={}", b.contact, b.expires_at - now))).collect();
         RegisterOutcome { code: 200, headers }
     }
 

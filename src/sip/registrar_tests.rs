@@ -38,7 +38,15 @@ fn register(cseq: u32, contacts: &[&str], expires: Option<u32>, auth: Option<Str
 }
 
 /// Send a REGISTER, answering the challenge with `password` using `alg`.
-fn do_register(r: &mut Registrar, now: u64, cseq: u32, contacts: &[&str], expires: Option<u32>, password: &str, alg: &str) -> RegisterOutcome {
+fn do_register(
+    r: &mut Registrar,
+    now: u64,
+    cseq: u32,
+    contacts: &[&str],
+    expires: Option<u32>,
+    password: &str,
+    alg: &str,
+) -> RegisterOutcome {
     let req = register(cseq, contacts, expires, None);
     let info = check_request(&req).unwrap();
     let out = r.handle_register(now, &req, &info, SRC.parse().unwrap(), Transport::Udp);

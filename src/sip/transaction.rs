@@ -47,13 +47,7 @@ impl TxKey {
         };
         let id = match top_via.branch() {
             Some(b) if b.starts_with(MAGIC_COOKIE) => format!("{b}|{}", top_via.sent_by()),
-            _ => format!(
-                "2543|{call_id}|{}|{}|{}|{}",
-                cseq.seq,
-                from_tag.unwrap_or(""),
-                top_via.sent_by(),
-                req.uri
-            ),
+            _ => format!("2543|{call_id}|{}|{}|{}|{}", cseq.seq, from_tag.unwrap_or(""), top_via.sent_by(), req.uri),
         };
         TxKey { id, method }
     }
@@ -61,10 +55,7 @@ impl TxKey {
     /// Client-side key for a response: our branch plus the CSeq method.
     pub fn for_response(branch: &str, cseq_method: &str) -> TxKey {
         let method = if cseq_method == "ACK" { "INVITE" } else { cseq_method };
-        TxKey {
-            id: branch.to_string(),
-            method: method.to_string(),
-        }
+        TxKey { id: branch.to_string(), method: method.to_string() }
     }
 }
 
@@ -125,12 +116,7 @@ pub struct Transactions {
 
 impl Transactions {
     pub fn new(timers: Timers) -> Self {
-        Transactions {
-            timers,
-            server: HashMap::new(),
-            client: HashMap::new(),
-            out: VecDeque::new(),
-        }
+        Transactions { timers, server: HashMap::new(), client: HashMap::new(), out: VecDeque::new() }
     }
 
     pub fn len(&self) -> (usize, usize) {
@@ -159,10 +145,7 @@ impl Transactions {
             // reconnected, a NATed one rebound.
             if let Some(last) = &tx.last {
                 tx.peer = peer;
-                self.out.push_back(Transmit {
-                    peer,
-                    bytes: last.clone(),
-                });
+                self.out.push_back(Transmit { peer, bytes: last.clone() });
             }
             return ServerMatch::Absorbed;
         }
@@ -192,10 +175,7 @@ impl Transactions {
     /// gone), it is sent once statelessly.
     pub fn server_respond(&mut self, now: Instant, key: &TxKey, resp: &Response, peer: Peer) {
         let bytes = resp.to_bytes();
-        self.out.push_back(Transmit {
-            peer,
-            bytes: bytes.clone(),
-        });
+        self.out.push_back(Transmit { peer, bytes: bytes.clone() });
         let t1 = self.timers.t1();
         let udp = peer.transport == Transport::Udp;
         let Some(tx) = self.server.get_mut(key) else {
@@ -225,10 +205,7 @@ impl Transactions {
     pub fn client_send(&mut self, now: Instant, branch: &str, req: Request, peer: Peer) -> TxKey {
         let key = TxKey::for_response(branch, req.method.as_str());
         let bytes = req.to_bytes();
-        self.out.push_back(Transmit {
-            peer,
-            bytes: bytes.clone(),
-        });
+        self.out.push_back(Transmit { peer, bytes: bytes.clone() });
         let t1 = self.timers.t1();
         let udp = peer.transport == Transport::Udp;
         self.client.insert(
@@ -259,10 +236,7 @@ impl Transactions {
         if tx.state == State::Completed {
             // Retransmitted final: re-ACK a non-2xx INVITE answer.
             if let Some(ack) = &tx.ack {
-                self.out.push_back(Transmit {
-                    peer: tx.peer,
-                    bytes: ack.clone(),
-                });
+                self.out.push_back(Transmit { peer: tx.peer, bytes: ack.clone() });
             }
             return None;
         }
@@ -287,10 +261,7 @@ impl Transactions {
         if tx.invite {
             if let Some(req) = &tx.request {
                 let ack = ack_for_non_2xx(req, resp).to_bytes();
-                self.out.push_back(Transmit {
-                    peer: tx.peer,
-                    bytes: ack.clone(),
-                });
+                self.out.push_back(Transmit { peer: tx.peer, bytes: ack.clone() });
                 tx.ack = Some(ack);
             }
             tx.end_at = Some(now + if udp { Duration::from_secs(32) } else { Duration::ZERO });
@@ -318,28 +289,17 @@ impl Transactions {
             map.retain(|key, tx| {
                 if let Some(at) = tx.retransmit_at.filter(|at| *at <= now) {
                     if let Some(b) = &tx.last {
-                        self.out.push_back(Transmit {
-                            peer: tx.peer,
-                            bytes: b.clone(),
-                        });
+                        self.out.push_back(Transmit { peer: tx.peer, bytes: b.clone() });
                     }
                     // INVITE client doubles without cap (Timer A); others cap at T2.
-                    tx.interval = if tx.invite && !server {
-                        tx.interval * 2
-                    } else {
-                        (tx.interval * 2).min(t2)
-                    };
+                    tx.interval = if tx.invite && !server { tx.interval * 2 } else { (tx.interval * 2).min(t2) };
                     let _ = at;
                     tx.retransmit_at = Some(now + tx.interval);
                 }
                 match tx.end_at {
                     Some(end) if end <= now => {
                         if tx.end_is_timeout {
-                            events.push(if server {
-                                TxEvent::ServerNoAck(key.clone())
-                            } else {
-                                TxEvent::ClientTimeout(key.clone())
-                            });
+                            events.push(if server { TxEvent::ServerNoAck(key.clone()) } else { TxEvent::ClientTimeout(key.clone()) });
                         }
                         false
                     }
@@ -351,12 +311,7 @@ impl Transactions {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.server
-            .values()
-            .chain(self.client.values())
-            .flat_map(|t| [t.retransmit_at, t.end_at])
-            .flatten()
-            .min()
+        self.server.values().chain(self.client.values()).flat_map(|t| [t.retransmit_at, t.end_at]).flatten().min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -384,11 +339,7 @@ pub fn ack_for_non_2xx(req: &Request, resp: &Response) -> Request {
     if let Some(v) = resp.headers.get("To") {
         ack.headers.push("To", v);
     }
-    let seq = h
-        .get("CSeq")
-        .and_then(|c| CSeq::parse(c).ok())
-        .map(|c| c.seq)
-        .unwrap_or(1);
+    let seq = h.get("CSeq").and_then(|c| CSeq::parse(c).ok()).map(|c| c.seq).unwrap_or(1);
     ack.headers.push("CSeq", format!("{seq} ACK"));
     ack
 }

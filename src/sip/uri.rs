@@ -94,22 +94,11 @@ impl SipUri {
             None => (hostpart, Vec::new()),
         };
         let (host, port) = parse_hostport(hostport)?;
-        Ok(SipUri {
-            scheme,
-            user,
-            password,
-            host,
-            port,
-            params,
-            headers,
-        })
+        Ok(SipUri { scheme, user, password, host, port, params, headers })
     }
 
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
     }
 
     /// User part with %-escapes decoded (lossy on invalid UTF-8).
@@ -202,11 +191,7 @@ pub fn parse_hostport(s: &str) -> Result<(Host, Option<u16>), UriError> {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
         };
-        if h.is_empty()
-            || !h
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        {
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
             return Err(UriError::Malformed("bad host"));
         }
         let host = match h.parse::<std::net::Ipv4Addr>() {
@@ -281,10 +266,7 @@ mod tests {
         assert_eq!(u.user.as_deref(), Some("user;par=u%40example.net"));
         let u = SipUri::parse("sip:%75se%72@example.com").unwrap();
         assert_eq!(u.user_unescaped().as_deref(), Some("user"));
-        assert_eq!(
-            SipUri::parse("nobodyknowsthisscheme:x"),
-            Err(UriError::UnsupportedScheme)
-        );
+        assert_eq!(SipUri::parse("nobodyknowsthisscheme:x"), Err(UriError::UnsupportedScheme));
         assert!(SipUri::parse("sip:user@example.com; lr").is_err());
         assert!(SipUri::parse("<sip:user@example.com>").is_err());
         assert_eq!(Uri::parse("tel:+15551234").unwrap().user().as_deref(), Some("+15551234"));

@@ -33,24 +33,12 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(code: u16, why: impl Into<String>) -> Self {
-        Rejection {
-            code,
-            why: why.into(),
-            extra: Vec::new(),
-        }
+        Rejection { code, why: why.into(), extra: Vec::new() }
     }
 }
 
 /// Single-valued headers that may not repeat (RFC 4475 multi01).
-const SINGLE: &[&str] = &[
-    "To",
-    "From",
-    "Call-ID",
-    "CSeq",
-    "Max-Forwards",
-    "Content-Type",
-    "Expires",
-];
+const SINGLE: &[&str] = &["To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Type", "Expires"];
 
 pub fn check_request(req: &Request) -> Result<RequestInfo, Rejection> {
     if req.version != "SIP/2.0" {
@@ -99,25 +87,12 @@ pub fn check_request(req: &Request) -> Result<RequestInfo, Rejection> {
         None => None,
     };
     let uri = match Uri::parse(&req.uri) {
-        Ok(Uri::Sip(u)) if u.headers.is_some() => {
-            return Err(Rejection::new(400, "Headers in Request-URI"))
-        }
+        Ok(Uri::Sip(u)) if u.headers.is_some() => return Err(Rejection::new(400, "Headers in Request-URI")),
         Ok(u) => u,
-        Err(UriError::UnsupportedScheme) => {
-            return Err(Rejection::new(416, "Unsupported URI Scheme"))
-        }
+        Err(UriError::UnsupportedScheme) => return Err(Rejection::new(416, "Unsupported URI Scheme")),
         Err(e) => return Err(bad(&e)),
     };
-    Ok(RequestInfo {
-        uri,
-        vias,
-        from,
-        to,
-        call_id,
-        cseq,
-        max_forwards,
-        expires,
-    })
+    Ok(RequestInfo { uri, vias, from, to, call_id, cseq, max_forwards, expires })
 }
 
 /// Extension and content checks that come after syntax (RFC 3261 §8.2.2–8.2.3).
@@ -162,9 +137,7 @@ pub fn check_sdp_content(req: &Request) -> Result<(), Rejection> {
         }
     }
     if let Some(accept) = req.headers.get("Accept") {
-        let ok = accept.split(',').map(media_type).any(|t| {
-            t == "application/sdp" || t == "application/*" || t == "*/*"
-        });
+        let ok = accept.split(',').map(media_type).any(|t| t == "application/sdp" || t == "application/*" || t == "*/*");
         if !ok {
             let mut r = Rejection::new(406, "Not Acceptable");
             r.extra.push(("Accept", "application/sdp".into()));

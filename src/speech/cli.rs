@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::speech::{convert, models, resample, stt, tts, wav};
 use crate::speech::tts::SpeechEngine;
+use crate::speech::{convert, models, resample, stt, tts, wav};
 
 pub type Res = Result<(), Box<dyn std::error::Error>>;
 
@@ -61,11 +61,7 @@ pub fn run(args: &[String]) -> Res {
             let t = Instant::now();
             let pcm = engine.synthesize(text, &lang)?;
             wav::write_i16(Path::new(&out), tts::RATE, &pcm)?;
-            println!(
-                "{out}: {:.2} s of 8 kHz audio, rendered in {} ms",
-                pcm.len() as f64 / f64::from(tts::RATE),
-                t.elapsed().as_millis()
-            );
+            println!("{out}: {:.2} s of 8 kHz audio, rendered in {} ms", pcm.len() as f64 / f64::from(tts::RATE), t.elapsed().as_millis());
             Ok(())
         }
         ["bench"] => {
@@ -83,13 +79,11 @@ pub fn run(args: &[String]) -> Res {
             let repeat: u32 = flag("--repeat").map_or(Ok(1), |v| v.parse())?;
             transcribe(Path::new(model), Path::new(wav), &opts, repeat)
         }
-        _ => Err(
-            "usage: speech fetch <name> [--models DIR] [--cache DIR] | list | \
+        _ => Err("usage: speech fetch <name> [--models DIR] [--cache DIR] | list | \
                   convert <dir> <out> | transcribe <model> <wav> [--lang L] [--threads N] \
                   [--audio-ctx N] [--repeat N] | transcribe <wav> [--name base] [--lang L] | \
                   say --lang L TEXT -o OUT.wav | bench [--runs N]"
-                .into(),
-        ),
+            .into()),
     }
 }
 
@@ -107,14 +101,7 @@ fn fetch(name: &str, cache: &Path, models_dir: &Path) -> Res {
         other => eprintln!("{other:?}"),
     })?;
     let table = convert::verify(&path)?;
-    println!(
-        "{}: {} tensors, {} bytes, {:?} ({:.1?})",
-        path.display(),
-        table.tensors.len(),
-        table.file_len,
-        table.hparams,
-        t.elapsed()
-    );
+    println!("{}: {} tensors, {} bytes, {:?} ({:.1?})", path.display(), table.tensors.len(), table.file_len, table.hparams, t.elapsed());
     Ok(())
 }
 
@@ -123,11 +110,7 @@ fn transcribe(model: &Path, file: &Path, opts: &stt::TranscribeOptions, repeat: 
     let audio = wav::read(file)?;
     let pcm = resample::resample(&audio.samples, audio.rate, stt::SAMPLE_RATE);
     let m = stt::Transcriber::load(model)?;
-    println!(
-        "audio {:.2} s, model load {} ms",
-        pcm.len() as f64 / f64::from(stt::SAMPLE_RATE),
-        m.load_time.as_millis()
-    );
+    println!("audio {:.2} s, model load {} ms", pcm.len() as f64 / f64::from(stt::SAMPLE_RATE), m.load_time.as_millis());
     for _ in 0..repeat.max(1) {
         let t = m.transcribe(&pcm, opts)?;
         println!(

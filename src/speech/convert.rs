@@ -20,10 +20,7 @@ pub enum ConvertError {
     #[error(transparent)]
     Ggml(#[from] GgmlError),
     #[error("I/O error on {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("not a Whisper model: {0}")]
     NotWhisper(String),
     #[error("vocabulary: {0}")]
@@ -52,23 +49,15 @@ pub fn load_vocabulary(dir: &Path) -> Result<Vec<String>, ConvertError> {
         Ok(s.lines().map(str::to_string).collect())
     } else if json.exists() {
         let s = std::fs::read_to_string(&json).map_err(|e| io_err(&json, e))?;
-        serde_json::from_str(&s)
-            .map_err(|e| ConvertError::Vocabulary(format!("{}: {e}", json.display())))
+        serde_json::from_str(&s).map_err(|e| ConvertError::Vocabulary(format!("{}: {e}", json.display())))
     } else {
-        Err(ConvertError::Vocabulary(format!(
-            "neither vocabulary.txt nor vocabulary.json in {}",
-            dir.display()
-        )))
+        Err(ConvertError::Vocabulary(format!("neither vocabulary.txt nor vocabulary.json in {}", dir.display())))
     }
 }
 
 /// Converts `model_dir/model.bin` (+ vocabulary) into `out` (created or
 /// truncated). `progress(done, total)` is called after each tensor.
-pub fn convert_dir(
-    model_dir: &Path,
-    out: &Path,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Converted, ConvertError> {
+pub fn convert_dir(model_dir: &Path, out: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<Converted, ConvertError> {
     let vocab = load_vocabulary(model_dir)?;
     let bin = model_dir.join("model.bin");
     let mut r = BufReader::new(File::open(&bin).map_err(|e| io_err(&bin, e))?);
@@ -88,18 +77,11 @@ pub fn convert<R: Read + Seek, W: Write>(
 ) -> Result<(Converted, W), ConvertError> {
     let model = Ct2Model::read_index(r)?;
     if model.spec != "WhisperSpec" {
-        return Err(ConvertError::NotWhisper(format!(
-            "spec is '{}'",
-            model.spec
-        )));
+        return Err(ConvertError::NotWhisper(format!("spec is '{}'", model.spec)));
     }
     let hp = hparams(&model, r)?;
     if vocab.len() != hp.n_vocab as usize {
-        return Err(ConvertError::Vocabulary(format!(
-            "{} entries but the embedding has {} rows",
-            vocab.len(),
-            hp.n_vocab
-        )));
+        return Err(ConvertError::Vocabulary(format!("{} entries but the embedding has {} rows", vocab.len(), hp.n_vocab)));
     }
     let tokens = regular_tokens(vocab)?;
     let filters = mel::mel_filters(16_000, 400, hp.n_mels as usize);
@@ -109,32 +91,21 @@ pub fn convert<R: Read + Seek, W: Write>(
     for (i, item) in plan.iter().enumerate() {
         let v = model.var(&item.src)?;
         if v.dims != item.src_dims {
-            return Err(ConvertError::NotWhisper(format!(
-                "'{}' has shape {:?}, expected {:?}",
-                v.name, v.dims, item.src_dims
-            )));
+            return Err(ConvertError::NotWhisper(format!("'{}' has shape {:?}, expected {:?}", v.name, v.dims, item.src_dims)));
         }
         let raw = read_rows(r, v, item.rows)?;
         let data = cast(&raw, v, item.ttype)?;
         w.tensor(&item.name, &item.ne, item.ttype, &data)?;
         progress(i + 1, plan.len());
     }
-    let converted = Converted {
-        hparams: hp,
-        tensors: w.tensors_written(),
-        bytes: w.bytes_written(),
-        vocab_tokens: tokens.len(),
-    };
+    let converted = Converted { hparams: hp, tensors: w.tensors_written(), bytes: w.bytes_written(), vocab_tokens: tokens.len() };
     Ok((converted, w.finish()?))
 }
 
 /// Re-reads a written file and checks header, tensor set, shapes, types and
 /// that the file ends exactly after the last tensor.
 pub fn verify(path: &Path) -> Result<GgmlTable, ConvertError> {
-    let fail = |reason: String| ConvertError::Verify {
-        path: path.display().to_string(),
-        reason,
-    };
+    let fail = |reason: String| ConvertError::Verify { path: path.display().to_string(), reason };
     let mut f = BufReader::new(File::open(path).map_err(|e| io_err(path, e))?);
     let table = ggml::read_table(&mut f).map_err(|e| fail(e.to_string()))?;
     let hp = table.hparams;
@@ -145,10 +116,7 @@ pub fn verify(path: &Path) -> Result<GgmlTable, ConvertError> {
         return Err(fail(format!("mel filters {}x{}", table.n_mel, table.n_fft)));
     }
     if table.vocab_len == 0 || table.vocab_len as i32 > hp.n_vocab {
-        return Err(fail(format!(
-            "{} vocabulary tokens for n_vocab {}",
-            table.vocab_len, hp.n_vocab
-        )));
+        return Err(fail(format!("{} vocabulary tokens for n_vocab {}", table.vocab_len, hp.n_vocab)));
     }
     let expected = expected_tensors(&hp);
     if table.tensors.len() != expected.len() {
@@ -176,9 +144,7 @@ fn hparams<R: Read + Seek>(m: &Ct2Model, r: &mut R) -> Result<HParams, ConvertEr
     let shape2 = |name: &str| -> Result<(u32, u32), ConvertError> {
         match m.var(name)?.dims[..] {
             [a, b] => Ok((a, b)),
-            ref other => Err(ConvertError::NotWhisper(format!(
-                "'{name}' has shape {other:?}"
-            ))),
+            ref other => Err(ConvertError::NotWhisper(format!("'{name}' has shape {other:?}"))),
         }
     };
     let (n_audio_ctx, n_audio_state) = shape2("encoder/position_encodings/encodings")?;
@@ -188,14 +154,7 @@ fn hparams<R: Read + Seek>(m: &Ct2Model, r: &mut R) -> Result<HParams, ConvertEr
         [_, mels, 3] => mels,
         ref other => return Err(ConvertError::NotWhisper(format!("conv1 shape {other:?}"))),
     };
-    let layers = |side: &str| {
-        (0..)
-            .take_while(|i| {
-                m.get(&format!("{side}/layer_{i}/ffn/linear_0/weight"))
-                    .is_some()
-            })
-            .count() as i32
-    };
+    let layers = |side: &str| (0..).take_while(|i| m.get(&format!("{side}/layer_{i}/ffn/linear_0/weight")).is_some()).count() as i32;
     let heads = |name: &str, r: &mut R| -> Result<i32, ConvertError> {
         let h = m.read_int_scalar(r, name)?;
         if h <= 0 || h > 1024 {
@@ -217,9 +176,7 @@ fn hparams<R: Read + Seek>(m: &Ct2Model, r: &mut R) -> Result<HParams, ConvertEr
         ftype: 1,
     };
     if hp.n_audio_layer == 0 || hp.n_text_layer == 0 || n_audio_state != n_text_state {
-        return Err(ConvertError::NotWhisper(format!(
-            "inconsistent dimensions {hp:?}"
-        )));
+        return Err(ConvertError::NotWhisper(format!("inconsistent dimensions {hp:?}")));
     }
     Ok(hp)
 }
@@ -227,27 +184,18 @@ fn hparams<R: Read + Seek>(m: &Ct2Model, r: &mut R) -> Result<HParams, ConvertEr
 /// Regular tokens (ids before `<|endoftext|>`) as raw bytes; whisper.cpp
 /// synthesises the special tokens itself.
 fn regular_tokens(vocab: &[String]) -> Result<Vec<Vec<u8>>, ConvertError> {
-    let eot = vocab
-        .iter()
-        .position(|t| t == EOT)
-        .ok_or_else(|| ConvertError::Vocabulary(format!("no {EOT} token")))?;
+    let eot = vocab.iter().position(|t| t == EOT).ok_or_else(|| ConvertError::Vocabulary(format!("no {EOT} token")))?;
     vocab[..eot]
         .iter()
         .enumerate()
-        .map(|(id, tok)| {
-            token_bytes(tok).ok_or_else(|| {
-                ConvertError::Vocabulary(format!("token {id} {tok:?} is not byte-level BPE"))
-            })
-        })
+        .map(|(id, tok)| token_bytes(tok).ok_or_else(|| ConvertError::Vocabulary(format!("token {id} {tok:?} is not byte-level BPE"))))
         .collect()
 }
 
 /// Undoes GPT-2's bytes-to-unicode mapping: printable Latin-1 bytes map to
 /// themselves, the other 68 bytes to U+0100.. in byte order.
 pub fn token_bytes(token: &str) -> Option<Vec<u8>> {
-    let printable = |b: u32| {
-        (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
-    };
+    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
     token
         .chars()
         .map(|c| {
@@ -255,10 +203,7 @@ pub fn token_bytes(token: &str) -> Option<Vec<u8>> {
             if printable(c) {
                 Some(c as u8)
             } else if (0x100..0x100 + 68).contains(&c) {
-                (0u32..256)
-                    .filter(|&b| !printable(b))
-                    .nth((c - 0x100) as usize)
-                    .map(|b| b as u8)
+                (0u32..256).filter(|&b| !printable(b)).nth((c - 0x100) as usize).map(|b| b as u8)
             } else {
                 None
             }
@@ -266,11 +211,7 @@ pub fn token_bytes(token: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn read_rows<R: Read + Seek>(
-    r: &mut R,
-    v: &Variable,
-    rows: Option<(u32, u32)>,
-) -> Result<Vec<u8>, ConvertError> {
+fn read_rows<R: Read + Seek>(r: &mut R, v: &Variable, rows: Option<(u32, u32)>) -> Result<Vec<u8>, ConvertError> {
     let all = ct2::read_raw(r, v)?;
     let Some((a, b)) = rows else { return Ok(all) };
     // Bytes per row = total / rows; dims[0] > 0 is guaranteed by the reader.
@@ -281,43 +222,27 @@ fn read_rows<R: Read + Seek>(
 fn cast(raw: &[u8], v: &Variable, to: TensorType) -> Result<Vec<u8>, ConvertError> {
     Ok(match (v.dtype, to) {
         (DType::F16, TensorType::F16) | (DType::F32, TensorType::F32) => raw.to_vec(),
-        (DType::F16, TensorType::F32) => raw
-            .chunks_exact(2)
-            .flat_map(|c| ct2::f16_to_f32(u16::from_le_bytes([c[0], c[1]])).to_le_bytes())
-            .collect(),
-        (DType::F32, TensorType::F16) => raw
-            .chunks_exact(4)
-            .flat_map(|c| {
-                ct2::f32_to_f16(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes()
-            })
-            .collect(),
+        (DType::F16, TensorType::F32) => {
+            raw.chunks_exact(2).flat_map(|c| ct2::f16_to_f32(u16::from_le_bytes([c[0], c[1]])).to_le_bytes()).collect()
+        }
+        (DType::F32, TensorType::F16) => {
+            raw.chunks_exact(4).flat_map(|c| ct2::f32_to_f16(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes()).collect()
+        }
         (DType::BF16, _) => {
-            let f: Vec<f32> = raw
-                .chunks_exact(2)
-                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
-                .collect();
+            let f: Vec<f32> = raw.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).collect();
             match to {
                 TensorType::F32 => f.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                TensorType::F16 => f
-                    .iter()
-                    .flat_map(|&x| ct2::f32_to_f16(x).to_le_bytes())
-                    .collect(),
+                TensorType::F16 => f.iter().flat_map(|&x| ct2::f32_to_f16(x).to_le_bytes()).collect(),
             }
         }
         (other, _) => {
-            return Err(ConvertError::NotWhisper(format!(
-                "'{}' is {other:?}; only float16/float32/bfloat16 models are supported",
-                v.name
-            )))
+            return Err(ConvertError::NotWhisper(format!("'{}' is {other:?}; only float16/float32/bfloat16 models are supported", v.name)))
         }
     })
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> ConvertError {
-    ConvertError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    ConvertError::Io { path: path.display().to_string(), source }
 }
 
 #[cfg(test)]

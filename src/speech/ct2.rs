@@ -27,12 +27,7 @@ pub enum Ct2Error {
     #[error("I/O error reading CTranslate2 model: {0}")]
     Io(#[from] io::Error),
     #[error("CTranslate2 model is truncated: {what} at byte {offset} needs {needed} bytes, file ends at {len}")]
-    Truncated {
-        what: String,
-        offset: u64,
-        needed: u64,
-        len: u64,
-    },
+    Truncated { what: String, offset: u64, needed: u64, len: u64 },
     #[error("unsupported CTranslate2 model version {0} (supported: {SUPPORTED_VERSIONS:?})")]
     UnsupportedVersion(u32),
     #[error("bad string at byte {offset}: {reason}")]
@@ -41,16 +36,8 @@ pub enum Ct2Error {
     UnknownDtype { name: String, id: u8 },
     #[error("variable '{name}': implausible shape {dims:?}")]
     AbsurdShape { name: String, dims: Vec<u32> },
-    #[error(
-        "variable '{name}': {nbytes} bytes stored but shape {dims:?} of {dtype:?} needs {expected}"
-    )]
-    SizeMismatch {
-        name: String,
-        dims: Vec<u32>,
-        dtype: DType,
-        nbytes: u32,
-        expected: u64,
-    },
+    #[error("variable '{name}': {nbytes} bytes stored but shape {dims:?} of {dtype:?} needs {expected}")]
+    SizeMismatch { name: String, dims: Vec<u32>, dtype: DType, nbytes: u32, expected: u64 },
     #[error("implausible {what} count {count}")]
     TooMany { what: &'static str, count: u32 },
     #[error("duplicate variable '{0}'")]
@@ -62,11 +49,7 @@ pub enum Ct2Error {
     #[error("variable '{0}' not found in model")]
     Missing(String),
     #[error("variable '{name}': expected {expected}, found {found}")]
-    Unexpected {
-        name: String,
-        expected: String,
-        found: String,
-    },
+    Unexpected { name: String, expected: String, found: String },
 }
 
 /// Element types, by their on-disk id.
@@ -157,10 +140,7 @@ impl Ct2Model {
         let revision = p.u32("spec revision")?;
         let n_vars = p.u32("variable count")?;
         if n_vars > MAX_VARS {
-            return Err(Ct2Error::TooMany {
-                what: "variable",
-                count: n_vars,
-            });
+            return Err(Ct2Error::TooMany { what: "variable", count: n_vars });
         }
 
         let mut variables = Vec::with_capacity(n_vars as usize);
@@ -175,10 +155,7 @@ impl Ct2Model {
 
         let n_aliases = p.u32("alias count")?;
         if n_aliases > MAX_VARS {
-            return Err(Ct2Error::TooMany {
-                what: "alias",
-                count: n_aliases,
-            });
+            return Err(Ct2Error::TooMany { what: "alias", count: n_aliases });
         }
         let mut aliases = HashMap::new();
         for _ in 0..n_aliases {
@@ -190,19 +167,9 @@ impl Ct2Model {
             aliases.insert(alias, target);
         }
         if p.pos != len {
-            return Err(Ct2Error::TrailingData {
-                offset: p.pos,
-                bytes: len - p.pos,
-            });
+            return Err(Ct2Error::TrailingData { offset: p.pos, bytes: len - p.pos });
         }
-        Ok(Self {
-            version,
-            spec,
-            revision,
-            variables,
-            aliases,
-            by_name,
-        })
+        Ok(Self { version, spec, revision, variables, aliases, by_name })
     }
 
     /// Looks a variable up by name, following aliases.
@@ -213,8 +180,7 @@ impl Ct2Model {
 
     /// Like [`Self::get`] but a missing variable is an error.
     pub fn var(&self, name: &str) -> Result<&Variable, Ct2Error> {
-        self.get(name)
-            .ok_or_else(|| Ct2Error::Missing(name.to_string()))
+        self.get(name).ok_or_else(|| Ct2Error::Missing(name.to_string()))
     }
 
     /// Reads a scalar integer variable such as `encoder/num_heads`.
@@ -238,12 +204,9 @@ pub fn read_raw<R: Read + Seek>(r: &mut R, v: &Variable) -> Result<Vec<u8>, Ct2E
     r.seek(SeekFrom::Start(v.offset))?;
     let mut buf = vec![0u8; v.nbytes as usize];
     r.read_exact(&mut buf).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => Ct2Error::Truncated {
-            what: format!("data of '{}'", v.name),
-            offset: v.offset,
-            needed: u64::from(v.nbytes),
-            len: 0,
-        },
+        io::ErrorKind::UnexpectedEof => {
+            Ct2Error::Truncated { what: format!("data of '{}'", v.name), offset: v.offset, needed: u64::from(v.nbytes), len: 0 }
+        }
         _ => Ct2Error::Io(e),
     })?;
     Ok(buf)
@@ -253,18 +216,9 @@ pub fn read_raw<R: Read + Seek>(r: &mut R, v: &Variable) -> Result<Vec<u8>, Ct2E
 pub fn read_f32<R: Read + Seek>(r: &mut R, v: &Variable) -> Result<Vec<f32>, Ct2Error> {
     let raw = read_raw(r, v)?;
     Ok(match v.dtype {
-        DType::F32 => raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        DType::F16 => raw
-            .chunks_exact(2)
-            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect(),
-        DType::BF16 => raw
-            .chunks_exact(2)
-            .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
-            .collect(),
+        DType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        DType::F16 => raw.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+        DType::BF16 => raw.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).collect(),
         // Quantized CTranslate2 models carry separate scale variables; they
         // are not supported (the catalogue only lists float16 packages).
         other => return Err(unexpected(v, "a float type", format!("{other:?}"))),
@@ -328,11 +282,7 @@ pub fn f32_to_f16(f: f32) -> u16 {
 }
 
 fn unexpected(v: &Variable, expected: &str, found: String) -> Ct2Error {
-    Ct2Error::Unexpected {
-        name: v.name.clone(),
-        expected: expected.to_string(),
-        found,
-    }
+    Ct2Error::Unexpected { name: v.name.clone(), expected: expected.to_string(), found }
 }
 
 /// Position-tracking reader that turns short reads into `Truncated`.
@@ -345,12 +295,7 @@ struct Parser<'a, R> {
 impl<R: Read + Seek> Parser<'_, R> {
     fn need(&self, what: &str, n: u64) -> Result<(), Ct2Error> {
         if self.len.saturating_sub(self.pos) < n {
-            return Err(Ct2Error::Truncated {
-                what: what.to_string(),
-                offset: self.pos,
-                needed: n,
-                len: self.len,
-            });
+            return Err(Ct2Error::Truncated { what: what.to_string(), offset: self.pos, needed: n, len: self.len });
         }
         Ok(())
     }
@@ -382,15 +327,9 @@ impl<R: Read + Seek> Parser<'_, R> {
         let n = self.u16("string length")?;
         let mut b = self.bytes("string", usize::from(n))?;
         if b.pop() != Some(0) {
-            return Err(Ct2Error::BadString {
-                offset,
-                reason: "missing trailing NUL",
-            });
+            return Err(Ct2Error::BadString { offset, reason: "missing trailing NUL" });
         }
-        String::from_utf8(b).map_err(|_| Ct2Error::BadString {
-            offset,
-            reason: "not UTF-8",
-        })
+        String::from_utf8(b).map_err(|_| Ct2Error::BadString { offset, reason: "not UTF-8" })
     }
 
     fn variable(&mut self) -> Result<Variable, Ct2Error> {
@@ -398,10 +337,7 @@ impl<R: Read + Seek> Parser<'_, R> {
         let rank = self.u8(&format!("rank of '{name}'"))?;
         let mut dims = Vec::with_capacity(usize::from(rank.min(MAX_RANK)));
         if rank > MAX_RANK {
-            return Err(Ct2Error::AbsurdShape {
-                name,
-                dims: vec![u32::from(rank)],
-            });
+            return Err(Ct2Error::AbsurdShape { name, dims: vec![u32::from(rank)] });
         }
         for _ in 0..rank {
             dims.push(self.u32(&format!("dims of '{name}'"))?);
@@ -410,38 +346,20 @@ impl<R: Read + Seek> Parser<'_, R> {
             return Err(Ct2Error::AbsurdShape { name, dims });
         }
         let id = self.u8(&format!("dtype of '{name}'"))?;
-        let dtype = DType::from_id(id).ok_or(Ct2Error::UnknownDtype {
-            name: name.clone(),
-            id,
-        })?;
+        let dtype = DType::from_id(id).ok_or(Ct2Error::UnknownDtype { name: name.clone(), id })?;
         let nbytes = self.u32(&format!("byte count of '{name}'"))?;
         let expected = dims
             .iter()
             .try_fold(dtype.size(), |acc, &d| acc.checked_mul(u64::from(d)))
-            .ok_or_else(|| Ct2Error::AbsurdShape {
-                name: name.clone(),
-                dims: dims.clone(),
-            })?;
+            .ok_or_else(|| Ct2Error::AbsurdShape { name: name.clone(), dims: dims.clone() })?;
         if expected != u64::from(nbytes) {
-            return Err(Ct2Error::SizeMismatch {
-                name,
-                dims,
-                dtype,
-                nbytes,
-                expected,
-            });
+            return Err(Ct2Error::SizeMismatch { name, dims, dtype, nbytes, expected });
         }
         self.need(&format!("data of '{name}'"), expected)?;
         let offset = self.pos;
         self.r.seek(SeekFrom::Current(expected as i64))?;
         self.pos += expected;
-        Ok(Variable {
-            name,
-            dims,
-            dtype,
-            offset,
-            nbytes,
-        })
+        Ok(Variable { name, dims, dtype, offset, nbytes })
     }
 }
 
@@ -459,17 +377,9 @@ mod tests {
     fn parses_fake_whisper() {
         let bytes = fake_whisper().bytes();
         let m = parse(&bytes).unwrap();
-        assert_eq!(
-            (m.version, m.spec.as_str(), m.revision),
-            (6, "WhisperSpec", 3)
-        );
-        let v = m
-            .var("encoder/layer_0/self_attention/linear_0/weight")
-            .unwrap();
-        assert_eq!(
-            (v.dims.clone(), v.dtype, v.nbytes),
-            (vec![24, 8], DType::F16, 384)
-        );
+        assert_eq!((m.version, m.spec.as_str(), m.revision), (6, "WhisperSpec", 3));
+        let v = m.var("encoder/layer_0/self_attention/linear_0/weight").unwrap();
+        assert_eq!((v.dims.clone(), v.dtype, v.nbytes), (vec![24, 8], DType::F16, 384));
         // Aliases resolve to their target.
         let p = m.var("decoder/projection/weight").unwrap();
         assert_eq!(p.name, "decoder/embeddings/weight");
@@ -501,64 +411,30 @@ mod tests {
     fn rejects_bad_headers_and_sizes() {
         let mut b = fake_whisper();
         b.version = 5;
-        assert!(matches!(
-            parse(&b.bytes()),
-            Err(Ct2Error::UnsupportedVersion(5))
-        ));
+        assert!(matches!(parse(&b.bytes()), Err(Ct2Error::UnsupportedVersion(5))));
 
-        let mut b = Ct2Builder {
-            version: 6,
-            ..Default::default()
-        };
+        let mut b = Ct2Builder { version: 6, ..Default::default() };
         b.vars.push(Var("w".into(), vec![2, 3], 4, vec![0; 10]));
         let e = parse(&b.bytes()).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Ct2Error::SizeMismatch {
-                    expected: 12,
-                    nbytes: 10,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, Ct2Error::SizeMismatch { expected: 12, nbytes: 10, .. }), "{e}");
         assert!(e.to_string().contains("'w'"));
 
         b.vars[0] = Var("w".into(), vec![2, 0], 4, vec![]);
-        assert!(matches!(
-            parse(&b.bytes()),
-            Err(Ct2Error::AbsurdShape { .. })
-        ));
+        assert!(matches!(parse(&b.bytes()), Err(Ct2Error::AbsurdShape { .. })));
         b.vars[0] = Var("w".into(), vec![1 << 25], 1, vec![]);
-        assert!(matches!(
-            parse(&b.bytes()),
-            Err(Ct2Error::AbsurdShape { .. })
-        ));
+        assert!(matches!(parse(&b.bytes()), Err(Ct2Error::AbsurdShape { .. })));
         b.vars[0] = Var("w".into(), vec![1; 9], 1, vec![0]);
-        assert!(matches!(
-            parse(&b.bytes()),
-            Err(Ct2Error::AbsurdShape { .. })
-        ));
+        assert!(matches!(parse(&b.bytes()), Err(Ct2Error::AbsurdShape { .. })));
         b.vars[0] = Var("w".into(), vec![2], 9, vec![0; 2]);
-        assert!(matches!(
-            parse(&b.bytes()),
-            Err(Ct2Error::UnknownDtype { id: 9, .. })
-        ));
+        assert!(matches!(parse(&b.bytes()), Err(Ct2Error::UnknownDtype { id: 9, .. })));
 
         b.vars[0] = Var("w".into(), vec![2], 1, vec![0; 2]);
         b.aliases.push(("a".into(), "missing".into()));
-        assert!(matches!(
-            parse(&b.bytes()),
-            Err(Ct2Error::DanglingAlias { .. })
-        ));
+        assert!(matches!(parse(&b.bytes()), Err(Ct2Error::DanglingAlias { .. })));
         b.aliases.clear();
         let mut bytes = b.bytes();
         bytes.push(0);
-        assert!(matches!(
-            parse(&bytes),
-            Err(Ct2Error::TrailingData { bytes: 1, .. })
-        ));
+        assert!(matches!(parse(&bytes), Err(Ct2Error::TrailingData { bytes: 1, .. })));
     }
 
     #[test]
@@ -566,10 +442,7 @@ mod tests {
         let mut bytes = 6u32.to_le_bytes().to_vec();
         bytes.extend_from_slice(&3u16.to_le_bytes());
         bytes.extend_from_slice(b"abc"); // no NUL
-        assert!(matches!(
-            parse(&bytes),
-            Err(Ct2Error::BadString { offset: 4, .. })
-        ));
+        assert!(matches!(parse(&bytes), Err(Ct2Error::BadString { offset: 4, .. })));
 
         let mut bytes = 6u32.to_le_bytes().to_vec();
         put_str(&mut bytes, "WhisperSpec");
@@ -583,10 +456,7 @@ mod tests {
         for v in [0.0f32, -0.0, 1.0, -2.5, 65504.0, 6.1e-5, 5.96e-8, 1e-3] {
             let h = f32_to_f16(v);
             let back = f16_to_f32(h);
-            assert!(
-                (back - v).abs() <= v.abs() * 1e-3 + 6e-8,
-                "{v} -> {h:#x} -> {back}"
-            );
+            assert!((back - v).abs() <= v.abs() * 1e-3 + 6e-8, "{v} -> {h:#x} -> {back}");
         }
         assert_eq!(f32_to_f16(1.0), 0x3c00);
         assert_eq!(f32_to_f16(1e9), 0x7c00);

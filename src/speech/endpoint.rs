@@ -96,11 +96,7 @@ impl std::fmt::Debug for EndpointEvent {
                 .field("reason", reason)
                 .finish(),
             Self::Discarded { voiced } => f.debug_struct("Discarded").field("voiced", voiced).finish(),
-            Self::BargeIn { at, latency } => f
-                .debug_struct("BargeIn")
-                .field("at", at)
-                .field("latency", latency)
-                .finish(),
+            Self::BargeIn { at, latency } => f.debug_struct("BargeIn").field("at", at).field("latency", latency).finish(),
         }
     }
 }
@@ -128,7 +124,10 @@ pub struct Endpointer<V> {
 enum State {
     /// No utterance; `run` consecutive voiced frames so far, the first of
     /// which started at `run_start`.
-    Idle { run: u32, run_start: Option<Instant> },
+    Idle {
+        run: u32,
+        run_start: Option<Instant>,
+    },
     Speaking(Utterance),
 }
 
@@ -170,9 +169,7 @@ impl<V: VoiceDetector> Endpointer<V> {
             if self.partial.len() == FRAME {
                 // This frame ends `total - consumed` samples before `now`.
                 let end = now.checked_sub(samples_to_duration(total - consumed)).unwrap_or(now);
-                let frame: [i16; FRAME] = self.partial[..]
-                    .try_into()
-                    .expect("partial holds exactly one frame here");
+                let frame: [i16; FRAME] = self.partial[..].try_into().expect("partial holds exactly one frame here");
                 self.partial.clear();
                 self.handle_frame(end, &frame);
             }
@@ -306,10 +303,7 @@ impl<V: VoiceDetector> Endpointer<V> {
         }
         if u.burst >= frames(self.cfg.barge_in).max(1) {
             u.barged = true;
-            self.events.push_back(EndpointEvent::BargeIn {
-                at: now,
-                latency: now.saturating_duration_since(u.burst_start),
-            });
+            self.events.push_back(EndpointEvent::BargeIn { at: now, latency: now.saturating_duration_since(u.burst_start) });
         }
     }
 

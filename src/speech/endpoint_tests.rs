@@ -17,7 +17,17 @@ fn script(parts: &[(u32, bool)]) -> Vec<i16> {
         .iter()
         .flat_map(|&(ms, loud)| {
             let n = (ms * RATE / 1000) as usize;
-            (0..n).map(move |i| if loud { if i % 2 == 0 { 5000 } else { -5000 } } else { 0 })
+            (0..n).map(move |i| {
+                if loud {
+                    if i % 2 == 0 {
+                        5000
+                    } else {
+                        -5000
+                    }
+                } else {
+                    0
+                }
+            })
         })
         .collect()
 }
@@ -49,8 +59,7 @@ fn one_utterance_with_hang_over() {
     assert!(matches!(ev[0].1, EndpointEvent::SpeechStarted { at } if ms(t0, at) == 500));
     // Started after the 60 ms onset run.
     assert_eq!(ev[0].0, 560);
-    let (when, EndpointEvent::UtteranceEnded { samples, speech_start, speech_end, reason }) = &ev[1]
-    else { panic!("{ev:?}") };
+    let (when, EndpointEvent::UtteranceEnded { samples, speech_start, speech_end, reason }) = &ev[1] else { panic!("{ev:?}") };
     assert_eq!(*when, 1500 + 700);
     assert_eq!((ms(t0, *speech_start), ms(t0, *speech_end)), (500, 1500));
     assert_eq!(*reason, EndReason::Silence);
@@ -62,9 +71,7 @@ fn one_utterance_with_hang_over() {
 fn short_pause_does_not_split_and_patience_is_adjustable() {
     let audio = script(&[(300, true), (500, false), (300, true), (1500, false)]);
     let mut ep = Endpointer::new(Loud, EndpointConfig::default());
-    let ends = |ev: &[(u64, EndpointEvent)]| {
-        ev.iter().filter(|e| matches!(e.1, EndpointEvent::UtteranceEnded { .. })).count()
-    };
+    let ends = |ev: &[(u64, EndpointEvent)]| ev.iter().filter(|e| matches!(e.1, EndpointEvent::UtteranceEnded { .. })).count();
     assert_eq!(ends(&run(&mut ep, Instant::now(), &audio)), 1);
     // Less patience splits at the 500 ms pause.
     ep.set_patience(Duration::from_millis(400));
@@ -151,9 +158,7 @@ fn odd_chunk_sizes_frame_correctly() {
         ep.handle_audio(t0 + samples_to_duration(sent), &[]);
         got.extend(std::iter::from_fn(|| ep.poll_event()));
     }
-    let Some(EndpointEvent::UtteranceEnded { speech_start, speech_end, .. }) = got.last() else {
-        panic!("{got:?}")
-    };
+    let Some(EndpointEvent::UtteranceEnded { speech_start, speech_end, .. }) = got.last() else { panic!("{got:?}") };
     assert_eq!((ms(t0, *speech_start), ms(t0, *speech_end)), (200, 800));
 }
 
@@ -176,9 +181,7 @@ fn webrtc_boundaries_within_100_ms() {
     let got: Vec<(u64, u64)> = run(&mut ep, t0, &audio)
         .into_iter()
         .filter_map(|(_, e)| match e {
-            EndpointEvent::UtteranceEnded { speech_start, speech_end, .. } => {
-                Some((ms(t0, speech_start), ms(t0, speech_end)))
-            }
+            EndpointEvent::UtteranceEnded { speech_start, speech_end, .. } => Some((ms(t0, speech_start), ms(t0, speech_end))),
             _ => None,
         })
         .collect();

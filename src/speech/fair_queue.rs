@@ -18,11 +18,7 @@ pub struct FairQueue<T> {
 
 impl<T> Default for FairQueue<T> {
     fn default() -> Self {
-        Self {
-            per_call: HashMap::new(),
-            turn: VecDeque::new(),
-            len: 0,
-        }
+        Self { per_call: HashMap::new(), turn: VecDeque::new(), len: 0 }
     }
 }
 

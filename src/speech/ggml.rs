@@ -29,13 +29,7 @@ pub enum GgmlError {
     #[error("ggml model header is corrupt: {0}")]
     Corrupt(String),
     #[error("tensor '{name}': {got} data bytes for shape {ne:?} {ttype:?}, expected {expected}")]
-    DataSize {
-        name: String,
-        ne: Vec<u32>,
-        ttype: TensorType,
-        got: usize,
-        expected: u64,
-    },
+    DataSize { name: String, ne: Vec<u32>, ttype: TensorType, got: usize, expected: u64 },
 }
 
 /// whisper.cpp hyper-parameters, in file order.
@@ -127,8 +121,7 @@ impl TensorType {
 
 /// Byte size of a tensor, `None` on overflow.
 pub fn tensor_bytes(ne: &[u32], ttype: TensorType) -> Option<u64> {
-    ne.iter()
-        .try_fold(ttype.size(), |acc, &d| acc.checked_mul(u64::from(d)))
+    ne.iter().try_fold(ttype.size(), |acc, &d| acc.checked_mul(u64::from(d)))
 }
 
 /// Streams a model file: header first via [`GgmlWriter::new`], then tensors.
@@ -141,19 +134,9 @@ pub struct GgmlWriter<W: Write> {
 impl<W: Write> GgmlWriter<W> {
     /// Writes magic, hparams, the `n_mel x n_fft` filterbank and the
     /// vocabulary (raw token bytes, in id order).
-    pub fn new(
-        mut w: W,
-        hp: &HParams,
-        n_mel: u32,
-        n_fft: u32,
-        filters: &[f32],
-        vocab: &[Vec<u8>],
-    ) -> Result<Self, GgmlError> {
+    pub fn new(mut w: W, hp: &HParams, n_mel: u32, n_fft: u32, filters: &[f32], vocab: &[Vec<u8>]) -> Result<Self, GgmlError> {
         if filters.len() as u64 != u64::from(n_mel) * u64::from(n_fft) {
-            return Err(GgmlError::Corrupt(format!(
-                "{} filter values for {n_mel}x{n_fft}",
-                filters.len()
-            )));
+            return Err(GgmlError::Corrupt(format!("{} filter values for {n_mel}x{n_fft}", filters.len())));
         }
         let mut head = Vec::with_capacity(64 + filters.len() * 4);
         head.extend_from_slice(&GGML_MAGIC.to_le_bytes());
@@ -171,30 +154,14 @@ impl<W: Write> GgmlWriter<W> {
             head.extend_from_slice(tok);
         }
         w.write_all(&head)?;
-        Ok(Self {
-            w,
-            tensors: 0,
-            bytes: head.len() as u64,
-        })
+        Ok(Self { w, tensors: 0, bytes: head.len() as u64 })
     }
 
     /// Appends one tensor; `ne` is in ggml order, `data` little endian.
-    pub fn tensor(
-        &mut self,
-        name: &str,
-        ne: &[u32],
-        ttype: TensorType,
-        data: &[u8],
-    ) -> Result<(), GgmlError> {
+    pub fn tensor(&mut self, name: &str, ne: &[u32], ttype: TensorType, data: &[u8]) -> Result<(), GgmlError> {
         let expected = tensor_bytes(ne, ttype).unwrap_or(u64::MAX);
         if ne.is_empty() || ne.len() > 4 || data.len() as u64 != expected {
-            return Err(GgmlError::DataSize {
-                name: name.to_string(),
-                ne: ne.to_vec(),
-                ttype,
-                got: data.len(),
-                expected,
-            });
+            return Err(GgmlError::DataSize { name: name.to_string(), ne: ne.to_vec(), ttype, got: data.len(), expected });
         }
         let mut head = Vec::with_capacity(12 + 4 * ne.len() + name.len());
         head.extend_from_slice(&(ne.len() as i32).to_le_bytes());
@@ -252,11 +219,7 @@ pub struct GgmlTable {
 pub fn read_table<R: Read + Seek>(r: &mut R) -> Result<GgmlTable, GgmlError> {
     let file_len = r.seek(SeekFrom::End(0))?;
     r.seek(SeekFrom::Start(0))?;
-    let mut p = Reader {
-        r,
-        pos: 0,
-        len: file_len,
-    };
+    let mut p = Reader { r, pos: 0, len: file_len };
     let magic = p.u32("magic")?;
     if magic != GGML_MAGIC {
         return Err(GgmlError::BadMagic(magic));
@@ -289,39 +252,21 @@ pub fn read_table<R: Read + Seek>(r: &mut R) -> Result<GgmlTable, GgmlError> {
         let name_len = p.u32("tensor header")?;
         let tid = p.u32("tensor header")? as i32;
         if n_dims == 0 || n_dims > 4 || name_len == 0 || name_len > MAX_NAME {
-            return Err(GgmlError::Corrupt(format!(
-                "tensor record at byte {} has n_dims {n_dims}, name length {name_len}",
-                p.pos - 12
-            )));
+            return Err(GgmlError::Corrupt(format!("tensor record at byte {} has n_dims {n_dims}, name length {name_len}", p.pos - 12)));
         }
-        let ttype = TensorType::from_id(tid)
-            .ok_or_else(|| GgmlError::Corrupt(format!("tensor type {tid}")))?;
+        let ttype = TensorType::from_id(tid).ok_or_else(|| GgmlError::Corrupt(format!("tensor type {tid}")))?;
         let mut ne = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
             ne.push(p.u32("tensor dims")?);
         }
         let name = String::from_utf8(p.bytes("tensor name", name_len as usize)?)
             .map_err(|_| GgmlError::Corrupt("tensor name is not UTF-8".into()))?;
-        let nbytes = tensor_bytes(&ne, ttype)
-            .ok_or_else(|| GgmlError::Corrupt(format!("tensor '{name}' shape {ne:?}")))?;
+        let nbytes = tensor_bytes(&ne, ttype).ok_or_else(|| GgmlError::Corrupt(format!("tensor '{name}' shape {ne:?}")))?;
         let offset = p.pos;
         p.skip(&format!("data of tensor '{name}'"), nbytes)?;
-        tensors.push(TensorEntry {
-            name,
-            ne,
-            ttype,
-            offset,
-            nbytes,
-        });
+        tensors.push(TensorEntry { name, ne, ttype, offset, nbytes });
     }
-    Ok(GgmlTable {
-        hparams,
-        n_mel,
-        n_fft,
-        vocab_len,
-        tensors,
-        file_len,
-    })
+    Ok(GgmlTable { hparams, n_mel, n_fft, vocab_len, tensors, file_len })
 }
 
 struct Reader<'a, R> {
@@ -333,10 +278,7 @@ struct Reader<'a, R> {
 impl<R: Read + Seek> Reader<'_, R> {
     fn skip(&mut self, what: &str, n: u64) -> Result<(), GgmlError> {
         if self.len.saturating_sub(self.pos) < n {
-            return Err(GgmlError::Truncated {
-                what: what.to_string(),
-                offset: self.pos,
-            });
+            return Err(GgmlError::Truncated { what: what.to_string(), offset: self.pos });
         }
         self.pos += n;
         self.r.seek(SeekFrom::Start(self.pos))?;
@@ -345,10 +287,7 @@ impl<R: Read + Seek> Reader<'_, R> {
 
     fn bytes(&mut self, what: &str, n: usize) -> Result<Vec<u8>, GgmlError> {
         if self.len.saturating_sub(self.pos) < n as u64 {
-            return Err(GgmlError::Truncated {
-                what: what.to_string(),
-                offset: self.pos,
-            });
+            return Err(GgmlError::Truncated { what: what.to_string(), offset: self.pos });
         }
         let mut b = vec![0; n];
         self.r.read_exact(&mut b)?;
@@ -368,21 +307,14 @@ mod tests {
     use std::io::Cursor;
 
     fn hp() -> HParams {
-        HParams {
-            n_vocab: 3,
-            n_mels: 2,
-            ftype: 1,
-            ..Default::default()
-        }
+        HParams { n_vocab: 3, n_mels: 2, ftype: 1, ..Default::default() }
     }
 
     fn sample() -> Vec<u8> {
         let vocab = vec![b"a".to_vec(), vec![0xff, 0x20], Vec::new()];
         let mut w = GgmlWriter::new(Vec::new(), &hp(), 2, 3, &[0.5; 6], &vocab).unwrap();
-        w.tensor("x.bias", &[1, 2], TensorType::F32, &[0; 8])
-            .unwrap();
-        w.tensor("x.weight", &[2, 2], TensorType::F16, &[1; 8])
-            .unwrap();
+        w.tensor("x.bias", &[1, 2], TensorType::F32, &[0; 8]).unwrap();
+        w.tensor("x.weight", &[2, 2], TensorType::F16, &[1; 8]).unwrap();
         assert_eq!(w.tensors_written(), 2);
         let n = w.bytes_written();
         let out = w.finish().unwrap();
@@ -418,18 +350,12 @@ mod tests {
     fn detects_truncation_and_bad_magic() {
         let buf = sample();
         let e = read_table(&mut Cursor::new(&buf[..buf.len() - 1])).unwrap_err();
-        assert!(
-            matches!(&e, GgmlError::Truncated { what, .. } if what.contains("x.weight")),
-            "{e}"
-        );
+        assert!(matches!(&e, GgmlError::Truncated { what, .. } if what.contains("x.weight")), "{e}");
         let e = read_table(&mut Cursor::new(&buf[..30])).unwrap_err();
         assert!(matches!(e, GgmlError::Truncated { .. }), "{e}");
         let mut bad = buf.clone();
         bad[0] = b'x';
-        assert!(matches!(
-            read_table(&mut Cursor::new(&bad)),
-            Err(GgmlError::BadMagic(_))
-        ));
+        assert!(matches!(read_table(&mut Cursor::new(&bad)), Err(GgmlError::BadMagic(_))));
     }
 
     #[test]

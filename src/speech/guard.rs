@@ -25,12 +25,7 @@ pub struct GuardConfig {
 
 impl Default for GuardConfig {
     fn default() -> Self {
-        Self {
-            min_voiced_ms: 200,
-            no_speech_threshold: 0.6,
-            phantom_max_secs: 2.0,
-            phantom_max_db: -35.0,
-        }
+        Self { min_voiced_ms: 200, no_speech_threshold: 0.6, phantom_max_secs: 2.0, phantom_max_db: -35.0 }
     }
 }
 
@@ -68,11 +63,7 @@ pub fn audio_stats(pcm: &[i16]) -> AudioStats {
     AudioStats {
         secs: pcm.len() as f32 / 8_000.0,
         voiced_ms: n * 20,
-        voiced_db: if n == 0 {
-            -100.0
-        } else {
-            (10.0 * (power / f64::from(n)).log10()) as f32
-        },
+        voiced_db: if n == 0 { -100.0 } else { (10.0 * (power / f64::from(n)).log10()) as f32 },
     }
 }
 

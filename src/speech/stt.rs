@@ -15,10 +15,7 @@ const AUDIO_CTX_MARGIN: i32 = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum SttError {
     #[error("loading whisper model {path}: {source}")]
-    Load {
-        path: String,
-        source: whisper_rs::WhisperError,
-    },
+    Load { path: String, source: whisper_rs::WhisperError },
     #[error("whisper inference failed: {0}")]
     Inference(#[from] whisper_rs::WhisperError),
     #[error("reading WAV {path}: {source}")]
@@ -50,13 +47,7 @@ pub struct TranscribeOptions {
 
 impl Default for TranscribeOptions {
     fn default() -> Self {
-        Self {
-            language: None,
-            threads: 2,
-            audio_ctx: None,
-            initial_prompt: None,
-            candidates: Vec::new(),
-        }
+        Self { language: None, threads: 2, audio_ctx: None, initial_prompt: None, candidates: Vec::new() }
     }
 }
 
@@ -76,9 +67,7 @@ pub struct Transcript {
 /// utterances fast: encoder cost grows with the window, not the clip.
 pub fn audio_ctx_for(samples: usize) -> i32 {
     let frames = (samples as u64 * 50).div_ceil(u64::from(SAMPLE_RATE));
-    (frames as i32)
-        .saturating_add(AUDIO_CTX_MARGIN)
-        .min(FULL_AUDIO_CTX)
+    (frames as i32).saturating_add(AUDIO_CTX_MARGIN).min(FULL_AUDIO_CTX)
 }
 
 /// Token budget for a clip: people say at most ~4 words (≈ 8 tokens) a
@@ -100,27 +89,15 @@ impl Transcriber {
         whisper_rs::install_logging_hooks();
         let start = Instant::now();
         let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default())
-            .map_err(|source| SttError::Load {
-                path: path.display().to_string(),
-                source,
-            })?;
-        Ok(Self {
-            ctx,
-            load_time: start.elapsed(),
-        })
+            .map_err(|source| SttError::Load { path: path.display().to_string(), source })?;
+        Ok(Self { ctx, load_time: start.elapsed() })
     }
 
     pub fn is_multilingual(&self) -> bool {
         self.ctx.is_multilingual()
     }
 
-    fn params<'a>(
-        &self,
-        opts: &'a TranscribeOptions,
-        lang: Option<&'a str>,
-        audio_ctx: i32,
-        max_tokens: i32,
-    ) -> FullParams<'a, 'a> {
+    fn params<'a>(&self, opts: &'a TranscribeOptions, lang: Option<&'a str>, audio_ctx: i32, max_tokens: i32) -> FullParams<'a, 'a> {
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         // Greedy decoding can loop on a clip cut mid-word ("¿Quisiera
         // pedir" repeated until the 224-token limit: 3 s for a 1 s clip).
@@ -143,11 +120,7 @@ impl Transcriber {
     }
 
     /// Transcribes 16 kHz mono samples in [-1, 1].
-    pub fn transcribe(
-        &self,
-        pcm: &[f32],
-        opts: &TranscribeOptions,
-    ) -> Result<Transcript, SttError> {
+    pub fn transcribe(&self, pcm: &[f32], opts: &TranscribeOptions) -> Result<Transcript, SttError> {
         let start = Instant::now();
         let audio_ctx = opts.audio_ctx.unwrap_or_else(|| audio_ctx_for(pcm.len()));
         let lang = match (&opts.language, self.is_multilingual()) {
@@ -192,13 +165,7 @@ impl Transcriber {
             }
         }
         let language = whisper_rs::get_lang_str(state.full_lang_id_from_state()).map(str::to_string);
-        Ok(Transcript {
-            text: text.trim().to_string(),
-            audio_ctx,
-            elapsed: start.elapsed(),
-            language,
-            no_speech_prob,
-        })
+        Ok(Transcript { text: text.trim().to_string(), audio_ctx, elapsed: start.elapsed(), language, no_speech_prob })
     }
 }
 
@@ -206,37 +173,21 @@ impl Transcriber {
 /// resampling linearly if needed (fine for speech; prefer 16 kHz input).
 pub fn read_wav(path: &Path) -> Result<Vec<f32>, SttError> {
     let p = path.display().to_string();
-    let werr = |source| SttError::Wav {
-        path: p.clone(),
-        source,
-    };
+    let werr = |source| SttError::Wav { path: p.clone(), source };
     let mut reader = hound::WavReader::open(path).map_err(werr)?;
     let spec = reader.spec();
     let samples: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => reader
-            .samples::<f32>()
-            .collect::<Result<_, _>>()
-            .map_err(werr)?,
+        hound::SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>().map_err(werr)?,
         hound::SampleFormat::Int => {
             if spec.bits_per_sample == 0 || spec.bits_per_sample > 32 {
-                return Err(SttError::BadWav {
-                    path: p,
-                    reason: format!("{} bits per sample", spec.bits_per_sample),
-                });
+                return Err(SttError::BadWav { path: p, reason: format!("{} bits per sample", spec.bits_per_sample) });
             }
             let scale = (1u64 << (spec.bits_per_sample - 1)) as f32;
-            reader
-                .samples::<i32>()
-                .map(|s| s.map(|v| v as f32 / scale))
-                .collect::<Result<_, _>>()
-                .map_err(werr)?
+            reader.samples::<i32>().map(|s| s.map(|v| v as f32 / scale)).collect::<Result<_, _>>().map_err(werr)?
         }
     };
     let ch = usize::from(spec.channels.max(1));
-    let mono: Vec<f32> = samples
-        .chunks(ch)
-        .map(|c| c.iter().sum::<f32>() / c.len() as f32)
-        .collect();
+    let mono: Vec<f32> = samples.chunks(ch).map(|c| c.iter().sum::<f32>() / c.len() as f32).collect();
     Ok(super::resample::resample(&mono, spec.sample_rate, SAMPLE_RATE))
 }
 

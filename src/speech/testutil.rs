@@ -26,17 +26,13 @@ pub fn pattern(seed: f32, n: usize) -> Vec<f32> {
 
 impl Ct2Builder {
     pub fn f16(&mut self, name: &str, dims: &[u32], vals: &[f32]) -> &mut Self {
-        let data = vals
-            .iter()
-            .flat_map(|&v| f32_to_f16(v).to_le_bytes())
-            .collect();
+        let data = vals.iter().flat_map(|&v| f32_to_f16(v).to_le_bytes()).collect();
         self.vars.push(Var(name.into(), dims.to_vec(), 4, data));
         self
     }
 
     pub fn i16_scalar(&mut self, name: &str, v: i16) -> &mut Self {
-        self.vars
-            .push(Var(name.into(), vec![], 2, v.to_le_bytes().to_vec()));
+        self.vars.push(Var(name.into(), vec![], 2, v.to_le_bytes().to_vec()));
         self
     }
 
@@ -72,30 +68,13 @@ pub const TEXT_CTX: u32 = 5;
 
 /// Vocabulary of the fake model: 8 regular tokens, then specials.
 pub fn fake_vocab() -> Vec<String> {
-    [
-        "a",
-        "b",
-        "Ġthe",
-        "Ċ",
-        "Ā",
-        "é",
-        "Ã©",
-        "!",
-        "<|endoftext|>",
-        "<|startoftranscript|>",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ["a", "b", "Ġthe", "Ċ", "Ā", "é", "Ã©", "!", "<|endoftext|>", "<|startoftranscript|>"].iter().map(|s| s.to_string()).collect()
 }
 
 /// A complete fake WhisperSpec model: d=8, 2 heads, 1 encoder and 1
 /// decoder layer. Every variable gets a distinct seed.
 pub fn fake_whisper() -> Ct2Builder {
-    let mut b = Ct2Builder {
-        version: 6,
-        ..Default::default()
-    };
+    let mut b = Ct2Builder { version: 6, ..Default::default() };
     let mut seed = 0.0f32;
     let mut add = |b: &mut Ct2Builder, name: &str, dims: &[u32]| {
         seed += 1.0;
@@ -107,20 +86,12 @@ pub fn fake_whisper() -> Ct2Builder {
     add(&mut b, "encoder/conv1/bias", &[D]);
     add(&mut b, "encoder/conv2/weight", &[D, D, 3]);
     add(&mut b, "encoder/conv2/bias", &[D]);
-    add(
-        &mut b,
-        "encoder/position_encodings/encodings",
-        &[AUDIO_CTX, D],
-    );
+    add(&mut b, "encoder/position_encodings/encodings", &[AUDIO_CTX, D]);
     add(&mut b, "encoder/layer_norm/gamma", &[D]);
     add(&mut b, "encoder/layer_norm/beta", &[D]);
     b.i16_scalar("encoder/num_heads", 2);
     add(&mut b, "decoder/embeddings/weight", &[v, D]);
-    add(
-        &mut b,
-        "decoder/position_encodings/encodings",
-        &[TEXT_CTX, D],
-    );
+    add(&mut b, "decoder/position_encodings/encodings", &[TEXT_CTX, D]);
     add(&mut b, "decoder/layer_norm/gamma", &[D]);
     add(&mut b, "decoder/layer_norm/beta", &[D]);
     b.i16_scalar("decoder/num_heads", 2);
@@ -130,21 +101,9 @@ pub fn fake_whisper() -> Ct2Builder {
             add(&mut b, &format!("{l}/{ln}/layer_norm/gamma"), &[D]);
             add(&mut b, &format!("{l}/{ln}/layer_norm/beta"), &[D]);
         }
-        add(
-            &mut b,
-            &format!("{l}/self_attention/linear_0/weight"),
-            &[3 * D, D],
-        );
-        add(
-            &mut b,
-            &format!("{l}/self_attention/linear_0/bias"),
-            &[3 * D],
-        );
-        add(
-            &mut b,
-            &format!("{l}/self_attention/linear_1/weight"),
-            &[D, D],
-        );
+        add(&mut b, &format!("{l}/self_attention/linear_0/weight"), &[3 * D, D]);
+        add(&mut b, &format!("{l}/self_attention/linear_0/bias"), &[3 * D]);
+        add(&mut b, &format!("{l}/self_attention/linear_1/weight"), &[D, D]);
         add(&mut b, &format!("{l}/self_attention/linear_1/bias"), &[D]);
         add(&mut b, &format!("{l}/ffn/linear_0/weight"), &[4 * D, D]);
         add(&mut b, &format!("{l}/ffn/linear_0/bias"), &[4 * D]);
@@ -160,9 +119,6 @@ pub fn fake_whisper() -> Ct2Builder {
     add(&mut b, &format!("{a}/linear_1/bias"), &[2 * D]);
     add(&mut b, &format!("{a}/linear_2/weight"), &[D, D]);
     add(&mut b, &format!("{a}/linear_2/bias"), &[D]);
-    b.aliases.push((
-        "decoder/projection/weight".into(),
-        "decoder/embeddings/weight".into(),
-    ));
+    b.aliases.push(("decoder/projection/weight".into(), "decoder/embeddings/weight".into()));
     b
 }

@@ -29,16 +29,9 @@ pub enum TtsError {
     #[error("no voice configured for language {0:?}")]
     UnknownLanguage(String),
     #[error("starting {program}: {source}")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
+    Spawn { program: String, source: std::io::Error },
     #[error("{program} failed ({status}): {stderr}")]
-    Failed {
-        program: String,
-        status: String,
-        stderr: String,
-    },
+    Failed { program: String, status: String, stderr: String },
     #[error("{0} did not write a WAV stream")]
     NotWav(String),
     #[error("TTS cache: {0}")]
@@ -85,10 +78,7 @@ pub struct EspeakConfig {
 
 impl Default for EspeakConfig {
     fn default() -> Self {
-        let v = |name: &str| Voice {
-            name: name.into(),
-            rate_wpm: 145,
-        };
+        let v = |name: &str| Voice { name: name.into(), rate_wpm: 145 };
         Self {
             program: "espeak-ng".into(),
             voices: [("es", v("es")), ("en", v("en-us")), ("it", v("it")), ("pt", v("pt"))]
@@ -108,11 +98,7 @@ pub struct Espeak {
 
 impl Espeak {
     pub fn new(cfg: EspeakConfig) -> Self {
-        Self {
-            cfg,
-            down: Resampler::new(ESPEAK_RATE, RATE),
-            runs: AtomicU64::new(0),
-        }
+        Self { cfg, down: Resampler::new(ESPEAK_RATE, RATE), runs: AtomicU64::new(0) }
     }
 
     /// How many times the program has been started (for tests and stats).
@@ -121,10 +107,7 @@ impl Espeak {
     }
 
     fn voice(&self, lang: &str) -> Result<&Voice, TtsError> {
-        self.cfg
-            .voices
-            .get(lang)
-            .ok_or_else(|| TtsError::UnknownLanguage(lang.to_string()))
+        self.cfg.voices.get(lang).ok_or_else(|| TtsError::UnknownLanguage(lang.to_string()))
     }
 }
 
@@ -144,23 +127,12 @@ impl SpeechEngine for Espeak {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| TtsError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
+            .map_err(|source| TtsError::Spawn { program: program.clone(), source })?;
         if let Some(mut stdin) = child.stdin.take() {
             // espeak reads until EOF; dropping stdin closes it.
-            stdin
-                .write_all(text.as_bytes())
-                .map_err(|source| TtsError::Spawn {
-                    program: program.clone(),
-                    source,
-                })?;
+            stdin.write_all(text.as_bytes()).map_err(|source| TtsError::Spawn { program: program.clone(), source })?;
         }
-        let out = child.wait_with_output().map_err(|source| TtsError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        let out = child.wait_with_output().map_err(|source| TtsError::Spawn { program: program.clone(), source })?;
         if !out.status.success() {
             return Err(TtsError::Failed {
                 program,
@@ -190,24 +162,15 @@ fn parse_espeak_wav(bytes: &[u8]) -> Option<(u32, Vec<i16>)> {
         return None;
     }
     let rate = u32::from_le_bytes(bytes[24..28].try_into().ok()?);
-    let rate = if (4_000..=96_000).contains(&rate) {
-        rate
-    } else {
-        ESPEAK_RATE
-    };
-    let pcm = bytes[WAV_HEADER..]
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
+    let rate = if (4_000..=96_000).contains(&rate) { rate } else { ESPEAK_RATE };
+    let pcm = bytes[WAV_HEADER..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
     Some((rate, pcm))
 }
 
 /// Words after which a period does not end a sentence (titles in the four
 /// languages); compared case-insensitively without the period.
-const ABBREVIATIONS: &[&str] = &[
-    "dr", "dra", "sr", "sra", "srta", "dott", "dott.ssa", "sig", "sig.ra", "prof", "mr", "mrs",
-    "ms", "st", "av", "n", "nº", "no", "etc",
-];
+const ABBREVIATIONS: &[&str] =
+    &["dr", "dra", "sr", "sra", "srta", "dott", "dott.ssa", "sig", "sig.ra", "prof", "mr", "mrs", "ms", "st", "av", "n", "nº", "no", "etc"];
 
 /// Splits a reply into sentences on `.`, `?`, `!`, `…`, `;` followed by
 /// whitespace, keeping the punctuation (it shapes espeak's intonation).
@@ -248,11 +211,7 @@ pub fn split_sentences(text: &str) -> Vec<&str> {
 }
 
 fn is_abbreviation(before: &str) -> bool {
-    let word = before
-        .rsplit(|c: char| c.is_whitespace())
-        .next()
-        .unwrap_or("")
-        .to_lowercase();
+    let word = before.rsplit(|c: char| c.is_whitespace()).next().unwrap_or("").to_lowercase();
     ABBREVIATIONS.contains(&word.as_str())
 }
 
@@ -264,9 +223,7 @@ pub fn sentences<'a, E: SpeechEngine + ?Sized>(
     text: &'a str,
     lang: &'a str,
 ) -> impl Iterator<Item = Result<Vec<i16>, TtsError>> + 'a {
-    split_sentences(text)
-        .into_iter()
-        .map(move |s| engine.synthesize(s, lang))
+    split_sentences(text).into_iter().map(move |s| engine.synthesize(s, lang))
 }
 
 #[cfg(test)]
@@ -305,10 +262,7 @@ mod tests {
 
     #[test]
     fn missing_program_is_an_error() {
-        let e = Espeak::new(EspeakConfig {
-            program: "/nonexistent/espeak".into(),
-            ..Default::default()
-        });
+        let e = Espeak::new(EspeakConfig { program: "/nonexistent/espeak".into(), ..Default::default() });
         assert!(matches!(e.synthesize("hola", "es"), Err(TtsError::Spawn { .. })));
     }
 

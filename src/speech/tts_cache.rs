@@ -29,11 +29,7 @@ impl<E: SpeechEngine> CachedEngine<E> {
         if let Some(d) = &dir {
             fs::create_dir_all(d)?;
         }
-        Ok(Self {
-            inner,
-            mem: Mutex::new(Lru::new(capacity.max(1))),
-            dir,
-        })
+        Ok(Self { inner, mem: Mutex::new(Lru::new(capacity.max(1))), dir })
     }
 
     pub fn inner(&self) -> &E {
@@ -42,11 +38,7 @@ impl<E: SpeechEngine> CachedEngine<E> {
 
     /// Renders `texts` ahead of time (at start-up) so the first caller
     /// does not wait for them.
-    pub fn prewarm<'a>(
-        &self,
-        texts: impl IntoIterator<Item = &'a str>,
-        lang: &str,
-    ) -> Result<(), TtsError> {
+    pub fn prewarm<'a>(&self, texts: impl IntoIterator<Item = &'a str>, lang: &str) -> Result<(), TtsError> {
         for t in texts {
             self.synthesize(t, lang)?;
         }
@@ -105,12 +97,7 @@ fn read_pcm(p: &Path) -> Option<Vec<i16>> {
     if bytes.len() % 2 != 0 {
         return None; // not one of ours; re-render and overwrite
     }
-    Some(
-        bytes
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect(),
-    )
+    Some(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
 }
 
 fn write_pcm(p: &Path, pcm: &[i16]) -> std::io::Result<()> {
@@ -130,11 +117,7 @@ struct Lru {
 
 impl Lru {
     fn new(cap: usize) -> Self {
-        Self {
-            cap,
-            tick: 0,
-            map: HashMap::new(),
-        }
+        Self { cap, tick: 0, map: HashMap::new() }
     }
 
     fn get(&mut self, k: u64) -> Option<Arc<Vec<i16>>> {
@@ -180,10 +163,7 @@ mod tests {
     }
 
     fn fake(rate: u32) -> Fake {
-        Fake {
-            rate,
-            calls: AtomicU64::new(0),
-        }
+        Fake { rate, calls: AtomicU64::new(0) }
     }
 
     #[test]
@@ -234,15 +214,13 @@ mod tests {
     #[test]
     fn espeak_cache_hit_is_identical_without_running_espeak() {
         let dir = tempfile::tempdir().unwrap();
-        let c = CachedEngine::new(Espeak::new(EspeakConfig::default()), 16, Some(dir.path().into()))
-            .unwrap();
+        let c = CachedEngine::new(Espeak::new(EspeakConfig::default()), 16, Some(dir.path().into())).unwrap();
         let text = "Gracias por llamar a la Clínica San Rafael.";
         let a = c.synthesize(text, "es").unwrap();
         assert_eq!(c.inner().invocations(), 1);
         assert_eq!(c.synthesize(text, "es").unwrap(), a);
         assert_eq!(c.inner().invocations(), 1);
-        let fresh = CachedEngine::new(Espeak::new(EspeakConfig::default()), 16, Some(dir.path().into()))
-            .unwrap();
+        let fresh = CachedEngine::new(Espeak::new(EspeakConfig::default()), 16, Some(dir.path().into())).unwrap();
         assert_eq!(fresh.synthesize(text, "es").unwrap(), a);
         assert_eq!(fresh.inner().invocations(), 0);
     }

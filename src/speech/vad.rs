@@ -57,10 +57,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            mode: Aggressiveness::VeryAggressive,
-            floor_margin_db: Some(3.0),
-        }
+        Self { mode: Aggressiveness::VeryAggressive, floor_margin_db: Some(3.0) }
     }
 }
 
@@ -73,11 +70,7 @@ pub struct WebRtcVad {
 
 impl WebRtcVad {
     pub fn new(cfg: Config) -> Self {
-        Self {
-            inner: Fvad::new(cfg.mode),
-            cfg,
-            floor: NoiseFloor::default(),
-        }
+        Self { inner: Fvad::new(cfg.mode), cfg, floor: NoiseFloor::default() }
     }
 }
 
@@ -141,7 +134,11 @@ impl NoiseFloor {
     fn level(&self) -> f32 {
         let m = self.blocks.iter().chain(&self.current).copied().fold(f32::INFINITY, f32::min);
         // Until it has seen a frame, assume a quiet line.
-        if m.is_finite() { m } else { -70.0 }
+        if m.is_finite() {
+            m
+        } else {
+            -70.0
+        }
     }
 
     /// 100 ms average energy in dB, including the frame just pushed.

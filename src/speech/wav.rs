@@ -73,21 +73,13 @@ pub fn read(path: &Path) -> Result<Audio, WavError> {
             }
         }
     };
-    let samples = interleaved
-        .chunks(channels)
-        .map(|c| c.iter().sum::<f32>() / c.len() as f32)
-        .collect();
+    let samples = interleaved.chunks(channels).map(|c| c.iter().sum::<f32>() / c.len() as f32).collect();
     Ok(Audio { rate, samples })
 }
 
 /// Writes 16-bit mono PCM.
 pub fn write_i16(path: &Path, rate: u32, pcm: &[i16]) -> Result<(), WavError> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
+    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     let mut w = hound::WavWriter::create(path, spec)?;
     for &s in pcm {
         w.write_sample(s)?;

@@ -9,7 +9,9 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::availability::{template_slots, Interval, PartOfDay};
-use super::{is_unique_violation, new_id, ts, Actor, Appointment, AppointmentStatus, Channel, Hold, Provider, Result, Slot, Store, StoreError};
+use super::{
+    is_unique_violation, new_id, ts, Actor, Appointment, AppointmentStatus, Channel, Hold, Provider, Result, Slot, Store, StoreError,
+};
 
 /// Longest date range one slot search may cover.
 const MAX_SEARCH_DAYS: i64 = 62;
@@ -87,10 +89,7 @@ impl Store {
             let busy = self.busy(&p.id, first.start, last.end, now, q.hold_token.as_deref()).await?;
             for c in candidates {
                 let local = c.start.with_timezone(&self.tz);
-                if c.start <= now
-                    || q.part_of_day.is_some_and(|pd| !pd.contains(local.time()))
-                    || busy.iter().any(|b| b.overlaps(&c))
-                {
+                if c.start <= now || q.part_of_day.is_some_and(|pd| !pd.contains(local.time())) || busy.iter().any(|b| b.overlaps(&c)) {
                     continue;
                 }
                 out.push(self.slot(p, c));
@@ -208,8 +207,17 @@ impl Store {
         };
         release_lock(&mut tx, &provider.id, to.starts_at).await?;
         let after = self.fetch_appointment(&mut tx, id).await?;
-        Store::audit(&mut tx, now, actor, "appointment", id, "reschedule", serde_json::to_string(&before).ok(), serde_json::to_string(&after).ok())
-            .await?;
+        Store::audit(
+            &mut tx,
+            now,
+            actor,
+            "appointment",
+            id,
+            "reschedule",
+            serde_json::to_string(&before).ok(),
+            serde_json::to_string(&after).ok(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -226,12 +234,7 @@ impl Store {
             "SELECT {COLUMNS} FROM appointments WHERE patient_id = $1 \
              AND ($2 = 0 OR (starts_at > $3 AND status IN ('booked', 'confirmed'))) ORDER BY starts_at"
         );
-        let rows = sqlx::query(&sql)
-            .bind(patient_id)
-            .bind(i64::from(upcoming_only))
-            .bind(now.timestamp())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&sql).bind(patient_id).bind(i64::from(upcoming_only)).bind(now.timestamp()).fetch_all(&self.pool).await?;
         rows.iter().map(|r| self.appointment_from_row(r)).collect()
     }
 
@@ -268,7 +271,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let after = self.fetch_appointment(&mut tx, id).await?;
-        Store::audit(&mut tx, now, actor, "appointment", id, action, serde_json::to_string(&before).ok(), serde_json::to_string(&after).ok()).await?;
+        Store::audit(
+            &mut tx,
+            now,
+            actor,
+            "appointment",
+            id,
+            action,
+            serde_json::to_string(&before).ok(),
+            serde_json::to_string(&after).ok(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -316,7 +329,14 @@ impl Store {
     }
 
     /// Live appointments and other callers' unexpired holds in a window.
-    async fn busy(&self, provider_id: &str, from: DateTime<Utc>, to: DateTime<Utc>, now: DateTime<Utc>, own_token: Option<&str>) -> Result<Vec<Interval>> {
+    async fn busy(
+        &self,
+        provider_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+        own_token: Option<&str>,
+    ) -> Result<Vec<Interval>> {
         let rows = sqlx::query(
             "SELECT starts_at, ends_at FROM appointments WHERE provider_id = $1 AND status IN ('booked', 'confirmed') \
              AND starts_at < $2 AND ends_at > $3",
@@ -442,7 +462,13 @@ async fn release_lock(conn: &mut sqlx::AnyConnection, provider_id: &str, starts_
 }
 
 /// A live appointment other than `except` overlapping [start, end).
-async fn overlapping_live(conn: &mut sqlx::AnyConnection, provider_id: &str, start: DateTime<Utc>, end: DateTime<Utc>, except: Option<&str>) -> Result<bool> {
+async fn overlapping_live(
+    conn: &mut sqlx::AnyConnection,
+    provider_id: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    except: Option<&str>,
+) -> Result<bool> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM appointments WHERE provider_id = $1 AND status IN ('booked', 'confirmed') \
          AND starts_at < $2 AND ends_at > $3 AND id <> $4",

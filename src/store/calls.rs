@@ -127,12 +127,11 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM calls WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound("call"))?;
         let call = call_from_row(&row)?;
-        let rows = sqlx::query(
-            "SELECT seq, at, speaker, text, confidence, intent, latency_ms FROM call_turns WHERE call_id = $1 ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT seq, at, speaker, text, confidence, intent, latency_ms FROM call_turns WHERE call_id = $1 ORDER BY seq")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
         let turns = rows
             .iter()
             .map(|r| {

@@ -40,21 +40,17 @@ impl Store {
             for (weekday, ranges) in p.schedule.0.iter().enumerate() {
                 for r in ranges {
                     let minute = |t: chrono::NaiveTime| i64::from(t.hour() * 60 + t.minute());
-                    sqlx::query(
-                        "INSERT INTO provider_hours (provider_id, weekday, start_minute, end_minute) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(&p.id)
-                    .bind(weekday as i64)
-                    .bind(minute(r.start))
-                    .bind(minute(r.end))
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query("INSERT INTO provider_hours (provider_id, weekday, start_minute, end_minute) VALUES ($1, $2, $3, $4)")
+                        .bind(&p.id)
+                        .bind(weekday as i64)
+                        .bind(minute(r.start))
+                        .bind(minute(r.end))
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
         }
-        sqlx::query("DELETE FROM availability_exceptions WHERE provider_id IS NULL AND reason = 'holiday'")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM availability_exceptions WHERE provider_id IS NULL AND reason = 'holiday'").execute(&mut *tx).await?;
         for day in &config.clinic.holidays {
             let d = day.format("%Y-%m-%d").to_string();
             sqlx::query(
@@ -74,10 +70,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let names: String = r.try_get("names")?;
-                Ok(Specialty {
-                    id: r.try_get("id")?,
-                    names: serde_json::from_str(&names).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                })
+                Ok(Specialty { id: r.try_get("id")?, names: serde_json::from_str(&names).map_err(|e| StoreError::Corrupt(e.to_string()))? })
             })
             .collect()
     }
@@ -142,12 +135,10 @@ impl Store {
 
     /// Clinic holidays plus the provider's own absences.
     pub(super) async fn closures(&self, provider_id: &str) -> Result<Vec<Closure>> {
-        let rows = sqlx::query(
-            "SELECT starts_on, ends_on FROM availability_exceptions WHERE provider_id IS NULL OR provider_id = $1",
-        )
-        .bind(provider_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT starts_on, ends_on FROM availability_exceptions WHERE provider_id IS NULL OR provider_id = $1")
+            .bind(provider_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 let date = |c: &str| -> Result<NaiveDate> {

@@ -11,11 +11,10 @@ use super::{Patient, Result, Store};
 impl Store {
     /// Patients born on `date`, oldest record first.
     pub async fn patients_born_on(&self, date: NaiveDate) -> Result<Vec<Patient>> {
-        let rows =
-            sqlx::query("SELECT id FROM patients WHERE date_of_birth = $1 ORDER BY created_at, id")
-                .bind(date.format("%Y-%m-%d").to_string())
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query("SELECT id FROM patients WHERE date_of_birth = $1 ORDER BY created_at, id")
+            .bind(date.format("%Y-%m-%d").to_string())
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: String = r.try_get("id")?;
@@ -26,10 +25,8 @@ impl Store {
 
     /// Holds that have not expired at `now` (offered slots still reserved).
     pub async fn live_holds(&self, now: DateTime<Utc>) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM slot_holds WHERE expires_at > $1")
-            .bind(now.timestamp())
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM slot_holds WHERE expires_at > $1").bind(now.timestamp()).fetch_one(&self.pool).await?;
         Ok(row.try_get("n")?)
     }
 }

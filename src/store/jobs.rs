@@ -43,7 +43,14 @@ const COLUMNS: &str = "id, kind, appointment_id, patient_id, due_at, status, att
 impl Store {
     /// Queues a job unless one of the same kind is already open for the
     /// appointment (then `None`).
-    pub async fn enqueue_job(&self, kind: &str, appointment_id: &str, patient_id: &str, due_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<Option<Job>> {
+    pub async fn enqueue_job(
+        &self,
+        kind: &str,
+        appointment_id: &str,
+        patient_id: &str,
+        due_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>> {
         let id = new_id();
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, kind, appointment_id, patient_id, due_at, status, attempts, created_at, updated_at) \
@@ -122,7 +129,14 @@ impl Store {
 
     /// Ends the current attempt with `outcome`: the job is due again at
     /// `retry_at`, or done. Recorded on the job and in the appointment's history.
-    pub async fn finish_attempt(&self, job_id: &str, instance: &str, outcome: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Job> {
+    pub async fn finish_attempt(
+        &self,
+        job_id: &str,
+        instance: &str,
+        outcome: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Job> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = $1, due_at = COALESCE($2, due_at), lease_owner = NULL, lease_expires_at = NULL, \
@@ -156,12 +170,14 @@ impl Store {
 
     /// Cancels the open jobs of an appointment (a reply came, it changed…).
     pub async fn cancel_jobs(&self, appointment_id: &str, reason: &str, now: DateTime<Utc>) -> Result<u64> {
-        let done = sqlx::query("UPDATE jobs SET status = 'cancelled', last_outcome = $1, updated_at = $2 WHERE appointment_id = $3 AND status = 'pending'")
-            .bind(reason)
-            .bind(now.timestamp())
-            .bind(appointment_id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', last_outcome = $1, updated_at = $2 WHERE appointment_id = $3 AND status = 'pending'",
+        )
+        .bind(reason)
+        .bind(now.timestamp())
+        .bind(appointment_id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -179,10 +195,11 @@ impl Store {
     }
 
     pub async fn job_attempts(&self, job_id: &str) -> Result<Vec<JobAttempt>> {
-        let rows = sqlx::query("SELECT attempt, instance, started_at, ended_at, outcome FROM job_attempts WHERE job_id = $1 ORDER BY attempt")
-            .bind(job_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT attempt, instance, started_at, ended_at, outcome FROM job_attempts WHERE job_id = $1 ORDER BY attempt")
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 let ended: Option<i64> = r.try_get("ended_at")?;

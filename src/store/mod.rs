@@ -195,4 +195,3 @@ fn new_id() -> String {
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
-

@@ -33,16 +33,8 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 8] = [
-        Channel::Api,
-        Channel::Phone,
-        Channel::Sms,
-        Channel::Whatsapp,
-        Channel::Email,
-        Channel::Web,
-        Channel::Staff,
-        Channel::System,
-    ];
+    pub const ALL: [Channel; 8] =
+        [Channel::Api, Channel::Phone, Channel::Sms, Channel::Whatsapp, Channel::Email, Channel::Web, Channel::Staff, Channel::System];
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Api => "api",

@@ -61,11 +61,8 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         // Touch the row first: on SQLite this takes the write lock up front.
-        let touched = sqlx::query("UPDATE patients SET updated_at = $1 WHERE id = $2")
-            .bind(now.timestamp())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let touched =
+            sqlx::query("UPDATE patients SET updated_at = $1 WHERE id = $2").bind(now.timestamp()).bind(id).execute(&mut *tx).await?;
         if touched.rows_affected() == 0 {
             return Err(StoreError::NotFound("patient"));
         }

@@ -77,10 +77,11 @@ impl Store {
 
     /// (waitlist id, patient id, outcome) of every offer made in a job, in order.
     pub async fn offers(&self, job_id: &str) -> Result<Vec<(String, String, Option<String>)>> {
-        let rows = sqlx::query("SELECT waitlist_id, patient_id, outcome FROM refill_offers WHERE job_id = $1 ORDER BY offered_at, waitlist_id")
-            .bind(job_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT waitlist_id, patient_id, outcome FROM refill_offers WHERE job_id = $1 ORDER BY offered_at, waitlist_id")
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(|r| Ok((r.try_get("waitlist_id")?, r.try_get("patient_id")?, r.try_get("outcome")?))).collect()
     }
 

@@ -111,7 +111,8 @@ impl Store {
         match inserted {
             // A racing duplicate of the same notification got there first.
             Err(e) if is_unique_violation(&e) => {
-                let existing = self.reminder_by_external(new.channel, new.external_id.as_deref()).await?.ok_or(StoreError::NotFound("reminder"))?;
+                let existing =
+                    self.reminder_by_external(new.channel, new.external_id.as_deref()).await?.ok_or(StoreError::NotFound("reminder"))?;
                 return same_appointment(existing, &new.appointment_id);
             }
             other => other?,

@@ -59,17 +59,16 @@ impl Store {
 
     /// Active entries, optionally for one specialty, oldest first (first come, first served).
     pub async fn waitlist(&self, specialty: Option<&str>) -> Result<Vec<WaitlistEntry>> {
-        let sql = format!("SELECT {COLUMNS} FROM waitlist WHERE status = 'active' AND ($1 IS NULL OR specialty_id = $1) ORDER BY created_at, id");
+        let sql =
+            format!("SELECT {COLUMNS} FROM waitlist WHERE status = 'active' AND ($1 IS NULL OR specialty_id = $1) ORDER BY created_at, id");
         let rows = sqlx::query(&sql).bind(specialty).fetch_all(&self.pool).await?;
         rows.iter().map(from_row).collect()
     }
 
     pub async fn waitlist_remove(&self, id: &str, actor: &Actor, now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE waitlist SET status = 'removed' WHERE id = $1 AND status = 'active'")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("UPDATE waitlist SET status = 'removed' WHERE id = $1 AND status = 'active'").bind(id).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("waitlist entry"));
         }

@@ -49,11 +49,7 @@ pub struct Running {
 
 impl Running {
     pub fn addr(&self, t: Transport, v6: bool) -> SocketAddr {
-        self.addrs
-            .iter()
-            .find(|(tt, a)| *tt == t && a.is_ipv6() == v6)
-            .map(|(_, a)| *a)
-            .expect("listen address configured in BASE_CONFIG")
+        self.addrs.iter().find(|(tt, a)| *tt == t && a.is_ipv6() == v6).map(|(_, a)| *a).expect("listen address configured in BASE_CONFIG")
     }
 }
 
@@ -107,12 +103,8 @@ pub fn options(to: SocketAddr, transport: &str, n: u32) -> Vec<u8> {
 
 /// Whether a peer binary is installed; prints how to get it if not.
 pub fn have(bin: &str, package: &str) -> bool {
-    let ok = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {bin}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let ok =
+        std::process::Command::new("sh").arg("-c").arg(format!("command -v {bin}")).output().map(|o| o.status.success()).unwrap_or(false);
     if !ok {
         eprintln!("SKIPPED: `{bin}` not found. Install it with: apt-get update && apt-get install -y {package}");
     }
@@ -133,10 +125,6 @@ pub fn run_isolated(script: &str, timeout_s: u64) -> (bool, String) {
         .args(["unshare", "-n", "bash", "-c", &full])
         .output()
         .expect("unshare/timeout available");
-    let text = format!(
-        "{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}\n--- stderr ---\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }

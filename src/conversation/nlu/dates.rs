@@ -61,17 +61,13 @@ pub(super) fn extract_relative(cx: &mut Ctx, today: NaiveDate, slots: &mut Slots
         if let Some((k, e)) = cx.match_any_at_pairs(&lex.today_parts, i) {
             cx.mark(i, e);
             slots.date.get_or_insert_with(|| fmt(today));
-            slots
-                .part_of_day
-                .get_or_insert_with(|| k.as_str().to_string());
+            slots.part_of_day.get_or_insert_with(|| k.as_str().to_string());
         }
     }
     for i in 0..cx.len() {
         if let Some((k, e)) = cx.match_any_at_pairs(&lex.parts, i) {
             cx.mark(i, e);
-            slots
-                .part_of_day
-                .get_or_insert_with(|| k.as_str().to_string());
+            slots.part_of_day.get_or_insert_with(|| k.as_str().to_string());
         }
     }
     for i in 0..cx.len() {
@@ -91,16 +87,11 @@ pub(super) fn extract_relative(cx: &mut Ctx, today: NaiveDate, slots: &mut Slots
             cx.mark(e, e2);
         }
         for s in i.saturating_sub(2)..i {
-            if cx
-                .match_any_at(&lex.next_words, s)
-                .is_some_and(|(_, e2)| e2 == i)
-            {
+            if cx.match_any_at(&lex.next_words, s).is_some_and(|(_, e2)| e2 == i) {
                 cx.mark(s, i);
             }
         }
-        slots
-            .date
-            .get_or_insert_with(|| fmt(next_weekday(today, wd)));
+        slots.date.get_or_insert_with(|| fmt(next_weekday(today, wd)));
     }
 }
 
@@ -139,16 +130,10 @@ fn explicit_at(cx: &Ctx, i: usize, today: NaiveDate) -> Option<(Dmy, usize)> {
             if let Some(found) = after_day(cx, d, k, today) {
                 return Some(found);
             }
-            let date = NaiveDate::from_ymd_opt(today.year(), today.month(), d)
-                .filter(|x| *x >= today)
-                .or_else(|| {
-                    let (y, m) = if today.month() == 12 {
-                        (today.year() + 1, 1)
-                    } else {
-                        (today.year(), today.month() + 1)
-                    };
-                    NaiveDate::from_ymd_opt(y, m, d)
-                })?;
+            let date = NaiveDate::from_ymd_opt(today.year(), today.month(), d).filter(|x| *x >= today).or_else(|| {
+                let (y, m) = if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
+                NaiveDate::from_ymd_opt(y, m, d)
+            })?;
             return Some(((date.day(), date.month(), Some(date.year())), k));
         }
     }
@@ -222,9 +207,7 @@ fn two_digit_year(y: u32, today: NaiveDate) -> i32 {
 
 /// Day of month as ordinal or cardinal, 1..=31.
 fn day_number(cx: &Ctx, i: usize) -> Option<(u32, usize)> {
-    ordinal(cx, i)
-        .or_else(|| cardinal(cx, i))
-        .filter(|(d, _)| (1..=31).contains(d))
+    ordinal(cx, i).or_else(|| cardinal(cx, i)).filter(|(d, _)| (1..=31).contains(d))
 }
 
 /// "3/5/1950", "3-5-1950", "3.5.1950", "3/12".
@@ -256,13 +239,7 @@ fn numeric(cx: &Ctx, w: &str, today: NaiveDate) -> Option<Dmy> {
 
 impl Ctx<'_> {
     /// Like `match_any_at` over (phrase, value) tables.
-    pub fn match_any_at_pairs<T: Copy>(
-        &self,
-        table: &[(super::lexicon::Phrase, T)],
-        i: usize,
-    ) -> Option<(T, usize)> {
-        table
-            .iter()
-            .find_map(|(p, v)| self.match_at(p, i).map(|e| (*v, e)))
+    pub fn match_any_at_pairs<T: Copy>(&self, table: &[(super::lexicon::Phrase, T)], i: usize) -> Option<(T, usize)> {
+        table.iter().find_map(|(p, v)| self.match_at(p, i).map(|e| (*v, e)))
     }
 }

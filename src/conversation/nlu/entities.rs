@@ -17,10 +17,7 @@ const MAX_NAME_WORDS: usize = 4;
 pub(super) fn extract_name(cx: &mut Ctx, slots: &mut Slots) {
     let lex = cx.lex;
     let clause_start = |i: usize| i == 0 || cx.toks[i].brk || cx.used[i - 1];
-    let start_cue = (0..cx.len()).filter(|&i| clause_start(i)).find_map(|i| {
-        cx.match_any_at(&lex.name_start_cues, i)
-            .map(|(_, e)| (i, e))
-    });
+    let start_cue = (0..cx.len()).filter(|&i| clause_start(i)).find_map(|i| cx.match_any_at(&lex.name_start_cues, i).map(|(_, e)| (i, e)));
     let Some((s, e)) = cx.find_any(&lex.name_cues).or(start_cue) else {
         return;
     };
@@ -58,10 +55,7 @@ pub(super) fn extract_vocab(cx: &mut Ctx, vocab: &Vocabulary, slots: &mut Slots)
         let Some(w) = cx.word(i) else { continue };
         let titled = lex.titles.contains(w);
         for p in &vocab.providers {
-            let words: Vec<String> = phrase_words(&p.name)
-                .into_iter()
-                .filter(|t| !lex.titles.contains(t))
-                .collect();
+            let words: Vec<String> = phrase_words(&p.name).into_iter().filter(|t| !lex.titles.contains(t)).collect();
             let Some(surname) = words.last() else {
                 continue;
             };
@@ -69,11 +63,7 @@ pub(super) fn extract_vocab(cx: &mut Ctx, vocab: &Vocabulary, slots: &mut Slots)
                 // After a title, one or two fuzzy words: first name or surname.
                 let mut k = i + 1;
                 let mut hit = false;
-                while k <= i + 2
-                    && cx
-                        .word(k)
-                        .is_some_and(|t| words.iter().any(|n| similar(n, t)))
-                {
+                while k <= i + 2 && cx.word(k).is_some_and(|t| words.iter().any(|n| similar(n, t))) {
                     hit = true;
                     k += 1;
                 }
@@ -150,12 +140,8 @@ pub(super) fn extract_choice(cx: &mut Ctx, slots: &mut Slots) {
         let Some((n, e)) = ordinal(cx, i).filter(|(n, _)| (1..=20).contains(n)) else {
             continue;
         };
-        let after_blocked =
-            (e..e + 2).any(|k| cx.word(k).is_some_and(|w| lex.choice_blockers.contains(w)));
-        let before_blocked = i > 0
-            && cx
-                .word(i - 1)
-                .is_some_and(|w| lex.choice_not_after.contains(w));
+        let after_blocked = (e..e + 2).any(|k| cx.word(k).is_some_and(|w| lex.choice_blockers.contains(w)));
+        let before_blocked = i > 0 && cx.word(i - 1).is_some_and(|w| lex.choice_not_after.contains(w));
         if !after_blocked && !before_blocked {
             cx.mark(i, e);
             slots.choice = Some(n);
@@ -163,10 +149,7 @@ pub(super) fn extract_choice(cx: &mut Ctx, slots: &mut Slots) {
         }
     }
     // Bare "dos" / "la dos": only when nothing else was said.
-    let rest: Vec<usize> = cx
-        .free()
-        .filter(|&i| !lex.choice_allowed.contains(&cx.toks[i].norm))
-        .collect();
+    let rest: Vec<usize> = cx.free().filter(|&i| !lex.choice_allowed.contains(&cx.toks[i].norm)).collect();
     if let [i] = rest[..] {
         if let Some((n, e)) = cardinal(cx, i).filter(|(n, e)| (1..=9).contains(n) && *e == i + 1) {
             cx.mark(i, e);
@@ -208,10 +191,7 @@ pub(super) fn extract_digits(cx: &mut Ctx, slots: &mut Slots) {
 /// Digits of a token like "600", "600-112-233" or "600.112".
 fn digit_group(w: &str) -> Option<String> {
     let digits: String = w.chars().filter(char::is_ascii_digit).collect();
-    let ok = !digits.is_empty()
-        && digits.len() <= 20
-        && w.chars()
-            .all(|c| c.is_ascii_digit() || c == '-' || c == '.');
+    let ok = !digits.is_empty() && digits.len() <= 20 && w.chars().all(|c| c.is_ascii_digit() || c == '-' || c == '.');
     ok.then_some(digits)
 }
 

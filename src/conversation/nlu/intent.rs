@@ -17,11 +17,7 @@ const SHORT: usize = 4;
 
 pub(super) fn spot(cx: &Ctx) -> Found {
     let lex = cx.lex;
-    let phrase = lex
-        .intents
-        .iter()
-        .find(|(_, phrases)| cx.find_any(phrases).is_some())
-        .map(|(i, _)| *i);
+    let phrase = lex.intents.iter().find(|(_, phrases)| cx.find_any(phrases).is_some()).map(|(i, _)| *i);
     let free: Vec<usize> = cx.free().collect();
     let first = free.first().copied();
     let short = free.len() <= SHORT;
@@ -33,10 +29,7 @@ pub(super) fn spot(cx: &Ctx) -> Found {
             }
         }
     }
-    Found {
-        phrase,
-        yes_no: best.map(|(_, i)| i),
-    }
+    Found { phrase, yes_no: best.map(|(_, i)| i) }
 }
 
 pub(super) fn decide(found: Found, slots: &Slots) -> Intent {

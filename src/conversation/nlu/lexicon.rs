@@ -30,11 +30,7 @@ pub enum LexiconError {
     #[error("lexicon `{lang}`: missing key `{key}`")]
     Missing { lang: String, key: String },
     #[error("lexicon `{lang}`: invalid value at `{key}`: {reason}")]
-    Invalid {
-        lang: String,
-        key: String,
-        reason: String,
-    },
+    Invalid { lang: String, key: String, reason: String },
 }
 
 /// Compiled, normalised vocabulary of one language.
@@ -116,33 +112,17 @@ pub(super) struct TimeWords {
 impl Lexicon {
     /// Parses the `[nlu]` table of a prompts file.
     pub fn from_toml_str(lang: &str, text: &str) -> Result<Lexicon, LexiconError> {
-        let root: toml::Table = text.parse().map_err(|source| LexiconError::Parse {
-            lang: lang.to_string(),
-            source,
-        })?;
+        let root: toml::Table = text.parse().map_err(|source| LexiconError::Parse { lang: lang.to_string(), source })?;
         let r = Reader { lang, root: &root };
         r.table("nlu")?;
-        let fillers: HashSet<String> = r
-            .list("nlu.fillers", false)?
-            .iter()
-            .flat_map(|f| phrase_words(f))
-            .collect();
+        let fillers: HashSet<String> = r.list("nlu.fillers", false)?.iter().flat_map(|f| phrase_words(f)).collect();
         let ph = |key: &str, required: bool| -> Result<Vec<Phrase>, LexiconError> {
-            let mut v: Vec<Phrase> = r
-                .list(key, required)?
-                .iter()
-                .map(|s| compile(s, &fillers))
-                .filter(|p| !p.is_empty())
-                .collect();
+            let mut v: Vec<Phrase> = r.list(key, required)?.iter().map(|s| compile(s, &fillers)).filter(|p| !p.is_empty()).collect();
             v.sort_by_key(|p| std::cmp::Reverse(p.len()));
             Ok(v)
         };
-        let set = |key: &str| -> Result<HashSet<String>, LexiconError> {
-            Ok(r.list(key, false)?
-                .iter()
-                .flat_map(|s| phrase_words(s))
-                .collect())
-        };
+        let set =
+            |key: &str| -> Result<HashSet<String>, LexiconError> { Ok(r.list(key, false)?.iter().flat_map(|s| phrase_words(s)).collect()) };
         let mut intents = Vec::new();
         for intent in Intent::PRIORITY {
             let key = format!("nlu.intents.{}", intent.key());
@@ -179,11 +159,8 @@ impl Lexicon {
             out.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
             Ok(out)
         };
-        let mut relative: Vec<(Phrase, i64)> = r
-            .i64_map("nlu.dates.relative")?
-            .into_iter()
-            .map(|(k, v)| (compile(&k, &fillers), v))
-            .collect();
+        let mut relative: Vec<(Phrase, i64)> =
+            r.i64_map("nlu.dates.relative")?.into_iter().map(|(k, v)| (compile(&k, &fillers), v)).collect();
         relative.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         let mut specialty_aliases = Vec::new();
         if let Some(t) = r.opt_table("nlu.specialties")? {
@@ -250,10 +227,7 @@ impl Lexicon {
     /// Reads `<prompts_dir>/<lang>.toml`.
     pub fn load(prompts_dir: &Path, lang: &str) -> Result<Lexicon, LexiconError> {
         let path = prompts_dir.join(format!("{lang}.toml"));
-        let text = std::fs::read_to_string(&path).map_err(|source| LexiconError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| LexiconError::Io { path: path.clone(), source })?;
         Lexicon::from_toml_str(lang, &text)
     }
 
@@ -269,11 +243,7 @@ fn compile(s: &str, fillers: &HashSet<String>) -> Phrase {
             if w == "*" {
                 vec![PWord::Gap]
             } else {
-                phrase_words(w)
-                    .into_iter()
-                    .filter(|t| !fillers.contains(t))
-                    .map(PWord::W)
-                    .collect()
+                phrase_words(w).into_iter().filter(|t| !fillers.contains(t)).map(PWord::W).collect()
             }
         })
         .collect()
@@ -287,18 +257,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn missing(&self, key: &str) -> LexiconError {
-        LexiconError::Missing {
-            lang: self.lang.to_string(),
-            key: key.to_string(),
-        }
+        LexiconError::Missing { lang: self.lang.to_string(), key: key.to_string() }
     }
 
     fn invalid(&self, key: &str, reason: &str) -> LexiconError {
-        LexiconError::Invalid {
-            lang: self.lang.to_string(),
-            key: key.to_string(),
-            reason: reason.to_string(),
-        }
+        LexiconError::Invalid { lang: self.lang.to_string(), key: key.to_string(), reason: reason.to_string() }
     }
 
     fn get(&self, key: &str) -> Result<Option<&toml::Value>, LexiconError> {
@@ -309,9 +272,7 @@ impl Reader<'_> {
             None => return Ok(None),
         };
         for p in parts {
-            let t = cur
-                .as_table()
-                .ok_or_else(|| self.invalid(key, "expected a table on the way"))?;
+            let t = cur.as_table().ok_or_else(|| self.invalid(key, "expected a table on the way"))?;
             cur = match t.get(p) {
                 Some(v) => v,
                 None => return Ok(None),
@@ -327,52 +288,31 @@ impl Reader<'_> {
     fn opt_table(&self, key: &str) -> Result<Option<&toml::Table>, LexiconError> {
         match self.get(key)? {
             None => Ok(None),
-            Some(v) => v
-                .as_table()
-                .map(Some)
-                .ok_or_else(|| self.invalid(key, "expected a table")),
+            Some(v) => v.as_table().map(Some).ok_or_else(|| self.invalid(key, "expected a table")),
         }
     }
 
     fn list(&self, key: &str, required: bool) -> Result<Vec<String>, LexiconError> {
         let Some(v) = self.get(key)? else {
-            return if required {
-                Err(self.missing(key))
-            } else {
-                Ok(Vec::new())
-            };
+            return if required { Err(self.missing(key)) } else { Ok(Vec::new()) };
         };
-        let arr = v
-            .as_array()
-            .ok_or_else(|| self.invalid(key, "expected an array of strings"))?;
+        let arr = v.as_array().ok_or_else(|| self.invalid(key, "expected an array of strings"))?;
         arr.iter()
             .enumerate()
-            .map(|(i, x)| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| self.invalid(&format!("{key}[{i}]"), "expected a string"))
-            })
+            .map(|(i, x)| x.as_str().map(str::to_string).ok_or_else(|| self.invalid(&format!("{key}[{i}]"), "expected a string")))
             .collect()
     }
 
     fn nested_list(&self, key: &str) -> Result<Vec<Vec<String>>, LexiconError> {
         let v = self.get(key)?.ok_or_else(|| self.missing(key))?;
-        let arr = v
-            .as_array()
-            .ok_or_else(|| self.invalid(key, "expected an array of arrays of strings"))?;
+        let arr = v.as_array().ok_or_else(|| self.invalid(key, "expected an array of arrays of strings"))?;
         let mut out = Vec::new();
         for (i, row) in arr.iter().enumerate() {
             let k = format!("{key}[{i}]");
-            let row = row
-                .as_array()
-                .ok_or_else(|| self.invalid(&k, "expected an array of strings"))?;
+            let row = row.as_array().ok_or_else(|| self.invalid(&k, "expected an array of strings"))?;
             let mut words = Vec::new();
             for x in row {
-                words.push(
-                    x.as_str()
-                        .ok_or_else(|| self.invalid(&k, "expected strings"))?
-                        .to_string(),
-                );
+                words.push(x.as_str().ok_or_else(|| self.invalid(&k, "expected strings"))?.to_string());
             }
             out.push(words);
         }
@@ -384,11 +324,7 @@ impl Reader<'_> {
             return Ok(Vec::new());
         };
         t.iter()
-            .map(|(k, v)| {
-                v.as_integer()
-                    .map(|n| (k.clone(), n))
-                    .ok_or_else(|| self.invalid(&format!("{key}.{k}"), "expected an integer"))
-            })
+            .map(|(k, v)| v.as_integer().map(|n| (k.clone(), n)).ok_or_else(|| self.invalid(&format!("{key}.{k}"), "expected an integer")))
             .collect()
     }
 
@@ -398,9 +334,7 @@ impl Reader<'_> {
         }
         let mut out = HashMap::new();
         for (k, v) in self.i64_map(key)? {
-            let n = u32::try_from(v).map_err(|_| {
-                self.invalid(&format!("{key}.{k}"), "expected a non-negative integer")
-            })?;
+            let n = u32::try_from(v).map_err(|_| self.invalid(&format!("{key}.{k}"), "expected a non-negative integer"))?;
             // Multi-word keys are not allowed: numbers are single tokens.
             let words = phrase_words(&k);
             if words.len() != 1 {
@@ -414,19 +348,14 @@ impl Reader<'_> {
     fn boolean(&self, key: &str) -> Result<bool, LexiconError> {
         match self.get(key)? {
             None => Ok(false),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| self.invalid(key, "expected true or false")),
+            Some(v) => v.as_bool().ok_or_else(|| self.invalid(key, "expected true or false")),
         }
     }
 
     fn string(&self, key: &str) -> Result<Option<String>, LexiconError> {
         match self.get(key)? {
             None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(|s| Some(s.to_string()))
-                .ok_or_else(|| self.invalid(key, "expected a string")),
+            Some(v) => v.as_str().map(|s| Some(s.to_string())).ok_or_else(|| self.invalid(key, "expected a string")),
         }
     }
 }

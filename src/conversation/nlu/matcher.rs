@@ -16,11 +16,7 @@ pub(super) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(toks: &'a [Tok], lex: &'a Lexicon) -> Self {
-        Ctx {
-            toks,
-            used: vec![false; toks.len()],
-            lex,
-        }
+        Ctx { toks, used: vec![false; toks.len()], lex }
     }
 
     pub fn len(&self) -> usize {
@@ -73,10 +69,7 @@ impl<'a> Ctx<'a> {
 
     /// First of `phrases` (sorted longest first) matching at `i`: (index, end).
     pub fn match_any_at(&self, phrases: &[Phrase], i: usize) -> Option<(usize, usize)> {
-        phrases
-            .iter()
-            .enumerate()
-            .find_map(|(k, p)| self.match_at(p, i).map(|e| (k, e)))
+        phrases.iter().enumerate().find_map(|(k, p)| self.match_at(p, i).map(|e| (k, e)))
     }
 
     /// Leftmost occurrence of any phrase: (start, end).

@@ -116,16 +116,8 @@ pub struct Understanding {
 /// - "de la tarde"/"pm" right after a time set only `time`, not `part_of_day`;
 /// - a fully dated day in the past (or after "nací"/"born") is a birth date;
 /// - emergency phrases always win, even if negated ("no me duele el pecho").
-pub fn understand(
-    text: &str,
-    lex: &Lexicon,
-    vocab: &Vocabulary,
-    now: chrono::NaiveDateTime,
-) -> Understanding {
-    let toks: Vec<normalize::Tok> = normalize::tokenize(text)
-        .into_iter()
-        .filter(|t| !lex.fillers.contains(&t.norm))
-        .collect();
+pub fn understand(text: &str, lex: &Lexicon, vocab: &Vocabulary, now: chrono::NaiveDateTime) -> Understanding {
+    let toks: Vec<normalize::Tok> = normalize::tokenize(text).into_iter().filter(|t| !lex.fillers.contains(&t.norm)).collect();
     let mut cx = matcher::Ctx::new(&toks, lex);
     cx.mark_all(&lex.greetings);
     let found = intent::spot(&cx);

@@ -33,11 +33,7 @@ pub fn tokenize(text: &str) -> Vec<Tok> {
         if !raw.is_empty() {
             let norm = fold(raw);
             if !norm.is_empty() {
-                out.push(Tok {
-                    norm,
-                    raw: std::mem::take(raw),
-                    brk: *brk,
-                });
+                out.push(Tok { norm, raw: std::mem::take(raw), brk: *brk });
                 *brk = false;
             }
             raw.clear();
@@ -99,10 +95,7 @@ mod tests {
 
     #[test]
     fn strips_accents_and_punctuation() {
-        assert_eq!(
-            norms("¿Mañana, a las 10:30?"),
-            ["manana", "a", "las", "10:30"]
-        );
+        assert_eq!(norms("¿Mañana, a las 10:30?"), ["manana", "a", "las", "10:30"]);
         assert_eq!(norms("Lunedì all'una"), ["lunedi", "all", "una"]);
         assert_eq!(norms("10am 3rd 1ª"), ["10", "am", "3", "rd", "1", "a"]);
         assert_eq!(norms("3/5/1950."), ["3/5/1950"]);

@@ -74,13 +74,7 @@ pub(super) fn ordinal(cx: &Ctx, i: usize) -> Option<(u32, usize)> {
 
 /// Single digit value of a word inside a spoken digit string.
 pub(super) fn digit_word(cx: &Ctx, w: &str) -> Option<u32> {
-    match cx
-        .lex
-        .num
-        .values
-        .get(w)
-        .or_else(|| cx.lex.num.digit_only.get(w))
-    {
+    match cx.lex.num.values.get(w).or_else(|| cx.lex.num.digit_only.get(w)) {
         Some(&v) if v < 10 => Some(v),
         _ => None,
     }
@@ -187,8 +181,7 @@ impl Acc {
             }
             Part::Value(v) => {
                 let v = u64::from(v);
-                let fits = self.current == 0
-                    || (self.current > v && self.current.is_multiple_of(pow10(v)));
+                let fits = self.current == 0 || (self.current > v && self.current.is_multiple_of(pow10(v)));
                 if !fits {
                     return false;
                 }

@@ -16,9 +16,7 @@ fn loads_all_languages() {
 }
 
 fn at(y: i32, m: u32, d: u32) -> chrono::NaiveDateTime {
-    chrono::NaiveDate::from_ymd_opt(y, m, d)
-        .and_then(|x| x.and_hms_opt(10, 0, 0))
-        .expect("test dates are valid")
+    chrono::NaiveDate::from_ymd_opt(y, m, d).and_then(|x| x.and_hms_opt(10, 0, 0)).expect("test dates are valid")
 }
 
 fn slots(lang: &str, text: &str, now: chrono::NaiveDateTime) -> Slots {
@@ -35,62 +33,29 @@ fn time(lang: &str, text: &str) -> Option<String> {
 
 #[test]
 fn date_year_rollover() {
-    assert_eq!(
-        date("es", "el 3 de enero", at(2026, 12, 20)).as_deref(),
-        Some("2027-01-03")
-    );
-    assert_eq!(
-        date("en", "January 3rd", at(2026, 12, 20)).as_deref(),
-        Some("2027-01-03")
-    );
-    assert_eq!(
-        date("es", "el 20 de diciembre", at(2026, 12, 20)).as_deref(),
-        Some("2026-12-20")
-    );
-    assert_eq!(
-        date("es", "mañana", at(2026, 12, 31)).as_deref(),
-        Some("2027-01-01")
-    );
+    assert_eq!(date("es", "el 3 de enero", at(2026, 12, 20)).as_deref(), Some("2027-01-03"));
+    assert_eq!(date("en", "January 3rd", at(2026, 12, 20)).as_deref(), Some("2027-01-03"));
+    assert_eq!(date("es", "el 20 de diciembre", at(2026, 12, 20)).as_deref(), Some("2026-12-20"));
+    assert_eq!(date("es", "mañana", at(2026, 12, 31)).as_deref(), Some("2027-01-01"));
 }
 
 #[test]
 fn weekday_on_same_weekday_is_next_week() {
     // 2026-11-27 is a Friday.
-    assert_eq!(
-        date("es", "el viernes", at(2026, 11, 27)).as_deref(),
-        Some("2026-12-04")
-    );
-    assert_eq!(
-        date("es", "el sábado", at(2026, 11, 27)).as_deref(),
-        Some("2026-11-28")
-    );
-    assert_eq!(
-        date("en", "next Monday", at(2026, 11, 27)).as_deref(),
-        Some("2026-11-30")
-    );
-    assert_eq!(
-        date("it", "lunedì prossimo", at(2026, 11, 23)).as_deref(),
-        Some("2026-11-30")
-    );
-    assert_eq!(
-        date("pt", "na segunda", at(2026, 11, 25)).as_deref(),
-        Some("2026-11-30")
-    );
+    assert_eq!(date("es", "el viernes", at(2026, 11, 27)).as_deref(), Some("2026-12-04"));
+    assert_eq!(date("es", "el sábado", at(2026, 11, 27)).as_deref(), Some("2026-11-28"));
+    assert_eq!(date("en", "next Monday", at(2026, 11, 27)).as_deref(), Some("2026-11-30"));
+    assert_eq!(date("it", "lunedì prossimo", at(2026, 11, 23)).as_deref(), Some("2026-11-30"));
+    assert_eq!(date("pt", "na segunda", at(2026, 11, 25)).as_deref(), Some("2026-11-30"));
 }
 
 #[test]
 fn relative_days() {
     let now = at(2026, 11, 23);
     assert_eq!(date("es", "hoy", now).as_deref(), Some("2026-11-23"));
-    assert_eq!(
-        date("es", "pasado mañana", now).as_deref(),
-        Some("2026-11-25")
-    );
+    assert_eq!(date("es", "pasado mañana", now).as_deref(), Some("2026-11-25"));
     assert_eq!(date("it", "dopodomani", now).as_deref(), Some("2026-11-25"));
-    assert_eq!(
-        date("en", "the day after tomorrow", now).as_deref(),
-        Some("2026-11-25")
-    );
+    assert_eq!(date("en", "the day after tomorrow", now).as_deref(), Some("2026-11-25"));
     assert_eq!(date("pt", "amanhã", now).as_deref(), Some("2026-11-24"));
     assert_eq!(date("es", "la semana que viene", now), None);
 }
@@ -98,51 +63,30 @@ fn relative_days() {
 #[test]
 fn explicit_and_birth_dates() {
     let now = at(2026, 11, 23);
-    assert_eq!(
-        date("es", "el 3 de diciembre de 2027", now).as_deref(),
-        Some("2027-12-03")
-    );
+    assert_eq!(date("es", "el 3 de diciembre de 2027", now).as_deref(), Some("2027-12-03"));
     assert_eq!(date("es", "el 31 de febrero", now), None);
     let s = slots("es", "tres de mayo del cincuenta", now);
     assert_eq!(s.date_of_birth.as_deref(), Some("1950-05-03"));
     assert_eq!(s.date, None);
-    assert_eq!(
-        slots("en", "born 5/3/1950", now).date_of_birth.as_deref(),
-        Some("1950-03-05")
-    );
+    assert_eq!(slots("en", "born 5/3/1950", now).date_of_birth.as_deref(), Some("1950-03-05"));
 }
 
 #[test]
 fn times_all_languages() {
     assert_eq!(time("es", "a las diez").as_deref(), Some("10:00"));
     assert_eq!(time("es", "a las once y media").as_deref(), Some("11:30"));
-    assert_eq!(
-        time("es", "a las cuatro de la tarde").as_deref(),
-        Some("16:00")
-    );
+    assert_eq!(time("es", "a las cuatro de la tarde").as_deref(), Some("16:00"));
     assert_eq!(time("es", "a las cinco").as_deref(), Some("17:00"));
-    assert_eq!(
-        time("es", "por la mañana a las siete").as_deref(),
-        Some("07:00")
-    );
-    assert_eq!(
-        time("es", "a la una menos cuarto").as_deref(),
-        Some("12:45")
-    );
+    assert_eq!(time("es", "por la mañana a las siete").as_deref(), Some("07:00"));
+    assert_eq!(time("es", "a la una menos cuarto").as_deref(), Some("12:45"));
     assert_eq!(time("es", "10.30").as_deref(), Some("10:30"));
     assert_eq!(time("en", "half past eleven").as_deref(), Some("11:30"));
     assert_eq!(time("en", "10 am").as_deref(), Some("10:00"));
     assert_eq!(time("en", "10am").as_deref(), Some("10:00"));
     assert_eq!(time("en", "quarter to one").as_deref(), Some("12:45"));
     assert_eq!(time("en", "at 3 pm").as_deref(), Some("15:00"));
-    assert_eq!(
-        time("it", "alle quattro del pomeriggio").as_deref(),
-        Some("16:00")
-    );
-    assert_eq!(
-        time("it", "alle dieci e un quarto").as_deref(),
-        Some("10:15")
-    );
+    assert_eq!(time("it", "alle quattro del pomeriggio").as_deref(), Some("16:00"));
+    assert_eq!(time("it", "alle dieci e un quarto").as_deref(), Some("10:15"));
     assert_eq!(time("pt", "às 10h30").as_deref(), Some("10:30"));
     assert_eq!(time("pt", "ao meio dia").as_deref(), Some("12:00"));
     assert_eq!(time("es", "a las 25"), None);
@@ -152,51 +96,16 @@ fn times_all_languages() {
 fn number_words_all_languages() {
     let now = at(2026, 1, 1);
     let dob = |lang: &str, text: &str| slots(lang, text, now).date_of_birth;
-    assert_eq!(
-        dob(
-            "es",
-            "nací el veintitrés de mayo de mil novecientos noventa y nueve"
-        )
-        .as_deref(),
-        Some("1999-05-23")
-    );
-    assert_eq!(
-        date("es", "el 2 de marzo de dos mil veintiséis", now).as_deref(),
-        Some("2026-03-02")
-    );
-    assert_eq!(
-        dob("en", "born on the twenty first of may nineteen eighty").as_deref(),
-        Some("1980-05-21")
-    );
-    assert_eq!(
-        date("en", "march 2nd two thousand twenty six", now).as_deref(),
-        Some("2026-03-02")
-    );
-    assert_eq!(
-        dob("it", "nato il ventotto giugno millenovecentosettantatré").as_deref(),
-        Some("1973-06-28")
-    );
-    assert_eq!(
-        date("it", "il 2 marzo duemilaventisei", now).as_deref(),
-        Some("2026-03-02")
-    );
-    assert_eq!(
-        dob(
-            "pt",
-            "nasci a vinte e três de maio de mil novecentos e noventa"
-        )
-        .as_deref(),
-        Some("1990-05-23")
-    );
+    assert_eq!(dob("es", "nací el veintitrés de mayo de mil novecientos noventa y nueve").as_deref(), Some("1999-05-23"));
+    assert_eq!(date("es", "el 2 de marzo de dos mil veintiséis", now).as_deref(), Some("2026-03-02"));
+    assert_eq!(dob("en", "born on the twenty first of may nineteen eighty").as_deref(), Some("1980-05-21"));
+    assert_eq!(date("en", "march 2nd two thousand twenty six", now).as_deref(), Some("2026-03-02"));
+    assert_eq!(dob("it", "nato il ventotto giugno millenovecentosettantatré").as_deref(), Some("1973-06-28"));
+    assert_eq!(date("it", "il 2 marzo duemilaventisei", now).as_deref(), Some("2026-03-02"));
+    assert_eq!(dob("pt", "nasci a vinte e três de maio de mil novecentos e noventa").as_deref(), Some("1990-05-23"));
     let digits = |lang: &str, text: &str| slots(lang, text, now).digits;
-    assert_eq!(
-        digits("es", "seiscientos doce treinta y cuatro cincuenta y seis").as_deref(),
-        Some("6123456")
-    );
-    assert_eq!(
-        digits("en", "five five five oh one nine nine").as_deref(),
-        Some("5550199")
-    );
+    assert_eq!(digits("es", "seiscientos doce treinta y cuatro cincuenta y seis").as_deref(), Some("6123456"));
+    assert_eq!(digits("en", "five five five oh one nine nine").as_deref(), Some("5550199"));
     assert_eq!(digits("it", "tre quattro sette").as_deref(), Some("347"));
 }
 
@@ -243,11 +152,7 @@ fn odd_inputs_never_panic() {
 
 #[test]
 fn lexicon_errors_name_the_key() {
-    let err = |text: &str| {
-        Lexicon::from_toml_str("xx", text)
-            .expect_err("must fail")
-            .to_string()
-    };
+    let err = |text: &str| Lexicon::from_toml_str("xx", text).expect_err("must fail").to_string();
     assert!(err("nope = [").contains("not valid TOML"));
     assert!(err("[prompts]\nhello = \"hi\"").contains("`nlu`"));
     assert!(err("[nlu]\nfillers = []\n[nlu.intents]\n").contains("nlu.intents.emergency"));

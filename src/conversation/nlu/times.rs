@@ -60,14 +60,7 @@ fn time_at(cx: &Ctx, i: usize) -> Option<(Clock, usize)> {
         return Some((Clock { h, m, pm }, end));
     }
     if let Some((_, e)) = cx.match_any_at(&t.noon, i) {
-        return Some((
-            Clock {
-                h: 12,
-                m: 0,
-                pm: None,
-            },
-            e,
-        ));
+        return Some((Clock { h: 12, m: 0, pm: None }, e));
     }
     if let Some(found) = english_prefix(cx, i) {
         return Some(found);
@@ -146,8 +139,7 @@ fn minutes(cx: &Ctx, k: usize) -> Option<(i32, usize)> {
 }
 
 fn skip_minute_word(cx: &Ctx, e: usize) -> usize {
-    cx.match_any_at(&cx.lex.time.minute_words, e)
-        .map_or(e, |(_, e2)| e2)
+    cx.match_any_at(&cx.lex.time.minute_words, e).map_or(e, |(_, e2)| e2)
 }
 
 /// "half past eleven", "quarter to ten", "twenty past nine".
@@ -161,18 +153,10 @@ fn english_prefix(cx: &Ctx, i: usize) -> Option<(Clock, usize)> {
         let (n, e) = cardinal(cx, i).filter(|(n, _)| (1..60).contains(n))?;
         (n, skip_minute_word(cx, e))
     };
-    let (before, k) = if let Some((_, e)) = cx.match_any_at(&t.past, j) {
-        (false, e)
-    } else {
-        (true, cx.match_any_at(&t.to, j)?.1)
-    };
+    let (before, k) = if let Some((_, e)) = cx.match_any_at(&t.past, j) { (false, e) } else { (true, cx.match_any_at(&t.to, j)?.1) };
     let (h, e) = cardinal(cx, k).filter(|(h, _)| (1..=12).contains(h))?;
     let (pm, end) = meridiem(cx, e);
-    let (h, m) = if before {
-        ((h + 11) % 12 + if h == 1 { 12 } else { 0 }, 60 - mins)
-    } else {
-        (h, mins)
-    };
+    let (h, m) = if before { ((h + 11) % 12 + if h == 1 { 12 } else { 0 }, 60 - mins) } else { (h, mins) };
     let h = if h == 0 { 12 } else { h };
     Some((Clock { h, m, pm }, end))
 }
