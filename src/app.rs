@@ -21,6 +21,9 @@ pub enum AppError {
     Http(#[from] std::io::Error),
     #[error("speech model: {0}")]
     Speech(String),
+    #[cfg(feature = "whisper")]
+    #[error("assistant: {0}")]
+    Assistant(#[from] crate::call::assistant::AssistantError),
     #[error("SIP endpoint: {0}")]
     Sip(#[from] crate::sip::driver::DriverError),
 }
@@ -63,6 +66,23 @@ pub async fn provision_speech(config: &Config) -> Result<(), AppError> {
     fetched.map(drop).map_err(|e| AppError::Speech(format!("{e} (run `clinivox models fetch <model>` to retry and see why)")))
 }
 
+/// Where the conversation's wording is read from (as for `clinivox chat`).
+pub const PROMPTS_DIR: &str = "prompts";
+
+/// The voice assistant: the recognition pool and TTS engine are built
+/// once here and shared by every call.
+#[cfg(feature = "whisper")]
+async fn assistant(config: &Arc<Config>, store: &Store) -> Result<apps::App, AppError> {
+    let a = crate::call::assistant::Assistant::start(config.clone(), store.clone(), std::path::Path::new(PROMPTS_DIR)).await?;
+    tracing::info!("voice assistant ready");
+    Ok(apps::App::Assistant(Arc::new(a)))
+}
+
+#[cfg(not(feature = "whisper"))]
+async fn assistant(_: &Arc<Config>, _: &Store) -> Result<apps::App, AppError> {
+    Err(AppError::Speech("this build has no speech recognition (enable the \"whisper\" feature)".into()))
+}
+
 /// Serves until `shutdown` completes, then drains in-flight requests.
 pub async fn run(
     config: Arc<Config>,
@@ -82,6 +102,7 @@ pub async fn run(
             let app = match config.calls_app {
                 CallsApp::Echo => apps::App::Echo,
                 CallsApp::Tone => apps::App::Tone,
+                CallsApp::Assistant => assistant(&config, &store).await?,
             };
             let report: apps::Report = std::sync::Arc::new(|line: String| tracing::info!(target: "clinivox::calls", "{line}"));
             Some(tokio::spawn(apps::serve(server, app, report, stopped(stop_rx.clone()))))

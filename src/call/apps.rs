@@ -1,8 +1,9 @@
-//! Test applications over the telephony layer (`[calls] app = "echo" | "tone"`),
+//! Applications over the telephony layer: the test ones (`[calls] app = "echo" | "tone"`),
 //! to prove a trunk or a desk phone end to end before the assistant takes
 //! calls, and for the interop tests. Each reports what happens as one line
 //! per event (`DTMF 5`, `HANGUP Remote …`) through a [`Report`] callback:
-//! the service logs them, `clinivox sip-app` prints them.
+//! the service logs them, `clinivox sip-app` prints them. `serve` also
+//! dispatches calls to the voice assistant (`super::assistant`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,6 +157,9 @@ pub enum App {
     Tone,
     /// Call this extension (or `sip:` URI) and bridge the two legs.
     Bridge(String),
+    /// The voice assistant (built once, shared by every call).
+    #[cfg(feature = "whisper")]
+    Assistant(Arc<super::assistant::Assistant>),
 }
 
 impl App {
@@ -192,6 +196,8 @@ pub async fn serve(server: crate::sip::driver::SipServer, app: App, report: Repo
                 App::Echo => echo(call.handle, report).await,
                 App::Tone => tone(call.handle, report).await,
                 App::Bridge(target) => bridge_to(call.handle, sip, target, report).await,
+                #[cfg(feature = "whisper")]
+                App::Assistant(a) => a.answer(call.handle, call.caller, report).await,
             }
         });
     }

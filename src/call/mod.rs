@@ -9,6 +9,8 @@
 //! send DTMF, transfer, bridge, hang up).
 
 pub mod apps;
+#[cfg(feature = "whisper")]
+pub mod assistant;
 pub mod core;
 
 use std::net::SocketAddr;

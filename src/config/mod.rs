@@ -156,6 +156,9 @@ pub enum CallsApp {
     Echo,
     /// Plays a known tone sequence and reports the keys pressed.
     Tone,
+    /// The voice assistant: speech and the conversation on the line.
+    /// Needs `[speech]`.
+    Assistant,
 }
 
 /// When and how patients who did not answer a reminder are called back.

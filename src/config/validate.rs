@@ -185,8 +185,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let calls_app = match raw.calls.app.as_deref().unwrap_or("echo") {
         "echo" => CallsApp::Echo,
         "tone" => CallsApp::Tone,
+        "assistant" => {
+            if speech.is_none() {
+                e.push("calls.app", "\"assistant\" needs a [speech] section (recognition and synthesis)");
+            }
+            CallsApp::Assistant
+        }
         other => {
-            e.push("calls.app", format!("{other:?} is not \"echo\" or \"tone\""));
+            e.push("calls.app", format!("{other:?} is not \"echo\", \"tone\" or \"assistant\""));
             CallsApp::Echo
         }
     };

@@ -1,0 +1,619 @@
+//! `[calls] app = "assistant"`: the voice assistant on the phone line. One
+//! task per inbound call joins the layers: caller audio goes through the
+//! [`Endpointer`] into the shared [`RecognitionPool`], transcripts and key
+//! presses go to a conversation [`Session`] (which talks to the store), and
+//! each `Say` is synthesized sentence by sentence on a blocking thread and
+//! played back while the rest is still being rendered.
+//!
+//! The task is one loop over one closed [`Input`] enum: call events,
+//! results coming back from recognition and synthesis, and a single
+//! silence deadline. Everything it decides is kept in [`Line`].
+//!
+//! Transfers are blind for now: a REFER to the first `[[staff]]` entry that
+//! has a `uri`, or, when no staff member is reachable that way, a short
+//! message (the clinic's address and phone) and a hang-up, with the call
+//! record already marked transferred by the conversation. A bridged
+//! transfer (the assistant calls reception, briefs them, then joins the
+//! legs) is the next step and is not here.
+//!
+//! Turn latency (end of the caller's speech → transcript → first reply
+//! audio sent) is logged per turn; the store's turns are written by the
+//! session before the reply is synthesized, so they cannot carry it yet.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use tokio::sync::mpsc;
+
+use super::apps::Report;
+use super::{CallCommand, CallEvent, CallHandle};
+use crate::config::Config;
+use crate::conversation::driver::Session;
+use crate::conversation::nlu::Vocabulary;
+use crate::conversation::{Action, Context, Direction, Language, LanguageError, Patience};
+use crate::phone::E164;
+use crate::speech::endpoint::{EndpointConfig, EndpointEvent, Endpointer, Prompt};
+use crate::speech::fair_queue::CallKey;
+use crate::speech::pool::{PoolConfig, PoolError, Recognition, RecognitionPool, Request};
+use crate::speech::tts::{self, Espeak, EspeakConfig, SpeechEngine, TtsError, Voice};
+use crate::speech::tts_cache::CachedEngine;
+use crate::speech::vad::WebRtcVad;
+use crate::store::Store;
+
+/// How long the caller may stay silent after a prompt before the
+/// conversation hears about it.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(8);
+/// Hang-over while the caller dictates a date of birth or spells a name
+/// (they pause between day, month and year).
+const DOB_PATIENCE: Duration = Duration::from_millis(2000);
+const NAME_PATIENCE: Duration = Duration::from_millis(1500);
+/// Prompts kept in memory by the TTS cache (greetings and menus repeat).
+const TTS_CACHE_PROMPTS: usize = 512;
+/// Recognition requests waiting, across calls, before new ones are refused.
+const MAX_QUEUED: usize = 32;
+/// A `PlaybackDone` this long before the audio we sent should have ended
+/// belongs to an earlier prompt (it crossed our next `Play` in the channel).
+const DONE_SLACK: Duration = Duration::from_millis(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssistantError {
+    #[error("the assistant needs a [speech] section")]
+    NoSpeech,
+    #[error("prompts: {0}")]
+    Language(#[from] LanguageError),
+    #[error("speech model: {0}")]
+    Model(#[from] crate::speech::models::ModelsError),
+    #[error("recognition pool: {0}")]
+    Pool(#[from] PoolError),
+    #[error("speech synthesis: {0}")]
+    Tts(#[from] TtsError),
+    #[error("start-up task failed: {0}")]
+    Join(String),
+}
+
+/// What every call shares, built once at start-up.
+pub struct Assistant {
+    store: Store,
+    config: Arc<Config>,
+    language: Arc<Language>,
+    vocabulary: Arc<Vocabulary>,
+    pool: Arc<RecognitionPool>,
+    tts: Arc<dyn SpeechEngine>,
+    /// The clinic's words, so Whisper spells specialties and names right.
+    initial_prompt: String,
+    /// Where blind transfers go: the first staff entry with a SIP URI.
+    reception: Option<String>,
+    next_key: AtomicU64,
+}
+
+// Calls share one assistant; two are "equal" only if they are the same one
+// (`apps::App` compares applications).
+impl PartialEq for Assistant {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+impl Eq for Assistant {}
+
+impl std::fmt::Debug for Assistant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assistant").field("language", &self.language.prompts.lang()).field("reception", &self.reception).finish()
+    }
+}
+
+impl Assistant {
+    /// Loads the prompts, the Whisper workers (each loads the model: a bad
+    /// model fails here, not on the first caller) and the TTS engine.
+    pub async fn start(config: Arc<Config>, store: Store, prompts_dir: &Path) -> Result<Assistant, AssistantError> {
+        let speech = config.speech.clone().ok_or(AssistantError::NoSpeech)?;
+        let lang = config.clinic.languages.first().cloned().unwrap_or_else(|| "es".into());
+        let language = Arc::new(Language::load(prompts_dir, &lang)?);
+        let model = crate::speech::models::installed_path(&speech.models_dir, &speech.model)?;
+        let pool_cfg = PoolConfig {
+            model,
+            workers: speech.workers,
+            threads_per_worker: speech.threads_per_worker,
+            max_queued: MAX_QUEUED,
+            guard: Default::default(),
+            languages: config.clinic.languages.clone(),
+        };
+        let pool = tokio::task::spawn_blocking(move || RecognitionPool::start(pool_cfg))
+            .await
+            .map_err(|e| AssistantError::Join(e.to_string()))??;
+        let mut espeak = EspeakConfig::default();
+        for (l, (name, rate_wpm)) in &speech.voices {
+            espeak.voices.insert(l.clone(), Voice { name: name.clone(), rate_wpm: *rate_wpm });
+        }
+        let tts = CachedEngine::new(Espeak::new(espeak), TTS_CACHE_PROMPTS, None)?;
+        let reception = config.staff.iter().find_map(|s| s.uri.clone());
+        Ok(Assistant {
+            initial_prompt: initial_prompt(&config, &lang),
+            vocabulary: Arc::new(Vocabulary::from_config(&config)),
+            store,
+            config,
+            language,
+            pool: Arc::new(pool),
+            tts: Arc::new(tts),
+            reception,
+            next_key: AtomicU64::new(1),
+        })
+    }
+
+    /// Answers one inbound call until it ends. `caller` is the From URI.
+    pub async fn answer(self: Arc<Self>, handle: CallHandle, caller: String, report: Report) {
+        let key = CallKey(self.next_key.fetch_add(1, Ordering::Relaxed));
+        let ctx = Context {
+            config: self.config.clone(),
+            language: self.language.clone(),
+            vocabulary: self.vocabulary.clone(),
+            direction: Direction::Inbound,
+            caller: caller_id(&caller),
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let (session, first) = Session::start(self.store.clone(), ctx, wall_now()).await;
+        let endpointer = Endpointer::new(WebRtcVad::default(), EndpointConfig::default());
+        let mut line = Line {
+            assistant: self.clone(),
+            key,
+            handle,
+            session,
+            endpointer,
+            tx,
+            report,
+            generation: 0,
+            synthesizing: false,
+            play_until: None,
+            first_chunk_sent: false,
+            then: Then::Listen,
+            silence_at: None,
+            latency: None,
+            latencies: Vec::new(),
+        };
+        line.report(format!("ASSISTANT call={} caller={caller} key={}", line.handle.id.0, key.0));
+        line.act(first).await;
+        line.run(rx).await;
+        self.pool.cancel_call(key);
+    }
+}
+
+/// The caller ID from a From URI (`sip:+34600222333@host;user=phone`,
+/// `tel:+34…`): its user part, as E.164 when it is one (`+…`, `00…`, or a
+/// long all-digit number that has lost its plus).
+pub fn caller_id(from: &str) -> Option<E164> {
+    let rest = from.trim().trim_start_matches('<');
+    let rest = rest.strip_prefix("sips:").or_else(|| rest.strip_prefix("sip:")).or_else(|| rest.strip_prefix("tel:")).unwrap_or(rest);
+    let user = rest.split(['@', ';', '>']).next().unwrap_or("");
+    if let Ok(p) = E164::parse(user) {
+        return Some(p);
+    }
+    // Trunks often send international numbers without the plus.
+    if user.len() >= 11 && user.chars().all(|c| c.is_ascii_digit()) {
+        return E164::parse(&format!("+{user}")).ok();
+    }
+    None
+}
+
+/// Specialty names in the call's language, provider names and the clinic.
+fn initial_prompt(config: &Config, lang: &str) -> String {
+    let mut words = vec![config.clinic.name.clone()];
+    words.extend(config.specialties.iter().filter_map(|s| s.names.get(lang).and_then(|n| n.first()).cloned()));
+    words.extend(config.providers.iter().map(|p| p.name.clone()));
+    format!("{}.", words.join(", "))
+}
+
+/// The store works in whole seconds.
+fn wall_now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(0)
+}
+
+/// Everything a call task waits on.
+enum Input {
+    Call(Option<CallEvent>),
+    Back(Back),
+    Silence,
+}
+
+/// Results coming back from blocking work.
+enum Back {
+    Heard {
+        result: Result<Recognition, PoolError>,
+        speech_end: Instant,
+    },
+    /// One rendered sentence of reply `generation`.
+    Spoken {
+        generation: u64,
+        pcm: Vec<i16>,
+        interruptible: bool,
+    },
+    SpeechDone {
+        generation: u64,
+        error: Option<TtsError>,
+    },
+}
+
+/// What happens once the current reply has been played.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Then {
+    Listen,
+    Hangup,
+    Transfer(Option<String>),
+    /// Hung up (or asked to): wait for the call to report its end.
+    Done,
+}
+
+struct Line {
+    assistant: Arc<Assistant>,
+    key: CallKey,
+    handle: CallHandle,
+    session: Session,
+    endpointer: Endpointer<WebRtcVad>,
+    tx: mpsc::Sender<Back>,
+    report: Report,
+    /// Bumped for every reply and barge-in: older audio still being
+    /// rendered is dropped when it arrives.
+    generation: u64,
+    synthesizing: bool,
+    /// When the audio sent so far should finish playing.
+    play_until: Option<Instant>,
+    first_chunk_sent: bool,
+    then: Then,
+    silence_at: Option<Instant>,
+    /// End of the caller's speech and when its transcript arrived, until
+    /// the reply's first audio is sent.
+    latency: Option<(Instant, Instant)>,
+    latencies: Vec<Duration>,
+}
+
+impl Line {
+    fn report(&self, line: String) {
+        (self.report)(line)
+    }
+
+    async fn run(&mut self, mut rx: mpsc::Receiver<Back>) {
+        loop {
+            let silence = self.silence_at;
+            let input = tokio::select! {
+                ev = self.handle.events.recv() => Input::Call(ev),
+                Some(b) = rx.recv() => Input::Back(b),
+                _ = sleep_until(silence) => Input::Silence,
+            };
+            match input {
+                Input::Call(Some(CallEvent::Audio(frame))) => {
+                    self.endpointer.handle_audio(Instant::now(), &frame[..]);
+                    self.endpointing().await;
+                }
+                Input::Call(Some(CallEvent::Dtmf(d))) => {
+                    self.silence_at = None;
+                    let out = self.session.dtmf(wall_now(), &d.to_string()).await;
+                    self.act(out).await;
+                }
+                Input::Call(Some(CallEvent::PlaybackDone)) => self.playback_done().await,
+                Input::Call(Some(CallEvent::TransferStatus(code))) => self.transfer_status(code).await,
+                Input::Call(Some(CallEvent::HangUp(cause))) => return self.ended(format!("{cause:?}")).await,
+                Input::Call(None) => return self.ended("call task gone".into()).await,
+                Input::Call(Some(_)) => {}
+                Input::Back(Back::Heard { result, speech_end }) => self.heard(result, speech_end).await,
+                Input::Back(Back::Spoken { generation, pcm, interruptible }) => self.spoken(generation, pcm, interruptible).await,
+                Input::Back(Back::SpeechDone { generation, error }) => {
+                    if let Some(e) = error {
+                        tracing::warn!(error = %e, "speech synthesis failed; the rest of the reply is skipped");
+                    }
+                    if generation == self.generation {
+                        self.synthesizing = false;
+                        // Nothing was playable (all failed or empty).
+                        if self.play_until.is_none() {
+                            self.reply_finished().await;
+                        }
+                    }
+                }
+                Input::Silence => {
+                    self.silence_at = None;
+                    let out = self.session.silence(wall_now()).await;
+                    self.act(out).await;
+                }
+            }
+        }
+    }
+
+    /// Whenever the caller leaves, the record is completed (a no-op when
+    /// the conversation already finished it).
+    async fn ended(&mut self, cause: String) {
+        self.session.hangup(wall_now()).await;
+        let median = median(&mut self.latencies);
+        self.report(format!(
+            "ASSISTANT-END call={} cause={cause} turns_with_latency={} median_latency_ms={}",
+            self.handle.id.0,
+            self.latencies.len(),
+            median.map(|d| d.as_millis().to_string()).unwrap_or_else(|| "-".into())
+        ));
+    }
+
+    async fn endpointing(&mut self) {
+        while let Some(ev) = self.endpointer.poll_event() {
+            match ev {
+                EndpointEvent::SpeechStarted { .. } => self.silence_at = None,
+                EndpointEvent::BargeIn { latency, .. } => {
+                    tracing::debug!(?latency, "caller barged in");
+                    let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
+                    self.generation += 1;
+                    self.synthesizing = false;
+                    self.play_until = None;
+                    self.endpointer.set_prompt(Prompt::Silent);
+                    // The caller talks over a goodbye: end the call anyway.
+                    if matches!(self.then, Then::Hangup | Then::Transfer(_)) {
+                        self.reply_finished().await;
+                    }
+                }
+                EndpointEvent::UtteranceEnded { samples, speech_end, .. } => self.recognize(samples, speech_end).await,
+                EndpointEvent::Discarded { .. } => self.arm_silence(),
+            }
+        }
+    }
+
+    async fn recognize(&mut self, pcm: Vec<i16>, speech_end: Instant) {
+        let req = Request {
+            call: self.key,
+            pcm,
+            language: Some(self.assistant.language.prompts.lang().to_string()),
+            initial_prompt: Some(self.assistant.initial_prompt.clone()),
+        };
+        match self.assistant.pool.submit(req) {
+            Ok(rx) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let result = rx.await.unwrap_or(Err(PoolError::Closed));
+                    let _ = tx.send(Back::Heard { result, speech_end }).await;
+                });
+            }
+            Err(e) => {
+                // Overloaded: ask the caller to repeat rather than wait.
+                tracing::warn!(error = %e, "recognition refused");
+                let out = self.session.utterance(wall_now(), "", 0.0).await;
+                self.act(out).await;
+            }
+        }
+    }
+
+    async fn heard(&mut self, result: Result<Recognition, PoolError>, speech_end: Instant) {
+        let r = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "recognition failed");
+                return self.arm_silence();
+            }
+        };
+        let text = r.text.trim();
+        if r.dropped.is_some() || text.is_empty() {
+            // Noise or a phantom phrase: as if nothing was said.
+            tracing::debug!(dropped = ?r.dropped, "utterance dropped");
+            return self.arm_silence();
+        }
+        let heard_at = Instant::now();
+        self.report(format!(
+            "HEARD call={} text={text:?} asr_ms={} queued_ms={} decoding_ms={}",
+            self.handle.id.0,
+            heard_at.saturating_duration_since(speech_end).as_millis(),
+            r.waited.as_millis(),
+            r.decoding.as_millis()
+        ));
+        self.latency = Some((speech_end, heard_at));
+        let confidence = f64::from(1.0 - r.no_speech_prob).clamp(0.0, 1.0);
+        let out = self.session.utterance(wall_now(), text, confidence).await;
+        self.act(out).await;
+    }
+
+    /// Carries out what the conversation asked for: all `Say`s of one batch
+    /// become one reply, the rest is done once it has been played.
+    async fn act(&mut self, actions: Vec<Action>) {
+        let mut texts = Vec::new();
+        let mut interruptible = true;
+        let mut patience = None;
+        for a in actions {
+            match a {
+                Action::Say { text, interruptible: i } => {
+                    texts.push(text);
+                    // A notice that must be heard whole protects the reply it is in.
+                    interruptible &= i;
+                }
+                Action::ExpectLonger { reason } => {
+                    patience = Some(match reason {
+                        Patience::DateOfBirth => DOB_PATIENCE,
+                        Patience::Name => NAME_PATIENCE,
+                    })
+                }
+                Action::Transfer { group, summary } => {
+                    self.report(format!("TRANSFER call={} group={} summary={summary:?}", self.handle.id.0, group.as_str()));
+                    self.then = Then::Transfer(self.assistant.reception.clone());
+                }
+                Action::Hangup => self.then = Then::Hangup,
+                // The session executes store requests itself.
+                Action::Store(_) => {}
+            }
+        }
+        match patience {
+            Some(p) => self.endpointer.set_patience(p),
+            None if !texts.is_empty() => self.endpointer.reset_patience(),
+            None => {}
+        }
+        if texts.is_empty() {
+            if self.then != Then::Listen && self.play_until.is_none() && !self.synthesizing {
+                self.reply_finished().await;
+            }
+            return;
+        }
+        self.speak(texts, interruptible);
+    }
+
+    /// Renders a reply on a blocking thread, sentence by sentence.
+    fn speak(&mut self, texts: Vec<String>, interruptible: bool) {
+        self.silence_at = None;
+        self.generation += 1;
+        self.synthesizing = true;
+        self.first_chunk_sent = false;
+        let generation = self.generation;
+        let (tts, tx) = (self.assistant.tts.clone(), self.tx.clone());
+        let lang = self.assistant.language.prompts.lang().to_string();
+        for t in &texts {
+            self.report(format!("SAY call={} {t:?}", self.handle.id.0));
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut error = None;
+            'reply: for text in &texts {
+                for pcm in tts::sentences(tts.as_ref(), text, &lang) {
+                    match pcm {
+                        Ok(pcm) if pcm.is_empty() => {}
+                        Ok(pcm) => {
+                            // The call is gone: stop rendering.
+                            if tx.blocking_send(Back::Spoken { generation, pcm, interruptible }).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            error = Some(e);
+                            break 'reply;
+                        }
+                    }
+                }
+            }
+            let _ = tx.blocking_send(Back::SpeechDone { generation, error });
+        });
+    }
+
+    async fn spoken(&mut self, generation: u64, pcm: Vec<i16>, interruptible: bool) {
+        if generation != self.generation {
+            return; // superseded by a newer reply or a barge-in
+        }
+        let now = Instant::now();
+        let len = Duration::from_micros(pcm.len() as u64 * 1_000_000 / u64::from(tts::RATE));
+        let cmd = if self.first_chunk_sent {
+            CallCommand::Enqueue(pcm)
+        } else {
+            self.first_chunk_sent = true;
+            self.endpointer.set_prompt(Prompt::Playing { interruptible });
+            if let Some((speech_end, heard_at)) = self.latency.take() {
+                let total = now.saturating_duration_since(speech_end);
+                self.latencies.push(total);
+                self.report(format!(
+                    "LATENCY call={} total_ms={} asr_ms={} reply_ms={}",
+                    self.handle.id.0,
+                    total.as_millis(),
+                    heard_at.saturating_duration_since(speech_end).as_millis(),
+                    now.saturating_duration_since(heard_at).as_millis()
+                ));
+            }
+            // A fresh reply replaces whatever was playing.
+            self.play_until = Some(now);
+            CallCommand::Play(pcm)
+        };
+        let start = self.play_until.map_or(now, |t| t.max(now));
+        self.play_until = Some(start + len);
+        let _ = self.handle.commands.send(cmd).await;
+    }
+
+    async fn playback_done(&mut self) {
+        let Some(until) = self.play_until else { return };
+        // A stale `PlaybackDone` from a reply we have since replaced, or
+        // the gap before the next sentence is enqueued: keep playing.
+        if self.synthesizing || Instant::now() + DONE_SLACK < until {
+            return;
+        }
+        self.play_until = None;
+        self.endpointer.set_prompt(Prompt::Silent);
+        self.reply_finished().await;
+    }
+
+    /// The reply has been heard (or cut off): do what comes after it.
+    async fn reply_finished(&mut self) {
+        match std::mem::replace(&mut self.then, Then::Listen) {
+            Then::Listen => self.arm_silence(),
+            Then::Hangup => self.hang_up().await,
+            Then::Transfer(Some(uri)) => {
+                self.report(format!("REFER call={} to={uri}", self.handle.id.0));
+                self.then = Then::Done;
+                let _ = self.handle.commands.send(CallCommand::Transfer(uri)).await;
+            }
+            Then::Transfer(None) => self.no_reception(),
+            Then::Done => self.then = Then::Done,
+        }
+    }
+
+    /// Nobody can take the call: say how to reach the clinic, then hang up.
+    /// The conversation has already recorded the call as transferred.
+    fn no_reception(&mut self) {
+        let p = &self.assistant.language.prompts;
+        let clinic = &self.assistant.config.clinic;
+        let text = format!(
+            "{} {}",
+            p.say("location", &[("address", &clinic.address), ("phone", &clinic.phone)]),
+            p.say("goodbye", &[("clinic", &clinic.name)])
+        );
+        self.then = Then::Hangup;
+        self.speak(vec![text], false);
+    }
+
+    async fn transfer_status(&mut self, code: u16) {
+        tracing::debug!(code, "transfer progress");
+        match code {
+            // The REFER was accepted and the new leg answered: our part is over.
+            200..=299 if code != 202 => self.hang_up().await,
+            300.. => {
+                tracing::warn!(code, "transfer to reception failed");
+                self.no_reception();
+            }
+            _ => {}
+        }
+    }
+
+    async fn hang_up(&mut self) {
+        self.then = Then::Done;
+        self.silence_at = None;
+        let _ = self.handle.commands.send(CallCommand::Hangup).await;
+    }
+
+    fn arm_silence(&mut self) {
+        let quiet = self.play_until.is_none() && !self.synthesizing && !self.endpointer.is_speaking();
+        if quiet && self.then == Then::Listen && !self.session.conversation().is_ended() {
+            self.silence_at = Some(Instant::now() + SILENCE_TIMEOUT);
+        }
+    }
+}
+
+fn median(v: &mut [Duration]) -> Option<Duration> {
+    v.sort();
+    v.get(v.len() / 2).copied()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_id_from_the_from_uri() {
+        let p = |s: &str| caller_id(s).map(|e| e.as_str().to_string());
+        assert_eq!(p("sip:+34600222333@127.0.0.1"), Some("+34600222333".into()));
+        assert_eq!(p("<sip:+34600222333@10.0.0.1:5060;user=phone>"), Some("+34600222333".into()));
+        assert_eq!(p("tel:+34600222333"), Some("+34600222333".into()));
+        assert_eq!(p("sip:0034600222333@trunk"), Some("+34600222333".into()));
+        assert_eq!(p("sip:34600222333@trunk"), Some("+34600222333".into()));
+        assert_eq!(p("sip:201@pbx"), None);
+        assert_eq!(p("sip:anonymous@anonymous.invalid"), None);
+        assert_eq!(p(""), None);
+    }
+
+    #[test]
+    fn median_of_latencies() {
+        let ms = Duration::from_millis;
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [ms(30), ms(10), ms(20)]), Some(ms(20)));
+    }
+}

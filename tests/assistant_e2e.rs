@@ -1,0 +1,454 @@
+//! The assistant end to end, in-process: `app::run` with the demo clinic
+//! on a temporary SQLite store and `[calls] app = "assistant"`, and this
+//! test as the caller — a raw SIP UAC over UDP and a real-time RTP stream
+//! (G.711 µ-law, 20 ms packets, RFC 4733 keys) carrying speech synthesized
+//! by the product's own TTS. The assistant's audio is recorded and
+//! transcribed; the call record is checked in the store.
+//!
+//! Needs the Whisper base model (CLINIVOX_TEST_MODELS=1, cached like
+//! tests/pool_real.rs) and espeak-ng.
+#![cfg(feature = "whisper")]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clinivox::clock::{Clock, SystemClock};
+use clinivox::media::dtmf::DtmfSender;
+use clinivox::media::g711::{ulaw_decode, ulaw_encode};
+use clinivox::speech::fair_queue::CallKey;
+use clinivox::speech::pool::{PoolConfig, RecognitionPool, Request};
+use clinivox::speech::tts::{Espeak, EspeakConfig, SpeechEngine};
+use clinivox::store::Store;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+const CALLER: &str = "+34600222333"; // José Martínez Ruiz, born 1952-11-02 (demo patient)
+const CLINIC_NUMBER: &str = "+34911234567";
+
+fn cache_root() -> PathBuf {
+    std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"))
+}
+
+fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+    s.local_addr().expect("bound socket has an address").port()
+}
+
+/// The demo clinic, listening on loopback only, answered by the assistant.
+fn config(dir: &std::path::Path, sip_port: u16) -> clinivox::config::Config {
+    let root = cache_root();
+    clinivox::speech::models::fetch("base", &root.join("cache"), &root.join("models"), &mut |_| {}).expect("base model in the test cache");
+    let text = clinivox::config::DEMO_TOML
+        .replace(
+            "listen = [\n  { transport = \"udp\", addr = \"127.0.0.1:5060\" },\n  { transport = \"tcp\", addr = \"127.0.0.1:5060\" },\n]",
+            &format!("listen = [ {{ transport = \"udp\", addr = \"127.0.0.1:{sip_port}\" }} ]"),
+        )
+        .replace("bindings_file = \"sip-bindings.json\"", &format!("bindings_file = {:?}", dir.join("bindings.json").display().to_string()))
+        .replace("min = 20000", "min = 33000")
+        .replace("max = 20999", "max = 33999");
+    assert!(text.contains(&format!("127.0.0.1:{sip_port}")), "the demo's [sip] listen line changed; update this test");
+    let vars = [
+        ("CLINIVOX_CALLS__APP".to_string(), "assistant".to_string()),
+        ("CLINIVOX_SPEECH__MODELS_DIR".to_string(), root.join("models").display().to_string()),
+        ("CLINIVOX_DATABASE__URL".to_string(), format!("sqlite://{}", dir.join("e2e.db").display())),
+    ];
+    let mut c = clinivox::config::from_toml(&text, "e2e", vars).expect("test configuration is valid");
+    c.demo = true; // seed the demo patients
+    c
+}
+
+/// What the caller's RTP sender plays, one 20 ms tick at a time.
+enum Tick {
+    Audio(Vec<i16>),
+    Key(char),
+}
+
+/// Received assistant audio: every sample, and when the last loud frame came.
+#[derive(Default)]
+struct Heard {
+    pcm: Vec<i16>,
+    last_loud: Option<Instant>,
+}
+
+struct Caller {
+    sip: Arc<UdpSocket>,
+    service: SocketAddr,
+    call_id: String,
+    to_tag_line: String,
+    cseq: u32,
+    ticks: mpsc::UnboundedSender<Tick>,
+    heard: Arc<Mutex<Heard>>,
+    bye_received: Arc<Mutex<bool>>,
+}
+
+fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines().find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+}
+
+impl Caller {
+    /// INVITE with a PCMU + telephone-event offer; ACKs the 200 and starts
+    /// the media tasks.
+    async fn call(service: SocketAddr, call_id: &str) -> Caller {
+        let sip = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let (lp, rp) = (sip.local_addr().unwrap().port(), rtp.local_addr().unwrap().port());
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rp} RTP/AVP 0 101\r\n\
+             a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n"
+        );
+        let invite = format!(
+            "INVITE sip:{CLINIC_NUMBER}@{service} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK{call_id}i;rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{CALLER}@127.0.0.1>;tag=c{call_id}\r\nTo: <sip:{CLINIC_NUMBER}@127.0.0.1>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:{CALLER}@127.0.0.1:{lp}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        let mut buf = vec![0u8; 65535];
+        let ok = 'invite: {
+            // The service may still be starting (loading Whisper): retry.
+            for _ in 0..120 {
+                sip.send_to(invite.as_bytes(), service).await.unwrap();
+                let until = Instant::now() + Duration::from_millis(500);
+                while let Ok(Ok((n, _))) = tokio::time::timeout_at(until.into(), sip.recv_from(&mut buf)).await {
+                    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                    if msg.starts_with("SIP/2.0 200") {
+                        break 'invite msg;
+                    }
+                    assert!(msg.starts_with("SIP/2.0 1"), "INVITE refused: {msg}");
+                }
+            }
+            panic!("no 200 OK to the INVITE");
+        };
+        let to_tag_line = header(&ok, "To").expect("200 has To").to_string();
+        let media_port: u16 = ok
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .expect("answer has m=audio");
+        let media: SocketAddr = format!("127.0.0.1:{media_port}").parse().unwrap();
+        let mut c = Caller {
+            sip,
+            service,
+            call_id: call_id.into(),
+            to_tag_line,
+            cseq: 1,
+            ticks: mpsc::unbounded_channel().0,
+            heard: Arc::default(),
+            bye_received: Arc::default(),
+        };
+        c.send_in_dialog("ACK", 1).await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        c.ticks = tx;
+        tokio::spawn(send_media(rtp.clone(), media, rx));
+        tokio::spawn(receive_media(rtp, c.heard.clone()));
+        tokio::spawn(answer_bye(c.sip.clone(), c.bye_received.clone()));
+        c
+    }
+
+    async fn send_in_dialog(&self, method: &str, cseq: u32) {
+        let lp = self.sip.local_addr().unwrap().port();
+        let msg = format!(
+            "{method} sip:{CLINIC_NUMBER}@{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK{}{method}{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{CALLER}@127.0.0.1>;tag=c{}\r\n{}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
+             Content-Length: 0\r\n\r\n",
+            self.service, self.call_id, self.call_id, self.to_tag_line, self.call_id
+        );
+        self.sip.send_to(msg.as_bytes(), self.service).await.unwrap();
+    }
+
+    async fn bye(&mut self) {
+        self.cseq += 1;
+        self.send_in_dialog("BYE", self.cseq).await;
+    }
+
+    fn say(&self, tts: &Espeak, text: &str) {
+        // The engine speaks at the phone's 8 kHz already.
+        let pcm = tts.synthesize(text, "es").expect("espeak-ng installed");
+        for f in pcm.chunks(160) {
+            let mut frame = f.to_vec();
+            frame.resize(160, 0);
+            let _ = self.ticks.send(Tick::Audio(frame));
+        }
+        self.pause(10);
+    }
+
+    fn keys(&self, keys: &str) {
+        for k in keys.chars() {
+            let _ = self.ticks.send(Tick::Key(k));
+            self.pause(8); // 160 ms between presses: each is a new event
+        }
+    }
+
+    fn pause(&self, ticks: usize) {
+        for _ in 0..ticks {
+            let _ = self.ticks.send(Tick::Audio(vec![0; 160]));
+        }
+    }
+
+    /// Waits until the assistant has spoken since `from` (a sample index)
+    /// and then been quiet for `quiet`; returns what it said.
+    async fn reply(&self, from: usize, quiet: Duration, limit: Duration) -> Vec<i16> {
+        let start = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let h = self.heard.lock().unwrap();
+            let spoke = h.pcm[from.min(h.pcm.len())..].iter().any(|s| s.unsigned_abs() > 2000);
+            if spoke && h.last_loud.is_some_and(|t| t.elapsed() >= quiet) {
+                return h.pcm[from..].to_vec();
+            }
+            if start.elapsed() > limit || *self.bye_received.lock().unwrap() {
+                return h.pcm[from.min(h.pcm.len())..].to_vec();
+            }
+        }
+    }
+
+    fn heard_len(&self) -> usize {
+        self.heard.lock().unwrap().pcm.len()
+    }
+
+    /// Waits until the assistant starts a new reply after sample `from`.
+    async fn reply_started(&self, from: usize, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let h = self.heard.lock().unwrap();
+            if h.pcm[from.min(h.pcm.len())..].iter().any(|s| s.unsigned_abs() > 2000) {
+                return;
+            }
+        }
+        panic!("the assistant did not answer within {limit:?}");
+    }
+}
+
+/// Real-time 20 ms pacing: one packet per tick, silence when idle; a key
+/// press is RFC 4733 packets at their offsets, with audio held meanwhile.
+async fn send_media(sock: Arc<UdpSocket>, to: SocketAddr, mut rx: mpsc::UnboundedReceiver<Tick>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (mut seq, mut ts, mut n) = (0u16, 0u32, 0u64);
+    let mut queue: VecDeque<Tick> = VecDeque::new();
+    let mut dtmf: BTreeMap<u64, Vec<(bool, u32, [u8; 4])>> = BTreeMap::new();
+    loop {
+        tick.tick().await;
+        while let Ok(t) = rx.try_recv() {
+            queue.push_back(t);
+        }
+        if rx.is_closed() && queue.is_empty() && dtmf.is_empty() {
+            return;
+        }
+        n += 1;
+        if dtmf.is_empty() {
+            match queue.pop_front() {
+                Some(Tick::Key(k)) => {
+                    for p in DtmfSender::new(k, ts, Duration::from_millis(100)).expect("test keys are valid") {
+                        dtmf.entry(n + p.offset.as_millis() as u64 / 20).or_default().push((p.marker, p.timestamp, p.payload));
+                    }
+                }
+                Some(Tick::Audio(f)) => {
+                    let payload: Vec<u8> = f.iter().map(|&s| ulaw_encode(s)).collect();
+                    if sock.send_to(&rtp_packet(0, false, seq, ts, &payload), to).await.is_err() {
+                        return;
+                    }
+                    seq = seq.wrapping_add(1);
+                }
+                None => {
+                    let _ = sock.send_to(&rtp_packet(0, false, seq, ts, &[ulaw_encode(0); 160]), to).await;
+                    seq = seq.wrapping_add(1);
+                }
+            }
+        }
+        while let Some((&at, _)) = dtmf.first_key_value() {
+            if at > n {
+                break;
+            }
+            for (marker, ets, payload) in dtmf.pop_first().map(|(_, v)| v).unwrap_or_default() {
+                let _ = sock.send_to(&rtp_packet(101, marker, seq, ets, &payload), to).await;
+                seq = seq.wrapping_add(1);
+            }
+        }
+        ts = ts.wrapping_add(160);
+    }
+}
+
+async fn receive_media(sock: Arc<UdpSocket>, heard: Arc<Mutex<Heard>>) {
+    let mut buf = vec![0u8; 2048];
+    while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+        if n < 12 || buf[1] & 0x7f != 0 {
+            continue;
+        }
+        let start = 12 + 4 * usize::from(buf[0] & 0x0f);
+        let pcm: Vec<i16> = buf[start.min(n)..n].iter().map(|&c| ulaw_decode(c)).collect();
+        let loud = pcm.iter().any(|s| s.unsigned_abs() > 2000);
+        let mut h = heard.lock().unwrap();
+        h.pcm.extend(pcm);
+        if loud {
+            h.last_loud = Some(Instant::now());
+        }
+    }
+}
+
+/// Answers the service's BYE (the assistant hangs up after its goodbye).
+async fn answer_bye(sock: Arc<UdpSocket>, bye: Arc<Mutex<bool>>) {
+    let mut buf = vec![0u8; 65535];
+    while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        if msg.starts_with("BYE ") {
+            *bye.lock().unwrap() = true;
+            let mut resp = String::from("SIP/2.0 200 OK\r\n");
+            for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
+                for l in msg.lines().filter(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", h.to_ascii_lowercase()))) {
+                    resp.push_str(l);
+                    resp.push_str("\r\n");
+                }
+            }
+            resp.push_str("Content-Length: 0\r\n\r\n");
+            let _ = sock.send_to(resp.as_bytes(), from).await;
+        }
+    }
+}
+
+fn transcribe(pool: &RecognitionPool, pcm: Vec<i16>) -> String {
+    let req = Request { call: CallKey(999), pcm, language: Some("es".into()), initial_prompt: Some("Clínica San Rafael.".into()) };
+    let rx = pool.submit(req).expect("pool accepts");
+    rx.blocking_recv().expect("pool answers").map(|r| r.text).unwrap_or_default().to_lowercase()
+}
+
+async fn call_detail(store: &Store, number: &str, nth_newest: usize) -> clinivox::store::CallDetail {
+    let calls: Vec<_> = store.calls(20).await.unwrap().into_iter().filter(|c| c.remote_number == number).collect();
+    let c = calls.get(nth_newest).expect("call recorded");
+    store.call(&c.id).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(clinivox_test_models), ignore = "set CLINIVOX_TEST_MODELS=1")]
+async fn keypad_booking_and_a_spoken_no_through_sip_and_rtp() {
+    let _ = tracing_subscriber::fmt().with_env_filter("clinivox=info").with_test_writer().try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let sip_port = free_udp_port();
+    let config = Arc::new(config(dir.path(), sip_port));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = clinivox::app::open_store(&config, clock.as_ref()).await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(clinivox::app::run(config.clone(), store.clone(), clock, http, async {
+        let _ = stop_rx.await;
+    }));
+    let root = cache_root();
+    let pool_cfg = PoolConfig {
+        model: clinivox::speech::models::installed_path(&root.join("models"), "base").unwrap(),
+        workers: 1,
+        threads_per_worker: 2,
+        max_queued: 4,
+        guard: Default::default(),
+        languages: vec!["es".into()],
+    };
+    let pool = Arc::new(tokio::task::spawn_blocking(move || RecognitionPool::start(pool_cfg).unwrap()).await.unwrap());
+    let tts = Espeak::new(EspeakConfig::default());
+    let phone = clinivox::phone::E164::parse(CALLER).unwrap();
+    let patient = store.patients_by_phone(&phone).await.unwrap().first().expect("demo patient").id.clone();
+    let before = store.appointments_for_patient(&patient, true, chrono::Utc::now()).await.unwrap().len();
+    let began = Instant::now();
+    let addr: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
+
+    // 1. The greeting is heard (transcribed by Whisper).
+    let mut caller = Caller::call(addr, "e2e-book").await;
+    let greeting = caller.reply(0, Duration::from_millis(1500), Duration::from_secs(45)).await;
+    assert!(greeting.len() > 8000 * 3, "greeting too short: {} samples", greeting.len());
+    let p = pool.clone();
+    let text = tokio::task::spawn_blocking(move || transcribe(&p, greeting)).await.unwrap();
+    eprintln!("greeting heard as: {text:?}");
+    assert!(["rafael", "clínica", "clinica", "asistente", "llamado"].iter().any(|w| text.contains(w)), "greeting not heard: {text:?}");
+
+    // 2. Keypad: 1 = book; the date of birth as eight digits.
+    let mark = caller.heard_len();
+    caller.keys("1");
+    caller.reply(mark, Duration::from_millis(1200), Duration::from_secs(30)).await;
+    let mark = caller.heard_len();
+    caller.keys("02111952");
+    // The specialty menu is long: press 1 (general medicine) as soon as it
+    // starts, which also cuts the prompt short.
+    caller.reply_started(mark, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mark = caller.heard_len();
+    caller.keys("1");
+    // "When?" → 1 = the first free slot; then the offer list → 1; then the read-back → 1 = yes.
+    caller.reply_started(mark, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mark = caller.heard_len();
+    caller.keys("1");
+    caller.reply_started(mark, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mark = caller.heard_len();
+    caller.keys("1");
+    caller.reply(mark, Duration::from_millis(1200), Duration::from_secs(30)).await;
+    let mark = caller.heard_len();
+    caller.keys("1");
+    // "Done … anything else?"
+    caller.reply(mark, Duration::from_millis(1200), Duration::from_secs(30)).await;
+
+    // 3. A spoken "no": the assistant says goodbye and hangs up. Whisper
+    // on espeak audio is not reliable enough to insist on it, so if the
+    // assistant did not take it as "no", the caller hangs up instead; the
+    // booking keeps the call's outcome either way.
+    let mark = caller.heard_len();
+    caller.say(&tts, "No, muchas gracias, eso es todo.");
+    caller.reply(mark, Duration::from_millis(2000), Duration::from_secs(30)).await;
+    for _ in 0..30 {
+        if *caller.bye_received.lock().unwrap() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let spoken_no_worked = *caller.bye_received.lock().unwrap();
+    if !spoken_no_worked {
+        caller.bye().await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let d = call_detail(&store, CALLER, 0).await;
+    for t in &d.turns {
+        eprintln!("{:>3} {:<9} {:?} intent={:?}", t.seq, t.speaker, t.text, t.intent);
+    }
+    eprintln!("spoken no understood: {spoken_no_worked}; call took {:?}", began.elapsed());
+    assert_eq!(d.call.outcome.as_deref(), Some("booked"), "{:?}", d.call);
+    assert!(d.call.ended_at.is_some());
+    assert!(d.call.patient_id.is_some(), "the caller was identified");
+    assert!(d.turns.iter().filter(|t| t.speaker == "caller" && t.text.starts_with("DTMF")).count() >= 12, "keys reached the transcript");
+    assert!(d.turns.iter().any(|t| t.speaker == "assistant" && t.text.contains("José")), "greeted by name after the date of birth");
+    assert!(d.turns.iter().any(|t| t.speaker == "caller" && !t.text.starts_with("DTMF")), "the spoken answer reached the transcript");
+    let upcoming = store.appointments_for_patient(&patient, true, chrono::Utc::now()).await.unwrap();
+    assert_eq!(upcoming.len(), before + 1, "one appointment booked: {upcoming:?}");
+
+    // 4. A caller who hangs up mid-greeting still leaves a complete record.
+    let mut caller2 = Caller::call(addr, "e2e-hangup").await;
+    caller2.reply_started(0, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    caller2.bye().await;
+    let mut d2 = call_detail(&store, CALLER, 0).await;
+    for _ in 0..50 {
+        if d2.call.ended_at.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        d2 = call_detail(&store, CALLER, 0).await;
+    }
+    assert_ne!(d2.call.id, d.call.id);
+    assert_eq!(d2.call.outcome.as_deref(), Some("abandoned"), "{:?}", d2.call);
+
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), service).await;
+    eprintln!("total {:?}", began.elapsed());
+}
