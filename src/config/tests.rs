@@ -116,3 +116,19 @@ fn a_missing_default_file_means_the_demo_but_a_missing_named_file_is_an_error() 
 fn token_hashes_match_configuration_form() {
     assert_eq!(hash_token("demo-write-token"), "sha256:66b40fcb785655ba6e7c7b70a15aac4be7fa7ccac1dcf85b534c19104e332624");
 }
+
+#[test]
+fn the_assistant_app_needs_speech() {
+    let c = from_toml(DEMO_TOML, "demo", env(&[("CLINIVOX_CALLS__APP", "assistant")])).unwrap();
+    assert_eq!(c.calls_app, CallsApp::Assistant);
+    // The demo without its [speech] section.
+    let (before, after) = DEMO_TOML.split_once("\n[speech]\n").expect("the demo has [speech]");
+    let rest = after.find("\n[").map(|i| &after[i..]).unwrap_or("");
+    let text = format!("{before}\n{rest}");
+    let Err(ConfigError::Invalid(errors)) = from_toml(&text, "t", env(&[("CLINIVOX_CALLS__APP", "assistant")])) else {
+        panic!("an assistant without [speech] must be refused")
+    };
+    assert!(errors.iter().any(|e| e.key == "calls.app" && e.message.contains("[speech]")), "{errors:?}");
+    let Err(ConfigError::Invalid(errors)) = from_toml(DEMO_TOML, "t", env(&[("CLINIVOX_CALLS__APP", "robot")])) else { panic!() };
+    assert!(errors.iter().any(|e| e.key == "calls.app" && e.message.contains("assistant")), "{errors:?}");
+}
