@@ -2,6 +2,9 @@
 //! auth and scopes, problem JSON, 422s naming the field, idempotency, the
 //! booking race through HTTP, and the OpenAPI document.
 
+#[macro_use]
+mod support;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -12,7 +15,6 @@ use clinivox::api::{router, AppState};
 use clinivox::clock::ManualClock;
 use clinivox::config::Config;
 use clinivox::store::Store;
-use clinivox::testing;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -22,26 +24,6 @@ const WRITE: &str = "demo-write-token";
 
 fn now() -> DateTime<Utc> {
     "2026-11-23T08:00:00Z".parse().unwrap()
-}
-
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                let dir = tempfile::tempdir().unwrap();
-                let config = super::testing::demo_config();
-                let store = super::testing::sqlite_store(dir.path(), &config).await.unwrap();
-                super::$name(super::app(store, config)).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                let config = super::testing::demo_config();
-                let store = super::testing::postgres_store(&config, 16).await.expect("PostgreSQL at CLINIVOX_TEST_PG_URL");
-                super::$name(super::app(store, config)).await;
-            }
-        }
-    )*};
 }
 
 on_both_engines!(
@@ -109,7 +91,8 @@ async fn new_patient(app: &Router, name: &str, phone: &str) -> String {
 /// Tuesday 24 November 2026, 09:00 in Madrid: a slot of Dra. García.
 const SLOT: &str = "2026-11-24T08:00:00Z";
 
-async fn auth_and_scopes(app: Router) {
+async fn auth_and_scopes(store: Store, config: Config) {
+    let app = app(store, config);
     assert_eq!(call(&app, "GET", "/healthz", None, None, &[]).await.status, StatusCode::OK);
     assert_eq!(call(&app, "GET", "/readyz", None, None, &[]).await.status, StatusCode::OK);
     let r = call(&app, "GET", "/api/v1/specialties", None, None, &[]).await;
@@ -127,7 +110,8 @@ async fn auth_and_scopes(app: Router) {
     assert_problem(&call(&app, "GET", "/api/v1/nothing-here", Some(READ), None, &[]).await, 404);
 }
 
-async fn bad_input_is_a_problem_naming_the_field(app: Router) {
+async fn bad_input_is_a_problem_naming_the_field(store: Store, config: Config) {
+    let app = app(store, config);
     let post = |body: Value| call(&app, "POST", "/api/v1/patients", Some(WRITE), Some(body), &[]);
     let r = post(json!({"phones": ["+34600111222"], "date_of_birth": "1950-05-03"})).await;
     assert_problem(&r, 422);
@@ -181,7 +165,8 @@ async fn bad_input_is_a_problem_naming_the_field(app: Router) {
     assert_problem(&r, 422);
 }
 
-async fn idempotency_keys(app: Router) {
+async fn idempotency_keys(store: Store, config: Config) {
+    let app = app(store, config);
     let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
     let body = json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": SLOT});
     let key = [("Idempotency-Key", "book-ana-1")];
@@ -208,7 +193,8 @@ async fn idempotency_keys(app: Router) {
     assert_problem(&c2, 409);
 }
 
-async fn booking_race_over_http(app: Router) {
+async fn booking_race_over_http(store: Store, config: Config) {
+    let app = app(store, config);
     let mut patients = Vec::new();
     for i in 0..100 {
         patients.push(new_patient(&app, &format!("Paciente {i}"), &format!("+3461000{i:04}")).await);
@@ -235,7 +221,8 @@ async fn booking_race_over_http(app: Router) {
     assert_eq!(codes.iter().filter(|c| **c == 409).count(), 99, "{codes:?}");
 }
 
-async fn appointment_lifecycle(app: Router) {
+async fn appointment_lifecycle(store: Store, config: Config) {
+    let app = app(store, config);
     let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
     let slots = call(
         &app,
@@ -302,7 +289,8 @@ async fn appointment_lifecycle(app: Router) {
     assert_eq!(day.json.as_array().unwrap().len(), 1);
 }
 
-async fn openapi_document_is_generated(app: Router) {
+async fn openapi_document_is_generated(store: Store, config: Config) {
+    let app = app(store, config);
     let r = call(&app, "GET", "/api/v1/openapi.json", Some(READ), None, &[]).await;
     assert_eq!(r.status, StatusCode::OK);
     let doc = r.json;
@@ -328,7 +316,8 @@ async fn openapi_document_is_generated(app: Router) {
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 }
 
-async fn lists_and_lookups(app: Router) {
+async fn lists_and_lookups(store: Store, config: Config) {
+    let app = app(store, config);
     let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
     let found = call(&app, "GET", "/api/v1/patients?phone=%2B34%20600%20111%20222", Some(READ), None, &[]).await;
     assert_eq!(found.json[0]["id"], patient.as_str());
@@ -362,7 +351,8 @@ async fn lists_and_lookups(app: Router) {
     assert_problem(&call(&app, "GET", "/api/v1/calls/none", Some(READ), None, &[]).await, 404);
 }
 
-async fn reminders_and_replies(app: Router) {
+async fn reminders_and_replies(store: Store, config: Config) {
+    let app = app(store, config);
     let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
     let body = json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": SLOT});
     let id = call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body), &[]).await.json["id"].as_str().unwrap().to_string();

@@ -17,6 +17,9 @@
 //!   `= patient <name> | <YYYY-MM-DD>` (exists, with the caller's number),
 //!   `= transcript <text>` (some turn of the call contains it).
 
+#[macro_use]
+mod support;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,26 +73,7 @@ scripts!(
     silence_es,
 );
 
-/// Store-level additions made for the conversation, on both engines.
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let dir = tempfile::tempdir().unwrap();
-                let config = super::testing::demo_config();
-                let store = super::testing::sqlite_store(dir.path(), &config).await.unwrap();
-                super::$name(store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let config = super::testing::demo_config();
-                let store = super::testing::postgres_store(&config, 4).await.expect("PostgreSQL at CLINIVOX_TEST_PG_URL");
-                super::$name(store).await;
-            }
-        }
-    )*};
-}
+// Store-level additions made for the conversation, on both engines.
 
 on_both_engines!(patients_born_on_and_live_holds);
 
@@ -269,7 +253,7 @@ impl Run {
     }
 }
 
-async fn patients_born_on_and_live_holds(store: Store) {
+async fn patients_born_on_and_live_holds(store: Store, _: clinivox::config::Config) {
     let now: DateTime<Utc> = "2026-11-23T08:00:00Z".parse().unwrap();
     clinivox::demo::seed(&store, now).await.unwrap();
     let born = store.patients_born_on("1948-03-14".parse().unwrap()).await.unwrap();

@@ -1,6 +1,9 @@
 //! Reminders, their replies, and the escalation scheduler with simulated
 //! time, on SQLite and PostgreSQL.
 
+#[macro_use]
+mod support;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -9,7 +12,6 @@ use clinivox::config::Config;
 use clinivox::escalation::scheduler::{CallOutcome, Scheduler, KIND};
 use clinivox::phone::E164;
 use clinivox::store::*;
-use clinivox::testing;
 
 fn utc(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -20,26 +22,6 @@ fn monday() -> DateTime<Utc> {
 }
 fn staff() -> Actor {
     Actor::new("reception", Channel::Staff)
-}
-
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                let dir = tempfile::tempdir().unwrap();
-                let config = super::testing::demo_config();
-                let store = super::testing::sqlite_store(dir.path(), &config).await.unwrap();
-                super::$name(store, config).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                let config = super::testing::demo_config();
-                let store = super::testing::postgres_store(&config, 16).await.expect("PostgreSQL at CLINIVOX_TEST_PG_URL");
-                super::$name(store, config).await;
-            }
-        }
-    )*};
 }
 
 on_both_engines!(

@@ -1,6 +1,9 @@
 //! The appointment store against SQLite and PostgreSQL: every scenario runs on
 //! both engines (PostgreSQL at CLINIVOX_TEST_PG_URL, default 127.0.0.1:5432/test).
 
+#[macro_use]
+mod support;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -18,26 +21,6 @@ fn utc(s: &str) -> DateTime<Utc> {
 }
 fn staff() -> Actor {
     Actor::new("test-reception", Channel::Staff)
-}
-
-macro_rules! on_both_engines {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                let dir = tempfile::tempdir().unwrap();
-                let config = super::testing::demo_config();
-                let store = super::testing::sqlite_store(dir.path(), &config).await.unwrap();
-                super::$name(store, config).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                let config = super::testing::demo_config();
-                let store = super::testing::postgres_store(&config, 16).await.expect("PostgreSQL at CLINIVOX_TEST_PG_URL");
-                super::$name(store, config).await;
-            }
-        }
-    )*};
 }
 
 on_both_engines!(

@@ -117,45 +117,12 @@ pub fn write_ulaw(path: &Path, rate: u32, pcm: &[i16]) -> Result<(), WavError> {
     std::fs::write(path, b).map_err(|source| WavError::Io { path: path.display().to_string(), source })
 }
 
-/// G.711 µ-law encode (bias 0x84, clip 32635).
-pub fn ulaw_encode(sample: i16) -> u8 {
-    let s = i32::from(sample);
-    let (mag, mask) = if s < 0 { (-s, 0x7F) } else { (s, 0xFF) };
-    let biased = mag.min(32_635) + 0x84;
-    let seg = (31 - biased.leading_zeros() as i32) - 7;
-    let mantissa = (biased >> (seg + 3)) & 0x0F;
-    ((seg << 4) as u8 | mantissa as u8) ^ mask
-}
-
-/// G.711 µ-law decode.
-pub fn ulaw_decode(code: u8) -> i16 {
-    let c = !code;
-    let seg = i32::from((c >> 4) & 0x07);
-    let mag = (((i32::from(c & 0x0F)) << 3) + 0x84) << seg;
-    let v = mag - 0x84;
-    (if c & 0x80 != 0 { -v } else { v }) as i16
-}
+/// µ-law comes from the media layer's G.711 codec: one implementation.
+pub use crate::media::g711::{ulaw_decode, ulaw_encode};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ulaw_known_values_and_round_trip() {
-        assert_eq!(ulaw_encode(0), 0xFF);
-        assert_eq!(ulaw_decode(0xFF), 0);
-        assert_eq!(ulaw_decode(0x80), 32_124);
-        assert_eq!(ulaw_decode(0x00), -32_124);
-        for code in 0..=255u8 {
-            let back = ulaw_encode(ulaw_decode(code));
-            assert!(back == code || (code == 0x7F && back == 0xFF), "{code:#x}");
-        }
-        // Quantisation error stays within half a step (≈3 % of the value).
-        for s in [100i16, 1000, 10_000, -20_000] {
-            let d = ulaw_decode(ulaw_encode(s));
-            assert!((i32::from(d) - i32::from(s)).abs() <= i32::from(s).abs() / 30 + 8, "{s} -> {d}");
-        }
-    }
 
     #[test]
     fn reads_ulaw_and_pcm_files() {
