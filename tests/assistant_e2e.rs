@@ -321,7 +321,7 @@ async fn answer_bye(sock: Arc<UdpSocket>, bye: Arc<Mutex<bool>>) {
 }
 
 fn transcribe(pool: &RecognitionPool, pcm: Vec<i16>) -> String {
-    let req = Request { call: CallKey(999), pcm, language: Some("es".into()), initial_prompt: Some("Clínica San Rafael.".into()) };
+    let req = Request { call: CallKey(999), pcm, language: Some("es".into()), initial_prompt: None };
     let rx = pool.submit(req).expect("pool accepts");
     rx.blocking_recv().expect("pool answers").map(|r| r.text).unwrap_or_default().to_lowercase()
 }
@@ -367,6 +367,8 @@ async fn keypad_booking_and_a_spoken_no_through_sip_and_rtp() {
     let mut caller = Caller::call(addr, "e2e-book").await;
     let greeting = caller.reply(0, Duration::from_millis(1500), Duration::from_secs(45)).await;
     assert!(greeting.len() > 8000 * 3, "greeting too short: {} samples", greeting.len());
+    let first_loud = greeting.iter().position(|s| s.unsigned_abs() > 2000).unwrap_or(0);
+    eprintln!("greeting: {:.1} s of audio, speech from {:.2} s", greeting.len() as f32 / 8000.0, first_loud as f32 / 8000.0);
     let p = pool.clone();
     let text = tokio::task::spawn_blocking(move || transcribe(&p, greeting)).await.unwrap();
     eprintln!("greeting heard as: {text:?}");
