@@ -450,6 +450,30 @@ async fn keypad_booking_and_a_spoken_no_through_sip_and_rtp() {
     assert_ne!(d2.call.id, d.call.id);
     assert_eq!(d2.call.outcome.as_deref(), Some("abandoned"), "{:?}", d2.call);
 
+    // 5. 0 = "a person, please", pressed during the greeting (a notice
+    // that is heard whole: the reply follows it). The demo's staff have no
+    // SIP URI, so the caller hears how to reach the clinic and the call
+    // ends, recorded as transferred.
+    let caller3 = Caller::call(addr, "e2e-transfer").await;
+    caller3.reply_started(0, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    caller3.keys("0");
+    for _ in 0..600 {
+        if *caller3.bye_received.lock().unwrap() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(*caller3.bye_received.lock().unwrap(), "the assistant ends a call it cannot transfer");
+    let heard = caller3.heard.lock().unwrap().pcm.len() as f32 / 8000.0;
+    // Greeting (~15 s) whole, then the transfer notice, address and goodbye.
+    assert!(heard > 25.0, "greeting and the no-reception message: {heard:.1} s");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d3 = call_detail(&store, CALLER, 0).await;
+    assert_ne!(d3.call.id, d2.call.id);
+    assert_eq!(d3.call.outcome.as_deref(), Some("transferred"), "{:?}", d3.call);
+    assert_eq!(d3.call.transfer_target.as_deref(), Some("reception"));
+
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), service).await;
     eprintln!("total {:?}", began.elapsed());

@@ -184,14 +184,18 @@ pub async fn serve(server: crate::sip::driver::SipServer, app: App, report: Repo
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let running = tokio::spawn(server.run(in_tx, stop_rx));
     tokio::pin!(shutdown);
+    // Calls in progress, so that shutdown lets them finish their records.
+    let mut calls = tokio::task::JoinSet::new();
     loop {
         let call: crate::sip::driver::IncomingCall = tokio::select! {
             _ = &mut shutdown => break,
+            // Reap finished calls as they end.
+            Some(_) = calls.join_next(), if !calls.is_empty() => continue,
             call = in_rx.recv() => match call { Some(c) => c, None => break },
         };
         report(format!("INCOMING {} from {} ({:?})", call.callee, call.caller, call.source));
         let (sip, app, report) = (sip.clone(), app.clone(), report.clone());
-        tokio::spawn(async move {
+        calls.spawn(async move {
             match app {
                 App::Echo => echo(call.handle, report).await,
                 App::Tone => tone(call.handle, report).await,
@@ -203,4 +207,13 @@ pub async fn serve(server: crate::sip::driver::SipServer, app: App, report: Repo
     }
     let _ = stop_tx.send(());
     let _ = running.await;
+    // With the SIP side gone every call reports its hang-up; give the
+    // applications a moment to record it (the store closes after this).
+    let drain = async { while calls.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        report(format!("SHUTDOWN {} calls still running", calls.len()));
+    }
 }
+
+/// How long shutdown waits for calls in progress to wind up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -166,6 +166,7 @@ impl Assistant {
             generation: 0,
             synthesizing: false,
             play_until: None,
+            playing_interruptible: true,
             first_chunk_sent: false,
             then: Then::Listen,
             silence_at: None,
@@ -258,6 +259,8 @@ struct Line {
     synthesizing: bool,
     /// When the audio sent so far should finish playing.
     play_until: Option<Instant>,
+    /// Whether what is playing may be cut off by the caller or a new reply.
+    playing_interruptible: bool,
     first_chunk_sent: bool,
     then: Then,
     silence_at: Option<Instant>,
@@ -504,9 +507,17 @@ impl Line {
                     now.saturating_duration_since(heard_at).as_millis()
                 ));
             }
-            // A fresh reply replaces whatever was playing.
-            self.play_until = Some(now);
-            CallCommand::Play(pcm)
+            let protected = self.play_until.is_some_and(|t| t > now) && !self.playing_interruptible;
+            self.playing_interruptible = interruptible;
+            if protected {
+                // A notice that must be heard whole (privacy, emergency)
+                // is still playing: the reply follows it instead.
+                CallCommand::Enqueue(pcm)
+            } else {
+                // A fresh reply replaces whatever was playing.
+                self.play_until = Some(now);
+                CallCommand::Play(pcm)
+            }
         };
         let start = self.play_until.map_or(now, |t| t.max(now));
         self.play_until = Some(start + len);
