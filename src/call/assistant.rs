@@ -444,6 +444,10 @@ impl Line {
         if texts.is_empty() {
             if self.then != Then::Listen && self.play_until.is_none() && !self.synthesizing {
                 self.reply_finished().await;
+            } else {
+                // E.g. one key of a date of birth: the caller may still go
+                // quiet half-way, which the conversation must hear about.
+                self.arm_silence();
             }
             return;
         }
