@@ -32,13 +32,17 @@ pub async fn sqlite_store(dir: &std::path::Path, config: &Config) -> Result<Stor
 
 /// A store on a new, empty schema of the test PostgreSQL, synced with `config`.
 pub async fn postgres_store(config: &Config, max_connections: u32) -> Result<Store, StoreError> {
+    postgres_store_at(&pg_base_url(), config, max_connections).await
+}
+
+/// The same on the PostgreSQL at `base` (benchmarks name theirs).
+pub async fn postgres_store_at(base: &str, config: &Config, max_connections: u32) -> Result<Store, StoreError> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let schema = format!("{SCHEMA_PREFIX}{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), rand::random::<u32>());
-    let base = pg_base_url();
     {
         use sqlx::Connection;
         sqlx::any::install_default_drivers();
-        let mut admin = sqlx::AnyConnection::connect(&base).await?;
+        let mut admin = sqlx::AnyConnection::connect(base).await?;
         sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut admin).await?;
         admin.close().await?;
     }

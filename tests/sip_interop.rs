@@ -7,25 +7,10 @@ mod common;
 
 use common::*;
 
-pub const INTEROP_CONFIG: &str = r#"
-listen = [
-  { transport = "udp", addr = "127.0.0.1:5060" },
-  { transport = "tcp", addr = "127.0.0.1:5060" },
-  { transport = "udp", addr = "[::1]:5060" },
-  { transport = "tcp", addr = "[::1]:5060" },
-]
-numbers = ["1000"]
-nonce_secret = "test"
-[rtp]
-min = 30000
-max = 31999
-[[trunks]]
-name = "loop"
-cidrs = ["127.0.0.0/8", "::1/128"]
-[[extensions]]
-number = "201"
-password = "secret201"
-"#;
+/// `BASE_CONFIG` on the standard port (SIPp dials 5060) with a wider RTP range.
+fn interop_config() -> String {
+    BASE_CONFIG.replace(":0\"", ":5060\"").replace("max = 30999", "max = 31999")
+}
 
 fn scenario(name: &str) -> String {
     format!("{}/tests/sip/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -34,7 +19,7 @@ fn scenario(name: &str) -> String {
 fn run_sipp_echo(transport_flag: &str, target: &str, media_ip: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = dir.path().join("cfg.toml");
-    std::fs::write(&cfg, INTEROP_CONFIG).expect("write config");
+    std::fs::write(&cfg, interop_config()).expect("write config");
     let script = format!(
         r#"
 cd {dir}

@@ -73,8 +73,7 @@ pub async fn run(prompts: &Path, tables: &Path, postgres: Option<&str>) -> Resul
     let sqlite = testing::sqlite_store(dir.path(), &config).await?;
     calls("sqlite", sqlite, &ctx).await?;
     if let Some(url) = postgres {
-        std::env::set_var("CLINIVOX_TEST_PG_URL", url);
-        let pg = testing::postgres_store(&config, 4).await?;
+        let pg = testing::postgres_store_at(url, &config, 4).await?;
         calls("postgres", pg, &ctx).await?;
     }
     Ok(())

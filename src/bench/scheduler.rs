@@ -19,8 +19,7 @@ pub async fn run(postgres: Option<&str>, instances: &[usize]) -> Result<(), Stor
         let store = testing::sqlite_store(dir.path(), &config).await?;
         drain(store, "sqlite", n).await?;
         if let Some(url) = postgres {
-            std::env::set_var("CLINIVOX_TEST_PG_URL", url);
-            drain(testing::postgres_store(&config, 16).await?, "postgres", n).await?;
+            drain(testing::postgres_store_at(url, &config, 16).await?, "postgres", n).await?;
         }
     }
     Ok(())

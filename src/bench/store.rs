@@ -35,8 +35,7 @@ pub async fn run(postgres: Option<&str>, clients: &[usize]) -> Result<Vec<Row>, 
         let store = testing::sqlite_store(dir.path(), &config).await?;
         rows.push(print(contend(store, "sqlite", n).await?));
         if let Some(url) = postgres {
-            std::env::set_var("CLINIVOX_TEST_PG_URL", url);
-            let store = testing::postgres_store(&config, 16).await?;
+            let store = testing::postgres_store_at(url, &config, 16).await?;
             rows.push(print(contend(store, "postgres", n).await?));
         }
     }
