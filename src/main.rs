@@ -120,6 +120,21 @@ enum BenchWhat {
         #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
         clients: Vec<usize>,
     },
+    /// SIP/RTP under SIPp: call setups per second, simultaneous echo calls with CPU.
+    #[cfg(feature = "whisper")]
+    Sip {
+        /// Call rates (calls/s) to try for setups.
+        #[arg(long, value_delimiter = ',', default_value = "100,200,400,800,1200")]
+        rates: Vec<u32>,
+        #[arg(long, default_value_t = 5)]
+        seconds_per_rate: u32,
+        /// Simultaneous echo calls to try.
+        #[arg(long, value_delimiter = ',', default_value = "50,100,200,300,400")]
+        calls: Vec<u32>,
+        /// How long each echo call streams, seconds.
+        #[arg(long, default_value_t = 10)]
+        hold_seconds: u32,
+    },
     /// Whisper speed per model and threads, and time to first TTS audio.
     Speech {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -170,6 +185,10 @@ async fn main() -> anyhow::Result<()> {
             clinivox::bench::store::run(pg.as_deref(), &clients).await?;
         }
         Command::Bench { what: BenchWhat::Speech { args } } => speech_cli("bench", args)?,
+        #[cfg(feature = "whisper")]
+        Command::Bench { what: BenchWhat::Sip { rates, seconds_per_rate, calls, hold_seconds } } => {
+            clinivox::bench::sip::run(&clinivox::bench::sip::Options { rates, seconds_per_rate, calls, hold_seconds }).await?
+        }
         Command::Bench { what: BenchWhat::Scheduler { postgres, instances } } => {
             let pg = (postgres != "off").then_some(postgres);
             clinivox::bench::scheduler::run(pg.as_deref(), &instances).await?;

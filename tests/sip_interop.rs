@@ -127,3 +127,60 @@ exit $RC
     let frames: u64 = line.rsplit("frames=").next().and_then(|f| f.trim().parse().ok()).unwrap_or(0);
     assert!(frames > 50, "echoed audio came back: {line}");
 }
+
+/// Clinivox registers itself to a carrier known by a DNS name (no static
+/// address at the clinic): the carrier challenges, checks the digest and
+/// grants 4 s; the refresh comes before it runs out; then the carrier sends
+/// a patient's call to the registered contact, and the echo app answers it.
+#[test]
+fn registers_to_a_carrier_by_name_refreshes_and_takes_its_calls() {
+    if !have("sipp", "sip-tester") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+listen = [{ transport = "udp", addr = "127.0.0.1:5060" }]
+[rtp]
+min = 33000
+max = 33999
+[[trunks]]
+name = "carrier"
+proxy = "sip.carrier.test:5080"
+username = "clinic"
+password = "trunkpw"
+register = true
+register_expires_s = 120
+"#,
+    )
+    .expect("write config");
+    let script = format!(
+        r#"
+cd {dir}
+sipp -sf {scn} -i 127.0.0.1 -p 5080 -mi 127.0.0.1 -m 1 -t u1 -nd -timeout 30s -timeout_error > sipp.out 2>&1 &
+SIPP=$!
+sleep 0.3
+{bin} {cfg} echo > server.log 2>&1 &
+SRV=$!
+wait $SIPP
+RC=$?
+sleep 0.3
+kill $SRV
+echo "SIPP_RC=$RC"
+cat server.log
+tail -20 sipp.out
+exit $RC
+"#,
+        dir = dir.path().display(),
+        bin = interop_bin(),
+        cfg = cfg.display(),
+        scn = scenario("uas_registrar.xml"),
+    );
+    let (ok, out) = run_isolated_with_hosts(&script, "127.0.0.1 sip.carrier.test\n", 60);
+    println!("{out}");
+    assert!(ok && out.contains("SIPP_RC=0"), "the carrier saw a failed registration or call:\n{out}");
+    assert!(out.contains("INCOMING clinic from"), "the carrier's call reached the app:\n{out}");
+    assert!(out.contains("HANGUP Remote"), "{out}");
+}

@@ -3,6 +3,8 @@
 
 pub mod conversation;
 pub mod scheduler;
+#[cfg(feature = "whisper")]
+pub mod sip;
 pub mod store;
 
 /// The `p`-th percentile (0–100) of sorted samples, nearest-rank.

@@ -28,14 +28,21 @@ pub fn parse_target(arg: &str) -> DialTarget {
 
 pub async fn echo(mut h: CallHandle, report: Report) {
     let mut frames = 0u64;
+    let mut media = String::new();
     while let Some(ev) = h.events.recv().await {
         match ev {
             CallEvent::Audio(f) => {
                 frames += 1;
                 let _ = h.commands.send(CallCommand::Enqueue(f.to_vec())).await;
             }
+            CallEvent::MediaStats(s) => {
+                media = format!(
+                    " rtp_in={} lost={} late={} concealed={} rtp_out={}",
+                    s.packets_in, s.jitter.lost, s.jitter.late, s.jitter.concealed, s.packets_out
+                )
+            }
             CallEvent::HangUp(c) => {
-                report(format!("HANGUP {:?} call={} frames={frames}", c, h.id.0));
+                report(format!("HANGUP {:?} call={}{media} frames={frames}", c, h.id.0));
                 return;
             }
             CallEvent::Dtmf(d) => report(format!("DTMF {d}")),

@@ -158,6 +158,9 @@ impl CallCore {
         if tell_sip {
             self.out.push_back(Output::Hangup);
         }
+        if let Some(stats) = self.rtp_stats() {
+            self.out.push_back(Output::App(CallEvent::MediaStats(Box::new(stats))));
+        }
         self.out.push_back(Output::App(CallEvent::HangUp(cause)));
         self.finished = true;
     }

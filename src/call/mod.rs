@@ -62,6 +62,8 @@ pub enum CallEvent {
     TransferStatus(u16),
     /// No RTP for too long; `HangUp(MediaTimeout)` follows.
     MediaTimeout,
+    /// The call's RTP counters, just before `HangUp` (media was set up).
+    MediaStats(Box<crate::media::rtp_session::RtpStats>),
     /// Last event of every call.
     HangUp(HangupCause),
 }

@@ -55,17 +55,89 @@ pub struct Trunk {
     pub name: String,
     /// Source networks whose INVITEs are accepted as this trunk's.
     pub cidrs: Vec<IpNet>,
-    /// Where outbound requests go (`host:port`); none = inbound only.
-    pub proxy: Option<SocketAddr>,
+    /// Where outbound requests (and our REGISTER) go: `host:port`, `host`
+    /// (port 5060) or `[v6]:port`; the host may be a DNS name. None =
+    /// inbound only.
+    pub proxy: Option<HostPort>,
+    /// The proxy's addresses: the literal itself, or what DNS answered
+    /// (the driver resolves names at start and every few minutes). Inbound
+    /// requests from these addresses count as this trunk's, like `cidrs`.
+    #[serde(skip)]
+    pub proxy_addrs: Vec<SocketAddr>,
     pub transport: Option<Transport>,
     /// SIP domain for From/Request-URI (defaults to the proxy address).
     pub domain: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
-    /// Register Clinivox to the carrier with the credentials above.
+    /// Register Clinivox to the carrier with the credentials above (for
+    /// clinics without a static address). Calls the carrier then sends to
+    /// our registered contact are accepted like calls to `numbers`.
     pub register: bool,
+    /// Expiry asked for in our REGISTER; refreshed at half of what the
+    /// carrier grants.
+    pub register_expires_s: Option<u32>,
     /// Caller ID (user part of From) on outbound calls.
     pub caller_id: Option<String>,
+}
+
+/// `host:port` as written in configuration: an IP literal or a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    /// The address, when the host is an IP literal (no DNS needed).
+    pub fn literal(&self) -> Option<SocketAddr> {
+        let ip: IpAddr = self.host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+        Some(SocketAddr::new(ip, self.port))
+    }
+
+    /// `host:port` for URIs (IPv6 in brackets).
+    pub fn to_uri_host(&self) -> String {
+        match self.literal() {
+            Some(SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), self.port),
+            _ => format!("{}:{}", self.host, self.port),
+        }
+    }
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let bad = || format!("`{s}` is not host:port");
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, after) = rest.split_once(']').ok_or_else(bad)?;
+            h.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+            match after.strip_prefix(':') {
+                Some(p) => (format!("[{h}]"), p.parse::<u16>().map_err(|_| bad())?),
+                None if after.is_empty() => (format!("[{h}]"), 5060),
+                None => return Err(bad()),
+            }
+        } else if s.parse::<std::net::Ipv6Addr>().is_ok() {
+            (format!("[{s}]"), 5060)
+        } else {
+            match s.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| bad())?),
+                None => (s.to_string(), 5060),
+            }
+        };
+        let plain = host.starts_with('[')
+            || (!host.is_empty() && host.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')));
+        if !plain || port == 0 {
+            return Err(bad());
+        }
+        Ok(HostPort { host, port })
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +217,9 @@ pub struct SipConfig {
     pub bindings_file: Option<PathBuf>,
     /// Secret for stateless digest nonces (random if empty).
     pub nonce_secret: String,
+    /// Digest challenges offered to phones, in order of preference. Some
+    /// phones (and SIPp) read only the first: put "MD5" first, or alone, for them.
+    pub digest_algorithms: Vec<String>,
 }
 
 impl Default for SipConfig {
@@ -168,6 +243,7 @@ impl Default for SipConfig {
             timers: Timers::default(),
             bindings_file: None,
             nonce_secret: String::new(),
+            digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
         }
     }
 }
@@ -215,6 +291,11 @@ impl SipConfig {
                 e(format!("sip.extensions[{i}].number"), "duplicate extension");
             }
         }
+        if self.digest_algorithms.is_empty()
+            || self.digest_algorithms.iter().any(|a| crate::sip::digest::Algorithm::parse(Some(a.as_str())).is_none())
+        {
+            e("sip.digest_algorithms".into(), "list of \"SHA-256\" and/or \"MD5\"");
+        }
         let t = &self.timers;
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms {
             e("sip.timers.t1_ms".into(), "need 0 < t1 <= t2");
@@ -232,10 +313,19 @@ impl SipConfig {
         }
     }
 
-    /// The trunk whose CIDRs contain `ip`, if any.
+    /// The trunk whose CIDRs, or proxy addresses, contain `ip`, if any.
     pub fn trunk_for_source(&self, ip: IpAddr) -> Option<&Trunk> {
         let ip = canonical_ip(ip);
-        self.trunks.iter().find(|t| t.cidrs.iter().any(|n| n.contains(&ip)))
+        self.trunks.iter().find(|t| t.cidrs.iter().any(|n| n.contains(&ip)) || t.proxy_addrs.iter().any(|a| canonical_ip(a.ip()) == ip))
+    }
+
+    /// Fills `proxy_addrs` of trunks whose proxy is an IP literal.
+    pub fn resolve_literals(&mut self) {
+        for t in &mut self.trunks {
+            if let Some(a) = t.proxy.as_ref().and_then(HostPort::literal) {
+                t.proxy_addrs = vec![a];
+            }
+        }
     }
 
     pub fn extension(&self, number: &str) -> Option<&Extension> {
@@ -247,6 +337,7 @@ impl SipConfig {
     pub fn owns_number(&self, user: &str) -> bool {
         let n = normalize_number(user);
         self.numbers.iter().any(|o| normalize_number(o) == n)
+            || self.trunks.iter().any(|t| t.register && t.username.as_deref().is_some_and(|u| normalize_number(u) == n))
     }
 }
 
@@ -301,5 +392,22 @@ mod tests {
         assert!(cfg.trunk_for_source("192.0.2.7".parse().unwrap()).is_some());
         assert!(cfg.trunk_for_source("::ffff:192.0.2.7".parse().unwrap()).is_some());
         assert!(cfg.trunk_for_source("198.51.100.1".parse().unwrap()).is_none());
+        cfg.trunks.push(Trunk { name: "dyn".into(), proxy: Some("198.51.100.1:5070".parse().unwrap()), ..Default::default() });
+        cfg.resolve_literals();
+        assert_eq!(cfg.trunk_for_source("198.51.100.1".parse().unwrap()).map(|t| t.name.as_str()), Some("dyn"));
+    }
+
+    #[test]
+    fn proxy_host_port_forms() {
+        let hp = |s: &str| s.parse::<HostPort>();
+        assert_eq!(hp("sip.carrier.example:5080").unwrap(), HostPort { host: "sip.carrier.example".into(), port: 5080 });
+        assert_eq!(hp("sip.carrier.example").unwrap().port, 5060);
+        assert_eq!(hp("192.0.2.1:5070").unwrap().literal(), Some("192.0.2.1:5070".parse().unwrap()));
+        assert_eq!(hp("[2001:db8::1]:5070").unwrap().literal(), Some("[2001:db8::1]:5070".parse().unwrap()));
+        assert_eq!(hp("2001:db8::1").unwrap().to_uri_host(), "[2001:db8::1]:5060");
+        assert!(hp("sip.carrier.example").unwrap().literal().is_none());
+        for bad in ["", "host:", "host:0", "host:99999", "a b:5060", "[zz]:5060", "bad..name", "sip:x@y"] {
+            assert!(hp(bad).is_err(), "{bad} accepted");
+        }
     }
 }

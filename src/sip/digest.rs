@@ -104,9 +104,10 @@ impl NonceSource {
     }
 }
 
-/// `WWW-Authenticate` values: SHA-256 first, then MD5 (RFC 8760 §2.4).
-pub fn challenges(realm: &str, nonce: &str, stale: bool) -> Vec<String> {
-    [Algorithm::Sha256, Algorithm::Md5]
+/// `WWW-Authenticate` values, one per algorithm in order of preference
+/// (RFC 8760 §2.4: SHA-256 first, then MD5, by default).
+pub fn challenges(realm: &str, nonce: &str, stale: bool, algorithms: &[Algorithm]) -> Vec<String> {
+    algorithms
         .iter()
         .map(|a| {
             format!(
@@ -258,7 +259,7 @@ mod tests {
     fn round_trip_both_algorithms_and_staleness() {
         let nonces = NonceSource::new("s3cret", 300);
         let nonce = nonces.issue(1_000);
-        for ch in challenges("clinic", &nonce, false) {
+        for ch in challenges("clinic", &nonce, false, &[Algorithm::Sha256, Algorithm::Md5]) {
             let ch = AuthParams::parse(&ch).unwrap();
             let auth = authorize(&ch, "201", "pw", "REGISTER", "sip:clinic", "cn").unwrap();
             let creds = AuthParams::parse(&auth).unwrap();

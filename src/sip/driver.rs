@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::{SipConfig, Transport};
-use super::endpoint::{CallError, CallId, CallSource, DialTarget, Endpoint, EndpointEvent};
+use super::endpoint::{CallError, CallId, CallSource, DialTarget, Endpoint, EndpointEvent, RegistrationStatus};
 use super::message::{frame, Frame, MAX_MESSAGE_LEN};
 use super::registrar::{BindingStore, JsonFileStore, MemoryStore, Registrar, StoreError};
 use super::transaction::{Peer, Transmit};
@@ -45,7 +45,7 @@ pub struct IncomingCall {
 pub enum SipCommand {
     Hangup(CallId),
     Refer(CallId, String),
-    Dial { target: DialTarget, reply: oneshot::Sender<Result<CallHandle, CallError>> },
+    Dial { target: DialTarget, headers: Vec<(String, String)>, reply: oneshot::Sender<Result<CallHandle, CallError>> },
 }
 
 /// Cheap handle for placing calls.
@@ -56,8 +56,13 @@ pub struct SipHandle {
 
 impl SipHandle {
     pub async fn dial(&self, target: DialTarget) -> Result<CallHandle, CallError> {
+        self.dial_with_headers(target, Vec::new()).await
+    }
+
+    /// Dial with extra INVITE headers (see `Endpoint::dial_with_headers`).
+    pub async fn dial_with_headers(&self, target: DialTarget, headers: Vec<(String, String)>) -> Result<CallHandle, CallError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(SipCommand::Dial { target, reply }).await.map_err(|_| CallError::NoSuchCall)?;
+        self.tx.send(SipCommand::Dial { target, headers, reply }).await.map_err(|_| CallError::NoSuchCall)?;
         rx.await.map_err(|_| CallError::NoSuchCall)?
     }
 }
@@ -67,6 +72,8 @@ enum DriverEvent {
     TcpOpened(SocketAddr, mpsc::Sender<Vec<u8>>),
     TcpClosed(SocketAddr),
     Command(SipCommand),
+    /// What DNS answered for a trunk's proxy name.
+    Resolved(String, Vec<SocketAddr>),
     Timer,
 }
 
@@ -86,8 +93,19 @@ pub fn wall_now() -> u64 {
 }
 
 impl SipServer {
-    pub async fn bind(cfg: SipConfig) -> Result<SipServer, DriverError> {
+    pub async fn bind(mut cfg: SipConfig) -> Result<SipServer, DriverError> {
         cfg.validate().map_err(DriverError::Config)?;
+        // Trunks known by name: resolve once now so the first call can go
+        // out; `run` keeps them fresh. A failure is logged, not fatal (the
+        // carrier's DNS may be back by the time a call is placed).
+        for t in cfg.trunks.iter_mut() {
+            if let Some(hp) = t.proxy.clone().filter(|p| p.literal().is_none()) {
+                t.proxy_addrs = lookup(&hp.host, hp.port).await;
+                if t.proxy_addrs.is_empty() {
+                    tracing::warn!(trunk = %t.name, host = %hp.host, "trunk proxy name does not resolve yet");
+                }
+            }
+        }
         let store: Box<dyn BindingStore> = match &cfg.bindings_file {
             Some(p) => Box::new(JsonFileStore { path: p.clone() }),
             None => Box::new(MemoryStore::default()),
@@ -131,6 +149,11 @@ impl SipServer {
         for l in self.tcp {
             tokio::spawn(tcp_acceptor(l, net_tx.clone()));
         }
+        for t in &self.cfg.trunks {
+            if let Some(hp) = t.proxy.clone().filter(|p| p.literal().is_none()) {
+                tokio::spawn(refresh_dns(t.name.clone(), hp.host, hp.port, net_tx.clone()));
+            }
+        }
         let SipServer { mut endpoint, cfg, udp, cmd_tx, mut cmd_rx, .. } = self;
         let mut st = State {
             udp,
@@ -142,6 +165,9 @@ impl SipServer {
             net_tx: net_tx.clone(),
             incoming,
         };
+        // Registrations to carriers go out at once.
+        endpoint.handle_timeout(Instant::now(), wall_now());
+        st.flush(&mut endpoint, Instant::now()).await;
         loop {
             let deadline = endpoint.poll_timeout();
             let ev = tokio::select! {
@@ -161,6 +187,7 @@ impl SipServer {
                     st.tcp.remove(&addr);
                 }
                 DriverEvent::Timer => endpoint.handle_timeout(now, wall),
+                DriverEvent::Resolved(trunk, addrs) => endpoint.set_trunk_addrs(&trunk, addrs),
                 DriverEvent::Command(c) => st.command(&mut endpoint, now, wall, c).await,
             }
             st.flush(&mut endpoint, now).await;
@@ -190,7 +217,7 @@ impl State {
                     self.signal(id, CallSignal::TransferStatus(400));
                 }
             }
-            SipCommand::Dial { target, reply } => {
+            SipCommand::Dial { target, headers, reply } => {
                 let v6 = match &target {
                     DialTarget::Uri(u) => u.contains('['),
                     _ => false,
@@ -199,7 +226,7 @@ impl State {
                     let _ = reply.send(Err(CallError::NoTrunk));
                     return;
                 };
-                match ep.dial(now, wall, target, rtp) {
+                match ep.dial_with_headers(now, wall, target, rtp, &headers) {
                     Ok(id) => {
                         let (handle, sig) = call::spawn(id, sock, None, &self.cfg, self.cmd_tx.clone());
                         self.calls.insert(id, sig);
@@ -278,6 +305,10 @@ impl State {
                     self.signal(call, CallSignal::Ended(reason));
                     self.calls.remove(&call);
                 }
+                EndpointEvent::Registration { trunk, status } => match status {
+                    RegistrationStatus::Registered { expires_s } => tracing::info!(%trunk, expires_s, "registered to the carrier"),
+                    RegistrationStatus::Failed { code } => tracing::warn!(%trunk, code, "registration to the carrier failed; retrying"),
+                },
             }
             // Answering may have queued responses.
             while let Some(t) = ep.poll_transmit() {
@@ -415,4 +446,29 @@ async fn tcp_connection(
     // flushing any response still queued for this connection.
     let _ = tx.send(DriverEvent::TcpClosed(addr)).await;
     drop(write_task);
+}
+
+/// A and AAAA records for `host`, in the resolver's order; empty on failure.
+async fn lookup(host: &str, port: u16) -> Vec<SocketAddr> {
+    match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+        Ok(Ok(addrs)) => addrs.collect(),
+        _ => Vec::new(),
+    }
+}
+
+const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Carriers move their proxies rarely; a failed lookup is retried sooner.
+const DNS_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
+const DNS_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn refresh_dns(trunk: String, host: String, port: u16, tx: mpsc::Sender<DriverEvent>) {
+    loop {
+        let addrs = lookup(&host, port).await;
+        let wait = if addrs.is_empty() { DNS_RETRY } else { DNS_REFRESH };
+        // An empty answer keeps the last good addresses.
+        if !addrs.is_empty() && tx.send(DriverEvent::Resolved(trunk.clone(), addrs)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+    }
 }

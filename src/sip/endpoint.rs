@@ -30,7 +30,13 @@ use crate::media::sdp::Negotiated;
 
 #[path = "endpoint_calls.rs"]
 mod calls;
+#[path = "registration.rs"]
+mod registration;
+#[cfg(test)]
+#[path = "registration_tests.rs"]
+mod registration_tests;
 pub use calls::{CallError, DialTarget};
+pub use registration::RegistrationStatus;
 
 /// Methods we implement; listed in Allow.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, NOTIFY, REFER";
@@ -83,6 +89,8 @@ pub enum EndpointEvent {
     TransferStatus { call: CallId, code: u16 },
     /// The call is over; its `CallId` is forgotten.
     Ended { call: CallId, reason: EndReason },
+    /// Our registration to a carrier trunk changed.
+    Registration { trunk: String, status: RegistrationStatus },
 }
 
 pub struct Endpoint {
@@ -101,6 +109,9 @@ pub struct Endpoint {
     events: VecDeque<EndpointEvent>,
     next_sweep: Option<Instant>,
     stats: EndpointStats,
+    /// Our own registrations to carrier trunks, and their REGISTER transactions.
+    registrations: Vec<registration::Registration>,
+    reg_tx: HashMap<TxKey, usize>,
 }
 
 /// Counters for tests and benchmarks.
@@ -114,12 +125,17 @@ pub struct EndpointStats {
 
 impl Endpoint {
     /// `seed` feeds tags, branches and SDP ids (fixed in tests).
-    pub fn new(cfg: SipConfig, registrar: Registrar, seed: u64) -> Self {
+    pub fn new(mut cfg: SipConfig, registrar: Registrar, seed: u64) -> Self {
+        cfg.resolve_literals();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let registrations = registration::Registration::for_trunks(&cfg.trunks, &mut rng);
         Endpoint {
+            registrations,
+            reg_tx: HashMap::new(),
             tx: Transactions::new(cfg.timers.clone()),
             cfg,
             registrar,
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             locals: HashMap::new(),
             calls: HashMap::new(),
             dialogs: HashMap::new(),
@@ -145,6 +161,13 @@ impl Endpoint {
             addr.set_ip(ip);
         }
         self.locals.insert((transport, addr.is_ipv6()), Local { addr });
+    }
+
+    /// New addresses for a trunk's proxy (what DNS answered for its name).
+    pub fn set_trunk_addrs(&mut self, trunk: &str, addrs: Vec<SocketAddr>) {
+        if let Some(t) = self.cfg.trunks.iter_mut().find(|t| t.name == trunk) {
+            t.proxy_addrs = addrs;
+        }
     }
 
     pub fn config(&self) -> &SipConfig {
@@ -191,7 +214,8 @@ impl Endpoint {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let calls = self.calls.values().filter_map(|c| c.deadline()).min();
-        [self.tx.poll_timeout(), calls, self.next_sweep].into_iter().flatten().min()
+        let regs = self.registrations.iter().filter_map(|r| r.deadline()).min();
+        [self.tx.poll_timeout(), calls, regs, self.next_sweep].into_iter().flatten().min()
     }
 
     /// Our address for talking to `peer`.
@@ -232,6 +256,8 @@ impl Endpoint {
                 TxEvent::ClientTimeout(key) => {
                     if let Some(call) = self.client_tx.remove(&key) {
                         self.on_client_timeout(now, call, &key);
+                    } else if let Some(i) = self.reg_tx.remove(&key) {
+                        self.on_register_timeout(now, i);
                     }
                 }
                 TxEvent::ServerNoAck(_) => {}
@@ -241,6 +267,7 @@ impl Endpoint {
         for id in ids {
             self.on_call_timer(now, id);
         }
+        self.drive_registrations(now);
         if self.next_sweep.is_none_or(|t| t <= now) {
             self.registrar.expire(wall);
             self.next_sweep = Some(now + Duration::from_secs(30));
@@ -342,6 +369,12 @@ impl Endpoint {
             return;
         };
         match self.tx.client_receive(now, &resp, &branch, &cseq.method) {
+            Some(key) if self.reg_tx.contains_key(&key) => {
+                if resp.status >= 200 {
+                    let i = self.reg_tx[&key];
+                    self.on_register_response(now, i, &resp);
+                }
+            }
             Some(key) => {
                 let call = if resp.status >= 200 { self.client_tx.remove(&key) } else { self.client_tx.get(&key).copied() };
                 if let Some(call) = call {

@@ -31,6 +31,8 @@ pub enum CallError {
     BadTarget(String),
     #[error("no common codec with the offer")]
     NotAcceptable,
+    #[error("the trunk's proxy {0} has no address (DNS)")]
+    Unresolved(String),
 }
 
 /// Where an outbound call goes.
@@ -441,6 +443,22 @@ impl Endpoint {
 
     /// Place an outbound call offering media on `rtp`.
     pub fn dial(&mut self, now: Instant, wall: u64, target: DialTarget, rtp: SocketAddr) -> Result<CallId, CallError> {
+        self.dial_with_headers(now, wall, target, rtp, &[])
+    }
+
+    /// Same, with extra headers on the INVITE (e.g. the call's context for
+    /// the staff phone). Names must be tokens; CR/LF in values are replaced.
+    pub fn dial_with_headers(
+        &mut self,
+        now: Instant,
+        wall: u64,
+        target: DialTarget,
+        rtp: SocketAddr,
+        headers: &[(String, String)],
+    ) -> Result<CallId, CallError> {
+        if let Some((bad, _)) = headers.iter().find(|(n, _)| n.is_empty() || !n.bytes().all(crate::sip::message::is_token_byte)) {
+            return Err(CallError::BadTarget(format!("header name {bad:?}")));
+        }
         let (uri, peer, creds, from_user, domain) = self.resolve(wall, &target)?;
         let id = CallId(self.next_call);
         self.next_call += 1;
@@ -462,6 +480,9 @@ impl Endpoint {
         inv.headers.push("Contact", self.contact(peer));
         inv.headers.push("Allow", super::ALLOW);
         inv.headers.push("User-Agent", self.cfg.user_agent.clone());
+        for (n, v) in headers {
+            inv.headers.push(n, v.replace(['\r', '\n'], " "));
+        }
         inv.headers.push("Content-Type", "application/sdp");
         inv.body = offer.to_string().into_bytes();
         let dialog = Dialog {
@@ -529,11 +550,9 @@ impl Endpoint {
                     .filter(|t| t.proxy.is_some())
                     .find(|t| trunk.as_ref().is_none_or(|n| *n == t.name))
                     .ok_or(CallError::NoTrunk)?;
-                let proxy = t.proxy.ok_or(CallError::NoTrunk)?;
-                let host = t.domain.clone().unwrap_or_else(|| match proxy {
-                    SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-                    SocketAddr::V4(a) => a.to_string(),
-                });
+                let proxy = t.proxy.as_ref().ok_or(CallError::NoTrunk)?;
+                let addr = *t.proxy_addrs.first().ok_or_else(|| CallError::Unresolved(proxy.host.clone()))?;
+                let host = t.domain.clone().unwrap_or_else(|| proxy.to_uri_host());
                 if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b'*' || b == b'#') {
                     return Err(CallError::BadTarget(number.clone()));
                 }
@@ -541,7 +560,7 @@ impl Endpoint {
                 let from_user = t.caller_id.clone().or_else(|| t.username.clone()).unwrap_or_else(|| "clinivox".into());
                 Ok((
                     format!("sip:{number}@{host}"),
-                    Peer { transport: t.transport.unwrap_or(Transport::Udp), addr: proxy },
+                    Peer { transport: t.transport.unwrap_or(Transport::Udp), addr },
                     creds,
                     from_user,
                     host,

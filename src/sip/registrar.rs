@@ -100,6 +100,8 @@ pub struct Registrar {
     store: Box<dyn BindingStore>,
     nonces: NonceSource,
     realm: String,
+    /// Challenges offered, in order (`[sip] digest_algorithms`).
+    algorithms: Vec<digest::Algorithm>,
     passwords: HashMap<String, String>,
     min_expires: u32,
     max_expires: u32,
@@ -123,6 +125,7 @@ impl Registrar {
             store,
             nonces: NonceSource::new(nonce_secret, t.nonce_lifetime_s),
             realm: cfg.realm.clone(),
+            algorithms: cfg.digest_algorithms.iter().filter_map(|a| digest::Algorithm::parse(Some(a.as_str()))).collect(),
             passwords: cfg.extensions.iter().map(|x| (x.number.clone(), x.password.clone())).collect(),
             min_expires: t.register_min_expires_s,
             max_expires: t.register_max_expires_s,
@@ -170,7 +173,10 @@ impl Registrar {
         let nonce = self.nonces.issue(now);
         RegisterOutcome {
             code: 401,
-            headers: digest::challenges(&self.realm, &nonce, stale).into_iter().map(|c| ("WWW-Authenticate", c)).collect(),
+            headers: digest::challenges(&self.realm, &nonce, stale, &self.algorithms)
+                .into_iter()
+                .map(|c| ("WWW-Authenticate", c))
+                .collect(),
         }
     }
 
@@ -186,9 +192,9 @@ impl Registrar {
         let Some(ext) = Uri::parse(&info.to.uri).ok().and_then(|u| u.user()) else {
             return RegisterOutcome::code(404);
         };
-        if !self.passwords.contains_key(&ext) {
-            return RegisterOutcome::code(404);
-        }
+        // An unknown extension is challenged like a known one and then
+        // refused 403, never answered 404 up front: the answer must not tell
+        // a scanner which extensions exist.
         match self.authenticate(req, now) {
             Ok(user) if user == ext => {}
             Ok(_) => return RegisterOutcome::code(403),

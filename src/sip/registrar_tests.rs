@@ -100,7 +100,7 @@ fn several_contacts_min_expires_and_unregister() {
 }
 
 #[test]
-fn wrong_password_is_forbidden_and_unknown_extension_not_found() {
+fn wrong_password_and_unknown_extension_are_answered_alike() {
     let mut r = registrar(Box::new(MemoryStore::default()), 0);
     let out = do_register(&mut r, 0, 1, &["<sip:201@10.0.0.1>"], None, "wrong", "SHA-256");
     assert_eq!(out.code, 403);
@@ -108,8 +108,18 @@ fn wrong_password_is_forbidden_and_unknown_extension_not_found() {
     let mut req = register(1, &["<sip:202@10.0.0.1>"], None, None);
     req.headers.set("To", "<sip:202@clinivox.local>");
     let info = check_request(&req).unwrap();
+    // Unknown extension: challenged first (no hint that 202 does not exist)…
     let out = r.handle_register(0, &req, &info, SRC.parse().unwrap(), Transport::Udp);
-    assert_eq!(out.code, 404);
+    assert_eq!(out.code, 401);
+    // …then refused like a wrong password, whatever the password.
+    let ch = AuthParams::parse(&out.headers[0].1).unwrap();
+    let auth = digest::authorize(&ch, "202", "anything", "REGISTER", "sip:clinivox.local", "c").unwrap();
+    let mut req = register(2, &["<sip:202@10.0.0.1>"], None, Some(auth));
+    req.headers.set("To", "<sip:202@clinivox.local>");
+    let info = check_request(&req).unwrap();
+    let out = r.handle_register(1, &req, &info, SRC.parse().unwrap(), Transport::Udp);
+    assert_eq!(out.code, 403);
+    assert!(r.contacts("202", 1).is_empty());
 }
 
 #[test]

@@ -128,3 +128,19 @@ pub fn run_isolated(script: &str, timeout_s: u64) -> (bool, String) {
     let text = format!("{}\n--- stderr ---\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
+
+/// Like [`run_isolated`], with its own `/etc/hosts` (a private mount
+/// namespace too), so that DNS names resolve to loopback addresses.
+pub fn run_isolated_with_hosts(script: &str, hosts: &str, timeout_s: u64) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("hosts");
+    std::fs::write(&file, hosts).expect("write hosts");
+    let full = format!("set -u\nip link set lo up\nmount --bind {} /etc/hosts\n{script}", file.display());
+    let out = std::process::Command::new("timeout")
+        .arg(timeout_s.to_string())
+        .args(["unshare", "-n", "-m", "bash", "-c", &full])
+        .output()
+        .expect("unshare/timeout available");
+    let text = format!("{}\n--- stderr ---\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}

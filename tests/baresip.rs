@@ -1,0 +1,188 @@
+//! baresip as a real peer (a softphone like the clinic's callers and desk
+//! phones), inside `unshare -n` (loopback only). Each baresip plays a WAV as
+//! its microphone (`aufile`) and records what it hears (`sndfile`); the
+//! tests look for the played sound in the recordings by cross-correlation,
+//! not just for a non-empty file.
+#![cfg(feature = "whisper")]
+
+#[path = "sip/common.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A baresip user agent's configuration directory.
+struct Phone {
+    dir: PathBuf,
+}
+
+impl Phone {
+    /// `port`: its SIP port (it also takes port+1 for TLS); `account`: the
+    /// accounts line; `mic`: the WAV it sends (8 kHz mono S16).
+    fn new(root: &Path, name: &str, port: u16, account: &str, mic: &Path) -> Phone {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("phone dir");
+        let config = format!(
+            "sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\naudio_player aubridge,{name}\naudio_alert aubridge,{name}\n\
+             audio_source aufile,{mic}\nmodule_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\n\
+             module aufile.so\nmodule aubridge.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\n\
+             snd_path {dir}\n",
+            mic = mic.display(),
+            dir = dir.display(),
+        );
+        std::fs::write(dir.join("config"), config).expect("baresip config");
+        std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("baresip accounts");
+        Phone { dir }
+    }
+
+    /// Shell command running it for `secs`, with extra start-up commands.
+    fn cmd(&self, secs: u32, commands: &str) -> String {
+        let e = if commands.is_empty() { String::new() } else { format!("-e '{commands}'") };
+        format!("baresip -f {dir} {e} -t {secs} > {dir}/log.txt 2>&1", dir = self.dir.display())
+    }
+
+    /// What it heard: the decoded receive stream `sndfile` recorded.
+    fn heard(&self) -> Vec<f32> {
+        let f = std::fs::read_dir(&self.dir)
+            .expect("phone dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .unwrap_or_else(|| panic!("no recording in {}: {}", self.dir.display(), self.log()));
+        clinivox::speech::wav::read(&f).expect("recording is a WAV").samples
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log.txt")).unwrap_or_default()
+    }
+}
+
+/// A frequency sweep (distinct at every instant, so correlation has one
+/// clear peak) as an 8 kHz mono WAV, with silence after it.
+fn sweep(path: &Path, f0: f32, f1: f32, secs: f32, tail_secs: f32) -> Vec<f32> {
+    let n = (8000.0 * secs) as usize;
+    let mut phase = 0.0f32;
+    let mut v: Vec<f32> = (0..n)
+        .map(|i| {
+            let f = f0 + (f1 - f0) * i as f32 / n as f32;
+            phase += 2.0 * std::f32::consts::PI * f / 8000.0;
+            0.4 * phase.sin()
+        })
+        .collect();
+    v.extend(std::iter::repeat_n(0.0, (8000.0 * tail_secs) as usize));
+    let pcm: Vec<i16> = v.iter().map(|s| (s * 32767.0) as i16).collect();
+    clinivox::speech::wav::write_i16(path, 8000, &pcm).expect("write sweep");
+    v
+}
+
+/// Best normalised correlation of `needle` (its first `len` samples, from
+/// `skip`) anywhere in `hay`: 1.0 is an exact (scaled) copy.
+fn best_correlation(hay: &[f32], needle: &[f32], skip: usize, len: usize) -> f32 {
+    let n = &needle[skip..skip + len];
+    let nn: f32 = n.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let mut best = 0.0f32;
+    for lag in 0..hay.len().saturating_sub(len) {
+        let h = &hay[lag..lag + len];
+        let hh: f32 = h.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if hh < 1e-3 {
+            continue;
+        }
+        let dot: f32 = h.iter().zip(n).map(|(a, b)| a * b).sum();
+        best = best.max(dot / (hh * nn));
+    }
+    best
+}
+
+const SERVER_CONFIG: &str = r#"
+listen = [{ transport = "udp", addr = "127.0.0.1:5060" }]
+numbers = ["1000"]
+nonce_secret = "test"
+# SIPp answers only the first challenge, and only MD5.
+digest_algorithms = ["MD5", "SHA-256"]
+[rtp]
+min = 34000
+max = 34999
+[[trunks]]
+name = "loop"
+cidrs = ["127.0.0.0/8"]
+[[extensions]]
+number = "201"
+password = "secret201"
+"#;
+
+/// baresip calls the echo app and plays a sweep; what it records is that
+/// sweep, back through Clinivox (two G.711 passes and our jitter buffer).
+#[test]
+fn baresip_hears_its_own_audio_from_the_echo_app() {
+    if !have("baresip", "baresip-core") {
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let mic = root.path().join("sweep.wav");
+    let sent = sweep(&mic, 300.0, 3000.0, 3.0, 1.0);
+    let caller = Phone::new(root.path(), "caller", 5070, "<sip:patient@127.0.0.1:5070>;regint=0", &mic);
+    let cfg = root.path().join("cfg.toml");
+    std::fs::write(&cfg, SERVER_CONFIG).expect("write config");
+    let script = format!(
+        "{bin} {cfg} echo > {root}/server.log 2>&1 &\nSRV=$!\nsleep 0.5\n{call}\nsleep 0.5\nkill $SRV\ncat {root}/server.log",
+        bin = interop_bin(),
+        cfg = cfg.display(),
+        root = root.path().display(),
+        call = caller.cmd(8, "/dial sip:1000@127.0.0.1:5060"),
+    );
+    let (_, out) = run_isolated(&script, 40);
+    println!("{out}\n--- caller ---\n{}", caller.log());
+    assert!(out.contains("HANGUP Remote"), "the caller ended the call with BYE:\n{out}");
+    let heard = caller.heard();
+    assert!(heard.len() > 8000 * 2, "recording too short: {} samples", heard.len());
+    // One second from the middle of the sweep, searched for in the recording.
+    let c = best_correlation(&heard, &sent, 8000, 8000);
+    println!("correlation of the echoed sweep: {c:.3}");
+    assert!(c > 0.9, "the echo does not contain the played sweep (correlation {c:.3})");
+}
+
+/// A desk phone (SIPp: baresip 1.0's registration fails on its own side
+/// with ENOSYS before sending anything) registers as extension 201 with
+/// digest auth; a wrong password is refused; a patient calling from baresip
+/// is bridged by Clinivox to 201, which sends back what it hears: the
+/// patient's recording holds their own sweep, so audio went through the
+/// bridge both ways.
+#[test]
+fn desk_phone_registers_and_is_bridged_to_a_caller_both_ways() {
+    if !have("baresip", "baresip-core") || !have("sipp", "sip-tester") {
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let mic = root.path().join("a.wav");
+    let sent = sweep(&mic, 300.0, 3000.0, 4.0, 0.5);
+    let caller = Phone::new(root.path(), "caller", 5070, "<sip:patient@127.0.0.1:5070>;regint=0", &mic);
+    let scn = |name: &str| format!("{}/tests/sip/scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
+    let register = std::fs::read_to_string(scn("uac_register.xml")).expect("scenario");
+    for (file, code) in [("reg_ok.xml", "200"), ("reg_refused.xml", "403")] {
+        std::fs::write(root.path().join(file), register.replace("EXPECT", code)).expect("write scenario");
+    }
+    let cfg = root.path().join("cfg.toml");
+    std::fs::write(&cfg, SERVER_CONFIG).expect("write config");
+    let sipp = "sipp 127.0.0.1:5060 -i 127.0.0.1 -p 5080 -mi 127.0.0.1 -t u1 -nd -m 1 -timeout 20s -timeout_error -s 201";
+    let script = format!(
+        "cd {root}\n{bin} {cfg} bridge 201 > server.log 2>&1 &\nSRV=$!\nsleep 0.5\n\
+         {sipp} -sf reg_refused.xml -au 201 -ap guess > refused.out 2>&1; echo \"REFUSED_RC=$?\"\n\
+         {sipp} -sf reg_ok.xml -au 201 -ap secret201 > registered.out 2>&1; echo \"REGISTERED_RC=$?\"\n\
+         {sipp} -sf {desk} -rtp_echo > desk.out 2>&1 &\nDESK=$!\nsleep 0.5\n{call}\nwait $DESK; echo \"DESK_RC=$?\"\n\
+         sleep 0.3\nkill $SRV\ncat server.log",
+        root = root.path().display(),
+        bin = interop_bin(),
+        cfg = cfg.display(),
+        desk = scn("uas_desk.xml"),
+        call = caller.cmd(8, "/dial sip:1000@127.0.0.1:5060"),
+    );
+    let (_, out) = run_isolated(&script, 60);
+    println!("{out}\n--- caller ---\n{}", caller.log());
+    assert!(out.contains("REFUSED_RC=0"), "a wrong password is refused with 403:\n{out}");
+    assert!(out.contains("REGISTERED_RC=0"), "201 registers with the right password:\n{out}");
+    assert!(out.contains("BRIDGED"), "Clinivox reached 201 and bridged:\n{out}");
+    assert!(out.contains("DESK_RC=0"), "the desk phone's call was clean (answered, BYE):\n{out}");
+    let c = best_correlation(&caller.heard(), &sent, 8000, 8000);
+    println!("caller → desk → caller correlation {c:.3}");
+    assert!(c > 0.9, "the caller's sound did not come back through the bridge (correlation {c:.3})");
+}
