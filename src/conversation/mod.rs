@@ -23,6 +23,7 @@ mod info;
 mod machine;
 mod manage;
 pub mod nlu;
+mod outreach;
 pub mod prompts;
 
 #[cfg(test)]
@@ -31,4 +32,5 @@ mod tests;
 pub use action::{Action, Direction, Outcome, Patience, Speaker, StoreReply, StoreRequest, TransferGroup};
 pub use context::{Context, Language, LanguageError};
 pub use machine::{Conversation, MIN_CONFIDENCE};
+pub use outreach::{voicemail_message, Outreach, OutreachResult};
 pub use prompts::{Prompts, PromptsError};
