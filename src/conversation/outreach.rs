@@ -22,6 +22,8 @@ use crate::store::{Appointment, Hold, Patient, WaitlistEntry};
 
 /// Dates of birth that do not match before the call gives up.
 const DOB_TRIES: u32 = 2;
+/// Bare "hello?"s answered by asking again rather than as misunderstandings.
+const HELLOS: u32 = 2;
 
 /// Why the clinic calls.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +79,7 @@ pub(super) struct OutreachCall {
     /// "Could they come to the phone?" was asked once already.
     asked_fetch: bool,
     dob_misses: u32,
+    hellos: u32,
     /// Set where the flow decides by itself (wrong person, offer answered).
     decided: Option<OutreachResult>,
     /// The last appointment write this call made.
@@ -99,8 +102,15 @@ impl Conversation {
             Outreach::Confirm { appointment, .. } => format!("outreach: unconfirmed appointment {}", appointment.id),
             Outreach::Offer { entry, .. } => format!("outreach: freed slot for waiting-list entry {}", entry.id),
         });
-        c.outreach =
-            Some(Box::new(OutreachCall { job: outreach, verified: false, asked_fetch: false, dob_misses: 0, decided: None, done: None }));
+        c.outreach = Some(Box::new(OutreachCall {
+            job: outreach,
+            verified: false,
+            asked_fetch: false,
+            dob_misses: 0,
+            hellos: 0,
+            decided: None,
+            done: None,
+        }));
         let hello = c.hello();
         let greeting = c.p("outreach_greeting", &[("hello", &hello), ("clinic", &c.ctx.config.clinic.name.clone())]);
         c.say(greeting);
@@ -263,12 +273,28 @@ impl Conversation {
                 let q = self.p("outreach_ask_fetch", &[("name", &name)]);
                 self.ask(q);
             }
+            // "¿Diga?", "Hello?": they did not hear us; ask again.
+            None if self.bare_hello(&input) => self.ask_for_patient(),
             None => {
                 self.state = State::OutreachAskPerson;
                 return Heard::NotUnderstood;
             }
         }
         Heard::Understood
+    }
+
+    /// A short utterance with no meaning, like a "hello?", at most
+    /// [`HELLOS`] times a call.
+    fn bare_hello(&mut self, input: &Input) -> bool {
+        let Input::Said { text, u } = input else { return false };
+        let short = u.intent == Intent::Unknown && text.split_whitespace().count() <= 3 && u.slots.name.is_none();
+        match self.outreach.as_mut() {
+            Some(o) if short && o.hellos < HELLOS => {
+                o.hellos += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn fetch_answer(&mut self, input: Input) -> Heard {

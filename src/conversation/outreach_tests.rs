@@ -142,6 +142,15 @@ fn greets_with_the_clinic_and_asks_for_the_patient_by_name_only() {
 }
 
 #[test]
+fn a_bare_hello_is_answered_with_the_question_again() {
+    let mut c = Conversation::new_outreach(ctx("es"), t0(), confirm_call());
+    drain(&mut c);
+    let again = said(&turn(&mut c, 3, "¿Diga?"));
+    assert_eq!(again, "¿Hablo con María López? Diga sí o pulse 1; si no, diga no o pulse 2.");
+    assert!(said(&turn(&mut c, 6, "sí")).contains("fecha de nacimiento"));
+}
+
+#[test]
 fn wrong_person_who_cannot_fetch_the_patient_hears_nothing() {
     let mut c = Conversation::new_outreach(ctx("es"), t0(), confirm_call());
     let mut all = drain(&mut c);
