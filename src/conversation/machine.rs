@@ -330,6 +330,10 @@ impl Conversation {
         if self.is_waiting() || matches!(self.state, State::Ended) {
             return;
         }
+        if matches!(self.state, State::OutreachWaitPerson) {
+            // Someone went to fetch the patient: silence is expected.
+            return self.outreach_wait_silence();
+        }
         self.silences += 1;
         if self.silences >= 2 {
             let bye = self.p("silence_goodbye", &[]);

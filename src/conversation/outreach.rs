@@ -22,6 +22,8 @@ use crate::store::{Appointment, Hold, Patient, WaitlistEntry};
 
 /// Dates of birth that do not match before the call gives up.
 const DOB_TRIES: u32 = 2;
+/// Silent turns waited while the patient is fetched before giving up.
+const WAIT_SILENCES: u32 = 4;
 /// Bare "hello?"s answered by asking again rather than as misunderstandings.
 const HELLOS: u32 = 2;
 
@@ -80,6 +82,7 @@ pub(super) struct OutreachCall {
     asked_fetch: bool,
     dob_misses: u32,
     hellos: u32,
+    wait_silences: u32,
     /// Set where the flow decides by itself (wrong person, offer answered).
     decided: Option<OutreachResult>,
     /// The last appointment write this call made.
@@ -108,6 +111,7 @@ impl Conversation {
             asked_fetch: false,
             dob_misses: 0,
             hellos: 0,
+            wait_silences: 0,
             decided: None,
             done: None,
         }));
@@ -164,6 +168,18 @@ impl Conversation {
                 self.state = other;
                 Heard::NotUnderstood
             }
+        }
+    }
+
+    /// A silent turn while someone fetches the patient: keep waiting, up
+    /// to [`WAIT_SILENCES`] turns, then try again another time.
+    pub(super) fn outreach_wait_silence(&mut self) {
+        let waited = self.outreach.as_mut().map(|o| {
+            o.wait_silences += 1;
+            o.wait_silences
+        });
+        if waited.unwrap_or(WAIT_SILENCES) >= WAIT_SILENCES {
+            self.outreach_give_up("outreach_call_again", CallOutcome::NoAnswer);
         }
     }
 

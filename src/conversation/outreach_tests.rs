@@ -234,11 +234,31 @@ fn the_patient_fetched_to_the_phone_is_asked_again() {
     drain(&mut c);
     turn(&mut c, 5, "no");
     assert!(said(&turn(&mut c, 10, "sí, un momento")).contains("espero"));
-    let again = turn(&mut c, 40, "¿sí? ¿dígame?");
+    // Silence while they go and fetch her is no reason to speak.
+    for i in 0..3 {
+        c.handle_silence(t0() + Duration::seconds(20 + 8 * i));
+        assert!(drain(&mut c).iter().all(|a| !matches!(a, Action::Say { .. } | Action::Hangup)));
+    }
+    let again = turn(&mut c, 50, "¿sí? ¿dígame?");
     assert!(said(&again).contains("¿Hablo con María López?"), "{}", said(&again));
-    assert!(said(&turn(&mut c, 45, "sí, soy yo")).contains("fecha de nacimiento"));
-    let out = turn(&mut c, 50, "catorce de marzo de mil novecientos cuarenta y ocho");
+    assert!(said(&turn(&mut c, 55, "sí, soy yo")).contains("fecha de nacimiento"));
+    let out = turn(&mut c, 60, "catorce de marzo de mil novecientos cuarenta y ocho");
     assert!(said(&out).contains("dermatología"), "{}", said(&out));
+}
+
+#[test]
+fn nobody_comes_to_the_phone() {
+    let mut c = Conversation::new_outreach(ctx("es"), t0(), confirm_call());
+    let mut all = drain(&mut c);
+    all.extend(turn(&mut c, 5, "no"));
+    all.extend(turn(&mut c, 10, "sí, ahora se pone"));
+    for i in 0..4 {
+        c.handle_silence(t0() + Duration::seconds(20 + 8 * i));
+        all.extend(drain(&mut c));
+    }
+    assert!(said(&all).ends_with("Volveremos a llamar más tarde. Gracias, adiós."), "{}", said(&all));
+    assert_discloses_nothing(&said(&all));
+    assert_eq!(c.outreach_result(), Some(OutreachResult::Reminder(CallOutcome::NoAnswer)));
 }
 
 #[test]
