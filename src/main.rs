@@ -259,7 +259,7 @@ async fn chat(
         None => None,
     };
     // An outbound call speaks the patient's language when the clinic does.
-    let patient_lang = outreach.as_ref().map(|o| o.language().to_string()).filter(|l| config.clinic.languages.contains(l));
+    let patient_lang = outreach.as_ref().map(|o| o.language_for(&config).to_string());
     let lang = lang.or(patient_lang).unwrap_or_else(|| config.clinic.languages[0].clone());
     let caller = caller.map(|c| clinivox::phone::E164::parse(&c)).transpose()?;
     let ctx = Context {

@@ -82,6 +82,7 @@ scripts!(
     outreach_wrong_person_es,
     outreach_cancel_en,
     outreach_offer_es,
+    outreach_keypad_it,
 );
 
 // Store-level additions made for the conversation, on both engines.

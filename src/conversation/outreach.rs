@@ -45,10 +45,19 @@ impl Outreach {
         }
     }
 
-    /// The patient's preferred language: load the [`Context`]'s prompts in
-    /// it (falling back to the clinic's first language when not spoken).
+    /// The patient's preferred language, as recorded.
     pub fn language(&self) -> &str {
         &self.patient().preferred_language
+    }
+
+    /// The language to load the call's [`Context`] in: the patient's when
+    /// the clinic speaks it, else the clinic's first.
+    pub fn language_for<'a>(&'a self, config: &'a crate::config::Config) -> &'a str {
+        let own = self.language();
+        match config.clinic.languages.iter().find(|l| *l == own) {
+            Some(l) => l,
+            None => config.clinic.languages.first().map(String::as_str).unwrap_or(own),
+        }
     }
 }
 

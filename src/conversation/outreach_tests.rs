@@ -308,6 +308,21 @@ fn hanging_up_before_anything_is_decided_is_no_answer() {
 }
 
 #[test]
+fn the_patients_language_is_used_when_the_clinic_speaks_it() {
+    let config = crate::testing::demo_config();
+    let mut call = confirm_call();
+    assert_eq!(call.language_for(&config), "es");
+    if let Outreach::Confirm { patient, .. } = &mut call {
+        patient.preferred_language = "it".into();
+    }
+    assert_eq!(call.language_for(&config), "it");
+    if let Outreach::Confirm { patient, .. } = &mut call {
+        patient.preferred_language = "de".into();
+    }
+    assert_eq!(call.language_for(&config), config.clinic.languages[0]);
+}
+
+#[test]
 fn voicemail_gives_the_clinic_and_its_number_only() {
     for lang in ["es", "en", "it"] {
         let text = voicemail_message(&ctx(lang));

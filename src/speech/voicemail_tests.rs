@@ -101,6 +101,22 @@ fn a_long_greeting_and_a_beep_is_a_machine_and_the_message_follows_the_beep() {
 }
 
 #[test]
+fn the_beep_survives_the_phone_codec() {
+    use crate::media::g711::Codec;
+    let mut audio = silence(300);
+    audio.extend(sine(1400.0, 250, 6_000.0));
+    audio.extend(silence(1_000));
+    for codec in [Codec::Pcmu, Codec::Pcma] {
+        let line: Vec<i16> = audio.iter().map(|&s| codec.decode(codec.encode(s))).collect();
+        let events = run(&line);
+        assert!(
+            matches!(events[..], [Event::Decided { verdict: Verdict::Machine, .. }, Event::StartMessage { after_beep: true, .. }]),
+            "{events:?}"
+        );
+    }
+}
+
+#[test]
 fn a_beep_alone_is_a_machine() {
     let mut audio = silence(300);
     audio.extend(sine(850.0, 200, 10_000.0));
