@@ -84,6 +84,10 @@ enum Command {
         now: Option<chrono::NaiveDateTime>,
         #[arg(long, default_value = "prompts")]
         prompts: PathBuf,
+        /// Play the clinic calling the patient about this appointment (the
+        /// escalation of an unanswered reminder); you answer as whoever picks up.
+        #[arg(long, value_name = "APPOINTMENT_ID")]
+        outreach: Option<String>,
     },
     /// Benchmarks that print a table.
     Bench {
@@ -175,7 +179,7 @@ async fn main() -> anyhow::Result<()> {
             let now = now.unwrap_or_else(|| chrono::Utc::now().with_timezone(&c.clinic.timezone).naive_local());
             println!("{}", clinivox::conversation::chat::understand_json(&c, &prompts, &lang, now, &text)?);
         }
-        Command::Chat { lang, caller, now, prompts } => chat(load(&cli.config)?, lang, caller, now, &prompts).await?,
+        Command::Chat { lang, caller, now, prompts, outreach } => chat(load(&cli.config)?, lang, caller, now, &prompts, outreach).await?,
         Command::Bench { what: BenchWhat::Conversation { prompts, tables, postgres } } => {
             let pg = (postgres != "off").then_some(postgres);
             clinivox::bench::conversation::run(&prompts, &tables, pg.as_deref()).await?;
@@ -253,8 +257,9 @@ async fn chat(
     caller: Option<String>,
     now: Option<chrono::NaiveDateTime>,
     prompts: &std::path::Path,
+    outreach: Option<String>,
 ) -> anyhow::Result<()> {
-    use clinivox::conversation::{chat, Context, Direction, Language};
+    use clinivox::conversation::{chat, Context, Direction, Language, Outreach};
     let tz = config.clinic.timezone;
     let start = match now {
         Some(local) => Some(
@@ -264,16 +269,30 @@ async fn chat(
     };
     let clock = chat::chat_clock(start);
     let store = clinivox::app::open_store(&config, &clinivox::clock::ManualClock::new(clock())).await?;
-    let lang = lang.unwrap_or_else(|| config.clinic.languages[0].clone());
+    let outreach = match outreach {
+        Some(id) => {
+            let appointment = store.appointment(&id).await.with_context(|| format!("appointment {id}"))?;
+            let patient = store.patient(&appointment.patient_id).await?;
+            Some(Outreach::Confirm { patient, appointment })
+        }
+        None => None,
+    };
+    // An outbound call speaks the patient's language when the clinic does.
+    let patient_lang = outreach.as_ref().map(|o| o.language_for(&config).to_string());
+    let lang = lang.or(patient_lang).unwrap_or_else(|| config.clinic.languages[0].clone());
     let caller = caller.map(|c| clinivox::phone::E164::parse(&c)).transpose()?;
     let ctx = Context {
         language: Arc::new(Language::load(prompts, &lang)?),
         vocabulary: Arc::new(clinivox::conversation::nlu::Vocabulary::from_config(&config)),
         config: Arc::new(config),
-        direction: Direction::Inbound,
+        direction: if outreach.is_some() { Direction::Outbound } else { Direction::Inbound },
         caller,
     };
-    chat::run(store, ctx, clock, std::io::stdin().lock(), std::io::stdout().lock()).await?;
+    let (stdin, stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
+    match outreach {
+        Some(o) => chat::run_outreach(store, ctx, o, clock, stdin, stdout).await?,
+        None => chat::run(store, ctx, clock, stdin, stdout).await?,
+    }
     Ok(())
 }
 

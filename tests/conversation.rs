@@ -5,6 +5,10 @@
 //!
 //! Script format, one directive per line (`#` starts a comment):
 //! - `lang: es`, `caller: +34600111222`, `now: 2026-11-23T09:00:00` (clinic-local) — header;
+//! - `outreach: confirm <patient name> | <specialty>` — header: instead of a caller, the
+//!   clinic calls the patient about their seeded appointment of that specialty;
+//!   `outreach: offer <patient name> | <specialty>` — … offers them the first free slot of
+//!   that specialty from tomorrow on, held for the offer and with a waiting-list entry;
 //! - `> text` — the caller says `text`; `> #dtmf 14031948`, `> #silence`, `> #hangup`;
 //!   each caller line happens 10 seconds after the previous one;
 //! - `< text` — the assistant's replies since the last caller line contain `text`
@@ -15,7 +19,10 @@
 //!   `= live <patient name> <n>` (upcoming live appointments),
 //!   `= appointment <patient name> | <specialty> | <YYYY-MM-DD HH:MM> | <status>`,
 //!   `= patient <name> | <YYYY-MM-DD>` (exists, with the caller's number),
-//!   `= transcript <text>` (some turn of the call contains it).
+//!   `= transcript <text>` (some turn of the call contains it),
+//!   `= never <text>` (no turn of the call contains it, case-insensitive),
+//!   `= result <confirmed|cancelled|wrong_person|accepted|declined|…>` (the outreach result),
+//!   `= offered <status>` (the offered slot has an appointment of the offer's patient).
 
 #[macro_use]
 mod support;
@@ -28,7 +35,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use clinivox::config::Config;
 use clinivox::conversation::driver::Session;
 use clinivox::conversation::nlu::Vocabulary;
-use clinivox::conversation::{Action, Context, Direction, Language};
+use clinivox::conversation::{Action, Context, Direction, Language, Outreach};
 use clinivox::phone::E164;
 use clinivox::store::Store;
 use clinivox::testing;
@@ -71,6 +78,11 @@ scripts!(
     hours_and_location_en,
     hours_it,
     silence_es,
+    outreach_confirm_es,
+    outreach_wrong_person_es,
+    outreach_cancel_en,
+    outreach_offer_es,
+    outreach_keypad_it,
 );
 
 // Store-level additions made for the conversation, on both engines.
@@ -91,6 +103,8 @@ struct Run {
     patients: HashMap<String, String>,
     tz: chrono_tz::Tz,
     caller: Option<String>,
+    /// The slot an outreach offer holds: (patient id, provider, start).
+    offered: Option<(String, String, DateTime<Utc>)>,
 }
 
 async fn run_script(name: &str, store: Store, config: Config) {
@@ -99,6 +113,7 @@ async fn run_script(name: &str, store: Store, config: Config) {
     let mut lang = "es".to_string();
     let mut caller = None;
     let mut local_now: NaiveDateTime = "2026-11-23T09:00:00".parse().unwrap();
+    let mut outreach_line = None;
     let mut body = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -107,6 +122,8 @@ async fn run_script(name: &str, store: Store, config: Config) {
         }
         if let Some(v) = line.strip_prefix("lang:") {
             lang = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("outreach:") {
+            outreach_line = Some(v.trim().to_string());
         } else if let Some(v) = line.strip_prefix("caller:") {
             caller = Some(v.trim().to_string());
         } else if let Some(v) = line.strip_prefix("now:") {
@@ -119,6 +136,17 @@ async fn run_script(name: &str, store: Store, config: Config) {
     let now = local_now.and_local_timezone(tz).earliest().unwrap().with_timezone(&Utc);
     let seeded = clinivox::demo::seed(&store, now).await.unwrap();
     let patients = seeded.patients.iter().map(|p| (p.name.clone(), p.id.clone())).collect();
+    let hold_for = config.escalation.refill_offer;
+    let outreach = match outreach_line {
+        Some(l) => Some(outreach(&store, &seeded, &l, now, hold_for).await),
+        None => None,
+    };
+    let offered = match &outreach {
+        Some(Outreach::Offer { patient, hold, .. }) => Some((patient.id.clone(), hold.provider_id.clone(), hold.starts_at)),
+        _ => None,
+    };
+    // The clinic dials the patient's number.
+    let caller = caller.or_else(|| outreach.as_ref().map(|o| o.patient().phones[0].clone()));
     let ctx = Context {
         language: Arc::new(Language::load(&root().join("prompts"), &lang).unwrap()),
         vocabulary: Arc::new(Vocabulary::from_config(&config)),
@@ -126,8 +154,11 @@ async fn run_script(name: &str, store: Store, config: Config) {
         direction: Direction::Inbound,
         caller: caller.as_deref().map(|c| E164::parse(c).unwrap()),
     };
-    let (session, first) = Session::start(store.clone(), ctx, now).await;
-    let mut run = Run { store, session, now, heard: first.clone(), all: first, patients, tz, caller };
+    let (session, first) = match outreach {
+        Some(o) => Session::start_outreach(store.clone(), ctx, now, o).await,
+        None => Session::start(store.clone(), ctx, now).await,
+    };
+    let mut run = Run { store, session, now, heard: first.clone(), all: first, patients, tz, caller, offered };
     let mut said = Vec::new();
     for (line_no, line) in body {
         let at = format!("{name}.txt:{line_no}: {line}");
@@ -239,6 +270,22 @@ impl Run {
                 let call = self.call().await;
                 assert!(call.turns.iter().any(|t| t.text.contains(arg)), "{at}: {:#?}", call.turns);
             }
+            "never" => {
+                let call = self.call().await;
+                let low = arg.to_lowercase();
+                assert!(!call.turns.is_empty(), "{at}: empty transcript");
+                assert!(call.turns.iter().all(|t| !t.text.to_lowercase().contains(&low)), "{at}: {:#?}", call.turns);
+            }
+            "result" => {
+                let result = self.session.conversation().outreach_result().unwrap_or_else(|| panic!("{at}: no outreach result"));
+                assert_eq!(clinivox::conversation::chat::outreach_result_str(result), arg, "{at}");
+            }
+            "offered" => {
+                let (patient, provider, starts_at) = self.offered.clone().unwrap_or_else(|| panic!("{at}: no offer"));
+                let all = self.store.appointments_for_patient(&patient, false, self.now).await.unwrap();
+                let found = all.iter().any(|a| a.provider_id == provider && a.starts_at == starts_at && a.status.as_str() == arg);
+                assert!(found, "{at}: {all:#?}");
+            }
             _ => panic!("{at}: unknown check"),
         }
     }
@@ -250,6 +297,48 @@ impl Run {
     async fn call(&self) -> clinivox::store::CallDetail {
         let id = self.session.call_id().expect("the call was recorded");
         self.store.call(id).await.unwrap()
+    }
+}
+
+/// The outbound call an `outreach:` header asks for, set up in the store
+/// the way the escalation and refill jobs would.
+async fn outreach(store: &Store, seeded: &clinivox::demo::Seeded, line: &str, now: DateTime<Utc>, hold_for: Duration) -> Outreach {
+    let (kind, rest) = line.split_once(' ').expect("outreach: <kind> <patient> | <specialty>");
+    let (name, specialty) = rest.split_once('|').map(|(n, s)| (n.trim(), s.trim())).expect("outreach: … <patient> | <specialty>");
+    let patient = seeded.patients.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no demo patient {name:?}")).clone();
+    match kind {
+        "confirm" => {
+            let appointment = seeded
+                .appointments
+                .iter()
+                .find(|a| a.patient_id == patient.id && a.specialty_id == specialty)
+                .unwrap_or_else(|| panic!("{name} has no {specialty} appointment"))
+                .clone();
+            Outreach::Confirm { patient, appointment }
+        }
+        "offer" => {
+            let today = clinivox::store::availability::local_date(store.timezone(), now);
+            let q = clinivox::store::SlotQuery {
+                specialty: Some(specialty.into()),
+                from: Some(today + Duration::days(1)),
+                limit: Some(1),
+                ..Default::default()
+            };
+            let slot = store.free_slots(&q, now).await.unwrap().remove(0);
+            let hold = store.hold_slot(&slot.provider_id, slot.starts_at, hold_for, now).await.unwrap();
+            let new = clinivox::store::NewWaitlistEntry {
+                patient_id: patient.id.clone(),
+                specialty_id: specialty.into(),
+                provider_id: None,
+                earliest: today,
+                latest: today + Duration::days(30),
+                notes: None,
+            };
+            let actor = clinivox::store::Actor::new("test", clinivox::store::Channel::Api);
+            let entry = store.waitlist_add(new, &actor, now).await.unwrap();
+            Outreach::Offer { patient, hold, entry }
+        }
+        other => panic!("unknown outreach kind {other:?}"),
     }
 }
 

@@ -205,7 +205,29 @@ mod refill {
     use super::*;
     use clinivox::escalation::refill::{OfferOutcome, Refill};
 
-    on_both_engines!(a_freed_slot_goes_to_the_first_waiting_patient_who_accepts);
+    on_both_engines!(a_freed_slot_goes_to_the_first_waiting_patient_who_accepts, an_offer_booked_on_the_phone_is_not_booked_twice);
+
+    async fn an_offer_booked_on_the_phone_is_not_booked_twice(store: Store, config: Config) {
+        let refill = Refill::new(store.clone(), Arc::new(config), "instance-a", Duration::minutes(15));
+        let a = appointment(&store, 1, "dr-sanchez", "2026-12-07T08:00:00Z").await;
+        let (p, e) = waitlisted(&store, 3, 1, 31).await;
+        store.cancel(&a.id, &Actor::new("reception", Channel::Api), monday()).await.unwrap();
+        assert_eq!(refill.plan(monday()).await.unwrap(), 1);
+        let offer = refill.next_offer(monday()).await.unwrap().expect("an offer");
+        // The outbound conversation books the held slot when the patient says yes.
+        let phone = NewAppointment {
+            patient_id: p.id.clone(),
+            provider_id: "dr-sanchez".into(),
+            starts_at: a.starts_at,
+            hold_token: Some(offer.hold.token.clone()),
+            notes: None,
+        };
+        store.book(phone, &Actor::new("assistant", Channel::Phone), monday() + Duration::minutes(1)).await.unwrap();
+        let job = refill.resolve(&offer, OfferOutcome::Accepted, monday() + Duration::minutes(2)).await.unwrap();
+        assert_eq!((job.status.as_str(), job.last_outcome.as_deref()), ("done", Some("accepted")));
+        assert_eq!(store.appointments_for_patient(&p.id, true, monday()).await.unwrap().len(), 1);
+        assert!(store.waitlist(Some("dermatology")).await.unwrap().iter().all(|w| w.id != e.id));
+    }
 
     async fn waitlisted(store: &Store, i: usize, earliest: u32, latest: u32) -> (Patient, WaitlistEntry) {
         let p = patient(store, i).await;

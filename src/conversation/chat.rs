@@ -2,7 +2,9 @@
 //! instead of speech, for tests and for clinic staff trying the flows
 //! before going live. A line is what the caller says, except:
 //! `#dtmf 1 4 0 3` (or `*1403`) presses keys, `#silence` is a silent turn,
-//! `#hangup` hangs up. Replies are printed as `assistant: …`.
+//! `#hangup` hangs up. Replies are printed as `assistant: …`. With
+//! `--outreach <appointment id>` the clinic calls the patient instead (the
+//! escalation of an unanswered reminder), and the result is printed last.
 
 use std::io::{BufRead, Write};
 
@@ -11,6 +13,7 @@ use chrono::{DateTime, Utc};
 use super::action::{Action, Patience};
 use super::context::Context;
 use super::driver::Session;
+use super::outreach::{Outreach, OutreachResult};
 use crate::store::Store;
 
 /// One line of chat input.
@@ -42,6 +45,14 @@ impl ChatLine {
     }
 }
 
+/// An outbound call's result as the job records it ("confirmed", "accepted"…).
+pub fn outreach_result_str(r: OutreachResult) -> &'static str {
+    match r {
+        OutreachResult::Reminder(c) => c.as_str(),
+        OutreachResult::Offer(o) => o.as_str(),
+    }
+}
+
 /// How an action is shown in the chat.
 pub fn render(action: &Action) -> Option<String> {
     match action {
@@ -61,9 +72,33 @@ pub async fn run(
     ctx: Context,
     clock: impl Fn() -> DateTime<Utc>,
     input: impl BufRead,
+    output: impl Write,
+) -> std::io::Result<()> {
+    let (session, first) = Session::start(store, ctx, clock()).await;
+    converse(session, first, clock, input, output).await
+}
+
+/// Like [`run`], but the clinic calls: an outbound conversation for
+/// `outreach` (`clinivox chat --outreach <appointment id>`).
+pub async fn run_outreach(
+    store: Store,
+    ctx: Context,
+    outreach: Outreach,
+    clock: impl Fn() -> DateTime<Utc>,
+    input: impl BufRead,
+    output: impl Write,
+) -> std::io::Result<()> {
+    let (session, first) = Session::start_outreach(store, ctx, clock(), outreach).await;
+    converse(session, first, clock, input, output).await
+}
+
+async fn converse(
+    mut session: Session,
+    first: Vec<Action>,
+    clock: impl Fn() -> DateTime<Utc>,
+    input: impl BufRead,
     mut output: impl Write,
 ) -> std::io::Result<()> {
-    let (mut session, first) = Session::start(store, ctx, clock()).await;
     print(&mut output, &first)?;
     for line in input.lines() {
         if session.conversation().is_ended() {
@@ -81,6 +116,9 @@ pub async fn run(
     }
     if !session.conversation().is_ended() {
         session.hangup(clock()).await;
+    }
+    if let Some(result) = session.conversation().outreach_result() {
+        writeln!(output, "[outreach result: {}]", outreach_result_str(result))?;
     }
     Ok(())
 }

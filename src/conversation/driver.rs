@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::action::{Action, StoreReply, StoreRequest};
 use super::context::Context;
 use super::machine::Conversation;
+use super::outreach::Outreach;
 use crate::phone::E164;
 use crate::store::{
     Actor, Channel, NewAppointment, NewCall, NewPatient, NewTurn, NewWaitlistEntry, Reschedule, SlotQuery, Store, StoreError,
@@ -35,7 +36,17 @@ impl Session {
     /// Starts the conversation and runs it until it first waits for the caller.
     pub async fn start(store: Store, ctx: Context, now: DateTime<Utc>) -> (Session, Vec<Action>) {
         let hold_ttl = Duration::seconds(ctx.config.store.hold_seconds);
-        let conversation = Conversation::new(ctx, now);
+        Session::begin(store, Conversation::new(ctx, now), hold_ttl, now).await
+    }
+
+    /// Starts an outbound call for `outreach` (see [`Conversation::new_outreach`])
+    /// and runs it until it first waits for the person who answered.
+    pub async fn start_outreach(store: Store, ctx: Context, now: DateTime<Utc>, outreach: Outreach) -> (Session, Vec<Action>) {
+        let hold_ttl = Duration::seconds(ctx.config.store.hold_seconds);
+        Session::begin(store, Conversation::new_outreach(ctx, now, outreach), hold_ttl, now).await
+    }
+
+    async fn begin(store: Store, conversation: Conversation, hold_ttl: Duration, now: DateTime<Utc>) -> (Session, Vec<Action>) {
         let mut s = Session {
             store,
             conversation,

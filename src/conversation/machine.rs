@@ -2,7 +2,8 @@
 //! data, the events that move it (`handle_*`) and the queue of actions the
 //! driver drains (`poll_action`). No I/O and no clock: every event brings its
 //! `now`, and everything the store knows arrives as a [`StoreReply`]. The
-//! flows themselves live in `identify`, `booking`, `manage` and `info`.
+//! flows themselves live in `identify`, `booking`, `manage` and `info`;
+//! outbound calls open with `outreach`.
 
 use std::collections::VecDeque;
 
@@ -123,6 +124,24 @@ pub(super) enum State {
         task: Task,
         appointment: Appointment,
     },
+    /// Outbound: "am I speaking with …?" (see `outreach`).
+    OutreachAskPerson,
+    /// Outbound, someone else answered: "could they come to the phone?".
+    OutreachAskFetch,
+    /// Outbound: waiting for the patient to come to the phone.
+    OutreachWaitPerson,
+    /// Outbound: the patient's date of birth, spoken or keyed.
+    OutreachAskDob {
+        digits: String,
+    },
+    /// Outbound, verified: the appointment or the offer was stated.
+    OutreachProposal,
+    /// Outbound offer accepted: loading the patient's appointments.
+    OutreachLoading,
+    /// Outbound offer accepted: booking (or moving into) the held slot.
+    OutreachTaking {
+        moving: bool,
+    },
     Ended,
 }
 
@@ -204,12 +223,31 @@ pub struct Conversation {
     /// The open question is "anything else?": keys 1 and 2 mean yes and no
     /// rather than the main menu.
     anything_else: bool,
+    /// Set on calls the clinic places (`outreach`).
+    pub(super) outreach: Option<Box<super::outreach::OutreachCall>>,
 }
 
 impl Conversation {
     /// Starts a call: registers it, greets, and looks the caller ID up.
     pub fn new(ctx: Context, now: DateTime<Utc>) -> Conversation {
-        let mut c = Conversation {
+        let mut c = Conversation::blank(ctx, now);
+        let remote_number = c.ctx.caller.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default();
+        c.request(StoreRequest::StartCall { direction: c.ctx.direction, remote_number, language: c.ctx.lang().to_string() });
+        let greeting = c.p("greeting", &[("clinic", &c.ctx.config.clinic.name.clone())]);
+        c.say_fixed(greeting);
+        match c.ctx.caller.clone() {
+            Some(phone) if c.ctx.direction == Direction::Inbound => {
+                c.state = State::Greeting;
+                c.request(StoreRequest::PatientsByPhone { phone: phone.as_str().to_string() });
+            }
+            _ => c.ask_how_can_i_help(),
+        }
+        c
+    }
+
+    /// A conversation that has said and asked nothing yet.
+    pub(super) fn blank(ctx: Context, now: DateTime<Utc>) -> Conversation {
+        Conversation {
             state: State::Listening,
             actions: VecDeque::new(),
             now,
@@ -225,20 +263,9 @@ impl Conversation {
             wanted: None,
             last_caller_text: None,
             anything_else: false,
+            outreach: None,
             ctx,
-        };
-        let remote_number = c.ctx.caller.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default();
-        c.request(StoreRequest::StartCall { direction: c.ctx.direction, remote_number, language: c.ctx.lang().to_string() });
-        let greeting = c.p("greeting", &[("clinic", &c.ctx.config.clinic.name.clone())]);
-        c.say_fixed(greeting);
-        match c.ctx.caller.clone() {
-            Some(phone) if c.ctx.direction == Direction::Inbound => {
-                c.state = State::Greeting;
-                c.request(StoreRequest::PatientsByPhone { phone: phone.as_str().to_string() });
-            }
-            _ => c.ask_how_can_i_help(),
         }
-        c
     }
 
     /// The caller said something (final ASR result, confidence 0–1).
@@ -284,6 +311,16 @@ impl Conversation {
             }
             return;
         }
+        if let State::OutreachAskDob { digits } = &mut self.state {
+            if digit.is_ascii_digit() {
+                digits.push(digit);
+            }
+            if digits.len() >= 8 || digit == '#' {
+                let typed = std::mem::take(digits);
+                self.outreach_dob_typed(&typed);
+            }
+            return;
+        }
         self.input(Input::Key(digit));
     }
 
@@ -292,6 +329,10 @@ impl Conversation {
         self.now = now;
         if self.is_waiting() || matches!(self.state, State::Ended) {
             return;
+        }
+        if matches!(self.state, State::OutreachWaitPerson) {
+            // Someone went to fetch the patient: silence is expected.
+            return self.outreach_wait_silence();
         }
         self.silences += 1;
         if self.silences >= 2 {
@@ -341,6 +382,8 @@ impl Conversation {
             (State::AddingToWaitlist { want }, reply) => self.waitlist_done(want, reply),
             (State::LoadingAppointments { task, hint }, StoreReply::Appointments(list)) => self.appointments_loaded(task, hint, list),
             (State::Acting { task, appointment }, reply) => self.acted(task, appointment, reply),
+            (State::OutreachLoading, StoreReply::Appointments(list)) => self.offer_take(list),
+            (State::OutreachTaking { moving }, reply) => self.offer_taken(moving, reply),
             (state, reply) => {
                 // A reply nobody waits for (e.g. after the caller hung up).
                 tracing::debug!(?reply, "store reply ignored");
@@ -373,6 +416,8 @@ impl Conversation {
                 | State::AddingToWaitlist { .. }
                 | State::LoadingAppointments { .. }
                 | State::Acting { .. }
+                | State::OutreachLoading
+                | State::OutreachTaking { .. }
         )
     }
 
@@ -409,7 +454,9 @@ impl Conversation {
             input.intent(),
             Some(Intent::Book | Intent::Confirm | Intent::Cancel | Intent::Reschedule | Intent::Query | Intent::Hours | Intent::Location)
         );
-        if fresh && !top_level && !self.is_waiting() && !self.is_ended() {
+        // Not before an outbound call's patient is verified: whoever answered
+        // may not start anything on their behalf.
+        if fresh && !top_level && !self.is_waiting() && !self.is_ended() && !self.outreach_unverified() {
             self.release_holds();
             if self.listening(input) == Heard::Understood {
                 self.misunderstood = 0;
@@ -434,6 +481,11 @@ impl Conversation {
             State::OfferWaitlist { want } => self.waitlist_answer(want, input),
             State::ChooseAppointment { task, appointments } => self.appointment_choice(task, appointments, input),
             State::ConfirmCancel { appointment } => self.cancel_answer(appointment, input),
+            s @ (State::OutreachAskPerson
+            | State::OutreachAskFetch
+            | State::OutreachWaitPerson
+            | State::OutreachAskDob { .. }
+            | State::OutreachProposal) => self.outreach_answer(s, input),
             waiting => {
                 self.state = waiting;
                 Heard::Understood
@@ -594,8 +646,14 @@ impl Conversation {
     }
 
     pub(super) fn goodbye(&mut self) {
-        let text = self.p("goodbye", &[("clinic", &self.ctx.config.clinic.name.clone())]);
+        let key = if self.outreach.is_some() { "outreach_goodbye" } else { "goodbye" };
+        let text = self.p(key, &[("clinic", &self.ctx.config.clinic.name.clone())]);
         self.say(text);
+        self.hangup_and_finish();
+    }
+
+    /// Hangs up after what was said, closing the call record.
+    pub(super) fn hangup_and_finish(&mut self) {
         self.actions.push_back(Action::Hangup);
         self.finish(Outcome::Abandoned, None);
     }
@@ -631,6 +689,9 @@ impl Conversation {
     }
 
     pub(super) fn set_outcome(&mut self, o: Outcome) {
+        if let Some(call) = self.outreach.as_mut().filter(|_| matches!(o, Outcome::Confirmed | Outcome::Cancelled | Outcome::Rescheduled)) {
+            call.done = Some(o);
+        }
         self.outcome = Some(self.outcome.map_or(o, |old| old.max(o)));
     }
 
@@ -689,6 +750,10 @@ impl Conversation {
 
     fn misunderstood_with(&mut self, sorry: String) {
         self.misunderstood += 1;
+        if self.misunderstood >= MAX_MISUNDERSTOOD && self.outreach_unverified() {
+            // Nobody to hand an unverified outbound call to: try again later.
+            return self.outreach_give_up("outreach_call_again", crate::escalation::scheduler::CallOutcome::NoAnswer);
+        }
         if self.misunderstood >= MAX_MISUNDERSTOOD {
             let text = self.p("not_understood_transfer", &[]);
             self.say(text);

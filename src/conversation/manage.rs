@@ -86,7 +86,7 @@ impl Conversation {
         }
     }
 
-    fn act(&mut self, task: Task, a: Appointment) {
+    pub(super) fn act(&mut self, task: Task, a: Appointment) {
         let words = self.appointment_words(&a);
         let args: Vec<(&str, &str)> = words.iter().map(|(k, v)| (*k, v.as_str())).collect();
         match task {

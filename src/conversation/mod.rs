@@ -12,6 +12,12 @@
 //! same replies. [`driver::Session`] is the small async loop that answers
 //! store requests against the real [`crate::store::Store`]; the call task,
 //! `clinivox chat` and the tests all drive a conversation through it.
+//!
+//! Calls the clinic places (an unanswered reminder, a freed slot for the
+//! waiting list) run in the same machine, opened by
+//! [`Conversation::new_outreach`] with an [`Outreach`]; their result for the
+//! job is [`Conversation::outreach_result`], and [`voicemail_message`] is what
+//! an answering machine gets.
 
 pub mod action;
 mod booking;
@@ -23,6 +29,7 @@ mod info;
 mod machine;
 mod manage;
 pub mod nlu;
+mod outreach;
 pub mod prompts;
 
 #[cfg(test)]
@@ -31,4 +38,5 @@ mod tests;
 pub use action::{Action, Direction, Outcome, Patience, Speaker, StoreReply, StoreRequest, TransferGroup};
 pub use context::{Context, Language, LanguageError};
 pub use machine::{Conversation, MIN_CONFIDENCE};
+pub use outreach::{voicemail_message, Outreach, OutreachResult};
 pub use prompts::{Prompts, PromptsError};

@@ -93,8 +93,11 @@ impl Refill {
 
     /// Settles an offer. Accepted: the patient gets the slot (their later
     /// appointment of the same specialty is moved, else a new one is booked)
-    /// and leaves the waiting list. Otherwise the slot is released and the
-    /// job is due again at once for the next patient.
+    /// and leaves the waiting list. The phone conversation
+    /// (`conversation::Outreach::Offer`) books the slot itself with the
+    /// offer's hold; that booking is recognised here and not made twice.
+    /// Otherwise the slot is released and the job is due again at once for
+    /// the next patient.
     pub async fn resolve(&self, offer: &Offer, outcome: OfferOutcome, now: DateTime<Utc>) -> Result<Job, StoreError> {
         let store = &self.store;
         store.resolve_offer(&offer.job.id, &offer.entry.id, outcome.as_str()).await?;
@@ -104,11 +107,12 @@ impl Refill {
         }
         let freed = store.appointment(&offer.job.appointment_id).await?;
         let actor = Actor::new("refill", Channel::Phone);
-        let later = store
-            .appointments_for_patient(&offer.entry.patient_id, true, now)
-            .await?
-            .into_iter()
-            .find(|a| a.specialty_id == freed.specialty_id && a.starts_at > freed.starts_at);
+        let theirs = store.appointments_for_patient(&offer.entry.patient_id, true, now).await?;
+        if theirs.iter().any(|a| a.provider_id == freed.provider_id && a.starts_at == freed.starts_at) {
+            store.waitlist_fulfil(&offer.entry.id).await?;
+            return store.finish_attempt(&offer.job.id, &self.instance, "accepted", None, now).await;
+        }
+        let later = theirs.into_iter().find(|a| a.specialty_id == freed.specialty_id && a.starts_at > freed.starts_at);
         let taken = match later {
             Some(a) => {
                 let to = Reschedule {

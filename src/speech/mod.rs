@@ -22,6 +22,7 @@ pub mod stt;
 pub mod tts;
 pub mod tts_cache;
 pub mod vad;
+pub mod voicemail;
 #[cfg(feature = "whisper")]
 pub mod wav;
 
