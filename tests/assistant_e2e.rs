@@ -46,7 +46,11 @@ fn config(dir: &std::path::Path, sip_port: u16) -> clinivox::config::Config {
             "listen = [\n  { transport = \"udp\", addr = \"127.0.0.1:5060\" },\n  { transport = \"tcp\", addr = \"127.0.0.1:5060\" },\n]",
             &format!("listen = [ {{ transport = \"udp\", addr = \"127.0.0.1:{sip_port}\" }} ]"),
         )
-        .replace("bindings_file = \"sip-bindings.json\"", &format!("bindings_file = {:?}", dir.join("bindings.json").display().to_string()))
+        .replace(
+            "bindings_file = \"sip-bindings.json\"",
+            // SIPp (the desk phone) answers only the first challenge, and only MD5.
+            &format!("bindings_file = {:?}\ndigest_algorithms = [\"MD5\", \"SHA-256\"]", dir.join("bindings.json").display().to_string()),
+        )
         .replace("min = 20000", "min = 33000")
         .replace("max = 20999", "max = 33999");
     assert!(text.contains(&format!("127.0.0.1:{sip_port}")), "the demo's [sip] listen line changed; update this test");
@@ -474,7 +478,118 @@ async fn keypad_booking_and_a_spoken_no_through_sip_and_rtp() {
     assert_eq!(d3.call.outcome.as_deref(), Some("transferred"), "{:?}", d3.call);
     assert_eq!(d3.call.transfer_target.as_deref(), Some("reception"));
 
+    // 6. Bridged transfer: a desk phone (SIPp) registers as extension 201;
+    // the caller asks for a person; the desk phone rings with the call's
+    // context in headers, answers, hears the briefing, and is joined to the
+    // caller. It sends back what it hears, so the caller hears their own words.
+    if sipp_installed() {
+        bridged_transfer_to_a_registered_desk_phone(addr, &tts, &store).await;
+    }
+
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), service).await;
     eprintln!("total {:?}", began.elapsed());
+}
+
+fn sipp_installed() -> bool {
+    let ok = std::process::Command::new("sipp").arg("-v").output().is_ok();
+    if !ok {
+        eprintln!("SKIPPED bridged transfer: sipp not found (apt-get install sip-tester)");
+    }
+    ok
+}
+
+fn scenario(name: &str) -> String {
+    format!("{}/tests/sip/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Best normalised correlation of `needle` anywhere in `hay`.
+fn best_correlation(hay: &[i16], needle: &[i16]) -> f64 {
+    let n: Vec<f64> = needle.iter().map(|&x| f64::from(x)).collect();
+    let nn = n.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let mut best = 0.0f64;
+    for lag in (0..hay.len().saturating_sub(n.len())).step_by(2) {
+        let h = &hay[lag..lag + n.len()];
+        let hh = h.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+        if hh < 1.0 {
+            continue;
+        }
+        let dot: f64 = h.iter().zip(&n).map(|(&a, b)| f64::from(a) * b).sum();
+        best = best.max(dot / (hh * nn));
+    }
+    best
+}
+
+async fn bridged_transfer_to_a_registered_desk_phone(addr: SocketAddr, tts: &Espeak, store: &Store) {
+    let desk = tempfile::tempdir().unwrap();
+    let desk_port = free_udp_port();
+    let register = std::fs::read_to_string(scenario("uac_register.xml")).unwrap().replace("EXPECT", "200");
+    std::fs::write(desk.path().join("register.xml"), register).unwrap();
+    let sipp = |args: &[&str]| {
+        let mut c = std::process::Command::new("sipp");
+        c.arg(addr.to_string())
+            .args(["-i", "127.0.0.1", "-p", &desk_port.to_string(), "-mi", "127.0.0.1", "-t", "u1", "-nd", "-m", "1"])
+            .args(args)
+            .current_dir(desk.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let reg = sipp(&["-sf", "register.xml", "-s", "201", "-au", "201", "-ap", "demo-201-secret", "-timeout", "10s", "-timeout_error"])
+        .status()
+        .unwrap();
+    assert!(reg.success(), "extension 201 registers");
+    let mut phone = sipp(&[
+        "-sf",
+        &scenario("uas_desk.xml"),
+        "-rtp_echo",
+        "-trace_msg",
+        "-message_file",
+        "desk.log",
+        "-timeout",
+        "120s",
+        "-timeout_error",
+    ])
+    .spawn()
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut caller = Caller::call(addr, "e2e-bridge").await;
+    caller.reply_started(0, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    caller.keys("0");
+    let log = desk.path().join("desk.log");
+    let answered = async {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("SIP/2.0 200 OK") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let invite = tokio::time::timeout(Duration::from_secs(90), answered).await.expect("the desk phone rang and answered");
+    // (No patient id: 0 was pressed before the caller was identified.)
+    for h in ["X-Clinivox-Group: reception", "X-Clinivox-Intent: speak to a person", "X-Clinivox-Summary: ", "X-Clinivox-Call-Id: "] {
+        assert!(invite.contains(h), "the staff leg carries {h:?}:\n{invite}");
+    }
+    // Briefing (a few seconds) then the legs are joined.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let words = tts.synthesize("Hola, quería cambiar la hora de mi cita.", "es").unwrap();
+    let mark = caller.heard_len();
+    caller.say(tts, "Hola, quería cambiar la hora de mi cita.");
+    tokio::time::sleep(Duration::from_millis(words.len() as u64 / 8 + 1500)).await;
+    let heard = caller.heard.lock().unwrap().pcm[mark..].to_vec();
+    // One second from the middle of what the caller said.
+    let probe = &words[words.len() / 2 - 4000..words.len() / 2 + 4000];
+    let c = best_correlation(&heard, probe);
+    eprintln!("caller's words back through the desk phone: correlation {c:.3}");
+    assert!(c > 0.8, "the desk phone did not get the caller's audio (correlation {c:.3})");
+    caller.bye().await;
+    let status = tokio::task::spawn_blocking(move || phone.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "the desk phone's call ended cleanly (BYE relayed)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = call_detail(store, CALLER, 0).await;
+    assert_eq!(d.call.outcome.as_deref(), Some("transferred"), "{:?}", d.call);
 }

@@ -208,7 +208,7 @@ pub async fn serve(server: crate::sip::driver::SipServer, app: App, report: Repo
                 App::Tone => tone(call.handle, report).await,
                 App::Bridge(target) => bridge_to(call.handle, sip, target, report).await,
                 #[cfg(feature = "whisper")]
-                App::Assistant(a) => a.answer(call.handle, call.caller, report).await,
+                App::Assistant(a) => a.answer(call.handle, call.caller, Some(sip), report).await,
             }
         });
     }

@@ -9,12 +9,13 @@
 //! results coming back from recognition and synthesis, and a single
 //! silence deadline. Everything it decides is kept in [`Line`].
 //!
-//! Transfers are blind for now: a REFER to the first `[[staff]]` entry that
-//! has a `uri`, or, when no staff member is reachable that way, a short
-//! message (the clinic's address and phone) and a hang-up, with the call
-//! record already marked transferred by the conversation. A bridged
-//! transfer (the assistant calls reception, briefs them, then joins the
-//! legs) is the next step and is not here.
+//! Transfers are bridged (`super::transfer`): once the hand-over message
+//! has been played, the caller hears a ring-back tone while the staff
+//! phones ring with the call's context in `X-Clinivox-*` headers; whoever
+//! answers first hears a one-line spoken briefing, then the two legs are
+//! joined and this task only relays hang-ups. Nobody answers: the clinic's
+//! address and phone, then a hang-up. Without a SIP handle (no `[sip]`
+//! driver), a REFER to the first `[[staff]]` entry with a `uri`.
 //!
 //! Turn latency (end of the caller's speech → transcript → first reply
 //! audio sent) is logged per turn; the store's turns are written by the
@@ -26,15 +27,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::apps::Report;
+use super::transfer::{self, RingPlan, Rung};
 use super::{CallCommand, CallEvent, CallHandle};
 use crate::config::Config;
 use crate::conversation::driver::Session;
 use crate::conversation::nlu::Vocabulary;
-use crate::conversation::{Action, Context, Direction, Language, LanguageError, Patience};
+use crate::conversation::{Action, Context, Direction, Language, LanguageError, Patience, TransferGroup};
 use crate::phone::E164;
+use crate::sip::driver::SipHandle;
+use crate::sip::endpoint::DialTarget;
 use crate::speech::endpoint::{EndpointConfig, EndpointEvent, Endpointer, Prompt};
 use crate::speech::fair_queue::CallKey;
 use crate::speech::pool::{PoolConfig, PoolError, Recognition, RecognitionPool, Request};
@@ -50,6 +54,8 @@ const SILENCE_TIMEOUT: Duration = Duration::from_secs(8);
 /// (they pause between day, month and year).
 const DOB_PATIENCE: Duration = Duration::from_millis(2000);
 const NAME_PATIENCE: Duration = Duration::from_millis(1500);
+/// How long staff phones ring before the caller is told nobody answers.
+const RING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Prompts kept in memory by the TTS cache (greetings and menus repeat).
 const TTS_CACHE_PROMPTS: usize = 512;
 /// Recognition requests waiting, across calls, before new ones are refused.
@@ -86,6 +92,8 @@ pub struct Assistant {
     initial_prompt: String,
     /// Where blind transfers go: the first staff entry with a SIP URI.
     reception: Option<String>,
+    /// Staff phones rung for a bridged transfer (URI, else extension).
+    staff: Vec<DialTarget>,
     next_key: AtomicU64,
 }
 
@@ -129,6 +137,7 @@ impl Assistant {
         }
         let tts = CachedEngine::new(Espeak::new(espeak), TTS_CACHE_PROMPTS, None)?;
         let reception = config.staff.iter().find_map(|s| s.uri.clone());
+        let staff = config.staff.iter().map(|s| transfer::member_target(s.uri.as_deref().unwrap_or(&s.extension))).collect();
         Ok(Assistant {
             initial_prompt: initial_prompt(&config, &lang),
             vocabulary: Arc::new(Vocabulary::from_config(&config)),
@@ -138,12 +147,14 @@ impl Assistant {
             pool: Arc::new(pool),
             tts: Arc::new(tts),
             reception,
+            staff,
             next_key: AtomicU64::new(1),
         })
     }
 
     /// Answers one inbound call until it ends. `caller` is the From URI.
-    pub async fn answer(self: Arc<Self>, handle: CallHandle, caller: String, report: Report) {
+    /// `sip` places the staff legs of bridged transfers.
+    pub async fn answer(self: Arc<Self>, handle: CallHandle, caller: String, sip: Option<SipHandle>, report: Report) {
         let key = CallKey(self.next_key.fetch_add(1, Ordering::Relaxed));
         let ctx = Context {
             config: self.config.clone(),
@@ -172,6 +183,9 @@ impl Assistant {
             silence_at: None,
             latency: None,
             latencies: Vec::new(),
+            sip,
+            staff: None,
+            ring_cancel: None,
         };
         line.report(format!("ASSISTANT call={} caller={caller} key={}", line.handle.id.0, key.0));
         line.act(first).await;
@@ -213,6 +227,8 @@ fn wall_now() -> DateTime<Utc> {
 /// Everything a call task waits on.
 enum Input {
     Call(Option<CallEvent>),
+    /// From the bridged staff leg.
+    Staff(Option<CallEvent>),
     Back(Back),
     Silence,
 }
@@ -233,6 +249,8 @@ enum Back {
         generation: u64,
         error: Option<TtsError>,
     },
+    /// How ringing the staff phones ended.
+    Staff(Rung),
 }
 
 /// What happens once the current reply has been played.
@@ -240,7 +258,9 @@ enum Back {
 enum Then {
     Listen,
     Hangup,
-    Transfer(Option<String>),
+    Transfer(TransferGroup),
+    /// Staff phones are ringing; the caller hears ring-back.
+    Ringing,
     /// Hung up (or asked to): wait for the call to report its end.
     Done,
 }
@@ -268,6 +288,11 @@ struct Line {
     /// the reply's first audio is sent.
     latency: Option<(Instant, Instant)>,
     latencies: Vec<Duration>,
+    sip: Option<SipHandle>,
+    /// The staff leg, once bridged.
+    staff: Option<CallHandle>,
+    /// Stops the staff phones ringing (the caller hung up).
+    ring_cancel: Option<oneshot::Sender<()>>,
 }
 
 impl Line {
@@ -280,6 +305,7 @@ impl Line {
             let silence = self.silence_at;
             let input = tokio::select! {
                 ev = self.handle.events.recv() => Input::Call(ev),
+                ev = staff_event(&mut self.staff) => Input::Staff(ev),
                 Some(b) = rx.recv() => Input::Back(b),
                 _ = sleep_until(silence) => Input::Silence,
             };
@@ -298,6 +324,13 @@ impl Line {
                 Input::Call(Some(CallEvent::HangUp(cause))) => return self.ended(format!("{cause:?}")).await,
                 Input::Call(None) => return self.ended("call task gone".into()).await,
                 Input::Call(Some(_)) => {}
+                Input::Staff(Some(CallEvent::HangUp(_)) | None) => {
+                    self.report(format!("STAFF-HANGUP call={}", self.handle.id.0));
+                    self.staff = None;
+                    self.hang_up().await;
+                }
+                Input::Staff(Some(_)) => {}
+                Input::Back(Back::Staff(rung)) => self.rung(rung).await,
                 Input::Back(Back::Heard { result, speech_end }) => self.heard(result, speech_end).await,
                 Input::Back(Back::Spoken { generation, pcm, interruptible }) => self.spoken(generation, pcm, interruptible).await,
                 Input::Back(Back::SpeechDone { generation, error }) => {
@@ -324,6 +357,13 @@ impl Line {
     /// Whenever the caller leaves, the record is completed (a no-op when
     /// the conversation already finished it).
     async fn ended(&mut self, cause: String) {
+        // The caller left: release the staff side too.
+        if let Some(c) = self.ring_cancel.take() {
+            let _ = c.send(());
+        }
+        if let Some(staff) = self.staff.take() {
+            let _ = staff.commands.send(CallCommand::Hangup).await;
+        }
         self.session.hangup(wall_now()).await;
         let median = median(&mut self.latencies);
         self.report(format!(
@@ -428,8 +468,9 @@ impl Line {
                     })
                 }
                 Action::Transfer { group, summary } => {
+                    tracing::info!(group = group.as_str(), "transfer to staff");
                     self.report(format!("TRANSFER call={} group={} summary={summary:?}", self.handle.id.0, group.as_str()));
-                    self.then = Then::Transfer(self.assistant.reception.clone());
+                    self.then = Then::Transfer(group);
                 }
                 Action::Hangup => self.then = Then::Hangup,
                 // The session executes store requests itself.
@@ -545,13 +586,71 @@ impl Line {
         match std::mem::replace(&mut self.then, Then::Listen) {
             Then::Listen => self.arm_silence(),
             Then::Hangup => self.hang_up().await,
-            Then::Transfer(Some(uri)) => {
-                self.report(format!("REFER call={} to={uri}", self.handle.id.0));
-                self.then = Then::Done;
-                let _ = self.handle.commands.send(CallCommand::Transfer(uri)).await;
-            }
-            Then::Transfer(None) => self.no_reception(),
+            Then::Transfer(group) => self.transfer(group).await,
+            Then::Ringing => self.then = Then::Ringing,
             Then::Done => self.then = Then::Done,
+        }
+    }
+
+    /// Starts a bridged transfer (or a REFER without a SIP handle).
+    async fn transfer(&mut self, group: TransferGroup) {
+        let (Some(sip), false) = (self.sip.clone(), self.assistant.staff.is_empty()) else {
+            return match self.assistant.reception.clone() {
+                Some(uri) => {
+                    self.report(format!("REFER call={} to={uri}", self.handle.id.0));
+                    self.then = Then::Done;
+                    let _ = self.handle.commands.send(CallCommand::Transfer(uri)).await;
+                }
+                None => self.no_reception(),
+            };
+        };
+        let conv = self.session.conversation();
+        let mut headers = vec![("X-Clinivox-Group".to_string(), group.as_str().to_string())];
+        if let Some(id) = self.session.call_id() {
+            headers.push(("X-Clinivox-Call-Id".into(), id.to_string()));
+        }
+        if let Some(id) = conv.patient_id() {
+            headers.push(("X-Clinivox-Patient-Id".into(), id.to_string()));
+        }
+        headers.push(("X-Clinivox-Intent".into(), conv.wanted().unwrap_or("unclear").to_string()));
+        headers.push(("X-Clinivox-Summary".into(), conv.summary_text()));
+        let plan = RingPlan { members: self.assistant.staff.clone(), all_at_once: true, ring_timeout: RING_TIMEOUT, headers };
+        let briefing_text = conv.staff_briefing();
+        self.report(format!("RINGING call={} staff={} briefing={briefing_text:?}", self.handle.id.0, plan.members.len()));
+        self.then = Then::Ringing;
+        let _ = self.handle.commands.send(CallCommand::Play(transfer::ringback(RING_TIMEOUT.as_secs() as usize / 4 + 1))).await;
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        self.ring_cancel = Some(cancel_tx);
+        let (tts, tx) = (self.assistant.tts.clone(), self.tx.clone());
+        let lang = self.assistant.language.prompts.lang().to_string();
+        tokio::spawn(async move {
+            let briefing = tokio::task::spawn_blocking(move || {
+                tts::sentences(tts.as_ref(), &briefing_text, &lang).filter_map(Result::ok).flatten().collect::<Vec<i16>>()
+            })
+            .await
+            .unwrap_or_default();
+            let rung = transfer::ring(sip, plan, briefing, cancel_rx).await;
+            let _ = tx.send(Back::Staff(rung)).await;
+        });
+    }
+
+    /// Ringing is over: join the legs, or tell the caller nobody answers.
+    async fn rung(&mut self, rung: Rung) {
+        self.ring_cancel = None;
+        match rung {
+            Rung::Answered { leg, member } => {
+                let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
+                super::bridge(&self.handle, &leg).await;
+                self.report(format!("BRIDGED call={} staff_member={member}", self.handle.id.0));
+                self.staff = Some(leg);
+                self.then = Then::Done;
+            }
+            Rung::NoAnswer => {
+                self.report(format!("NO-ANSWER call={}", self.handle.id.0));
+                let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
+                self.no_reception();
+            }
+            Rung::Cancelled => {}
         }
     }
 
@@ -593,6 +692,14 @@ impl Line {
         if quiet && self.then == Then::Listen && !self.session.conversation().is_ended() {
             self.silence_at = Some(Instant::now() + SILENCE_TIMEOUT);
         }
+    }
+}
+
+/// The bridged staff leg's next event; never, while there is none.
+async fn staff_event(staff: &mut Option<CallHandle>) -> Option<CallEvent> {
+    match staff {
+        Some(h) => h.events.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod apps;
 #[cfg(feature = "whisper")]
 pub mod assistant;
 pub mod core;
+pub mod transfer;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -538,6 +538,7 @@ impl Conversation {
                 self.ask_anything_else();
             }
             Intent::Human => {
+                self.wanted.get_or_insert_with(|| "speak to a person".into());
                 let text = self.p("transfer", &[]);
                 self.say(text);
                 self.transfer(TransferGroup::Reception);
@@ -676,7 +677,7 @@ impl Conversation {
     }
 
     /// One line for the staff member who picks up.
-    fn summary(&self) -> String {
+    pub(super) fn summary(&self) -> String {
         let wants = self.wanted.clone().unwrap_or_else(|| "unclear".into());
         let who = match (&self.patient, &self.new_patient) {
             (Some(p), _) => format!("{} (verified)", p.name),

@@ -21,6 +21,7 @@
 
 pub mod action;
 mod booking;
+mod briefing;
 pub mod chat;
 mod context;
 pub mod driver;
