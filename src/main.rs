@@ -128,12 +128,12 @@ enum BenchWhat {
     #[cfg(feature = "whisper")]
     Sip {
         /// Call rates (calls/s) to try for setups.
-        #[arg(long, value_delimiter = ',', default_value = "100,200,400,800,1200")]
+        #[arg(long, value_delimiter = ',', default_value = "200,400,800,1200,1600,2000")]
         rates: Vec<u32>,
         #[arg(long, default_value_t = 5)]
         seconds_per_rate: u32,
         /// Simultaneous echo calls to try.
-        #[arg(long, value_delimiter = ',', default_value = "50,100,200,300,400")]
+        #[arg(long, value_delimiter = ',', default_value = "100,200,400,600,800,1000")]
         calls: Vec<u32>,
         /// How long each echo call streams, seconds.
         #[arg(long, default_value_t = 10)]

@@ -1,12 +1,12 @@
 //! `clinivox bench sip`: the SIP/RTP endpoint under SIPp, on loopback.
 //!
-//! 1. Call setups per second: SIPp places calls that are answered and hung
-//!    up at once, at rising rates; each step reports the rate reached and
-//!    failures (SIPp's own count), with our CPU use.
-//! 2. Simultaneous echo calls: SIPp holds N calls that each stream G.711
+//! 1. Simultaneous echo calls: SIPp holds N calls that each stream G.711
 //!    (20 ms packets) while the `echo` app plays everything back; each step
 //!    reports what our side received against what was sent (sequence gaps,
 //!    late packets), RTP sent back, and CPU use of Clinivox and of SIPp.
+//! 2. Call setups per second: SIPp places calls that are answered and hung
+//!    up at once, at rising rates; each step reports the rate reached and
+//!    failures (SIPp's own count), with our CPU use.
 //!
 //! The server runs in this process (the real driver and call tasks); SIPp
 //! is a child process. CPU is read from /proc (Linux).
@@ -51,6 +51,56 @@ pub async fn run(o: &Options) -> Result<(), SipBenchError> {
     let (addr, stop) = start_echo(lines.clone()).await?;
     println!("SIP server on {addr} (echo app, this process); SIPp 3.x as the caller, loopback UDP\n");
 
+    println!("## Simultaneous echo calls (G.711 µ-law, 20 ms, both ways, {} s each)\n", o.hold_seconds);
+    println!("| calls | failed | RTP in / expected | lost | late | RTP out | Clinivox CPU | SIPp CPU |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let wav = dir.path().join("voice.wav");
+    write_ulaw_tone(&wav)?;
+    let stream = dir.path().join("stream.xml");
+    let xml = STREAM_XML.replace("FILE", &wav.display().to_string()).replace("HOLD_MS", &(o.hold_seconds * 1000).to_string());
+    std::fs::write(&stream, xml)?;
+    let mut carried = 0;
+    for &n in &o.calls {
+        lines.lock().map(|mut l| l.clear()).ok();
+        let ramp = 100.min(n);
+        let args = vec![
+            "-sf".into(),
+            stream.display().to_string(),
+            "-r".into(),
+            ramp.to_string(),
+            "-m".into(),
+            n.to_string(),
+            "-l".into(),
+            n.to_string(),
+            // SIPp's RTP streams take ports from here up.
+            "-mp".into(),
+            "40000".into(),
+        ];
+        let r = sipp(addr, &args, dir.path()).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let m = media_totals(&lines.lock().map(|l| l.clone()).unwrap_or_default());
+        let expected = n as u64 * o.hold_seconds as u64 * 50;
+        let clean = r.failed == 0 && m.calls == n as u64 && m.lost == 0 && m.late == 0 && m.rtp_in * 100 >= expected * 98;
+        println!(
+            "| {n} | {} | {} / {expected} | {} | {} | {} | {:.0} % | {:.0} % |",
+            r.failed,
+            m.rtp_in,
+            m.lost,
+            m.late,
+            m.rtp_out,
+            r.our_cpu * 100.0,
+            r.sipp_cpu * 100.0
+        );
+        if clean {
+            carried = carried.max(n);
+        }
+    }
+    println!(
+        "\nMost simultaneous echo calls with no RTP lost or late on our side: {carried} \
+         (CPU is % of one core; this machine has {} cores, shared by SIPp)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    // Setups last: the rates that fail leave half-open calls behind.
     println!("## Call setups (INVITE → 200 → ACK → BYE, no media)\n");
     println!("| target calls/s | calls | failed | reached calls/s | Clinivox CPU |");
     println!("|---:|---:|---:|---:|---:|");
@@ -78,56 +128,6 @@ pub async fn run(o: &Options) -> Result<(), SipBenchError> {
     }
     println!("\nSustained with no failed call: {best:.0} setups/s\n");
 
-    println!("## Simultaneous echo calls (G.711 µ-law, 20 ms, both ways, {} s each)\n", o.hold_seconds);
-    println!("| calls | failed | RTP in / expected | lost | late | RTP out | Clinivox CPU | SIPp CPU |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let wav = dir.path().join("voice.wav");
-    write_ulaw_tone(&wav)?;
-    let stream = dir.path().join("stream.xml");
-    let xml = STREAM_XML.replace("FILE", &wav.display().to_string()).replace("HOLD_MS", &(o.hold_seconds * 1000).to_string());
-    std::fs::write(&stream, xml)?;
-    let mut carried = 0;
-    for &n in &o.calls {
-        lines.lock().map(|mut l| l.clear()).ok();
-        let ramp = 50.min(n);
-        let args = vec![
-            "-sf".into(),
-            stream.display().to_string(),
-            "-r".into(),
-            ramp.to_string(),
-            "-m".into(),
-            n.to_string(),
-            "-l".into(),
-            n.to_string(),
-            "-min_rtp_port".into(),
-            "40000".into(),
-            "-max_rtp_port".into(),
-            "60000".into(),
-        ];
-        let r = sipp(addr, &args, dir.path()).await?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let m = media_totals(&lines.lock().map(|l| l.clone()).unwrap_or_default());
-        let expected = n as u64 * o.hold_seconds as u64 * 50;
-        let clean = r.failed == 0 && m.calls == n as u64 && m.lost == 0 && m.late == 0 && m.rtp_in * 100 >= expected * 98;
-        println!(
-            "| {n} | {} | {} / {expected} | {} | {} | {} | {:.0} % | {:.0} % |",
-            r.failed,
-            m.rtp_in,
-            m.lost,
-            m.late,
-            m.rtp_out,
-            r.our_cpu * 100.0,
-            r.sipp_cpu * 100.0
-        );
-        if clean {
-            carried = carried.max(n);
-        }
-    }
-    println!(
-        "\nMost simultaneous echo calls with no RTP lost or late on our side: {carried} \
-         (CPU is % of one core; this machine has {} cores, shared by SIPp)",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    );
     let _ = stop.send(());
     Ok(())
 }
