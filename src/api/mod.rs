@@ -6,6 +6,7 @@
 
 mod appointments;
 pub mod auth;
+mod callbacks;
 mod catalog;
 mod idempotency;
 mod metrics;
@@ -84,6 +85,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reminders::reply))
         .routes(routes!(reminders::jobs))
         .routes(routes!(reminders::job))
+        .routes(routes!(callbacks::list))
+        .routes(routes!(callbacks::done))
         .split_for_parts()
 }
 
