@@ -13,8 +13,9 @@
 //! has been played, the caller hears a ring-back tone while the staff
 //! phones ring with the call's context in `X-Clinivox-*` headers; whoever
 //! answers first hears a one-line spoken briefing, then the two legs are
-//! joined and this task only relays hang-ups. Nobody answers: the clinic's
-//! address and phone, then a hang-up. Without a SIP handle (no `[sip]`
+//! joined and this task only relays hang-ups. Nobody answers, or nobody
+//! can be rung: the conversation hears it (`Session::transfer_failed`)
+//! and takes a callback request. Without a SIP handle (no `[sip]`
 //! driver), a REFER to the first `[[staff]]` entry with a `uri`.
 //!
 //! Turn latency (end of the caller's speech → transcript → first reply
@@ -601,7 +602,7 @@ impl Line {
                     self.then = Then::Done;
                     let _ = self.handle.commands.send(CallCommand::Transfer(uri)).await;
                 }
-                None => self.no_reception(),
+                None => self.transfer_failed().await,
             };
         };
         let conv = self.session.conversation();
@@ -648,24 +649,18 @@ impl Line {
             Rung::NoAnswer => {
                 self.report(format!("NO-ANSWER call={}", self.handle.id.0));
                 let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
-                self.no_reception();
+                self.transfer_failed().await;
             }
             Rung::Cancelled => {}
         }
     }
 
-    /// Nobody can take the call: say how to reach the clinic, then hang up.
-    /// The conversation has already recorded the call as transferred.
-    fn no_reception(&mut self) {
-        let p = &self.assistant.language.prompts;
-        let clinic = &self.assistant.config.clinic;
-        let text = format!(
-            "{} {}",
-            p.say("location", &[("address", &clinic.address), ("phone", &clinic.phone)]),
-            p.say("goodbye", &[("clinic", &clinic.name)])
-        );
-        self.then = Then::Hangup;
-        self.speak(vec![text], false);
+    /// Nobody can take the call: the conversation takes a callback request.
+    async fn transfer_failed(&mut self) {
+        self.then = Then::Listen;
+        let out = self.session.transfer_failed(wall_now()).await;
+        // act → reply_finished → here → act: boxed, as async recursion must be.
+        Box::pin(self.act(out)).await;
     }
 
     async fn transfer_status(&mut self, code: u16) {
@@ -675,7 +670,7 @@ impl Line {
             200..=299 if code != 202 => self.hang_up().await,
             300.. => {
                 tracing::warn!(code, "transfer to reception failed");
-                self.no_reception();
+                self.transfer_failed().await;
             }
             _ => {}
         }

@@ -15,7 +15,7 @@ use super::machine::Conversation;
 use super::outreach::Outreach;
 use crate::phone::E164;
 use crate::store::{
-    Actor, Channel, NewAppointment, NewCall, NewPatient, NewTurn, NewWaitlistEntry, Reschedule, SlotQuery, Store, StoreError,
+    Actor, Channel, NewAppointment, NewCall, NewCallback, NewPatient, NewTurn, NewWaitlistEntry, Reschedule, SlotQuery, Store, StoreError,
 };
 
 /// Most free slots fetched per search; the conversation offers three.
@@ -76,6 +76,12 @@ impl Session {
 
     pub async fn silence(&mut self, now: DateTime<Utc>) -> Vec<Action> {
         self.conversation.handle_silence(now);
+        self.run(now).await
+    }
+
+    /// The call layer could not put the caller through to staff.
+    pub async fn transfer_failed(&mut self, now: DateTime<Utc>) -> Vec<Action> {
+        self.conversation.handle_transfer_failed(now);
         self.run(now).await
     }
 
@@ -235,6 +241,11 @@ impl Session {
                     notes: Some("added by the phone assistant".into()),
                 };
                 store.waitlist_add(new, actor, now).await?;
+                StoreReply::Done
+            }
+            StoreRequest::SaveCallback { patient_id, name, phone, reason, language, promised } => {
+                let new = NewCallback { call_id: self.call_id.clone(), patient_id, name, phone, reason, language, promised };
+                store.create_callback(new, actor, now).await?;
                 StoreReply::Done
             }
         })
