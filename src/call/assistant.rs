@@ -19,8 +19,8 @@
 //! driver), a REFER to the first `[[staff]]` entry with a `uri`.
 //!
 //! Turn latency (end of the caller's speech → transcript → first reply
-//! audio sent) is logged per turn; the store's turns are written by the
-//! session before the reply is synthesized, so they cannot carry it yet.
+//! audio sent) is logged per turn and, once the first audio is sent,
+//! written to the assistant's turn (`transcript_ms`, `latency_ms`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -545,6 +545,7 @@ impl Line {
             if let Some((speech_end, heard_at)) = self.latency.take() {
                 let total = now.saturating_duration_since(speech_end);
                 self.latencies.push(total);
+                self.session.record_timings(heard_at.saturating_duration_since(speech_end), total);
                 self.report(format!(
                     "LATENCY call={} total_ms={} asr_ms={} reply_ms={}",
                     self.handle.id.0,

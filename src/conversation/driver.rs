@@ -90,6 +90,21 @@ impl Session {
         self.run(now).await
     }
 
+    /// Stores the timings of the latest assistant turn (end of the caller's
+    /// speech → transcript, → first reply audio) in the background, so the
+    /// call never waits on it.
+    pub fn record_timings(&self, transcript: StdDuration, first_audio: StdDuration) {
+        let Some(id) = self.call_id.clone() else { return };
+        let store = self.store.clone();
+        let ms = |d: StdDuration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let (transcript, first_audio) = (ms(transcript), ms(first_audio));
+        tokio::spawn(async move {
+            if let Err(e) = store.set_turn_timings(&id, transcript, first_audio).await {
+                tracing::warn!(error = %e, "could not record turn timings");
+            }
+        });
+    }
+
     pub fn conversation(&self) -> &Conversation {
         &self.conversation
     }
