@@ -36,10 +36,15 @@ on_both_engines!(
     lists_and_lookups,
     reminders_and_replies,
     callback_requests,
+    live_metrics,
 );
 
 fn app(store: Store, config: Config) -> Router {
-    router(AppState { store, config: Arc::new(config), clock: Arc::new(ManualClock::new(now())) })
+    app_with(store, config, clinivox::metrics::Metrics::new())
+}
+
+fn app_with(store: Store, config: Config, metrics: Arc<clinivox::metrics::Metrics>) -> Router {
+    router(AppState { store, config: Arc::new(config), clock: Arc::new(ManualClock::new(now())), metrics })
 }
 
 struct Reply {
@@ -437,4 +442,51 @@ async fn callback_requests(store: Store, config: Config) {
     assert_eq!(field(&r), "status");
     assert_problem(&call(&app, "POST", "/api/v1/callbacks/nope/done", Some(WRITE), None, &[]).await, 404);
     assert_problem(&call(&app, "GET", "/api/v1/callbacks", None, None, &[]).await, 401);
+}
+
+async fn live_metrics(store: Store, config: Config) {
+    use clinivox::metrics::{Metrics, TransferResult};
+    use std::time::Duration;
+    let metrics = Metrics::new();
+    let app = app_with(store, config, metrics.clone());
+    let _first = metrics.call_started();
+    let second = metrics.call_started();
+    let _third = metrics.call_started();
+    drop(second);
+    metrics.transfer(TransferResult::Answered);
+    metrics.transfer(TransferResult::Failed);
+    metrics.transfer(TransferResult::Failed);
+    metrics.set_recognition_queue(4);
+    metrics.observe_recognition(Duration::from_millis(400));
+    for ms in [200, 900, 1100, 1400, 2500, 7000] {
+        metrics.observe_turn_latency(Duration::from_millis(ms));
+    }
+    let r = call(&app, "GET", "/metrics", None, None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = r.json.as_str().unwrap().to_string();
+    for line in [
+        "# TYPE clinivox_active_calls gauge",
+        "clinivox_active_calls 2",
+        "# TYPE clinivox_transfers_total counter",
+        "clinivox_transfers_total{result=\"answered\"} 1",
+        "clinivox_transfers_total{result=\"failed\"} 2",
+        "clinivox_transfers_total{result=\"unreachable\"} 0",
+        "clinivox_recognition_queue_depth 4",
+        "clinivox_recognition_seconds_bucket{le=\"0.25\"} 0",
+        "clinivox_recognition_seconds_bucket{le=\"0.5\"} 1",
+        "clinivox_recognition_seconds_count 1",
+        "# TYPE clinivox_turn_latency_seconds histogram",
+        "clinivox_turn_latency_seconds_bucket{le=\"0.25\"} 1",
+        "clinivox_turn_latency_seconds_bucket{le=\"1\"} 2",
+        "clinivox_turn_latency_seconds_bucket{le=\"1.5\"} 4",
+        "clinivox_turn_latency_seconds_bucket{le=\"3\"} 5",
+        "clinivox_turn_latency_seconds_bucket{le=\"5\"} 5",
+        "clinivox_turn_latency_seconds_bucket{le=\"+Inf\"} 6",
+        "clinivox_turn_latency_seconds_count 6",
+        "clinivox_turn_latency_seconds_sum 13.1",
+        // The database's counts are still there.
+        "# TYPE clinivox_calls_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+    }
 }

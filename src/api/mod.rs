@@ -40,6 +40,8 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
+    /// Live counters shared with the voice assistant, rendered at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(OpenApi)]

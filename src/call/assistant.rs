@@ -37,6 +37,7 @@ use crate::config::Config;
 use crate::conversation::driver::Session;
 use crate::conversation::nlu::Vocabulary;
 use crate::conversation::{Action, Context, Direction, Language, LanguageError, Patience, TransferGroup};
+use crate::metrics::{Metrics, TransferResult};
 use crate::phone::E164;
 use crate::sip::driver::SipHandle;
 use crate::sip::endpoint::DialTarget;
@@ -96,6 +97,8 @@ pub struct Assistant {
     /// Staff phones rung for a bridged transfer (URI, else extension).
     staff: Vec<DialTarget>,
     next_key: AtomicU64,
+    /// Live counters, shared with `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 // Calls share one assistant; two are "equal" only if they are the same one
@@ -116,7 +119,7 @@ impl std::fmt::Debug for Assistant {
 impl Assistant {
     /// Loads the prompts, the Whisper workers (each loads the model: a bad
     /// model fails here, not on the first caller) and the TTS engine.
-    pub async fn start(config: Arc<Config>, store: Store, prompts_dir: &Path) -> Result<Assistant, AssistantError> {
+    pub async fn start(config: Arc<Config>, store: Store, prompts_dir: &Path, metrics: Arc<Metrics>) -> Result<Assistant, AssistantError> {
         let speech = config.speech.clone().ok_or(AssistantError::NoSpeech)?;
         let lang = config.clinic.languages.first().cloned().unwrap_or_else(|| "es".into());
         let language = Arc::new(Language::load(prompts_dir, &lang)?);
@@ -150,12 +153,14 @@ impl Assistant {
             reception,
             staff,
             next_key: AtomicU64::new(1),
+            metrics,
         })
     }
 
     /// Answers one inbound call until it ends. `caller` is the From URI.
     /// `sip` places the staff legs of bridged transfers.
     pub async fn answer(self: Arc<Self>, handle: CallHandle, caller: String, sip: Option<SipHandle>, report: Report) {
+        let _active = self.metrics.call_started();
         let key = CallKey(self.next_key.fetch_add(1, Ordering::Relaxed));
         let ctx = Context {
             config: self.config.clone(),
@@ -404,7 +409,9 @@ impl Line {
             language: Some(self.assistant.language.prompts.lang().to_string()),
             initial_prompt: Some(self.assistant.initial_prompt.clone()),
         };
-        match self.assistant.pool.submit(req) {
+        let submitted = self.assistant.pool.submit(req);
+        self.assistant.metrics.set_recognition_queue(self.assistant.pool.queued());
+        match submitted {
             Ok(rx) => {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
@@ -422,8 +429,13 @@ impl Line {
     }
 
     async fn heard(&mut self, result: Result<Recognition, PoolError>, speech_end: Instant) {
+        let metrics = &self.assistant.metrics;
+        metrics.set_recognition_queue(self.assistant.pool.queued());
         let r = match result {
-            Ok(r) => r,
+            Ok(r) => {
+                metrics.observe_recognition(r.waited + r.decoding);
+                r
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "recognition failed");
                 return self.arm_silence();
@@ -546,6 +558,7 @@ impl Line {
                 let total = now.saturating_duration_since(speech_end);
                 self.latencies.push(total);
                 self.session.record_timings(heard_at.saturating_duration_since(speech_end), total);
+                self.assistant.metrics.observe_turn_latency(total);
                 self.report(format!(
                     "LATENCY call={} total_ms={} asr_ms={} reply_ms={}",
                     self.handle.id.0,
@@ -603,7 +616,10 @@ impl Line {
                     self.then = Then::Done;
                     let _ = self.handle.commands.send(CallCommand::Transfer(uri)).await;
                 }
-                None => self.transfer_failed().await,
+                None => {
+                    self.assistant.metrics.transfer(TransferResult::Unreachable);
+                    self.transfer_failed().await
+                }
             };
         };
         let conv = self.session.conversation();
@@ -644,11 +660,13 @@ impl Line {
                 let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
                 super::bridge(&self.handle, &leg).await;
                 self.report(format!("BRIDGED call={} staff_member={member}", self.handle.id.0));
+                self.assistant.metrics.transfer(TransferResult::Answered);
                 self.staff = Some(leg);
                 self.then = Then::Done;
             }
             Rung::NoAnswer => {
                 self.report(format!("NO-ANSWER call={}", self.handle.id.0));
+                self.assistant.metrics.transfer(TransferResult::Failed);
                 let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
                 self.transfer_failed().await;
             }
@@ -668,8 +686,12 @@ impl Line {
         tracing::debug!(code, "transfer progress");
         match code {
             // The REFER was accepted and the new leg answered: our part is over.
-            200..=299 if code != 202 => self.hang_up().await,
+            200..=299 if code != 202 => {
+                self.assistant.metrics.transfer(TransferResult::Answered);
+                self.hang_up().await
+            }
             300.. => {
+                self.assistant.metrics.transfer(TransferResult::Failed);
                 tracing::warn!(code, "transfer to reception failed");
                 self.transfer_failed().await;
             }
