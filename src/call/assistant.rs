@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+use super::admission::{admit, Admission, Limits, Load};
 use super::apps::Report;
 use super::transfer::{self, RingPlan, Rung};
 use super::{CallCommand, CallEvent, CallHandle};
@@ -160,6 +161,13 @@ impl Assistant {
     /// Answers one inbound call until it ends. `caller` is the From URI.
     /// `sip` places the staff legs of bridged transfers.
     pub async fn answer(self: Arc<Self>, handle: CallHandle, caller: String, sip: Option<SipHandle>, report: Report) {
+        let load = Load { active_calls: self.metrics.active_calls(), recognition_queue: self.pool.queued() };
+        let limits = Limits { max_active: self.config.calls.max_active, max_recognition_queue: self.config.calls.max_recognition_queue };
+        if let Admission::Busy(reason) = admit(load, limits) {
+            report(format!("BUSY call={} reason={reason:?} active={} queued={}", handle.id.0, load.active_calls, load.recognition_queue));
+            self.metrics.call_refused_busy();
+            return self.lines_busy(handle).await;
+        }
         let _active = self.metrics.call_started();
         let key = CallKey(self.next_key.fetch_add(1, Ordering::Relaxed));
         let ctx = Context {
@@ -197,6 +205,35 @@ impl Assistant {
         line.act(first).await;
         line.run(rx).await;
         self.pool.cancel_call(key);
+    }
+}
+
+impl Assistant {
+    /// Saturated: "all our lines are busy; please call again in a few
+    /// minutes", then hang up. No conversation, no recognition.
+    async fn lines_busy(&self, mut handle: CallHandle) {
+        let text = self.language.prompts.say("lines_busy", &[]);
+        let (tts, lang) = (self.tts.clone(), self.language.prompts.lang().to_string());
+        let rendered = tokio::task::spawn_blocking(move || {
+            tts::sentences(tts.as_ref(), &text, &lang).filter_map(Result::ok).flatten().collect::<Vec<i16>>()
+        })
+        .await
+        .unwrap_or_default();
+        let length = Duration::from_micros(rendered.len() as u64 * 1_000_000 / u64::from(tts::RATE));
+        let _ = handle.commands.send(CallCommand::Play(rendered)).await;
+        // Until it has been played, or the caller leaves first.
+        let deadline = Instant::now() + length + Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                ev = handle.events.recv() => match ev {
+                    Some(CallEvent::PlaybackDone) => break,
+                    Some(CallEvent::HangUp(_)) | None => return,
+                    Some(_) => {}
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => break,
+            }
+        }
+        let _ = handle.commands.send(CallCommand::Hangup).await;
     }
 }
 

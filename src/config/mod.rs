@@ -17,7 +17,7 @@ use std::path::Path;
 use chrono::{NaiveDate, NaiveTime, Weekday};
 use chrono_tz::Tz;
 
-pub use validate::validate;
+pub use validate::{validate, LANGUAGES};
 
 /// The demo clinic a newcomer gets when no configuration file exists.
 pub const DEMO_TOML: &str = include_str!("../../clinivox.demo.toml");
@@ -40,6 +40,8 @@ pub struct Config {
     pub sip: Option<crate::sip::config::SipConfig>,
     /// The application that answers calls.
     pub calls_app: CallsApp,
+    /// Admission limits for assistant calls (`[calls]`).
+    pub calls: CallsConfig,
     /// Local speech; `None` when the configuration has no `[speech]`.
     pub speech: Option<SpeechConfig>,
     /// True when this is the built-in demo clinic.
@@ -97,6 +99,16 @@ pub struct Extension {
     pub name: String,
     pub uri: Option<String>,
     pub password: Option<String>,
+}
+
+/// When new callers are turned away with "all our lines are busy".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallsConfig {
+    /// Most assistant calls at once (default: twice the machine's cores, at least 2).
+    pub max_active: usize,
+    /// Utterances waiting for recognition, across calls, above which new
+    /// callers are turned away (default 16).
+    pub max_recognition_queue: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -123,8 +123,12 @@ pub struct RawEscalation {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawCalls {
-    /// "echo" or "tone" (test applications); later "assistant".
+    /// "assistant", or the test applications "echo" and "tone".
     pub app: Option<String>,
+    /// Most assistant calls at once; more callers hear "all lines are busy".
+    pub max_active: Option<i64>,
+    /// Utterances waiting for recognition above which new callers hear it too.
+    pub max_recognition_queue: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

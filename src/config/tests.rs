@@ -132,3 +132,20 @@ fn the_assistant_app_needs_speech() {
     let Err(ConfigError::Invalid(errors)) = from_toml(DEMO_TOML, "t", env(&[("CLINIVOX_CALLS__APP", "robot")])) else { panic!() };
     assert!(errors.iter().any(|e| e.key == "calls.app" && e.message.contains("assistant")), "{errors:?}");
 }
+
+#[test]
+fn call_admission_limits() {
+    let c = from_toml(DEMO_TOML, "demo", env(&[])).unwrap();
+    assert_eq!(c.calls.max_active, validate::default_max_active());
+    assert!(c.calls.max_active >= 2);
+    assert_eq!(c.calls.max_recognition_queue, 16);
+    let c = from_toml(DEMO_TOML, "demo", env(&[("CLINIVOX_CALLS__MAX_ACTIVE", "3")])).unwrap();
+    assert_eq!(c.calls.max_active, 3);
+    let Err(ConfigError::Invalid(errors)) =
+        from_toml(DEMO_TOML, "t", env(&[("CLINIVOX_CALLS__MAX_ACTIVE", "0"), ("CLINIVOX_CALLS__MAX_RECOGNITION_QUEUE", "-1")]))
+    else {
+        panic!("expected validation errors")
+    };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["calls.max_active", "calls.max_recognition_queue"]);
+}

@@ -197,6 +197,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
 
+    let calls = calls(&mut e, &raw.calls);
+
     if !e.0.is_empty() {
         return Err(ConfigError::Invalid(e.0));
     }
@@ -222,9 +224,28 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         escalation,
         sip,
         calls_app,
+        calls,
         speech,
         demo: false,
     })
+}
+
+/// Default `[calls] max_active`: recognition is the bottleneck, and a call
+/// needs it only while its caller has just spoken.
+pub fn default_max_active() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2).max(2)
+}
+
+fn calls(e: &mut Errors, r: &RawCalls) -> CallsConfig {
+    let max_active = r.max_active.unwrap_or(default_max_active() as i64);
+    if !(1..=1000).contains(&max_active) {
+        e.push("calls.max_active", "must be between 1 and 1000");
+    }
+    let max_queue = r.max_recognition_queue.unwrap_or(16);
+    if !(1..=1000).contains(&max_queue) {
+        e.push("calls.max_recognition_queue", "must be between 1 and 1000");
+    }
+    CallsConfig { max_active: max_active.clamp(1, 1000) as usize, max_recognition_queue: max_queue.clamp(1, 1000) as usize }
 }
 
 fn escalation(e: &mut Errors, r: &RawEscalation) -> EscalationConfig {

@@ -75,6 +75,7 @@ pub const REQUIRED: &[&str] = &[
     "callback_when_tomorrow",
     "callback_when_day",
     "callback_sorry",
+    "lines_busy",
     "hours_intro",
     "hours_day",
     "hours_span",
