@@ -61,8 +61,9 @@ fn config(dir: &std::path::Path, sip_port: u16) -> clinivox::config::Config {
     ];
     let mut c = clinivox::config::from_toml(&text, "e2e", vars).expect("test configuration is valid");
     c.demo = true; // seed the demo patients
-                   // Open all day, every day: out of hours a request for a person becomes a
-                   // callback request without any transfer, and this test runs at any hour.
+
+    // Open all day, every day: out of hours a request for a person becomes a
+    // callback request without any transfer, and this test runs at any hour.
     let all_day = clinivox::config::TimeRange { start: chrono::NaiveTime::MIN, end: chrono::NaiveTime::from_hms_opt(23, 59, 59).unwrap() };
     c.clinic.opening_hours = clinivox::config::WeeklyHours(std::array::from_fn(|_| vec![all_day]));
     c.clinic.holidays.clear();
