@@ -11,6 +11,7 @@ use crate::api::{self, AppState};
 use crate::call::apps;
 use crate::clock::Clock;
 use crate::config::{CallsApp, Config};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -72,14 +73,15 @@ pub const PROMPTS_DIR: &str = "prompts";
 /// The voice assistant: the recognition pool and TTS engine are built
 /// once here and shared by every call.
 #[cfg(feature = "whisper")]
-async fn assistant(config: &Arc<Config>, store: &Store) -> Result<apps::App, AppError> {
-    let a = crate::call::assistant::Assistant::start(config.clone(), store.clone(), std::path::Path::new(PROMPTS_DIR)).await?;
+async fn assistant(config: &Arc<Config>, store: &Store, metrics: &Arc<Metrics>) -> Result<apps::App, AppError> {
+    let prompts = std::path::Path::new(PROMPTS_DIR);
+    let a = crate::call::assistant::Assistant::start(config.clone(), store.clone(), prompts, metrics.clone()).await?;
     tracing::info!("voice assistant ready");
     Ok(apps::App::Assistant(Arc::new(a)))
 }
 
 #[cfg(not(feature = "whisper"))]
-async fn assistant(_: &Arc<Config>, _: &Store) -> Result<apps::App, AppError> {
+async fn assistant(_: &Arc<Config>, _: &Store, _: &Arc<Metrics>) -> Result<apps::App, AppError> {
     Err(AppError::Speech("this build has no speech recognition (enable the \"whisper\" feature)".into()))
 }
 
@@ -96,13 +98,14 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let metrics = Metrics::new();
     let sip = match &config.sip {
         Some(sip_config) => {
             let server = crate::sip::driver::SipServer::bind(sip_config.clone()).await?;
             let app = match config.calls_app {
                 CallsApp::Echo => apps::App::Echo,
                 CallsApp::Tone => apps::App::Tone,
-                CallsApp::Assistant => assistant(&config, &store).await?,
+                CallsApp::Assistant => assistant(&config, &store, &metrics).await?,
             };
             let report: apps::Report = std::sync::Arc::new(|line: String| tracing::info!(target: "clinivox::calls", "{line}"));
             Some(tokio::spawn(apps::serve(server, app, report, stopped(stop_rx.clone()))))
@@ -112,7 +115,7 @@ pub async fn run(
             None
         }
     };
-    let state = AppState { store: store.clone(), config, clock };
+    let state = AppState { store: store.clone(), config, clock, metrics };
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(address = %http.local_addr()?, "HTTP API listening");
     tokio::spawn(async move {

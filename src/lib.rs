@@ -11,6 +11,7 @@ pub mod conversation;
 pub mod demo;
 pub mod escalation;
 pub mod media;
+pub mod metrics;
 pub mod phone;
 pub mod sip;
 pub mod speech;

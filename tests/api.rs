@@ -35,10 +35,16 @@ on_both_engines!(
     openapi_document_is_generated,
     lists_and_lookups,
     reminders_and_replies,
+    callback_requests,
+    live_metrics,
 );
 
 fn app(store: Store, config: Config) -> Router {
-    router(AppState { store, config: Arc::new(config), clock: Arc::new(ManualClock::new(now())) })
+    app_with(store, config, clinivox::metrics::Metrics::new())
+}
+
+fn app_with(store: Store, config: Config, metrics: Arc<clinivox::metrics::Metrics>) -> Router {
+    router(AppState { store, config: Arc::new(config), clock: Arc::new(ManualClock::new(now())), metrics })
 }
 
 struct Reply {
@@ -306,6 +312,8 @@ async fn openapi_document_is_generated(store: Store, config: Config) {
         "/api/v1/appointments/{id}/reschedule",
         "/api/v1/waitlist",
         "/api/v1/calls/{id}",
+        "/api/v1/callbacks",
+        "/api/v1/callbacks/{id}/done",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
@@ -379,4 +387,106 @@ async fn reminders_and_replies(store: Store, config: Config) {
     assert!(text.contains("clinivox_appointments{status=\"confirmed\"} 1"), "{text}");
     assert!(!text.contains("Ana"), "no patient data in metrics");
     assert_eq!(field(&call(&app, "GET", "/api/v1/jobs?status=weird", Some(READ), None, &[]).await), "status");
+}
+
+async fn callback_requests(store: Store, config: Config) {
+    use clinivox::store::{Actor, Channel, NewCallback};
+    let app = app(store.clone(), config);
+    let assistant = Actor::new("assistant", Channel::Phone);
+    let new = |name: &str| NewCallback {
+        call_id: None,
+        patient_id: None,
+        name: name.into(),
+        phone: "+34600111222".into(),
+        reason: "quiere cambiar su cita".into(),
+        language: "es".into(),
+        promised: "2026-11-24 08:00".into(),
+    };
+    let first = store.create_callback(new("Ana Pérez"), &assistant, now()).await.unwrap();
+    let second = store.create_callback(new("Luis Gómez"), &assistant, now() + chrono::Duration::minutes(5)).await.unwrap();
+    let bad = NewCallback { reason: " ".into(), ..new("X") };
+    assert!(matches!(
+        store.create_callback(bad, &assistant, now()).await,
+        Err(clinivox::store::StoreError::Invalid { field: "reason", .. })
+    ));
+
+    let open = call(&app, "GET", "/api/v1/callbacks?status=open", Some(READ), None, &[]).await;
+    assert_eq!(open.status, StatusCode::OK, "{}", open.json);
+    let names: Vec<&str> = open.json.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Ana Pérez", "Luis Gómez"], "oldest first");
+    assert_eq!(open.json[0]["status"], "open");
+    assert_eq!(open.json[0]["promised"], "2026-11-24 08:00");
+    assert_eq!(open.json[0]["phone"], "+34600111222");
+
+    let done_uri = format!("/api/v1/callbacks/{}/done", first.id);
+    assert_problem(&call(&app, "POST", &done_uri, Some(READ), None, &[]).await, 403);
+    let done = call(&app, "POST", &done_uri, Some(WRITE), None, &[]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.json);
+    assert_eq!((done.json["status"].as_str(), done.json["done_by"].as_str()), (Some("done"), Some("demo-reception")));
+    assert_eq!(done.json["done_at"], "2026-11-23T08:00:00Z");
+    // Idempotent: again is the same answer, and one audit entry only.
+    let again = call(&app, "POST", &done_uri, Some(WRITE), None, &[]).await;
+    assert_eq!((again.status, &again.json), (StatusCode::OK, &done.json));
+    let audit = store.audit_log("callback_request", &first.id).await.unwrap();
+    assert_eq!(audit.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["create", "done"]);
+
+    let open = call(&app, "GET", "/api/v1/callbacks?status=open", Some(READ), None, &[]).await;
+    assert_eq!(open.json.as_array().unwrap().len(), 1);
+    assert_eq!(open.json[0]["id"], second.id.as_str());
+    let closed = call(&app, "GET", "/api/v1/callbacks?status=done", Some(READ), None, &[]).await;
+    assert_eq!(closed.json[0]["id"], first.id.as_str());
+    assert_eq!(call(&app, "GET", "/api/v1/callbacks", Some(READ), None, &[]).await.json.as_array().unwrap().len(), 2);
+
+    let r = call(&app, "GET", "/api/v1/callbacks?status=pending", Some(READ), None, &[]).await;
+    assert_problem(&r, 422);
+    assert_eq!(field(&r), "status");
+    assert_problem(&call(&app, "POST", "/api/v1/callbacks/nope/done", Some(WRITE), None, &[]).await, 404);
+    assert_problem(&call(&app, "GET", "/api/v1/callbacks", None, None, &[]).await, 401);
+}
+
+async fn live_metrics(store: Store, config: Config) {
+    use clinivox::metrics::{Metrics, TransferResult};
+    use std::time::Duration;
+    let metrics = Metrics::new();
+    let app = app_with(store, config, metrics.clone());
+    let _first = metrics.call_started();
+    let second = metrics.call_started();
+    let _third = metrics.call_started();
+    drop(second);
+    metrics.transfer(TransferResult::Answered);
+    metrics.transfer(TransferResult::Failed);
+    metrics.transfer(TransferResult::Failed);
+    metrics.set_recognition_queue(4);
+    metrics.observe_recognition(Duration::from_millis(400));
+    for ms in [200, 900, 1100, 1400, 2500, 7000] {
+        metrics.observe_turn_latency(Duration::from_millis(ms));
+    }
+    let r = call(&app, "GET", "/metrics", None, None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = r.json.as_str().unwrap().to_string();
+    for line in [
+        "# TYPE clinivox_active_calls gauge",
+        "clinivox_active_calls 2",
+        "# TYPE clinivox_transfers_total counter",
+        "clinivox_transfers_total{result=\"answered\"} 1",
+        "clinivox_transfers_total{result=\"failed\"} 2",
+        "clinivox_transfers_total{result=\"unreachable\"} 0",
+        "clinivox_recognition_queue_depth 4",
+        "clinivox_recognition_seconds_bucket{le=\"0.25\"} 0",
+        "clinivox_recognition_seconds_bucket{le=\"0.5\"} 1",
+        "clinivox_recognition_seconds_count 1",
+        "# TYPE clinivox_turn_latency_seconds histogram",
+        "clinivox_turn_latency_seconds_bucket{le=\"0.25\"} 1",
+        "clinivox_turn_latency_seconds_bucket{le=\"1\"} 2",
+        "clinivox_turn_latency_seconds_bucket{le=\"1.5\"} 4",
+        "clinivox_turn_latency_seconds_bucket{le=\"3\"} 5",
+        "clinivox_turn_latency_seconds_bucket{le=\"5\"} 5",
+        "clinivox_turn_latency_seconds_bucket{le=\"+Inf\"} 6",
+        "clinivox_turn_latency_seconds_count 6",
+        "clinivox_turn_latency_seconds_sum 13.1",
+        // The database's counts are still there.
+        "# TYPE clinivox_calls_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+    }
 }

@@ -61,6 +61,12 @@ fn config(dir: &std::path::Path, sip_port: u16) -> clinivox::config::Config {
     ];
     let mut c = clinivox::config::from_toml(&text, "e2e", vars).expect("test configuration is valid");
     c.demo = true; // seed the demo patients
+
+    // Open all day, every day: out of hours a request for a person becomes a
+    // callback request without any transfer, and this test runs at any hour.
+    let all_day = clinivox::config::TimeRange { start: chrono::NaiveTime::MIN, end: chrono::NaiveTime::from_hms_opt(23, 59, 59).unwrap() };
+    c.clinic.opening_hours = clinivox::config::WeeklyHours(std::array::from_fn(|_| vec![all_day]));
+    c.clinic.holidays.clear();
     c
 }
 
@@ -456,13 +462,14 @@ async fn keypad_booking_and_a_spoken_no_through_sip_and_rtp() {
 
     // 5. 0 = "a person, please", pressed during the greeting (a notice
     // that is heard whole: the reply follows it). The demo's staff have no
-    // SIP URI, so the caller hears how to reach the clinic and the call
-    // ends, recorded as transferred.
+    // SIP URI, so the conversation hears the transfer failed and starts a
+    // callback request; the caller says nothing, hears the reprompt and the
+    // silence goodbye, and the call ends, recorded as transferred to reception.
     let caller3 = Caller::call(addr, "e2e-transfer").await;
     caller3.reply_started(0, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     caller3.keys("0");
-    for _ in 0..600 {
+    for _ in 0..900 {
         if *caller3.bye_received.lock().unwrap() {
             break;
         }
@@ -470,8 +477,8 @@ async fn keypad_booking_and_a_spoken_no_through_sip_and_rtp() {
     }
     assert!(*caller3.bye_received.lock().unwrap(), "the assistant ends a call it cannot transfer");
     let heard = caller3.heard.lock().unwrap().pcm.len() as f32 / 8000.0;
-    // Greeting (~15 s) whole, then the transfer notice, address and goodbye.
-    assert!(heard > 25.0, "greeting and the no-reception message: {heard:.1} s");
+    // Greeting (~15 s) whole, the transfer notice, the callback questions, the goodbye.
+    assert!(heard > 25.0, "greeting and the callback questions: {heard:.1} s");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let d3 = call_detail(&store, CALLER, 0).await;
     assert_ne!(d3.call.id, d2.call.id);

@@ -4,6 +4,7 @@
 //! are seeded at the script's `now` first.
 //!
 //! Script format, one directive per line (`#` starts a comment):
+//! - `> #transfer_failed` — the call layer reports that the transfer was not answered;
 //! - `lang: es`, `caller: +34600111222`, `now: 2026-11-23T09:00:00` (clinic-local) — header;
 //! - `outreach: confirm <patient name> | <specialty>` — header: instead of a caller, the
 //!   clinic calls the patient about their seeded appointment of that specialty;
@@ -22,7 +23,8 @@
 //!   `= transcript <text>` (some turn of the call contains it),
 //!   `= never <text>` (no turn of the call contains it, case-insensitive),
 //!   `= result <confirmed|cancelled|wrong_person|accepted|declined|…>` (the outreach result),
-//!   `= offered <status>` (the offered slot has an appointment of the offer's patient).
+//!   `= offered <status>` (the offered slot has an appointment of the offer's patient),
+//!   `= callback <name> | <phone> | <promised> | <reason>` (an open callback request of this call).
 
 #[macro_use]
 mod support;
@@ -83,6 +85,8 @@ scripts!(
     outreach_cancel_en,
     outreach_offer_es,
     outreach_keypad_it,
+    callback_closed_es,
+    callback_no_answer_en,
 );
 
 // Store-level additions made for the conversation, on both engines.
@@ -178,9 +182,12 @@ impl Run {
     async fn step(&mut self, line: &str, at: &str) {
         if let Some(said) = line.strip_prefix('>') {
             let said = said.trim();
-            assert!(!self.session.conversation().is_ended(), "{at}: the call is already over");
+            let transfer_failed = said == "#transfer_failed";
+            assert!(transfer_failed || !self.session.conversation().is_ended(), "{at}: the call is already over");
             self.now += Duration::seconds(10);
-            let out = if let Some(keys) = said.strip_prefix("#dtmf") {
+            let out = if transfer_failed {
+                self.session.transfer_failed(self.now).await
+            } else if let Some(keys) = said.strip_prefix("#dtmf") {
                 self.session.dtmf(self.now, keys).await
             } else if said == "#silence" {
                 self.session.silence(self.now).await
@@ -285,6 +292,17 @@ impl Run {
                 let all = self.store.appointments_for_patient(&patient, false, self.now).await.unwrap();
                 let found = all.iter().any(|a| a.provider_id == provider && a.starts_at == starts_at && a.status.as_str() == arg);
                 assert!(found, "{at}: {all:#?}");
+            }
+            "callback" => {
+                let [name, phone, promised, reason] = fields[..] else { panic!("{at}: needs 4 fields") };
+                let open = self.store.callbacks(Some(clinivox::store::CallbackStatus::Open)).await.unwrap();
+                let [cb] = open.as_slice() else { panic!("{at}: one open request expected: {open:#?}") };
+                assert_eq!(
+                    (cb.name.as_str(), cb.phone.as_str(), cb.promised.as_str(), cb.reason.as_str()),
+                    (name, phone, promised, reason),
+                    "{at}"
+                );
+                assert_eq!(cb.call_id.as_deref(), self.session.call_id(), "{at}");
             }
             _ => panic!("{at}: unknown check"),
         }

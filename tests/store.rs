@@ -34,6 +34,7 @@ on_both_engines!(
     idempotency_keys_replay_and_detect_mismatch,
     waitlist_add_list_remove,
     dst_sundays_on_a_sunday_clinic,
+    assistant_turns_carry_their_timings,
 );
 
 async fn patient(store: &Store, name: &str, phone: &str) -> Patient {
@@ -344,4 +345,27 @@ async fn sqlite_file_is_created_on_first_run_in_wal_mode() {
     drop(store);
     let again = Store::connect(&format!("sqlite://{}", path.display()), 2, config.clinic.timezone).await.unwrap();
     assert_eq!(again.specialties().await.unwrap().len(), 8);
+}
+
+async fn assistant_turns_carry_their_timings(store: Store, _: Config) {
+    let call = store
+        .start_call(NewCall { direction: "inbound".into(), remote_number: "+34600111222".into(), patient_id: None, language: None }, now())
+        .await
+        .unwrap();
+    let turn = |speaker: &str, text: &str| NewTurn {
+        speaker: speaker.into(),
+        text: text.into(),
+        confidence: Some(1.0),
+        intent: None,
+        latency_ms: None,
+    };
+    assert!(!store.set_turn_timings(&call.id, 300, 900).await.unwrap(), "no assistant turn yet");
+    store.add_turn(&call.id, turn("assistant", "Hola"), now()).await.unwrap();
+    store.add_turn(&call.id, turn("caller", "quiero una cita"), now()).await.unwrap();
+    store.add_turn(&call.id, turn("assistant", "¿Con qué especialidad?"), now()).await.unwrap();
+    assert!(store.set_turn_timings(&call.id, 420, 1130).await.unwrap());
+    let turns = store.call(&call.id).await.unwrap().turns;
+    let timings: Vec<(Option<i64>, Option<i64>)> = turns.iter().map(|t| (t.transcript_ms, t.latency_ms)).collect();
+    assert_eq!(timings, [(None, None), (None, None), (Some(420), Some(1130))], "only the latest assistant turn");
+    assert!(!store.set_turn_timings("no-such-call", 1, 2).await.unwrap());
 }

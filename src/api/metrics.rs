@@ -1,4 +1,6 @@
 //! `/metrics` in the Prometheus text format. Counts only — never patient data.
+//! Stored counts come from the database at scrape time; live ones (calls in
+//! progress, transfers, recognition, turn latency) from [`crate::metrics::Metrics`].
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -31,6 +33,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
             text.push_str(&format!("{name}{labels} {value}\n"));
         }
     }
+    text.push_str(&s.metrics.render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -6,6 +6,7 @@
 
 mod appointments;
 pub mod auth;
+mod callbacks;
 mod catalog;
 mod idempotency;
 mod metrics;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
+    /// Live counters shared with the voice assistant, rendered at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(OpenApi)]
@@ -84,6 +87,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reminders::reply))
         .routes(routes!(reminders::jobs))
         .routes(routes!(reminders::job))
+        .routes(routes!(callbacks::list))
+        .routes(routes!(callbacks::done))
         .split_for_parts()
 }
 

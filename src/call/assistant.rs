@@ -13,13 +13,14 @@
 //! has been played, the caller hears a ring-back tone while the staff
 //! phones ring with the call's context in `X-Clinivox-*` headers; whoever
 //! answers first hears a one-line spoken briefing, then the two legs are
-//! joined and this task only relays hang-ups. Nobody answers: the clinic's
-//! address and phone, then a hang-up. Without a SIP handle (no `[sip]`
+//! joined and this task only relays hang-ups. Nobody answers, or nobody
+//! can be rung: the conversation hears it (`Session::transfer_failed`)
+//! and takes a callback request. Without a SIP handle (no `[sip]`
 //! driver), a REFER to the first `[[staff]]` entry with a `uri`.
 //!
 //! Turn latency (end of the caller's speech → transcript → first reply
-//! audio sent) is logged per turn; the store's turns are written by the
-//! session before the reply is synthesized, so they cannot carry it yet.
+//! audio sent) is logged per turn and, once the first audio is sent,
+//! written to the assistant's turn (`transcript_ms`, `latency_ms`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+use super::admission::{admit, Admission, Limits, Load};
 use super::apps::Report;
 use super::transfer::{self, RingPlan, Rung};
 use super::{CallCommand, CallEvent, CallHandle};
@@ -36,6 +38,7 @@ use crate::config::Config;
 use crate::conversation::driver::Session;
 use crate::conversation::nlu::Vocabulary;
 use crate::conversation::{Action, Context, Direction, Language, LanguageError, Patience, TransferGroup};
+use crate::metrics::{Metrics, TransferResult};
 use crate::phone::E164;
 use crate::sip::driver::SipHandle;
 use crate::sip::endpoint::DialTarget;
@@ -95,6 +98,8 @@ pub struct Assistant {
     /// Staff phones rung for a bridged transfer (URI, else extension).
     staff: Vec<DialTarget>,
     next_key: AtomicU64,
+    /// Live counters, shared with `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 // Calls share one assistant; two are "equal" only if they are the same one
@@ -115,7 +120,7 @@ impl std::fmt::Debug for Assistant {
 impl Assistant {
     /// Loads the prompts, the Whisper workers (each loads the model: a bad
     /// model fails here, not on the first caller) and the TTS engine.
-    pub async fn start(config: Arc<Config>, store: Store, prompts_dir: &Path) -> Result<Assistant, AssistantError> {
+    pub async fn start(config: Arc<Config>, store: Store, prompts_dir: &Path, metrics: Arc<Metrics>) -> Result<Assistant, AssistantError> {
         let speech = config.speech.clone().ok_or(AssistantError::NoSpeech)?;
         let lang = config.clinic.languages.first().cloned().unwrap_or_else(|| "es".into());
         let language = Arc::new(Language::load(prompts_dir, &lang)?);
@@ -149,12 +154,21 @@ impl Assistant {
             reception,
             staff,
             next_key: AtomicU64::new(1),
+            metrics,
         })
     }
 
     /// Answers one inbound call until it ends. `caller` is the From URI.
     /// `sip` places the staff legs of bridged transfers.
     pub async fn answer(self: Arc<Self>, handle: CallHandle, caller: String, sip: Option<SipHandle>, report: Report) {
+        let load = Load { active_calls: self.metrics.active_calls(), recognition_queue: self.pool.queued() };
+        let limits = Limits { max_active: self.config.calls.max_active, max_recognition_queue: self.config.calls.max_recognition_queue };
+        if let Admission::Busy(reason) = admit(load, limits) {
+            report(format!("BUSY call={} reason={reason:?} active={} queued={}", handle.id.0, load.active_calls, load.recognition_queue));
+            self.metrics.call_refused_busy();
+            return self.lines_busy(handle).await;
+        }
+        let _active = self.metrics.call_started();
         let key = CallKey(self.next_key.fetch_add(1, Ordering::Relaxed));
         let ctx = Context {
             config: self.config.clone(),
@@ -191,6 +205,35 @@ impl Assistant {
         line.act(first).await;
         line.run(rx).await;
         self.pool.cancel_call(key);
+    }
+}
+
+impl Assistant {
+    /// Saturated: "all our lines are busy; please call again in a few
+    /// minutes", then hang up. No conversation, no recognition.
+    async fn lines_busy(&self, mut handle: CallHandle) {
+        let text = self.language.prompts.say("lines_busy", &[]);
+        let (tts, lang) = (self.tts.clone(), self.language.prompts.lang().to_string());
+        let rendered = tokio::task::spawn_blocking(move || {
+            tts::sentences(tts.as_ref(), &text, &lang).filter_map(Result::ok).flatten().collect::<Vec<i16>>()
+        })
+        .await
+        .unwrap_or_default();
+        let length = Duration::from_micros(rendered.len() as u64 * 1_000_000 / u64::from(tts::RATE));
+        let _ = handle.commands.send(CallCommand::Play(rendered)).await;
+        // Until it has been played, or the caller leaves first.
+        let deadline = Instant::now() + length + Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                ev = handle.events.recv() => match ev {
+                    Some(CallEvent::PlaybackDone) => break,
+                    Some(CallEvent::HangUp(_)) | None => return,
+                    Some(_) => {}
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => break,
+            }
+        }
+        let _ = handle.commands.send(CallCommand::Hangup).await;
     }
 }
 
@@ -403,7 +446,9 @@ impl Line {
             language: Some(self.assistant.language.prompts.lang().to_string()),
             initial_prompt: Some(self.assistant.initial_prompt.clone()),
         };
-        match self.assistant.pool.submit(req) {
+        let submitted = self.assistant.pool.submit(req);
+        self.assistant.metrics.set_recognition_queue(self.assistant.pool.queued());
+        match submitted {
             Ok(rx) => {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
@@ -421,8 +466,13 @@ impl Line {
     }
 
     async fn heard(&mut self, result: Result<Recognition, PoolError>, speech_end: Instant) {
+        let metrics = &self.assistant.metrics;
+        metrics.set_recognition_queue(self.assistant.pool.queued());
         let r = match result {
-            Ok(r) => r,
+            Ok(r) => {
+                metrics.observe_recognition(r.waited + r.decoding);
+                r
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "recognition failed");
                 return self.arm_silence();
@@ -544,6 +594,8 @@ impl Line {
             if let Some((speech_end, heard_at)) = self.latency.take() {
                 let total = now.saturating_duration_since(speech_end);
                 self.latencies.push(total);
+                self.session.record_timings(heard_at.saturating_duration_since(speech_end), total);
+                self.assistant.metrics.observe_turn_latency(total);
                 self.report(format!(
                     "LATENCY call={} total_ms={} asr_ms={} reply_ms={}",
                     self.handle.id.0,
@@ -601,7 +653,10 @@ impl Line {
                     self.then = Then::Done;
                     let _ = self.handle.commands.send(CallCommand::Transfer(uri)).await;
                 }
-                None => self.no_reception(),
+                None => {
+                    self.assistant.metrics.transfer(TransferResult::Unreachable);
+                    self.transfer_failed().await
+                }
             };
         };
         let conv = self.session.conversation();
@@ -642,40 +697,40 @@ impl Line {
                 let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
                 super::bridge(&self.handle, &leg).await;
                 self.report(format!("BRIDGED call={} staff_member={member}", self.handle.id.0));
+                self.assistant.metrics.transfer(TransferResult::Answered);
                 self.staff = Some(leg);
                 self.then = Then::Done;
             }
             Rung::NoAnswer => {
                 self.report(format!("NO-ANSWER call={}", self.handle.id.0));
+                self.assistant.metrics.transfer(TransferResult::Failed);
                 let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
-                self.no_reception();
+                self.transfer_failed().await;
             }
             Rung::Cancelled => {}
         }
     }
 
-    /// Nobody can take the call: say how to reach the clinic, then hang up.
-    /// The conversation has already recorded the call as transferred.
-    fn no_reception(&mut self) {
-        let p = &self.assistant.language.prompts;
-        let clinic = &self.assistant.config.clinic;
-        let text = format!(
-            "{} {}",
-            p.say("location", &[("address", &clinic.address), ("phone", &clinic.phone)]),
-            p.say("goodbye", &[("clinic", &clinic.name)])
-        );
-        self.then = Then::Hangup;
-        self.speak(vec![text], false);
+    /// Nobody can take the call: the conversation takes a callback request.
+    async fn transfer_failed(&mut self) {
+        self.then = Then::Listen;
+        let out = self.session.transfer_failed(wall_now()).await;
+        // act → reply_finished → here → act: boxed, as async recursion must be.
+        Box::pin(self.act(out)).await;
     }
 
     async fn transfer_status(&mut self, code: u16) {
         tracing::debug!(code, "transfer progress");
         match code {
             // The REFER was accepted and the new leg answered: our part is over.
-            200..=299 if code != 202 => self.hang_up().await,
+            200..=299 if code != 202 => {
+                self.assistant.metrics.transfer(TransferResult::Answered);
+                self.hang_up().await
+            }
             300.. => {
+                self.assistant.metrics.transfer(TransferResult::Failed);
                 tracing::warn!(code, "transfer to reception failed");
-                self.no_reception();
+                self.transfer_failed().await;
             }
             _ => {}
         }

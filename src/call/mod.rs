@@ -8,6 +8,7 @@
 //! [`CallCommand`]s (play PCM — replaces what is playing, at once —, stop,
 //! send DTMF, transfer, bridge, hang up).
 
+pub mod admission;
 pub mod apps;
 #[cfg(feature = "whisper")]
 pub mod assistant;

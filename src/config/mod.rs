@@ -17,7 +17,7 @@ use std::path::Path;
 use chrono::{NaiveDate, NaiveTime, Weekday};
 use chrono_tz::Tz;
 
-pub use validate::validate;
+pub use validate::{validate, LANGUAGES};
 
 /// The demo clinic a newcomer gets when no configuration file exists.
 pub const DEMO_TOML: &str = include_str!("../../clinivox.demo.toml");
@@ -31,6 +31,8 @@ pub struct Config {
     pub specialties: Vec<Specialty>,
     pub providers: Vec<Provider>,
     pub staff: Vec<Extension>,
+    /// Ring groups by name; "reception" is always there when there is staff.
+    pub groups: Vec<RingGroup>,
     pub database: DatabaseConfig,
     pub http: HttpConfig,
     pub api: ApiConfig,
@@ -40,6 +42,8 @@ pub struct Config {
     pub sip: Option<crate::sip::config::SipConfig>,
     /// The application that answers calls.
     pub calls_app: CallsApp,
+    /// Admission limits for assistant calls (`[calls]`).
+    pub calls: CallsConfig,
     /// Local speech; `None` when the configuration has no `[speech]`.
     pub speech: Option<SpeechConfig>,
     /// True when this is the built-in demo clinic.
@@ -97,6 +101,51 @@ pub struct Extension {
     pub name: String,
     pub uri: Option<String>,
     pub password: Option<String>,
+}
+
+/// Who is called when the conversation hands a caller over
+/// (`[[groups]]`), and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingGroup {
+    /// "reception", "emergency", or a name of the clinic's own.
+    pub name: String,
+    pub members: Vec<GroupMember>,
+    pub strategy: RingStrategy,
+    /// How long the group rings (with `Order`: each member).
+    pub ring_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupMember {
+    /// A `[[staff]]` extension: its registered phone, or its static `uri`.
+    Extension(String),
+    /// A SIP URI (a phone on the clinic's PBX).
+    Uri(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingStrategy {
+    /// Every member at once; the first to answer takes the call.
+    All,
+    /// One member after another, each for the ring timeout.
+    Order,
+}
+
+/// When new callers are turned away with "all our lines are busy".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallsConfig {
+    /// Most assistant calls at once (default: twice the machine's cores, at least 2).
+    pub max_active: usize,
+    /// Utterances waiting for recognition, across calls, above which new
+    /// callers are turned away (default 16).
+    pub max_recognition_queue: usize,
+}
+
+impl Config {
+    /// The ring group a conversation's hand-over goes to.
+    pub fn group(&self, group: crate::conversation::TransferGroup) -> Option<&RingGroup> {
+        self.groups.iter().find(|g| g.name == group.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub specialties: Vec<RawSpecialty>,
     pub providers: Vec<RawProvider>,
     pub staff: Vec<RawExtension>,
+    pub groups: Vec<RawGroup>,
     pub database: RawDatabase,
     pub http: RawHttp,
     pub api: RawApi,
@@ -123,8 +124,25 @@ pub struct RawEscalation {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawCalls {
-    /// "echo" or "tone" (test applications); later "assistant".
+    /// "assistant", or the test applications "echo" and "tone".
     pub app: Option<String>,
+    /// Most assistant calls at once; more callers hear "all lines are busy".
+    pub max_active: Option<i64>,
+    /// Utterances waiting for recognition above which new callers hear it too.
+    pub max_recognition_queue: Option<i64>,
+}
+
+/// A ring group: who is called when the conversation hands over.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawGroup {
+    pub name: Option<String>,
+    /// `[[staff]]` extensions ("201") or SIP URIs ("sip:desk@pbx.clinic").
+    pub members: Vec<String>,
+    /// "all" (ring every member at once) or "order" (one after another).
+    pub strategy: Option<String>,
+    /// How long the group (or, in order, each member) rings.
+    pub ring_timeout_s: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -132,3 +132,69 @@ fn the_assistant_app_needs_speech() {
     let Err(ConfigError::Invalid(errors)) = from_toml(DEMO_TOML, "t", env(&[("CLINIVOX_CALLS__APP", "robot")])) else { panic!() };
     assert!(errors.iter().any(|e| e.key == "calls.app" && e.message.contains("assistant")), "{errors:?}");
 }
+
+#[test]
+fn ring_groups_from_config_and_reception_by_default() {
+    use crate::conversation::TransferGroup;
+    let c = from_toml(DEMO_TOML, "demo", env(&[])).unwrap();
+    let reception = c.group(TransferGroup::Reception).expect("the demo has reception");
+    assert_eq!(reception.members, [GroupMember::Extension("201".into()), GroupMember::Extension("202".into())]);
+    assert_eq!((reception.strategy, reception.ring_timeout.as_secs()), (RingStrategy::All, 20));
+    assert!(c.group(TransferGroup::Emergency).is_none());
+
+    // No [[groups]]: reception is every staff extension, at once.
+    let text =
+        DEMO_TOML.replace("[[groups]]\nname = \"reception\"\nmembers = [\"201\", \"202\"]\nstrategy = \"all\"\nring_timeout_s = 20\n", "");
+    assert_ne!(text, DEMO_TOML);
+    let c = from_toml(&text, "t", env(&[])).unwrap();
+    let reception = c.group(TransferGroup::Reception).unwrap();
+    assert_eq!(reception.members.len(), 2);
+    assert_eq!(reception.strategy, RingStrategy::All);
+
+    let text = format!(
+        "{DEMO_TOML}\n[[groups]]\nname = \"emergency\"\nmembers = [\"202\", \"sip:nurse@pbx.clinic\"]\nstrategy = \"order\"\nring_timeout_s = 10\n"
+    );
+    let c = from_toml(&text, "t", env(&[])).unwrap();
+    let emergency = c.group(TransferGroup::Emergency).unwrap();
+    assert_eq!(emergency.members, [GroupMember::Extension("202".into()), GroupMember::Uri("sip:nurse@pbx.clinic".into())]);
+    assert_eq!((emergency.strategy, emergency.ring_timeout.as_secs()), (RingStrategy::Order, 10));
+}
+
+#[test]
+fn bad_ring_groups_name_their_keys() {
+    let text = format!(
+        "{DEMO_TOML}\n[[groups]]\nname = \"reception\"\nmembers = [\"203\", \"sip:no host\"]\nstrategy = \"random\"\nring_timeout_s = 1\n\n[[groups]]\nname = \"Night Shift\"\nmembers = []\n"
+    );
+    let Err(ConfigError::Invalid(errors)) = from_toml(&text, "t", env(&[])) else { panic!("expected validation errors") };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    for expected in [
+        "groups[1].name",
+        "groups[1].members[0]",
+        "groups[1].members[1]",
+        "groups[1].strategy",
+        "groups[1].ring_timeout_s",
+        "groups[2].name",
+        "groups[2].members",
+    ] {
+        assert!(keys.contains(&expected), "no error for {expected}; got {errors:?}");
+    }
+    assert!(errors.iter().any(|e| e.key == "groups[1].name" && e.message.contains("twice")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.key == "groups[1].members[0]" && e.message.contains("[[staff]]")), "{errors:?}");
+}
+
+#[test]
+fn call_admission_limits() {
+    let c = from_toml(DEMO_TOML, "demo", env(&[])).unwrap();
+    assert_eq!(c.calls.max_active, validate::default_max_active());
+    assert!(c.calls.max_active >= 2);
+    assert_eq!(c.calls.max_recognition_queue, 16);
+    let c = from_toml(DEMO_TOML, "demo", env(&[("CLINIVOX_CALLS__MAX_ACTIVE", "3")])).unwrap();
+    assert_eq!(c.calls.max_active, 3);
+    let Err(ConfigError::Invalid(errors)) =
+        from_toml(DEMO_TOML, "t", env(&[("CLINIVOX_CALLS__MAX_ACTIVE", "0"), ("CLINIVOX_CALLS__MAX_RECOGNITION_QUEUE", "-1")]))
+    else {
+        panic!("expected validation errors")
+    };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["calls.max_active", "calls.max_recognition_queue"]);
+}

@@ -139,6 +139,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    let groups = groups(&mut e, &raw.groups, &staff);
+
     let url = raw.database.url.clone().unwrap_or_else(|| "sqlite://clinivox.db".into());
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         e.push("database.url", format!("{url:?} must start with sqlite: or postgres://"));
@@ -197,6 +199,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
 
+    let calls = calls(&mut e, &raw.calls);
+
     if !e.0.is_empty() {
         return Err(ConfigError::Invalid(e.0));
     }
@@ -215,6 +219,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         specialties,
         providers,
         staff,
+        groups,
         database: DatabaseConfig { url, max_connections },
         http: HttpConfig { listen: listen.expect(some) },
         api: ApiConfig { tokens },
@@ -222,9 +227,85 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         escalation,
         sip,
         calls_app,
+        calls,
         speech,
         demo: false,
     })
+}
+
+/// Default `[calls] max_active`: recognition is the bottleneck, and a call
+/// needs it only while its caller has just spoken.
+pub fn default_max_active() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2).max(2)
+}
+
+fn calls(e: &mut Errors, r: &RawCalls) -> CallsConfig {
+    let max_active = r.max_active.unwrap_or(default_max_active() as i64);
+    if !(1..=1000).contains(&max_active) {
+        e.push("calls.max_active", "must be between 1 and 1000");
+    }
+    let max_queue = r.max_recognition_queue.unwrap_or(16);
+    if !(1..=1000).contains(&max_queue) {
+        e.push("calls.max_recognition_queue", "must be between 1 and 1000");
+    }
+    CallsConfig { max_active: max_active.clamp(1, 1000) as usize, max_recognition_queue: max_queue.clamp(1, 1000) as usize }
+}
+
+/// `[[groups]]`; "reception" rings every staff extension at once when not given.
+fn groups(e: &mut Errors, raw: &[RawGroup], staff: &[Extension]) -> Vec<RingGroup> {
+    let mut groups: Vec<RingGroup> = Vec::new();
+    for (i, g) in raw.iter().enumerate() {
+        let key = format!("groups[{i}]");
+        let name = ident(e, &format!("{key}.name"), &g.name);
+        if let Some(n) = &name {
+            if groups.iter().any(|other| &other.name == n) {
+                e.push(format!("{key}.name"), format!("{n:?} is defined twice"));
+            }
+        }
+        if g.members.is_empty() {
+            e.push(format!("{key}.members"), "needs at least one member");
+        }
+        let mut members = Vec::new();
+        for (j, m) in g.members.iter().enumerate() {
+            let m = m.trim();
+            if m.starts_with("sip:") || m.starts_with("sips:") {
+                if m.contains(char::is_whitespace) || !m.contains('@') {
+                    e.push(format!("{key}.members[{j}]"), format!("{m:?} is not a SIP URI like sip:desk@pbx.clinic"));
+                } else {
+                    members.push(GroupMember::Uri(m.to_string()));
+                }
+            } else if staff.iter().any(|x| x.extension == m) {
+                members.push(GroupMember::Extension(m.to_string()));
+            } else {
+                e.push(format!("{key}.members[{j}]"), format!("{m:?} is neither a [[staff]] extension nor a sip: URI"));
+            }
+        }
+        let strategy = match g.strategy.as_deref().unwrap_or("all") {
+            "all" => RingStrategy::All,
+            "order" => RingStrategy::Order,
+            other => {
+                e.push(format!("{key}.strategy"), format!("{other:?} is not \"all\" or \"order\""));
+                RingStrategy::All
+            }
+        };
+        let timeout = g.ring_timeout_s.unwrap_or(20);
+        if !(5..=300).contains(&timeout) {
+            e.push(format!("{key}.ring_timeout_s"), "must be between 5 and 300");
+        }
+        if let Some(name) = name {
+            let ring_timeout = std::time::Duration::from_secs(timeout.clamp(5, 300) as u64);
+            groups.push(RingGroup { name, members, strategy, ring_timeout });
+        }
+    }
+    if !staff.is_empty() && !groups.iter().any(|g| g.name == "reception") {
+        groups.push(RingGroup {
+            name: "reception".into(),
+            members: staff.iter().map(|x| GroupMember::Extension(x.extension.clone())).collect(),
+            strategy: RingStrategy::All,
+            ring_timeout: std::time::Duration::from_secs(20),
+        });
+    }
+    groups
 }
 
 fn escalation(e: &mut Errors, r: &RawEscalation) -> EscalationConfig {

@@ -61,6 +61,8 @@ pub enum Outcome {
     Rescheduled,
     Booked,
     Transferred,
+    /// Nobody could take the call; a callback request was stored.
+    Callback,
     Failed,
 }
 
@@ -73,6 +75,7 @@ impl Outcome {
             Outcome::Rescheduled => "rescheduled",
             Outcome::Info => "info",
             Outcome::Transferred => "transferred",
+            Outcome::Callback => "callback",
             Outcome::Abandoned => "abandoned",
             Outcome::Failed => "failed",
         }
@@ -186,6 +189,16 @@ pub enum StoreRequest {
         provider_id: Option<String>,
         earliest: NaiveDate,
         latest: NaiveDate,
+    },
+    /// Store a callback request (the driver adds the call's id); replies `Done`.
+    SaveCallback {
+        patient_id: Option<String>,
+        name: String,
+        phone: String,
+        reason: String,
+        language: String,
+        /// Clinic-local "YYYY-MM-DD HH:MM" the caller was told to expect the call from.
+        promised: String,
     },
 }
 

@@ -15,7 +15,7 @@ use super::machine::Conversation;
 use super::outreach::Outreach;
 use crate::phone::E164;
 use crate::store::{
-    Actor, Channel, NewAppointment, NewCall, NewPatient, NewTurn, NewWaitlistEntry, Reschedule, SlotQuery, Store, StoreError,
+    Actor, Channel, NewAppointment, NewCall, NewCallback, NewPatient, NewTurn, NewWaitlistEntry, Reschedule, SlotQuery, Store, StoreError,
 };
 
 /// Most free slots fetched per search; the conversation offers three.
@@ -79,9 +79,30 @@ impl Session {
         self.run(now).await
     }
 
+    /// The call layer could not put the caller through to staff.
+    pub async fn transfer_failed(&mut self, now: DateTime<Utc>) -> Vec<Action> {
+        self.conversation.handle_transfer_failed(now);
+        self.run(now).await
+    }
+
     pub async fn hangup(&mut self, now: DateTime<Utc>) -> Vec<Action> {
         self.conversation.handle_hangup(now);
         self.run(now).await
+    }
+
+    /// Stores the timings of the latest assistant turn (end of the caller's
+    /// speech → transcript, → first reply audio) in the background, so the
+    /// call never waits on it.
+    pub fn record_timings(&self, transcript: StdDuration, first_audio: StdDuration) {
+        let Some(id) = self.call_id.clone() else { return };
+        let store = self.store.clone();
+        let ms = |d: StdDuration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let (transcript, first_audio) = (ms(transcript), ms(first_audio));
+        tokio::spawn(async move {
+            if let Err(e) = store.set_turn_timings(&id, transcript, first_audio).await {
+                tracing::warn!(error = %e, "could not record turn timings");
+            }
+        });
     }
 
     pub fn conversation(&self) -> &Conversation {
@@ -235,6 +256,11 @@ impl Session {
                     notes: Some("added by the phone assistant".into()),
                 };
                 store.waitlist_add(new, actor, now).await?;
+                StoreReply::Done
+            }
+            StoreRequest::SaveCallback { patient_id, name, phone, reason, language, promised } => {
+                let new = NewCallback { call_id: self.call_id.clone(), patient_id, name, phone, reason, language, promised };
+                store.create_callback(new, actor, now).await?;
                 StoreReply::Done
             }
         })

@@ -160,7 +160,7 @@ impl Conversation {
 
 /// The name in an answer to "what is your name?": what the NLU found after a
 /// cue ("me llamo …"), else the words themselves.
-fn spoken_name(input: &Input) -> Option<String> {
+pub(super) fn spoken_name(input: &Input) -> Option<String> {
     let Input::Said { text, u } = input else {
         return None;
     };

@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use super::action::{Action, Direction, Outcome, Patience, Speaker, StoreReply, StoreRequest, TransferGroup};
 use super::booking::{Offer, Want};
+use super::callback::{Callback, Memo};
 use super::context::Context;
 use super::nlu::{self, Intent, Slots, Understanding};
 use crate::store::{Appointment, Patient};
@@ -120,6 +121,8 @@ pub(super) enum State {
     ConfirmCancel {
         appointment: Appointment,
     },
+    /// Taking a callback request (`callback.rs`).
+    Callback(Box<Callback>),
     Acting {
         task: Task,
         appointment: Appointment,
@@ -200,7 +203,7 @@ pub(super) enum Heard {
 pub struct Conversation {
     pub(super) ctx: Context,
     pub(super) state: State,
-    actions: VecDeque<Action>,
+    pub(super) actions: VecDeque<Action>,
     pub(super) now: DateTime<Utc>,
     /// The identified caller; nothing about appointments is said before.
     pub(super) patient: Option<Patient>,
@@ -225,6 +228,7 @@ pub struct Conversation {
     anything_else: bool,
     /// Set on calls the clinic places (`outreach`).
     pub(super) outreach: Option<Box<super::outreach::OutreachCall>>,
+    pub(super) callback: Memo,
 }
 
 impl Conversation {
@@ -264,6 +268,7 @@ impl Conversation {
             last_caller_text: None,
             anything_else: false,
             outreach: None,
+            callback: Memo::default(),
             ctx,
         }
     }
@@ -319,6 +324,9 @@ impl Conversation {
                 let typed = std::mem::take(digits);
                 self.outreach_dob_typed(&typed);
             }
+            return;
+        }
+        if self.callback_key(digit) {
             return;
         }
         self.input(Input::Key(digit));
@@ -384,6 +392,7 @@ impl Conversation {
             (State::Acting { task, appointment }, reply) => self.acted(task, appointment, reply),
             (State::OutreachLoading, StoreReply::Appointments(list)) => self.offer_take(list),
             (State::OutreachTaking { moving }, reply) => self.offer_taken(moving, reply),
+            (State::Callback(cb), reply) => self.callback_reply(*cb, reply),
             (state, reply) => {
                 // A reply nobody waits for (e.g. after the caller hung up).
                 tracing::debug!(?reply, "store reply ignored");
@@ -418,7 +427,7 @@ impl Conversation {
                 | State::Acting { .. }
                 | State::OutreachLoading
                 | State::OutreachTaking { .. }
-        )
+        ) || self.callback_saving()
     }
 
     /// Tokens of the slots held for this caller right now.
@@ -432,7 +441,8 @@ impl Conversation {
         // Some wishes win in every state.
         match input.intent() {
             Some(Intent::Emergency) => return self.emergency(),
-            Some(Intent::Human) => {
+            // Taking a callback is what happens when no person can be had.
+            Some(Intent::Human) if !matches!(self.state, State::Callback(_)) => {
                 self.wanted.get_or_insert_with(|| "speak to a person".into());
                 let text = self.p("transfer", &[]);
                 self.say(text);
@@ -486,6 +496,7 @@ impl Conversation {
             | State::OutreachWaitPerson
             | State::OutreachAskDob { .. }
             | State::OutreachProposal) => self.outreach_answer(s, input),
+            State::Callback(cb) => self.callback_answer(*cb, input),
             waiting => {
                 self.state = waiting;
                 Heard::Understood
@@ -638,6 +649,10 @@ impl Conversation {
     }
 
     pub(super) fn transfer(&mut self, group: TransferGroup) {
+        // Reception closed or unreachable: a callback request instead.
+        if self.callback_instead(group) {
+            return;
+        }
         self.release_holds();
         let summary = self.summary();
         self.record_action(format!("transfer to {}: {summary}", group.as_str()));
@@ -660,8 +675,10 @@ impl Conversation {
     }
 
     /// Closes the call record; `fallback` is the outcome when nothing happened.
-    fn finish(&mut self, fallback: Outcome, transfer: Option<(TransferGroup, String)>) {
+    pub(super) fn finish(&mut self, fallback: Outcome, transfer: Option<(TransferGroup, String)>) {
         self.release_holds();
+        // A transfer that failed stays on the record whatever came after it.
+        let transfer = transfer.or_else(|| self.callback.failed_transfer.clone());
         let outcome = self.outcome.unwrap_or(fallback);
         let (transfer_target, summary) = match transfer {
             Some((g, s)) => (Some(g.as_str().to_string()), Some(s)),
@@ -707,7 +724,7 @@ impl Conversation {
     }
 
     /// Notices the caller must hear whole.
-    fn say_fixed(&mut self, text: String) {
+    pub(super) fn say_fixed(&mut self, text: String) {
         self.say_with(text, false);
     }
 

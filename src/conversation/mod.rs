@@ -22,6 +22,7 @@
 pub mod action;
 mod booking;
 mod briefing;
+mod callback;
 pub mod chat;
 mod context;
 pub mod driver;
@@ -37,6 +38,7 @@ pub mod prompts;
 mod tests;
 
 pub use action::{Action, Direction, Outcome, Patience, Speaker, StoreReply, StoreRequest, TransferGroup};
+pub use callback::{next_opening, open_at};
 pub use context::{Context, Language, LanguageError};
 pub use machine::{Conversation, MIN_CONFIDENCE};
 pub use outreach::{voicemail_message, Outreach, OutreachResult};

@@ -86,7 +86,25 @@ impl Store {
             confidence: turn.confidence,
             intent: turn.intent,
             latency_ms: turn.latency_ms,
+            transcript_ms: None,
         })
+    }
+
+    /// Timings of the call's latest assistant turn, measured by the call
+    /// task once its first audio is sent: end of the caller's speech →
+    /// transcript, and → first reply audio. False when the call has no
+    /// assistant turn yet.
+    pub async fn set_turn_timings(&self, call_id: &str, transcript_ms: i64, latency_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE call_turns SET transcript_ms = $1, latency_ms = $2 WHERE call_id = $3 AND seq = \
+             (SELECT MAX(seq) FROM call_turns WHERE call_id = $3 AND speaker = 'assistant')",
+        )
+        .bind(transcript_ms)
+        .bind(latency_ms)
+        .bind(call_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Closes the record with its outcome.
@@ -127,11 +145,12 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM calls WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound("call"))?;
         let call = call_from_row(&row)?;
-        let rows =
-            sqlx::query("SELECT seq, at, speaker, text, confidence, intent, latency_ms FROM call_turns WHERE call_id = $1 ORDER BY seq")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT seq, at, speaker, text, confidence, intent, latency_ms, transcript_ms FROM call_turns WHERE call_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         let turns = rows
             .iter()
             .map(|r| {
@@ -143,6 +162,7 @@ impl Store {
                     confidence: r.try_get("confidence")?,
                     intent: r.try_get("intent")?,
                     latency_ms: r.try_get("latency_ms")?,
+                    transcript_ms: r.try_get("transcript_ms")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

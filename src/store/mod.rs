@@ -13,6 +13,7 @@
 
 mod appointments;
 pub mod availability;
+mod callbacks;
 mod calls;
 mod clinic;
 mod conversation_queries;
@@ -33,6 +34,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 pub use appointments::{NewAppointment, Reschedule, SlotQuery};
+pub use callbacks::{CallbackRequest, CallbackStatus, NewCallback};
 pub use calls::{NewCall, NewTurn};
 pub use idempotency::IdempotencyStart;
 pub use jobs::{Job, JobAttempt};

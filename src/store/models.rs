@@ -188,7 +188,10 @@ pub struct CallTurn {
     pub text: String,
     pub confidence: Option<f64>,
     pub intent: Option<String>,
+    /// Assistant turns on the phone: end of the caller's speech → first reply audio sent.
     pub latency_ms: Option<i64>,
+    /// Assistant turns on the phone: end of the caller's speech → transcript.
+    pub transcript_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

@@ -1,0 +1,219 @@
+//! Live operational metrics kept in memory: what the database cannot count
+//! (calls in progress, transfers as they happen, the recognition queue,
+//! recognition time and turn latency). One [`Metrics`] is shared through an
+//! `Arc` by the voice assistant, which records, and the HTTP API, which
+//! renders it for `/metrics` in the Prometheus text format. Counts and
+//! durations only: never patient data. Lock-free atomics; nothing here
+//! blocks a call.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Turn latency (end of the caller's speech → first reply audio) buckets, seconds.
+pub const TURN_LATENCY_BUCKETS: &[f64] = &[0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0];
+/// Recognition time (queued + decoding) buckets, seconds.
+pub const RECOGNITION_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0];
+
+/// How a transfer to staff ended, as far as the call layer knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferResult {
+    /// Staff took the call.
+    Answered,
+    /// Tried, but nobody answered or the far end refused.
+    Failed,
+    /// No staff member could be tried at all (none configured or reachable).
+    Unreachable,
+}
+
+impl TransferResult {
+    pub const ALL: [TransferResult; 3] = [TransferResult::Answered, TransferResult::Failed, TransferResult::Unreachable];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferResult::Answered => "answered",
+            TransferResult::Failed => "failed",
+            TransferResult::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// The registry: cheap to share, safe to update from any task or thread.
+#[derive(Debug)]
+pub struct Metrics {
+    active_calls: AtomicI64,
+    busy_calls: AtomicU64,
+    transfers: [AtomicU64; 3],
+    recognition_queue: AtomicI64,
+    recognition: Histogram,
+    turn_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            active_calls: AtomicI64::new(0),
+            busy_calls: AtomicU64::new(0),
+            transfers: Default::default(),
+            recognition_queue: AtomicI64::new(0),
+            recognition: Histogram::new(RECOGNITION_BUCKETS),
+            turn_latency: Histogram::new(TURN_LATENCY_BUCKETS),
+        }
+    }
+}
+
+/// One assistant call in progress; the gauge goes down when it is dropped,
+/// however the call ends.
+#[derive(Debug)]
+pub struct ActiveCall(Arc<Metrics>);
+
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        self.0.active_calls.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Metrics::default())
+    }
+
+    /// Counts a call as active until the returned guard is dropped.
+    pub fn call_started(self: &Arc<Self>) -> ActiveCall {
+        self.active_calls.fetch_add(1, Ordering::Relaxed);
+        ActiveCall(self.clone())
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.active_calls.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// A caller turned away with "all our lines are busy".
+    pub fn call_refused_busy(&self) {
+        self.busy_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn transfer(&self, result: TransferResult) {
+        self.transfers[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Recognition requests waiting, across calls, as last seen.
+    pub fn set_recognition_queue(&self, depth: usize) {
+        self.recognition_queue.store(depth as i64, Ordering::Relaxed);
+    }
+
+    pub fn recognition_queue(&self) -> usize {
+        self.recognition_queue.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// Time from submitting an utterance to its transcript (queue + decoding).
+    pub fn observe_recognition(&self, d: Duration) {
+        self.recognition.observe(d);
+    }
+
+    /// End of the caller's speech → first audio of the reply sent.
+    pub fn observe_turn_latency(&self, d: Duration) {
+        self.turn_latency.observe(d);
+    }
+
+    /// Every metric in the Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(&mut out, "clinivox_active_calls", "gauge", "Assistant calls in progress.");
+        let _ = writeln!(out, "clinivox_active_calls {}", self.active_calls.load(Ordering::Relaxed));
+        head(&mut out, "clinivox_calls_busy_total", "counter", "Callers turned away because the lines were saturated.");
+        let _ = writeln!(out, "clinivox_calls_busy_total {}", self.busy_calls.load(Ordering::Relaxed));
+        head(&mut out, "clinivox_transfers_total", "counter", "Transfers to staff by result.");
+        for r in TransferResult::ALL {
+            let _ = writeln!(
+                out,
+                "clinivox_transfers_total{{result=\"{}\"}} {}",
+                r.as_str(),
+                self.transfers[r as usize].load(Ordering::Relaxed)
+            );
+        }
+        head(&mut out, "clinivox_recognition_queue_depth", "gauge", "Utterances waiting for speech recognition.");
+        let _ = writeln!(out, "clinivox_recognition_queue_depth {}", self.recognition_queue.load(Ordering::Relaxed));
+        head(&mut out, "clinivox_recognition_seconds", "histogram", "Speech recognition time per utterance, queue included.");
+        self.recognition.render(&mut out, "clinivox_recognition_seconds");
+        head(&mut out, "clinivox_turn_latency_seconds", "histogram", "End of the caller's speech to the first audio of the reply.");
+        self.turn_latency.render(&mut out, "clinivox_turn_latency_seconds");
+        out
+    }
+}
+
+/// A fixed-bucket histogram; the sum is kept in microseconds.
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [f64],
+    /// Per bucket (not cumulative), the last one being +Inf.
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(), sum_micros: AtomicU64::new(0) }
+    }
+
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = self.bounds.iter().position(|b| secs <= *b).unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str) {
+        let mut cumulative = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            cumulative += c.load(Ordering::Relaxed);
+            let le = self.bounds.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_counters_and_histograms_render_as_prometheus_text() {
+        let m = Metrics::new();
+        let a = m.call_started();
+        let b = m.call_started();
+        drop(a);
+        assert_eq!(m.active_calls(), 1);
+        m.transfer(TransferResult::Failed);
+        m.transfer(TransferResult::Failed);
+        m.set_recognition_queue(3);
+        m.observe_turn_latency(Duration::from_millis(800));
+        m.observe_turn_latency(Duration::from_millis(6000));
+        let text = m.render();
+        for line in [
+            "# TYPE clinivox_active_calls gauge",
+            "clinivox_active_calls 1",
+            "clinivox_transfers_total{result=\"failed\"} 2",
+            "clinivox_transfers_total{result=\"answered\"} 0",
+            "clinivox_recognition_queue_depth 3",
+            "# TYPE clinivox_turn_latency_seconds histogram",
+            "clinivox_turn_latency_seconds_bucket{le=\"0.75\"} 0",
+            "clinivox_turn_latency_seconds_bucket{le=\"1\"} 1",
+            "clinivox_turn_latency_seconds_bucket{le=\"5\"} 1",
+            "clinivox_turn_latency_seconds_bucket{le=\"+Inf\"} 2",
+            "clinivox_turn_latency_seconds_sum 6.8",
+            "clinivox_turn_latency_seconds_count 2",
+            "clinivox_recognition_seconds_count 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+        }
+        drop(b);
+        assert_eq!(m.active_calls(), 0);
+    }
+}
