@@ -34,7 +34,7 @@ use super::admission::{admit, Admission, Limits, Load};
 use super::apps::Report;
 use super::transfer::{self, RingPlan, Rung};
 use super::{CallCommand, CallEvent, CallHandle};
-use crate::config::Config;
+use crate::config::{Config, GroupMember, RingStrategy};
 use crate::conversation::driver::Session;
 use crate::conversation::nlu::Vocabulary;
 use crate::conversation::{Action, Context, Direction, Language, LanguageError, Patience, TransferGroup};
@@ -57,7 +57,7 @@ const SILENCE_TIMEOUT: Duration = Duration::from_secs(8);
 /// (they pause between day, month and year).
 const DOB_PATIENCE: Duration = Duration::from_millis(2000);
 const NAME_PATIENCE: Duration = Duration::from_millis(1500);
-/// How long staff phones ring before the caller is told nobody answers.
+/// How long staff phones ring when the group does not say.
 const RING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Prompts kept in memory by the TTS cache (greetings and menus repeat).
 const TTS_CACHE_PROMPTS: usize = 512;
@@ -95,7 +95,8 @@ pub struct Assistant {
     initial_prompt: String,
     /// Where blind transfers go: the first staff entry with a SIP URI.
     reception: Option<String>,
-    /// Staff phones rung for a bridged transfer (URI, else extension).
+    /// Staff phones rung for a bridged transfer when the conversation's
+    /// group is not configured: every `[[staff]]` (URI, else extension).
     staff: Vec<DialTarget>,
     next_key: AtomicU64,
     /// Live counters, shared with `/metrics`.
@@ -646,7 +647,8 @@ impl Line {
 
     /// Starts a bridged transfer (or a REFER without a SIP handle).
     async fn transfer(&mut self, group: TransferGroup) {
-        let (Some(sip), false) = (self.sip.clone(), self.assistant.staff.is_empty()) else {
+        let plan = ring_plan(&self.assistant.config, &self.assistant.staff, group);
+        let (Some(sip), false) = (self.sip.clone(), plan.members.is_empty()) else {
             return match self.assistant.reception.clone() {
                 Some(uri) => {
                     self.report(format!("REFER call={} to={uri}", self.handle.id.0));
@@ -669,11 +671,12 @@ impl Line {
         }
         headers.push(("X-Clinivox-Intent".into(), conv.wanted().unwrap_or("unclear").to_string()));
         headers.push(("X-Clinivox-Summary".into(), conv.summary_text()));
-        let plan = RingPlan { members: self.assistant.staff.clone(), all_at_once: true, ring_timeout: RING_TIMEOUT, headers };
+        let plan = RingPlan { headers, ..plan };
         let briefing_text = conv.staff_briefing();
         self.report(format!("RINGING call={} staff={} briefing={briefing_text:?}", self.handle.id.0, plan.members.len()));
         self.then = Then::Ringing;
-        let _ = self.handle.commands.send(CallCommand::Play(transfer::ringback(RING_TIMEOUT.as_secs() as usize / 4 + 1))).await;
+        let ringing = if plan.all_at_once { plan.ring_timeout } else { plan.ring_timeout * plan.members.len() as u32 };
+        let _ = self.handle.commands.send(CallCommand::Play(transfer::ringback(ringing.as_secs() as usize / 4 + 1))).await;
         let (cancel_tx, cancel_rx) = oneshot::channel();
         self.ring_cancel = Some(cancel_tx);
         let (tts, tx) = (self.assistant.tts.clone(), self.tx.clone());
@@ -750,6 +753,34 @@ impl Line {
     }
 }
 
+/// Who rings for `group`: its `[[groups]]` entry (members, strategy,
+/// timeout), else every staff phone at once.
+fn ring_plan(config: &Config, fallback: &[DialTarget], group: TransferGroup) -> RingPlan {
+    match config.group(group) {
+        Some(g) => RingPlan {
+            members: g
+                .members
+                .iter()
+                .map(|m| match m {
+                    GroupMember::Uri(u) => DialTarget::Uri(u.clone()),
+                    // A staff member with a static URI is rung there; else their registered phone.
+                    GroupMember::Extension(x) => config
+                        .staff
+                        .iter()
+                        .find(|s| &s.extension == x)
+                        .and_then(|s| s.uri.clone())
+                        .map(DialTarget::Uri)
+                        .unwrap_or_else(|| DialTarget::Extension(x.clone())),
+                })
+                .collect(),
+            all_at_once: g.strategy == RingStrategy::All,
+            ring_timeout: g.ring_timeout,
+            headers: Vec::new(),
+        },
+        None => RingPlan { members: fallback.to_vec(), all_at_once: true, ring_timeout: RING_TIMEOUT, headers: Vec::new() },
+    }
+}
+
 /// The bridged staff leg's next event; never, while there is none.
 async fn staff_event(staff: &mut Option<CallHandle>) -> Option<CallEvent> {
     match staff {
@@ -785,6 +816,18 @@ mod tests {
         assert_eq!(p("sip:201@pbx"), None);
         assert_eq!(p("sip:anonymous@anonymous.invalid"), None);
         assert_eq!(p(""), None);
+    }
+
+    #[test]
+    fn transfers_ring_the_configured_group() {
+        let config = crate::testing::demo_config();
+        let plan = ring_plan(&config, &[], TransferGroup::Reception);
+        assert_eq!(plan.members, vec![DialTarget::Extension("201".into()), DialTarget::Extension("202".into())]);
+        assert!(plan.all_at_once);
+        // No emergency group in the demo: every staff phone, at once.
+        let fallback = [DialTarget::Uri("sip:desk@192.0.2.9".into())];
+        let plan = ring_plan(&config, &fallback, TransferGroup::Emergency);
+        assert_eq!(plan.members, fallback.to_vec());
     }
 
     #[test]
