@@ -34,7 +34,7 @@ enum Command {
     SipApp {
         /// A file holding only the `[sip]` settings (SipConfig).
         sip_config: PathBuf,
-        /// echo | tone | bridge <ext or sip: URI> | dial <target> [seconds]
+        /// echo | tone | bridge <ext or sip: URI> | refer <sip: URI> | dial <target> [seconds]
         app: String,
         args: Vec<String>,
     },
@@ -337,8 +337,8 @@ async fn sip_app(path: &std::path::Path, app: &str, args: &[String]) -> anyhow::
         }
         return Ok(());
     }
-    let which =
-        apps::App::parse(app, args.first().map(String::as_str)).context("app must be echo, tone, bridge <target> or dial <target>")?;
+    let which = apps::App::parse(app, args.first().map(String::as_str))
+        .context("app must be echo, tone, bridge <target>, refer <sip: URI> or dial <target>")?;
     apps::serve(server, which, report, shutdown_signal()).await;
     Ok(())
 }

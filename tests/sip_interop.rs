@@ -184,3 +184,93 @@ exit $RC
     assert!(out.contains("INCOMING clinic from"), "the carrier's call reached the app:\n{out}");
     assert!(out.contains("HANGUP Remote"), "{out}");
 }
+
+/// Runs `sip-app <cfg> <app…>` against one SIPp instance in `unshare -n`;
+/// returns (SIPp's exit status was 0, all output).
+fn app_against_sipp(cfg_text: &str, sipp_args: &str, app: &str, sipp_first: bool) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("cfg.toml");
+    std::fs::write(&cfg, cfg_text).expect("write config");
+    let sipp = format!("sipp {sipp_args} -i 127.0.0.1 -mi 127.0.0.1 -m 1 -t u1 -nd -timeout 30s -timeout_error > sipp.out 2>&1");
+    let app = format!("{} {} {app}", interop_bin(), cfg.display());
+    let script = if sipp_first {
+        format!(
+            "cd {}\n{sipp} &\nSIPP=$!\nsleep 0.5\n{app}\nwait $SIPP\nRC=$?\necho \"SIPP_RC=$RC\"\ntail -12 sipp.out",
+            dir.path().display()
+        )
+    } else {
+        format!(
+            "cd {}\n{app} > server.log 2>&1 &\nSRV=$!\nsleep 0.5\n{sipp}\nRC=$?\nsleep 0.3\nkill $SRV\necho \"SIPP_RC=$RC\"\ncat server.log\ntail -12 sipp.out",
+            dir.path().display()
+        )
+    };
+    let (_, out) = run_isolated(&script, 60);
+    println!("{out}");
+    (out.contains("SIPP_RC=0"), out)
+}
+
+const DIAL_CONFIG: &str = r#"
+listen = [{ transport = "udp", addr = "127.0.0.1:5060" }]
+[rtp]
+min = 35000
+max = 35999
+[timers]
+no_answer_s = 2
+"#;
+
+/// Outbound call to a busy phone: 486 is ACKed and reported to the app.
+#[test]
+fn outbound_call_to_a_busy_phone_ends_with_486() {
+    if !have("sipp", "sip-tester") {
+        return;
+    }
+    let (ok, out) =
+        app_against_sipp(DIAL_CONFIG, &format!("-sf {} -p 5090", scenario("uas_busy.xml")), "dial sip:201@127.0.0.1:5090 2", true);
+    assert!(ok, "SIPp saw the 486 ACKed:\n{out}");
+    assert!(out.contains("HANGUP Sip(Rejected(486)) answered=false"), "{out}");
+}
+
+/// Outbound call nobody picks up: after `no_answer_s` we CANCEL (200, then
+/// 487 ACKed) and the app hears NoAnswer.
+#[test]
+fn outbound_call_nobody_answers_is_cancelled() {
+    if !have("sipp", "sip-tester") {
+        return;
+    }
+    let (ok, out) =
+        app_against_sipp(DIAL_CONFIG, &format!("-sf {} -p 5090", scenario("uas_no_answer.xml")), "dial sip:201@127.0.0.1:5090 2", true);
+    assert!(ok, "SIPp got a CANCEL after the ringing:\n{out}");
+    assert!(out.contains("EVENT Progress(180)"), "{out}");
+    assert!(out.contains("HANGUP Sip(NoAnswer) answered=false"), "{out}");
+}
+
+/// The caller puts us on hold (re-INVITE a=sendonly) and resumes: our
+/// answers are a=recvonly, then a=sendrecv (SIPp checks the bodies).
+#[test]
+fn caller_puts_the_call_on_hold_and_resumes() {
+    if !have("sipp", "sip-tester") {
+        return;
+    }
+    let (ok, out) = app_against_sipp(&interop_config(), &format!("127.0.0.1:5060 -sf {} -s 1000", scenario("uac_hold.xml")), "echo", false);
+    assert!(ok, "hold and resume were answered as RFC 3264 expects:\n{out}");
+    assert!(out.contains("HANGUP Remote"), "{out}");
+}
+
+/// Blind transfer: Clinivox answers, REFERs the caller to reception, reads
+/// the NOTIFY progress (sipfrag 100, then 200) and leaves the call with BYE.
+#[test]
+fn caller_is_transferred_blind_by_refer_with_notify_progress() {
+    if !have("sipp", "sip-tester") {
+        return;
+    }
+    let (ok, out) = app_against_sipp(
+        &interop_config(),
+        &format!("127.0.0.1:5060 -sf {} -s 1000", scenario("uac_referred.xml")),
+        "refer sip:reception@192.0.2.50",
+        false,
+    );
+    assert!(ok, "SIPp saw REFER, its NOTIFYs answered, then our BYE:\n{out}");
+    for line in ["TRANSFER 202", "TRANSFER 100", "TRANSFER 200", "HANGUP Local"] {
+        assert!(out.contains(line), "{line} missing:\n{out}");
+    }
+}

@@ -157,6 +157,28 @@ pub async fn dial(mut h: CallHandle, secs: u64, report: Report) {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
+/// Answers, then transfers the caller blind (REFER) to `target`; reports
+/// the NOTIFY progress and hangs up once the transfer succeeded or failed.
+pub async fn refer(mut h: CallHandle, target: String, report: Report) {
+    let _ = h.commands.send(CallCommand::Transfer(target)).await;
+    while let Some(ev) = h.events.recv().await {
+        match ev {
+            CallEvent::TransferStatus(code) => {
+                report(format!("TRANSFER {code}"));
+                // 202 is the REFER's own acceptance; any other final status ends our part.
+                if code >= 200 && code != 202 {
+                    let _ = h.commands.send(CallCommand::Hangup).await;
+                }
+            }
+            CallEvent::HangUp(c) => {
+                report(format!("HANGUP {:?} call={}", c, h.id.0));
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Which application answers inbound calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum App {
@@ -164,6 +186,8 @@ pub enum App {
     Tone,
     /// Call this extension (or `sip:` URI) and bridge the two legs.
     Bridge(String),
+    /// Transfer every caller by REFER to this URI.
+    Refer(String),
     /// The voice assistant (built once, shared by every call).
     #[cfg(feature = "whisper")]
     Assistant(Arc<super::assistant::Assistant>),
@@ -175,6 +199,7 @@ impl App {
             ("echo", _) => Some(App::Echo),
             ("tone", _) => Some(App::Tone),
             ("bridge", Some(target)) => Some(App::Bridge(target.to_string())),
+            ("refer", Some(target)) => Some(App::Refer(target.to_string())),
             _ => None,
         }
     }
@@ -207,6 +232,7 @@ pub async fn serve(server: crate::sip::driver::SipServer, app: App, report: Repo
                 App::Echo => echo(call.handle, report).await,
                 App::Tone => tone(call.handle, report).await,
                 App::Bridge(target) => bridge_to(call.handle, sip, target, report).await,
+                App::Refer(target) => refer(call.handle, target, report).await,
                 #[cfg(feature = "whisper")]
                 App::Assistant(a) => a.answer(call.handle, call.caller, Some(sip), report).await,
             }
