@@ -345,7 +345,8 @@ async fn call_detail(store: &Store, number: &str, nth_newest: usize) -> clinivox
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(clinivox_test_models), ignore = "set CLINIVOX_TEST_MODELS=1")]
 async fn keypad_booking_and_a_spoken_no_through_sip_and_rtp() {
-    let _ = tracing_subscriber::fmt().with_env_filter("clinivox=info").with_test_writer().try_init();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "clinivox=info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     let dir = tempfile::tempdir().unwrap();
     let sip_port = free_udp_port();
     let config = Arc::new(config(dir.path(), sip_port));
