@@ -94,7 +94,7 @@ mod outbound {
 
     use tokio::sync::watch;
 
-    use crate::call::apps::{App, Report};
+    use crate::call::apps::App;
     use crate::call::dialer::{refill_loop, SipDialer};
     use crate::clock::Clock;
     use crate::config::Config;
@@ -115,15 +115,7 @@ mod outbound {
         trunk && config.escalation.enabled
     }
 
-    pub fn start(
-        config: &Arc<Config>,
-        store: &Store,
-        clock: &Arc<dyn Clock>,
-        server: &SipServer,
-        app: &App,
-        report: &Report,
-        stop: &watch::Receiver<bool>,
-    ) {
+    pub fn start(config: &Arc<Config>, store: &Store, clock: &Arc<dyn Clock>, server: &SipServer, app: &App, stop: &watch::Receiver<bool>) {
         if !wanted(config) {
             tracing::info!("escalation calls off (needs [escalation] enabled and a [[sip.trunks]] proxy)");
             return;
@@ -138,7 +130,9 @@ mod outbound {
             sip: server.handle(),
             store: store.clone(),
             assistant: assistant.clone(),
-            report: report.clone(),
+            // What is said on an outbound call names the patient and the
+            // appointment: debug only.
+            report: Arc::new(|line: String| tracing::debug!(target: "clinivox::calls", "{line}")),
             detect_voicemail: true,
         });
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -182,7 +176,7 @@ pub async fn run(
             };
             let report: apps::Report = std::sync::Arc::new(|line: String| tracing::info!(target: "clinivox::calls", "{line}"));
             #[cfg(feature = "whisper")]
-            outbound::start(&config, &store, &clock, &server, &app, &report, &stop_rx);
+            outbound::start(&config, &store, &clock, &server, &app, &stop_rx);
             Some(tokio::spawn(apps::serve(server, app, report, stopped(stop_rx.clone()))))
         }
         None => {

@@ -15,7 +15,11 @@
 //!   Dr. Sergio."), "¿Sí?" ("C C C …"), and took 10–15 s per turn on a
 //!   loaded machine.
 //!
-//! Needs sipp, `unshare -n` and CLINIVOX_TEST_MODELS=1.
+//! - voicemail: an answering machine's long greeting and beep (espeak-ng and
+//!   a 1 kHz tone); the conversation stops, a short message is left after the
+//!   beep, the attempt is stored as `voicemail` and retried in the afternoon.
+//!
+//! Needs sipp, espeak-ng, `unshare -n` and CLINIVOX_TEST_MODELS=1.
 #![cfg(feature = "whisper")]
 
 #[path = "sip/common.rs"]
@@ -29,7 +33,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Europe::Madrid;
 use clinivox::clock::{Clock, ManualClock};
 use clinivox::phone::E164;
-use clinivox::speech::tts::RATE;
+use clinivox::speech::tts::{Espeak, EspeakConfig, SpeechEngine, RATE};
 use clinivox::store::*;
 use common::{have, run_isolated};
 
@@ -117,7 +121,7 @@ async fn seed(store: &Store, monday: NaiveDate, now: DateTime<Utc>) -> Appointme
 /// The service with the scheduler on `clock`, and SIPp playing `scn` as the
 /// trunk; returns the job once an attempt's outcome is recorded.
 async fn escalate(dir: &Path, scn: &str, limit: StdDuration) -> (Store, Appointment, Job, DateTime<Utc>) {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter("info,clinivox::calls=debug").with_test_writer().try_init();
     let config = Arc::new(config(dir));
     let monday = next_monday();
     let now = local(monday, 10);
@@ -239,5 +243,44 @@ fn a_patient_who_answers_confirms_the_appointment() {
         assert_eq!(calls.len(), 1, "{calls:?}");
         assert_eq!((calls[0].direction.as_str(), calls[0].remote_number.as_str()), ("outbound", PATIENT_PHONE));
         assert_eq!(calls[0].patient_id.as_deref(), Some(appointment.patient_id.as_str()));
+    });
+}
+
+/// An answering machine: a greeting far longer than a person's "¿Sí?",
+/// a beep, then it records (silence).
+fn machine_wav(path: &Path) {
+    let tts = Espeak::new(EspeakConfig::default());
+    let mut pcm = vec![0i16; RATE as usize * 3 / 10];
+    let greeting =
+        "Hola, ha llamado al buzón de voz de José Martínez. En este momento no puedo atenderle. Deje su mensaje después de la señal.";
+    pcm.extend(tts.synthesize(greeting, "es").expect("espeak-ng installed"));
+    pcm.extend(std::iter::repeat_n(0i16, RATE as usize * 4 / 10));
+    let beep = (0..RATE as usize * 6 / 10).map(|n| ((2.0 * std::f32::consts::PI * 1000.0 * n as f32 / RATE as f32).sin() * 8000.0) as i16);
+    pcm.extend(beep);
+    pcm.extend(std::iter::repeat_n(0i16, 60 * RATE as usize));
+    clinivox::speech::wav::write_ulaw(path, RATE, &pcm).unwrap();
+}
+
+#[test]
+#[cfg_attr(not(clinivox_test_models), ignore = "set CLINIVOX_TEST_MODELS=1")]
+fn an_answering_machine_gets_a_short_message_and_a_retry() {
+    if std::env::var_os(INSIDE).is_none() {
+        if have("sipp", "sip-tester") && have("espeak-ng", "espeak-ng") {
+            isolated("an_answering_machine_gets_a_short_message_and_a_retry");
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    machine_wav(&dir.path().join("patient.wav"));
+    runtime().block_on(async {
+        let (store, appointment, job, now) = escalate(dir.path(), "uas_patient_voicemail.xml", StdDuration::from_secs(120)).await;
+        assert_eq!(job.last_outcome.as_deref(), Some("voicemail"), "{job:?}");
+        assert_eq!(job.status, "pending", "retried per policy: {job:?}");
+        let monday = now.with_timezone(&Madrid).date_naive();
+        assert_eq!(job.due_at, local(monday, 14));
+        assert_eq!(store.appointment(&appointment.id).await.unwrap().status, AppointmentStatus::Booked);
+        let calls = store.calls(10).await.unwrap();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].direction, "outbound");
     });
 }
