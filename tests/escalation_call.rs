@@ -118,16 +118,66 @@ async fn seed(store: &Store, monday: NaiveDate, now: DateTime<Utc>) -> Appointme
     a
 }
 
+/// Another patient's appointment that Thursday at 10:00 with Dra. García,
+/// cancelled at `now`; José on the general medicine waiting list for the
+/// next ten days. Returns the cancelled appointment.
+async fn seed_cancellation(store: &Store, monday: NaiveDate, now: DateTime<Utc>) -> Appointment {
+    let staff = Actor::new("reception", Channel::Staff);
+    let patient = |name: &str, phone: &str, dob: NaiveDate| NewPatient {
+        name: name.into(),
+        phones: vec![E164::parse(phone).unwrap()],
+        date_of_birth: dob,
+        national_id: None,
+        preferred_language: "es".into(),
+        contact_consent: true,
+    };
+    let other = store
+        .create_patient(patient("Ana Torres", "+34600111222", NaiveDate::from_ymd_opt(1980, 1, 1).unwrap()), &staff, now)
+        .await
+        .unwrap();
+    let jose = patient("José Martínez Ruiz", PATIENT_PHONE, NaiveDate::from_ymd_opt(1952, 11, 2).unwrap());
+    let jose = store.create_patient(jose, &staff, now).await.unwrap();
+    let at = local(monday + Duration::days(3), 10);
+    let new = NewAppointment { patient_id: other.id, provider_id: "dr-garcia".into(), starts_at: at, hold_token: None, notes: None };
+    let a = store.book(new, &staff, now).await.unwrap();
+    let entry = NewWaitlistEntry {
+        patient_id: jose.id,
+        specialty_id: "general".into(),
+        provider_id: None,
+        earliest: monday,
+        latest: monday + Duration::days(10),
+        notes: None,
+    };
+    store.waitlist_add(entry, &staff, now).await.unwrap();
+    store.cancel(&a.id, &staff, now).await.unwrap()
+}
+
 /// The service with the scheduler on `clock`, and SIPp playing `scn` as the
 /// trunk; returns the job once an attempt's outcome is recorded.
 async fn escalate(dir: &Path, scn: &str, limit: StdDuration) -> (Store, Appointment, Job, DateTime<Utc>) {
+    run_service(dir, scn, limit, Seed::UnansweredReminder).await
+}
+
+/// What the store holds when the service starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seed {
+    /// [`seed`]: José's appointment, reminded, no reply.
+    UnansweredReminder,
+    /// [`seed_cancellation`]: a cancelled slot, José on the waiting list.
+    Cancellation,
+}
+
+async fn run_service(dir: &Path, scn: &str, limit: StdDuration, what: Seed) -> (Store, Appointment, Job, DateTime<Utc>) {
     let _ = tracing_subscriber::fmt().with_env_filter("info,clinivox::calls=debug").with_test_writer().try_init();
     let config = Arc::new(config(dir));
     let monday = next_monday();
     let now = local(monday, 10);
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now));
     let store = clinivox::app::open_store(&config, clock.as_ref()).await.unwrap();
-    let appointment = seed(&store, monday, now).await;
+    let appointment = match what {
+        Seed::UnansweredReminder => seed(&store, monday, now).await,
+        Seed::Cancellation => seed_cancellation(&store, monday, now).await,
+    };
 
     let log = std::fs::File::create(dir.join("sipp.log")).unwrap();
     let mut sipp = std::process::Command::new("sipp")
@@ -282,5 +332,39 @@ fn an_answering_machine_gets_a_short_message_and_a_retry() {
         let calls = store.calls(10).await.unwrap();
         assert_eq!(calls.len(), 1, "{calls:?}");
         assert_eq!(calls[0].direction, "outbound");
+    });
+}
+
+/// A cancellation frees Thursday 10:00; José, on the waiting list, is
+/// called, verifies on the keypad and accepts (the same keys as the
+/// confirmation: 1, date of birth, 1, 2): the slot is booked for him, he
+/// leaves the waiting list, the refill job is done.
+#[test]
+#[cfg_attr(not(clinivox_test_models), ignore = "set CLINIVOX_TEST_MODELS=1")]
+fn a_freed_slot_is_offered_and_accepted_by_phone() {
+    if std::env::var_os(INSIDE).is_none() {
+        if have("sipp", "sip-tester") {
+            isolated("a_freed_slot_is_offered_and_accepted_by_phone");
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    patient_wav(&dir.path().join("patient.wav"));
+    runtime().block_on(async {
+        let (store, freed, job, now) =
+            run_service(dir.path(), "uas_patient_answers.xml", StdDuration::from_secs(200), Seed::Cancellation).await;
+        assert_eq!((job.kind.as_str(), job.appointment_id.as_str()), ("refill", freed.id.as_str()));
+        assert_eq!(job.last_outcome.as_deref(), Some("accepted"), "{job:?}");
+        assert_eq!(job.status, "done", "{job:?}");
+        let calls = store.calls(10).await.unwrap();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        let jose = calls[0].patient_id.clone().expect("the call knows José");
+        let his = store.appointments_for_patient(&jose, true, now - Duration::days(1)).await.unwrap();
+        assert!(
+            his.iter()
+                .any(|a| a.starts_at == freed.starts_at && a.provider_id == freed.provider_id && a.status == AppointmentStatus::Booked),
+            "the freed slot is José's: {his:?}"
+        );
+        assert!(store.waitlist(Some("general")).await.unwrap().iter().all(|e| e.patient_id != jose), "José left the waiting list");
     });
 }
