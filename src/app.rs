@@ -85,6 +85,73 @@ async fn assistant(_: &Arc<Config>, _: &Store, _: &Arc<Metrics>) -> Result<apps:
     Err(AppError::Speech("this build has no speech recognition (enable the \"whisper\" feature)".into()))
 }
 
+/// Outbound calls: the escalation scheduler and the refill loop, placing
+/// calls through the trunk with the voice assistant.
+#[cfg(feature = "whisper")]
+mod outbound {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::watch;
+
+    use crate::call::apps::App;
+    use crate::call::dialer::{refill_loop, SipDialer};
+    use crate::clock::Clock;
+    use crate::config::Config;
+    use crate::escalation::refill::Refill;
+    use crate::escalation::scheduler::Scheduler;
+    use crate::sip::driver::SipServer;
+    use crate::store::Store;
+
+    /// How often due jobs are looked for.
+    const TICK: Duration = Duration::from_secs(30);
+    /// A claimed job is someone else's to retry after this long.
+    const LEASE_MINUTES: i64 = 15;
+
+    /// Whether outbound calls can be placed: a trunk with a proxy to send
+    /// them to, and escalation turned on.
+    pub fn wanted(config: &Config) -> bool {
+        let trunk = config.sip.as_ref().is_some_and(|s| s.trunks.iter().any(|t| t.proxy.is_some()));
+        trunk && config.escalation.enabled
+    }
+
+    pub fn start(config: &Arc<Config>, store: &Store, clock: &Arc<dyn Clock>, server: &SipServer, app: &App, stop: &watch::Receiver<bool>) {
+        if !wanted(config) {
+            tracing::info!("escalation calls off (needs [escalation] enabled and a [[sip.trunks]] proxy)");
+            return;
+        }
+        let App::Assistant(assistant) = app else {
+            tracing::info!("escalation calls off: they need [calls] app = \"assistant\"");
+            return;
+        };
+        let instance = format!("clinivox-{}-{}", std::process::id(), rand::random::<u32>());
+        let lease = chrono::Duration::minutes(LEASE_MINUTES);
+        let dialer = Arc::new(SipDialer {
+            sip: server.handle(),
+            store: store.clone(),
+            assistant: assistant.clone(),
+            // What is said on an outbound call names the patient and the
+            // appointment: debug only.
+            report: Arc::new(|line: String| tracing::debug!(target: "clinivox::calls", "{line}")),
+            detect_voicemail: true,
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let scheduler = Arc::new(Scheduler::new(store.clone(), config.clone(), instance.clone(), lease));
+        tokio::spawn(scheduler.run(dialer.clone(), clock.clone(), TICK, stopped(stop.clone())));
+        if config.escalation.refill_enabled {
+            let refill = Arc::new(Refill::new(store.clone(), config.clone(), instance, lease));
+            tokio::spawn(refill_loop(refill, dialer, clock.clone(), TICK, stopped(stop.clone())));
+        }
+        tracing::info!(
+            max_calls = config.escalation.max_concurrent_calls,
+            refill = config.escalation.refill_enabled,
+            "escalation calls on"
+        );
+    }
+}
+
 /// Serves until `shutdown` completes, then drains in-flight requests.
 pub async fn run(
     config: Arc<Config>,
@@ -108,6 +175,8 @@ pub async fn run(
                 CallsApp::Assistant => assistant(&config, &store, &metrics).await?,
             };
             let report: apps::Report = std::sync::Arc::new(|line: String| tracing::info!(target: "clinivox::calls", "{line}"));
+            #[cfg(feature = "whisper")]
+            outbound::start(&config, &store, &clock, &server, &app, &stop_rx);
             Some(tokio::spawn(apps::serve(server, app, report, stopped(stop_rx.clone()))))
         }
         None => {

@@ -37,7 +37,10 @@ use super::{CallCommand, CallEvent, CallHandle};
 use crate::config::{Config, GroupMember, RingStrategy};
 use crate::conversation::driver::Session;
 use crate::conversation::nlu::Vocabulary;
+use crate::conversation::{voicemail_message, Outreach, OutreachResult};
 use crate::conversation::{Action, Context, Direction, Language, LanguageError, Patience, TransferGroup};
+use crate::escalation::refill::OfferOutcome;
+use crate::escalation::scheduler::CallOutcome;
 use crate::metrics::{Metrics, TransferResult};
 use crate::phone::E164;
 use crate::sip::driver::SipHandle;
@@ -48,6 +51,7 @@ use crate::speech::pool::{PoolConfig, PoolError, Recognition, RecognitionPool, R
 use crate::speech::tts::{self, Espeak, EspeakConfig, SpeechEngine, TtsError, Voice};
 use crate::speech::tts_cache::CachedEngine;
 use crate::speech::vad::WebRtcVad;
+use crate::speech::voicemail::{self, Verdict, VoicemailDetector};
 use crate::store::Store;
 
 /// How long the caller may stay silent after a prompt before the
@@ -170,16 +174,70 @@ impl Assistant {
             return self.lines_busy(handle).await;
         }
         let _active = self.metrics.call_started();
-        let key = CallKey(self.next_key.fetch_add(1, Ordering::Relaxed));
-        let ctx = Context {
-            config: self.config.clone(),
-            language: self.language.clone(),
-            vocabulary: self.vocabulary.clone(),
-            direction: Direction::Inbound,
-            caller: caller_id(&caller),
-        };
-        let (tx, rx) = mpsc::channel(64);
+        let ctx = self.context(Direction::Inbound, caller_id(&caller));
         let (session, first) = Session::start(self.store.clone(), ctx, wall_now()).await;
+        let key = self.next_key();
+        report(format!("ASSISTANT call={} caller={caller} key={}", handle.id.0, key.0));
+        self.converse(key, handle, session, first, sip, None, report).await;
+    }
+
+    /// Runs an answered outbound call (see `super::dialer`) until it ends:
+    /// the outreach conversation starts at once; with `detect_voicemail`,
+    /// the first seconds of audio also go through the answering-machine
+    /// detector, and on a machine the conversation stops and a short
+    /// message (`voicemail_message`, nothing medical) is left after the
+    /// greeting or beep. Outbound calls are not transferred (no staff leg,
+    /// no REFER): the patient hears that the clinic will call again, and the
+    /// call ends.
+    pub async fn run_outreach(
+        self: Arc<Self>,
+        handle: CallHandle,
+        outreach: Outreach,
+        number: Option<E164>,
+        detect_voicemail: bool,
+        report: Report,
+    ) -> OutreachResult {
+        let ctx = self.context(Direction::Outbound, number);
+        let message = voicemail_message(&ctx);
+        let offer = matches!(outreach, Outreach::Offer { .. });
+        let _active = self.metrics.call_started();
+        let (session, first) = Session::start_outreach(self.store.clone(), ctx, wall_now(), outreach).await;
+        let key = self.next_key();
+        report(format!("OUTREACH call={} key={}", handle.id.0, key.0));
+        let outbound = Outbound { detector: detect_voicemail.then(|| Screening::new(message)), left_message: false };
+        let (result, left_message) = self.converse(key, handle, session, first, None, Some(outbound), report).await;
+        match (left_message, result) {
+            (true, _) if offer => OutreachResult::Offer(OfferOutcome::NoAnswer),
+            (true, _) => OutreachResult::Reminder(CallOutcome::Voicemail),
+            (false, Some(r)) => r,
+            (false, None) if offer => OutreachResult::Offer(OfferOutcome::NoAnswer),
+            (false, None) => OutreachResult::Reminder(CallOutcome::NoAnswer),
+        }
+    }
+
+    fn next_key(&self) -> CallKey {
+        CallKey(self.next_key.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn context(&self, direction: Direction, caller: Option<E164>) -> Context {
+        Context { config: self.config.clone(), language: self.language.clone(), vocabulary: self.vocabulary.clone(), direction, caller }
+    }
+
+    /// The call loop shared by inbound and outbound calls: builds the
+    /// [`Line`] around `session`, carries out its first actions and runs
+    /// until the call ends. Returns the outreach result (outbound calls) and
+    /// whether a voicemail message was left.
+    async fn converse(
+        self: Arc<Self>,
+        key: CallKey,
+        handle: CallHandle,
+        session: Session,
+        first: Vec<Action>,
+        sip: Option<SipHandle>,
+        outbound: Option<Outbound>,
+        report: Report,
+    ) -> (Option<OutreachResult>, bool) {
+        let (tx, rx) = mpsc::channel(64);
         let endpointer = Endpointer::new(WebRtcVad::default(), EndpointConfig::default());
         let mut line = Line {
             assistant: self.clone(),
@@ -201,11 +259,13 @@ impl Assistant {
             sip,
             staff: None,
             ring_cancel: None,
+            outbound,
         };
-        line.report(format!("ASSISTANT call={} caller={caller} key={}", line.handle.id.0, key.0));
         line.act(first).await;
         line.run(rx).await;
         self.pool.cancel_call(key);
+        let left = line.outbound.as_ref().is_some_and(|o| o.left_message);
+        (line.session.conversation().outreach_result(), left)
     }
 }
 
@@ -337,6 +397,8 @@ struct Line {
     staff: Option<CallHandle>,
     /// Stops the staff phones ringing (the caller hung up).
     ring_cancel: Option<oneshot::Sender<()>>,
+    /// Outbound calls only (`Assistant::run_outreach`).
+    outbound: Option<Outbound>,
 }
 
 impl Line {
@@ -355,9 +417,16 @@ impl Line {
             };
             match input {
                 Input::Call(Some(CallEvent::Audio(frame))) => {
+                    if self.outbound.as_ref().is_some_and(|o| o.detector.is_some()) {
+                        self.screen(&frame).await;
+                    }
+                    if self.on_machine() {
+                        continue; // an answering machine: the conversation is over
+                    }
                     self.endpointer.handle_audio(Instant::now(), &frame[..]);
                     self.endpointing().await;
                 }
+                Input::Call(Some(CallEvent::Dtmf(_))) if self.on_machine() => {}
                 Input::Call(Some(CallEvent::Dtmf(d))) => {
                     self.silence_at = None;
                     let out = self.session.dtmf(wall_now(), &d.to_string()).await;
@@ -467,6 +536,9 @@ impl Line {
     }
 
     async fn heard(&mut self, result: Result<Recognition, PoolError>, speech_end: Instant) {
+        if self.on_machine() {
+            return;
+        }
         let metrics = &self.assistant.metrics;
         metrics.set_recognition_queue(self.assistant.pool.queued());
         let r = match result {
@@ -647,6 +719,10 @@ impl Line {
 
     /// Starts a bridged transfer (or a REFER without a SIP handle).
     async fn transfer(&mut self, group: TransferGroup) {
+        // Outbound calls are not transferred: we will call again, goodbye.
+        if self.outbound.is_some() {
+            return self.outbound_goodbye();
+        }
         let plan = ring_plan(&self.assistant.config, &self.assistant.staff, group);
         let (Some(sip), false) = (self.sip.clone(), plan.members.is_empty()) else {
             return match self.assistant.reception.clone() {
@@ -778,6 +854,90 @@ fn ring_plan(config: &Config, fallback: &[DialTarget], group: TransferGroup) -> 
             headers: Vec::new(),
         },
         None => RingPlan { members: fallback.to_vec(), all_at_once: true, ring_timeout: RING_TIMEOUT, headers: Vec::new() },
+    }
+}
+
+/// What an outbound call adds to the [`Line`].
+struct Outbound {
+    /// Answering-machine detection, while it runs.
+    detector: Option<Screening>,
+    left_message: bool,
+}
+
+/// The first seconds of an outbound call: a person or a machine?
+struct Screening {
+    detector: VoicemailDetector,
+    frames: u64,
+    /// A machine: the conversation is stopped, waiting for the message start.
+    machine: bool,
+    message: String,
+}
+
+impl Screening {
+    fn new(message: String) -> Screening {
+        Screening { detector: VoicemailDetector::new(voicemail::Config::default()), frames: 0, machine: false, message }
+    }
+}
+
+impl Line {
+    /// The patient asked for a person on a call the clinic placed: no
+    /// transfer, the clinic will call again; then hang up.
+    fn outbound_goodbye(&mut self) {
+        let text = self.assistant.language.prompts.say("outreach_call_again", &[]);
+        self.then = Then::Hangup;
+        self.speak(vec![text], false);
+    }
+
+    fn on_machine(&self) -> bool {
+        self.outbound.as_ref().is_some_and(|o| o.left_message || o.detector.as_ref().is_some_and(|d| d.machine))
+    }
+
+    /// Feeds one frame to the answering-machine detector; on a machine,
+    /// stops the conversation, and leaves the message when it may start.
+    async fn screen(&mut self, frame: &crate::call::Frame) {
+        let Some(s) = self.outbound.as_mut().and_then(|o| o.detector.as_mut()) else { return };
+        s.detector.handle_frame(s.frames, frame);
+        s.frames += 1;
+        let mut start_message = None;
+        let mut stop = false;
+        while let Some(ev) = s.detector.poll_event() {
+            match ev {
+                voicemail::Event::Decided { verdict: Verdict::Machine, at } => {
+                    tracing::debug!(frame = at, "answering machine");
+                    s.machine = true;
+                    stop = true;
+                }
+                voicemail::Event::Decided { verdict, .. } => tracing::debug!(?verdict, "outbound call answered"),
+                voicemail::Event::StartMessage { after_beep, .. } => start_message = Some((s.message.clone(), after_beep)),
+            }
+        }
+        let machine = s.machine;
+        let done = s.detector.is_done();
+        if stop {
+            self.report(format!("VOICEMAIL call={} detected", self.handle.id.0));
+            // Whatever the conversation was saying or about to say: stop.
+            let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
+            self.generation += 1;
+            self.synthesizing = false;
+            self.play_until = None;
+            self.silence_at = None;
+            self.then = Then::Done;
+        }
+        if let Some((message, after_beep)) = start_message {
+            self.report(format!("VOICEMAIL call={} message after_beep={after_beep}", self.handle.id.0));
+            if let Some(o) = self.outbound.as_mut() {
+                o.left_message = true;
+                o.detector = None;
+            }
+            self.then = Then::Hangup;
+            self.speak(vec![message], false);
+            return;
+        }
+        if done && !machine {
+            if let Some(o) = self.outbound.as_mut() {
+                o.detector = None;
+            }
+        }
     }
 }
 

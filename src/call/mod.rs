@@ -13,6 +13,8 @@ pub mod apps;
 #[cfg(feature = "whisper")]
 pub mod assistant;
 pub mod core;
+#[cfg(feature = "whisper")]
+pub mod dialer;
 pub mod transfer;
 
 use std::net::SocketAddr;

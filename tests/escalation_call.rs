@@ -1,0 +1,370 @@
+//! Escalation calls end to end, inside a loopback-only network namespace
+//! (`unshare -n`: this test binary runs itself again in one): the whole
+//! service (`app::run`, demo clinic, temporary SQLite store, the voice
+//! assistant with the Whisper base model) with a [`ManualClock`] for the
+//! scheduler, and SIPp on 127.0.0.1:5080 as the carrier trunk, demanding
+//! digest authentication before it passes the call to the "patient".
+//!
+//! - busy: the trunk answers 486; the attempt is stored as `busy` and the
+//!   next one planned at the policy's time (the afternoon, 3 h later at least).
+//! - confirms: the patient answers (SIPp streams silence) and replies on the
+//!   keypad (SIP INFO): it is them, their
+//!   date of birth, 1 to confirm; the appointment becomes confirmed, the job
+//!   is done and the call is recorded as outbound. Spoken answers are not
+//!   used: Whisper base on espeak audio misheard "Sí, soy yo" ("C. Soy López,
+//!   Dr. Sergio."), "¿Sí?" ("C C C …"), and took 10–15 s per turn on a
+//!   loaded machine.
+//!
+//! - voicemail: an answering machine's long greeting and beep (espeak-ng and
+//!   a 1 kHz tone); the conversation stops, a short message is left after the
+//!   beep, the attempt is stored as `voicemail` and retried in the afternoon.
+//!
+//! Needs sipp, espeak-ng, `unshare -n` and CLINIVOX_TEST_MODELS=1.
+#![cfg(feature = "whisper")]
+
+#[path = "sip/common.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
+use chrono_tz::Europe::Madrid;
+use clinivox::clock::{Clock, ManualClock};
+use clinivox::phone::E164;
+use clinivox::speech::tts::{Espeak, EspeakConfig, SpeechEngine, RATE};
+use clinivox::store::*;
+use common::{have, run_isolated};
+
+/// Set in the copy of this binary that runs inside the namespace.
+const INSIDE: &str = "CLINIVOX_ESCALATION_E2E_INSIDE";
+const PATIENT_PHONE: &str = "+34600999888";
+
+fn cache_root() -> PathBuf {
+    std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"))
+}
+
+fn scenario(name: &str) -> String {
+    format!("{}/tests/sip/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `test` (this file's test of that name) again inside `unshare -n`.
+fn isolated(test: &str) {
+    let root = cache_root();
+    // Fetched (or found cached) outside: the namespace has no network.
+    clinivox::speech::models::fetch("base", &root.join("cache"), &root.join("models"), &mut |_| {}).expect("base model in the test cache");
+    let exe = std::env::current_exe().expect("test binary path");
+    let script = format!("cd {} && {INSIDE}=1 {} --exact {test} --nocapture --test-threads=1", env!("CARGO_MANIFEST_DIR"), exe.display());
+    let (ok, out) = run_isolated(&script, 400);
+    println!("{out}");
+    assert!(ok && out.contains("test result: ok. 1 passed"), "the isolated run failed:\n{out}");
+}
+
+/// The demo clinic on 127.0.0.1:5060, its trunk's proxy SIPp on :5080.
+fn config(dir: &Path) -> clinivox::config::Config {
+    let root = cache_root();
+    let text = clinivox::config::DEMO_TOML
+        .replace(
+            "listen = [\n  { transport = \"udp\", addr = \"127.0.0.1:5060\" },\n  { transport = \"tcp\", addr = \"127.0.0.1:5060\" },\n]",
+            "listen = [ { transport = \"udp\", addr = \"127.0.0.1:5060\" } ]",
+        )
+        .replace("bindings_file = \"sip-bindings.json\"", &format!("bindings_file = {:?}", dir.join("bindings.json").display().to_string()))
+        .replace(
+            "cidrs = [\"127.0.0.0/8\", \"::1/128\"]",
+            "cidrs = [\"127.0.0.0/8\", \"::1/128\"]\nproxy = \"127.0.0.1:5080\"\nusername = \"clinic\"\npassword = \"trunkpw\"",
+        );
+    assert!(text.contains("proxy = \"127.0.0.1:5080\""), "the demo's trunk changed; update this test");
+    let vars = [
+        ("CLINIVOX_CALLS__APP".to_string(), "assistant".to_string()),
+        ("CLINIVOX_SPEECH__MODELS_DIR".to_string(), root.join("models").display().to_string()),
+        ("CLINIVOX_DATABASE__URL".to_string(), format!("sqlite://{}", dir.join("e2e.db").display())),
+    ];
+    clinivox::config::from_toml(&text, "e2e", vars).expect("test configuration is valid")
+}
+
+fn local(d: NaiveDate, h: u32) -> DateTime<Utc> {
+    Madrid.from_local_datetime(&d.and_hms_opt(h, 0, 0).unwrap()).single().expect("not a DST gap").with_timezone(&Utc)
+}
+
+/// Next Monday (after today), 10:00 in Madrid: the scheduler's "now".
+fn next_monday() -> NaiveDate {
+    let mut d = Utc::now().date_naive().succ_opt().unwrap();
+    while d.weekday() != Weekday::Mon {
+        d = d.succ_opt().unwrap();
+    }
+    d
+}
+
+/// José, an appointment that Thursday at 10:00 with Dra. García, and a
+/// WhatsApp reminder sent 25 h before `now` with no reply.
+async fn seed(store: &Store, monday: NaiveDate, now: DateTime<Utc>) -> Appointment {
+    let staff = Actor::new("reception", Channel::Staff);
+    let new = NewPatient {
+        name: "José Martínez Ruiz".into(),
+        phones: vec![E164::parse(PATIENT_PHONE).unwrap()],
+        date_of_birth: NaiveDate::from_ymd_opt(1952, 11, 2).unwrap(),
+        national_id: None,
+        preferred_language: "es".into(),
+        contact_consent: true,
+    };
+    let p = store.create_patient(new, &staff, now).await.unwrap();
+    let at = local(monday + Duration::days(3), 10);
+    let new = NewAppointment { patient_id: p.id, provider_id: "dr-garcia".into(), starts_at: at, hold_token: None, notes: None };
+    let a = store.book(new, &staff, now).await.unwrap();
+    let sent = now - Duration::hours(25);
+    let r = NewReminder { appointment_id: a.id.clone(), channel: ReminderChannel::Whatsapp, sent_at: sent, external_id: None };
+    store.record_reminder(r, sent).await.unwrap();
+    a
+}
+
+/// Another patient's appointment that Thursday at 10:00 with Dra. García,
+/// cancelled at `now`; José on the general medicine waiting list for the
+/// next ten days. Returns the cancelled appointment.
+async fn seed_cancellation(store: &Store, monday: NaiveDate, now: DateTime<Utc>) -> Appointment {
+    let staff = Actor::new("reception", Channel::Staff);
+    let patient = |name: &str, phone: &str, dob: NaiveDate| NewPatient {
+        name: name.into(),
+        phones: vec![E164::parse(phone).unwrap()],
+        date_of_birth: dob,
+        national_id: None,
+        preferred_language: "es".into(),
+        contact_consent: true,
+    };
+    let other = store
+        .create_patient(patient("Ana Torres", "+34600111222", NaiveDate::from_ymd_opt(1980, 1, 1).unwrap()), &staff, now)
+        .await
+        .unwrap();
+    let jose = patient("José Martínez Ruiz", PATIENT_PHONE, NaiveDate::from_ymd_opt(1952, 11, 2).unwrap());
+    let jose = store.create_patient(jose, &staff, now).await.unwrap();
+    let at = local(monday + Duration::days(3), 10);
+    let new = NewAppointment { patient_id: other.id, provider_id: "dr-garcia".into(), starts_at: at, hold_token: None, notes: None };
+    let a = store.book(new, &staff, now).await.unwrap();
+    let entry = NewWaitlistEntry {
+        patient_id: jose.id,
+        specialty_id: "general".into(),
+        provider_id: None,
+        earliest: monday,
+        latest: monday + Duration::days(10),
+        notes: None,
+    };
+    store.waitlist_add(entry, &staff, now).await.unwrap();
+    store.cancel(&a.id, &staff, now).await.unwrap()
+}
+
+/// The service with the scheduler on `clock`, and SIPp playing `scn` as the
+/// trunk; returns the job once an attempt's outcome is recorded.
+async fn escalate(dir: &Path, scn: &str, limit: StdDuration) -> (Store, Appointment, Job, DateTime<Utc>) {
+    run_service(dir, scn, limit, Seed::UnansweredReminder).await
+}
+
+/// What the store holds when the service starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seed {
+    /// [`seed`]: José's appointment, reminded, no reply.
+    UnansweredReminder,
+    /// [`seed_cancellation`]: a cancelled slot, José on the waiting list.
+    Cancellation,
+}
+
+async fn run_service(dir: &Path, scn: &str, limit: StdDuration, what: Seed) -> (Store, Appointment, Job, DateTime<Utc>) {
+    let _ = tracing_subscriber::fmt().with_env_filter("info,clinivox::calls=debug").with_test_writer().try_init();
+    let config = Arc::new(config(dir));
+    let monday = next_monday();
+    let now = local(monday, 10);
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now));
+    let store = clinivox::app::open_store(&config, clock.as_ref()).await.unwrap();
+    let appointment = match what {
+        Seed::UnansweredReminder => seed(&store, monday, now).await,
+        Seed::Cancellation => seed_cancellation(&store, monday, now).await,
+    };
+
+    let log = std::fs::File::create(dir.join("sipp.log")).unwrap();
+    let mut sipp = std::process::Command::new("sipp")
+        .args(["-sf", &scenario(scn), "-i", "127.0.0.1", "-p", "5080", "-mi", "127.0.0.1", "-m", "1", "-nd", "-trace_err", "-trace_msg"])
+        .args(["-timeout", "200s", "-timeout_error"])
+        .current_dir(dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("sipp starts");
+
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(clinivox::app::run(config.clone(), store.clone(), clock.clone(), http, async move {
+        let _ = stop_rx.await;
+    }));
+    let started = Instant::now();
+    let job = loop {
+        assert!(started.elapsed() < limit, "no escalation outcome within {limit:?}");
+        assert!(!service.is_finished(), "the service stopped early");
+        tokio::time::sleep(StdDuration::from_millis(300)).await;
+        if let Some(job) = store.jobs(None, 10).await.unwrap().into_iter().find(|j| j.last_outcome.is_some()) {
+            break job;
+        }
+    };
+    // The trunk's scenario ends with the call.
+    let sipp_ok = tokio::task::spawn_blocking(move || {
+        let until = Instant::now() + StdDuration::from_secs(10);
+        loop {
+            if let Some(status) = sipp.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > until {
+                let _ = sipp.kill();
+                return false;
+            }
+            std::thread::sleep(StdDuration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    let _ = stop_tx.send(());
+    service.await.unwrap().unwrap();
+    println!("--- sipp ---\n{}", std::fs::read_to_string(dir.join("sipp.log")).unwrap_or_default());
+    if !sipp_ok {
+        // SIPp's traces (messages, errors) sit beside the WAV.
+        for f in std::fs::read_dir(dir).unwrap().flatten().filter(|f| f.path().extension().is_some_and(|e| e == "log")) {
+            println!("--- {} ---\n{}", f.path().display(), std::fs::read_to_string(f.path()).unwrap_or_default());
+        }
+    }
+    assert!(sipp_ok, "SIPp saw a failed call (digest refused, or an unexpected message)");
+    let store = clinivox::app::open_store(&config, clock.as_ref()).await.unwrap();
+    (store, appointment, job, now)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Busy → stored as `busy`, the second attempt planned at 14:00 local the
+/// same day (3 h spacing from 10:00 lands in the morning; retries move to
+/// the other part of the day).
+#[test]
+#[cfg_attr(not(clinivox_test_models), ignore = "set CLINIVOX_TEST_MODELS=1")]
+fn a_busy_patient_is_called_again_in_the_afternoon() {
+    if std::env::var_os(INSIDE).is_none() {
+        if have("sipp", "sip-tester") {
+            isolated("a_busy_patient_is_called_again_in_the_afternoon");
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let (store, appointment, job, now) = escalate(dir.path(), "uas_patient_busy.xml", StdDuration::from_secs(120)).await;
+        assert_eq!(job.appointment_id, appointment.id);
+        assert_eq!(job.last_outcome.as_deref(), Some("busy"), "{job:?}");
+        assert_eq!(job.status, "pending", "retried per policy: {job:?}");
+        let monday = now.with_timezone(&Madrid).date_naive();
+        assert_eq!(job.due_at, local(monday, 14), "the second attempt: 14:00 local the same day");
+        let attempts = store.job_attempts(&job.id).await.unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].outcome.as_deref(), Some("busy"));
+        assert_eq!(store.appointment(&appointment.id).await.unwrap().status, AppointmentStatus::Booked);
+    });
+}
+
+/// What SIPp streams from the answer: silence (µ-law, it keeps the RTP
+/// flowing) while the patient answers on the keypad (the scenario's SIP
+/// INFOs). A spoken "¿Sí?" first was heard by Whisper as "C C C C …" and
+/// counted as a misunderstanding.
+fn patient_wav(path: &Path) {
+    let pcm = vec![0i16; 90 * RATE as usize];
+    clinivox::speech::wav::write_ulaw(path, RATE, &pcm).unwrap();
+}
+
+#[test]
+#[cfg_attr(not(clinivox_test_models), ignore = "set CLINIVOX_TEST_MODELS=1")]
+fn a_patient_who_answers_confirms_the_appointment() {
+    if std::env::var_os(INSIDE).is_none() {
+        if have("sipp", "sip-tester") {
+            isolated("a_patient_who_answers_confirms_the_appointment");
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    patient_wav(&dir.path().join("patient.wav"));
+    runtime().block_on(async {
+        let (store, appointment, job, _) = escalate(dir.path(), "uas_patient_answers.xml", StdDuration::from_secs(200)).await;
+        assert_eq!(job.last_outcome.as_deref(), Some("confirmed"), "{job:?}");
+        assert_eq!(job.status, "done", "{job:?}");
+        assert_eq!(store.appointment(&appointment.id).await.unwrap().status, AppointmentStatus::Confirmed);
+        let calls = store.calls(10).await.unwrap();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!((calls[0].direction.as_str(), calls[0].remote_number.as_str()), ("outbound", PATIENT_PHONE));
+        assert_eq!(calls[0].patient_id.as_deref(), Some(appointment.patient_id.as_str()));
+    });
+}
+
+/// An answering machine: a greeting far longer than a person's "¿Sí?",
+/// a beep, then it records (silence).
+fn machine_wav(path: &Path) {
+    let tts = Espeak::new(EspeakConfig::default());
+    let mut pcm = vec![0i16; RATE as usize * 3 / 10];
+    let greeting =
+        "Hola, ha llamado al buzón de voz de José Martínez. En este momento no puedo atenderle. Deje su mensaje después de la señal.";
+    pcm.extend(tts.synthesize(greeting, "es").expect("espeak-ng installed"));
+    pcm.extend(std::iter::repeat_n(0i16, RATE as usize * 4 / 10));
+    let beep = (0..RATE as usize * 6 / 10).map(|n| ((2.0 * std::f32::consts::PI * 1000.0 * n as f32 / RATE as f32).sin() * 8000.0) as i16);
+    pcm.extend(beep);
+    pcm.extend(std::iter::repeat_n(0i16, 60 * RATE as usize));
+    clinivox::speech::wav::write_ulaw(path, RATE, &pcm).unwrap();
+}
+
+#[test]
+#[cfg_attr(not(clinivox_test_models), ignore = "set CLINIVOX_TEST_MODELS=1")]
+fn an_answering_machine_gets_a_short_message_and_a_retry() {
+    if std::env::var_os(INSIDE).is_none() {
+        if have("sipp", "sip-tester") && have("espeak-ng", "espeak-ng") {
+            isolated("an_answering_machine_gets_a_short_message_and_a_retry");
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    machine_wav(&dir.path().join("patient.wav"));
+    runtime().block_on(async {
+        let (store, appointment, job, now) = escalate(dir.path(), "uas_patient_voicemail.xml", StdDuration::from_secs(120)).await;
+        assert_eq!(job.last_outcome.as_deref(), Some("voicemail"), "{job:?}");
+        assert_eq!(job.status, "pending", "retried per policy: {job:?}");
+        let monday = now.with_timezone(&Madrid).date_naive();
+        assert_eq!(job.due_at, local(monday, 14));
+        assert_eq!(store.appointment(&appointment.id).await.unwrap().status, AppointmentStatus::Booked);
+        let calls = store.calls(10).await.unwrap();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].direction, "outbound");
+    });
+}
+
+/// A cancellation frees Thursday 10:00; José, on the waiting list, is
+/// called, verifies on the keypad and accepts (the same keys as the
+/// confirmation: 1, date of birth, 1, 2): the slot is booked for him, he
+/// leaves the waiting list, the refill job is done.
+#[test]
+#[cfg_attr(not(clinivox_test_models), ignore = "set CLINIVOX_TEST_MODELS=1")]
+fn a_freed_slot_is_offered_and_accepted_by_phone() {
+    if std::env::var_os(INSIDE).is_none() {
+        if have("sipp", "sip-tester") {
+            isolated("a_freed_slot_is_offered_and_accepted_by_phone");
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    patient_wav(&dir.path().join("patient.wav"));
+    runtime().block_on(async {
+        let (store, freed, job, now) =
+            run_service(dir.path(), "uas_patient_answers.xml", StdDuration::from_secs(200), Seed::Cancellation).await;
+        assert_eq!((job.kind.as_str(), job.appointment_id.as_str()), ("refill", freed.id.as_str()));
+        assert_eq!(job.last_outcome.as_deref(), Some("accepted"), "{job:?}");
+        assert_eq!(job.status, "done", "{job:?}");
+        let calls = store.calls(10).await.unwrap();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        let jose = calls[0].patient_id.clone().expect("the call knows José");
+        let his = store.appointments_for_patient(&jose, true, now - Duration::days(1)).await.unwrap();
+        assert!(
+            his.iter()
+                .any(|a| a.starts_at == freed.starts_at && a.provider_id == freed.provider_id && a.status == AppointmentStatus::Booked),
+            "the freed slot is José's: {his:?}"
+        );
+        assert!(store.waitlist(Some("general")).await.unwrap().iter().all(|e| e.patient_id != jose), "José left the waiting list");
+    });
+}
