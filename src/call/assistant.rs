@@ -32,9 +32,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::admission::{admit, Admission, Limits, Load};
 use super::apps::Report;
-use super::transfer::{self, RingPlan, Rung};
+use super::transfer::{self, Rung};
 use super::{CallCommand, CallEvent, CallHandle};
-use crate::config::{Config, GroupMember, RingStrategy};
+use crate::config::Config;
 use crate::conversation::driver::Session;
 use crate::conversation::nlu::Vocabulary;
 use crate::conversation::{voicemail_message, Outreach, OutreachResult};
@@ -53,6 +53,13 @@ use crate::speech::tts_cache::CachedEngine;
 use crate::speech::vad::WebRtcVad;
 use crate::speech::voicemail::{self, Verdict, VoicemailDetector};
 use crate::store::Store;
+
+#[path = "assistant_transfer.rs"]
+mod handover;
+#[path = "assistant_outbound.rs"]
+mod outbound;
+use handover::staff_event;
+use outbound::{Outbound, Screening};
 
 /// How long the caller may stay silent after a prompt before the
 /// conversation hears about it.
@@ -717,87 +724,6 @@ impl Line {
         }
     }
 
-    /// Starts a bridged transfer (or a REFER without a SIP handle).
-    async fn transfer(&mut self, group: TransferGroup) {
-        // Outbound calls are not transferred: we will call again, goodbye.
-        if self.outbound.is_some() {
-            return self.outbound_goodbye();
-        }
-        let plan = ring_plan(&self.assistant.config, &self.assistant.staff, group);
-        let (Some(sip), false) = (self.sip.clone(), plan.members.is_empty()) else {
-            return match self.assistant.reception.clone() {
-                Some(uri) => {
-                    self.report(format!("REFER call={} to={uri}", self.handle.id.0));
-                    self.then = Then::Done;
-                    let _ = self.handle.commands.send(CallCommand::Transfer(uri)).await;
-                }
-                None => {
-                    self.assistant.metrics.transfer(TransferResult::Unreachable);
-                    self.transfer_failed().await
-                }
-            };
-        };
-        let conv = self.session.conversation();
-        let mut headers = vec![("X-Clinivox-Group".to_string(), group.as_str().to_string())];
-        if let Some(id) = self.session.call_id() {
-            headers.push(("X-Clinivox-Call-Id".into(), id.to_string()));
-        }
-        if let Some(id) = conv.patient_id() {
-            headers.push(("X-Clinivox-Patient-Id".into(), id.to_string()));
-        }
-        headers.push(("X-Clinivox-Intent".into(), conv.wanted().unwrap_or("unclear").to_string()));
-        headers.push(("X-Clinivox-Summary".into(), conv.summary_text()));
-        let plan = RingPlan { headers, ..plan };
-        let briefing_text = conv.staff_briefing();
-        self.report(format!("RINGING call={} staff={} briefing={briefing_text:?}", self.handle.id.0, plan.members.len()));
-        self.then = Then::Ringing;
-        let ringing = if plan.all_at_once { plan.ring_timeout } else { plan.ring_timeout * plan.members.len() as u32 };
-        let _ = self.handle.commands.send(CallCommand::Play(transfer::ringback(ringing.as_secs() as usize / 4 + 1))).await;
-        let (cancel_tx, cancel_rx) = oneshot::channel();
-        self.ring_cancel = Some(cancel_tx);
-        let (tts, tx) = (self.assistant.tts.clone(), self.tx.clone());
-        let lang = self.assistant.language.prompts.lang().to_string();
-        tokio::spawn(async move {
-            let briefing = tokio::task::spawn_blocking(move || {
-                tts::sentences(tts.as_ref(), &briefing_text, &lang).filter_map(Result::ok).flatten().collect::<Vec<i16>>()
-            })
-            .await
-            .unwrap_or_default();
-            let rung = transfer::ring(sip, plan, briefing, cancel_rx).await;
-            let _ = tx.send(Back::Staff(rung)).await;
-        });
-    }
-
-    /// Ringing is over: join the legs, or tell the caller nobody answers.
-    async fn rung(&mut self, rung: Rung) {
-        self.ring_cancel = None;
-        match rung {
-            Rung::Answered { leg, member } => {
-                let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
-                super::bridge(&self.handle, &leg).await;
-                self.report(format!("BRIDGED call={} staff_member={member}", self.handle.id.0));
-                self.assistant.metrics.transfer(TransferResult::Answered);
-                self.staff = Some(leg);
-                self.then = Then::Done;
-            }
-            Rung::NoAnswer => {
-                self.report(format!("NO-ANSWER call={}", self.handle.id.0));
-                self.assistant.metrics.transfer(TransferResult::Failed);
-                let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
-                self.transfer_failed().await;
-            }
-            Rung::Cancelled => {}
-        }
-    }
-
-    /// Nobody can take the call: the conversation takes a callback request.
-    async fn transfer_failed(&mut self) {
-        self.then = Then::Listen;
-        let out = self.session.transfer_failed(wall_now()).await;
-        // act → reply_finished → here → act: boxed, as async recursion must be.
-        Box::pin(self.act(out)).await;
-    }
-
     async fn transfer_status(&mut self, code: u16) {
         tracing::debug!(code, "transfer progress");
         match code {
@@ -829,126 +755,6 @@ impl Line {
     }
 }
 
-/// Who rings for `group`: its `[[groups]]` entry (members, strategy,
-/// timeout), else every staff phone at once.
-fn ring_plan(config: &Config, fallback: &[DialTarget], group: TransferGroup) -> RingPlan {
-    match config.group(group) {
-        Some(g) => RingPlan {
-            members: g
-                .members
-                .iter()
-                .map(|m| match m {
-                    GroupMember::Uri(u) => DialTarget::Uri(u.clone()),
-                    // A staff member with a static URI is rung there; else their registered phone.
-                    GroupMember::Extension(x) => config
-                        .staff
-                        .iter()
-                        .find(|s| &s.extension == x)
-                        .and_then(|s| s.uri.clone())
-                        .map(DialTarget::Uri)
-                        .unwrap_or_else(|| DialTarget::Extension(x.clone())),
-                })
-                .collect(),
-            all_at_once: g.strategy == RingStrategy::All,
-            ring_timeout: g.ring_timeout,
-            headers: Vec::new(),
-        },
-        None => RingPlan { members: fallback.to_vec(), all_at_once: true, ring_timeout: RING_TIMEOUT, headers: Vec::new() },
-    }
-}
-
-/// What an outbound call adds to the [`Line`].
-struct Outbound {
-    /// Answering-machine detection, while it runs.
-    detector: Option<Screening>,
-    left_message: bool,
-}
-
-/// The first seconds of an outbound call: a person or a machine?
-struct Screening {
-    detector: VoicemailDetector,
-    frames: u64,
-    /// A machine: the conversation is stopped, waiting for the message start.
-    machine: bool,
-    message: String,
-}
-
-impl Screening {
-    fn new(message: String) -> Screening {
-        Screening { detector: VoicemailDetector::new(voicemail::Config::default()), frames: 0, machine: false, message }
-    }
-}
-
-impl Line {
-    /// The patient asked for a person on a call the clinic placed: no
-    /// transfer, the clinic will call again; then hang up.
-    fn outbound_goodbye(&mut self) {
-        let text = self.assistant.language.prompts.say("outreach_call_again", &[]);
-        self.then = Then::Hangup;
-        self.speak(vec![text], false);
-    }
-
-    fn on_machine(&self) -> bool {
-        self.outbound.as_ref().is_some_and(|o| o.left_message || o.detector.as_ref().is_some_and(|d| d.machine))
-    }
-
-    /// Feeds one frame to the answering-machine detector; on a machine,
-    /// stops the conversation, and leaves the message when it may start.
-    async fn screen(&mut self, frame: &crate::call::Frame) {
-        let Some(s) = self.outbound.as_mut().and_then(|o| o.detector.as_mut()) else { return };
-        s.detector.handle_frame(s.frames, frame);
-        s.frames += 1;
-        let mut start_message = None;
-        let mut stop = false;
-        while let Some(ev) = s.detector.poll_event() {
-            match ev {
-                voicemail::Event::Decided { verdict: Verdict::Machine, at } => {
-                    tracing::debug!(frame = at, "answering machine");
-                    s.machine = true;
-                    stop = true;
-                }
-                voicemail::Event::Decided { verdict, .. } => tracing::debug!(?verdict, "outbound call answered"),
-                voicemail::Event::StartMessage { after_beep, .. } => start_message = Some((s.message.clone(), after_beep)),
-            }
-        }
-        let machine = s.machine;
-        let done = s.detector.is_done();
-        if stop {
-            self.report(format!("VOICEMAIL call={} detected", self.handle.id.0));
-            // Whatever the conversation was saying or about to say: stop.
-            let _ = self.handle.commands.send(CallCommand::StopPlaying).await;
-            self.generation += 1;
-            self.synthesizing = false;
-            self.play_until = None;
-            self.silence_at = None;
-            self.then = Then::Done;
-        }
-        if let Some((message, after_beep)) = start_message {
-            self.report(format!("VOICEMAIL call={} message after_beep={after_beep}", self.handle.id.0));
-            if let Some(o) = self.outbound.as_mut() {
-                o.left_message = true;
-                o.detector = None;
-            }
-            self.then = Then::Hangup;
-            self.speak(vec![message], false);
-            return;
-        }
-        if done && !machine {
-            if let Some(o) = self.outbound.as_mut() {
-                o.detector = None;
-            }
-        }
-    }
-}
-
-/// The bridged staff leg's next event; never, while there is none.
-async fn staff_event(staff: &mut Option<CallHandle>) -> Option<CallEvent> {
-    match staff {
-        Some(h) => h.events.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
 fn median(v: &mut [Duration]) -> Option<Duration> {
     v.sort();
     v.get(v.len() / 2).copied()
@@ -963,6 +769,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 #[cfg(test)]
 mod tests {
+    use super::handover::ring_plan;
     use super::*;
 
     #[test]
