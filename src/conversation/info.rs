@@ -22,7 +22,7 @@ impl Conversation {
 
     pub(super) fn say_location(&mut self) {
         let clinic = &self.ctx.config.clinic;
-        let text = self.p("location", &[("address", &clinic.address.clone()), ("phone", &clinic.phone.clone())]);
+        let text = self.p("location", &[("address", &clinic.address.clone()), ("phone", &super::callback::spoken_digits(&clinic.phone))]);
         self.record_action("told the address".into());
         self.set_outcome(Outcome::Info);
         self.say(text);

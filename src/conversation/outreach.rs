@@ -78,7 +78,8 @@ pub enum OutreachResult {
 /// nothing medical (anyone may hear it).
 pub fn voicemail_message(ctx: &Context) -> String {
     let clinic = &ctx.config.clinic;
-    ctx.language.prompts.say("voicemail", &[("clinic", &clinic.name), ("phone", &clinic.phone)])
+    // Digit by digit in groups: read whole, "+34911234567" is one huge number.
+    ctx.language.prompts.say("voicemail", &[("clinic", &clinic.name), ("phone", &super::callback::spoken_digits(&clinic.phone))])
 }
 
 /// The outbound call's own state, beside the conversation's.
