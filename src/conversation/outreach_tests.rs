@@ -85,30 +85,8 @@ fn offer_call() -> Outreach {
     }
 }
 
-fn drain(c: &mut Conversation) -> Vec<Action> {
-    std::iter::from_fn(|| c.poll_action()).collect()
-}
-
-fn said(actions: &[Action]) -> String {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Say { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn asks(actions: &[Action]) -> Vec<StoreRequest> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Store(r) if r.expects_reply() => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
-}
+// drain/said/asks: the conversation tests' helpers.
+use crate::conversation::tests::{asks, drain, said};
 
 /// Words that would give the appointment (or the clinic's line of work) away.
 fn assert_discloses_nothing(text: &str) {

@@ -56,11 +56,11 @@ fn hold(s: &Slot, token: &str) -> Hold {
     Hold { token: token.into(), provider_id: s.provider_id.clone(), starts_at: s.starts_at, expires_at: s.starts_at }
 }
 
-fn drain(c: &mut Conversation) -> Vec<Action> {
+pub(super) fn drain(c: &mut Conversation) -> Vec<Action> {
     std::iter::from_fn(|| c.poll_action()).collect()
 }
 
-fn said(actions: &[Action]) -> String {
+pub(super) fn said(actions: &[Action]) -> String {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -72,7 +72,7 @@ fn said(actions: &[Action]) -> String {
 }
 
 /// The store requests that wait for an answer.
-fn asks(actions: &[Action]) -> Vec<StoreRequest> {
+pub(super) fn asks(actions: &[Action]) -> Vec<StoreRequest> {
     actions
         .iter()
         .filter_map(|a| match a {
