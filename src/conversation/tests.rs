@@ -246,3 +246,17 @@ fn every_language_has_every_prompt() {
         Language::load(&dir, lang).unwrap_or_else(|e| panic!("{lang}: {e}"));
     }
 }
+
+#[test]
+fn switching_language_mid_call_answers_in_the_new_one() {
+    let mut c = Conversation::new(ctx("es", None), t0());
+    assert!(said(&drain(&mut c)).contains("Clínica San Rafael"));
+    // The caller answered the Spanish greeting in English.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    c.switch_language(Arc::new(Language::load(&dir, "en").unwrap()));
+    assert_eq!(c.language(), "en");
+    c.handle_utterance(t0() + Duration::seconds(5), "what are your opening hours", 0.9);
+    let out = said(&drain(&mut c));
+    assert!(out.contains("open") || out.contains("Monday"), "answered in English: {out}");
+    assert!(!out.contains("abiert") && !out.contains("lunes"), "no Spanish left: {out}");
+}

@@ -57,6 +57,8 @@ pub struct Recognition {
     pub text: String,
     /// Decoded (or detected) language.
     pub language: Option<String>,
+    /// How sure the detection was, when the request left the language open.
+    pub language_prob: Option<f32>,
     pub dropped: Option<Dropped>,
     pub no_speech_prob: f32,
     pub audio_ctx: i32,
@@ -240,6 +242,7 @@ fn run(model: &Transcriber, req: &Request, cfg: &PoolConfig) -> Result<Recogniti
     let mut out = Recognition {
         text: String::new(),
         language: req.language.clone(),
+        language_prob: None,
         dropped: None,
         no_speech_prob: 0.0,
         audio_ctx: 0,
@@ -260,6 +263,7 @@ fn run(model: &Transcriber, req: &Request, cfg: &PoolConfig) -> Result<Recogniti
     };
     let t = model.transcribe(&pcm, &opts)?;
     out.language = t.language.or(out.language);
+    out.language_prob = t.language_prob;
     out.no_speech_prob = t.no_speech_prob;
     out.audio_ctx = t.audio_ctx;
     out.decoding = t.elapsed;
