@@ -331,6 +331,7 @@ impl Assistant {
             staff: None,
             ring_cancel: None,
             outbound,
+            early: None,
             lang,
             detect_language,
         };
@@ -415,6 +416,8 @@ enum Back {
     Heard {
         result: Result<Recognition, PoolError>,
         speech_end: Instant,
+        /// Started at an early pause ([`EndpointEvent::Paused`]).
+        early: bool,
     },
     /// One rendered sentence of reply `generation`.
     Spoken {
@@ -428,6 +431,15 @@ enum Back {
     },
     /// How ringing the staff phones ended.
     Staff(Rung),
+}
+
+/// Recognition of an utterance started before its end was certain.
+struct Early {
+    /// Which utterance: the end of its last voiced frame.
+    speech_end: Instant,
+    result: Option<Result<Recognition, PoolError>>,
+    /// The endpointer has since ended the utterance: use the result at once.
+    ended: bool,
 }
 
 /// What happens once the current reply has been played.
@@ -472,6 +484,8 @@ struct Line {
     ring_cancel: Option<oneshot::Sender<()>>,
     /// Outbound calls only (`Assistant::run_outreach`).
     outbound: Option<Outbound>,
+    /// Recognition started at the caller's last early pause.
+    early: Option<Early>,
     /// The language the call is in now.
     lang: String,
     /// The caller's language is still open: recognition detects it among
@@ -522,7 +536,8 @@ impl Line {
                 }
                 Input::Staff(Some(_)) => {}
                 Input::Back(Back::Staff(rung)) => self.rung(rung).await,
-                Input::Back(Back::Heard { result, speech_end }) => self.heard(result, speech_end).await,
+                Input::Back(Back::Heard { result, speech_end, early: false }) => self.heard(result, speech_end).await,
+                Input::Back(Back::Heard { result, speech_end, early: true }) => self.heard_early(result, speech_end).await,
                 Input::Back(Back::Spoken { generation, pcm, interruptible }) => self.spoken(generation, pcm, interruptible).await,
                 Input::Back(Back::SpeechDone { generation, error }) => {
                     if let Some(e) = error {
@@ -581,13 +596,39 @@ impl Line {
                         self.reply_finished().await;
                     }
                 }
-                EndpointEvent::UtteranceEnded { samples, speech_end, .. } => self.recognize(samples, speech_end).await,
+                EndpointEvent::Paused { samples, speech_end } => {
+                    self.early = Some(Early { speech_end, result: None, ended: false });
+                    self.recognize(samples, speech_end, true).await;
+                }
+                EndpointEvent::UtteranceEnded { samples, speech_end, .. } => match self.early.take() {
+                    // The caller said nothing more since the early pause:
+                    // the recognition already under way is this utterance's.
+                    Some(e) if e.speech_end == speech_end => match e.result {
+                        Some(result) => self.heard(result, speech_end).await,
+                        None => self.early = Some(Early { ended: true, ..e }),
+                    },
+                    _ => self.recognize(samples, speech_end, false).await,
+                },
                 EndpointEvent::Discarded { .. } => self.arm_silence(),
             }
         }
     }
 
-    async fn recognize(&mut self, pcm: Vec<i16>, speech_end: Instant) {
+    /// A recognition started at an early pause has finished: hold it until
+    /// the utterance ends, use it if it already has, drop it if the caller
+    /// went on speaking (another pause or utterance took its place).
+    async fn heard_early(&mut self, result: Result<Recognition, PoolError>, speech_end: Instant) {
+        match &mut self.early {
+            Some(e) if e.speech_end == speech_end && e.ended => {
+                self.early = None;
+                self.heard(result, speech_end).await;
+            }
+            Some(e) if e.speech_end == speech_end => e.result = Some(result),
+            _ => {}
+        }
+    }
+
+    async fn recognize(&mut self, pcm: Vec<i16>, speech_end: Instant, early: bool) {
         let req = if self.detect_language {
             // No prompt: its words would pull the detection to its language.
             Request { call: self.key, pcm, language: None, initial_prompt: None }
@@ -602,9 +643,11 @@ impl Line {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
                     let result = rx.await.unwrap_or(Err(PoolError::Closed));
-                    let _ = tx.send(Back::Heard { result, speech_end }).await;
+                    let _ = tx.send(Back::Heard { result, speech_end, early }).await;
                 });
             }
+            // Early work is optional: the utterance's end will ask again.
+            Err(_) if early => self.early = None,
             Err(e) => {
                 // Overloaded: ask the caller to repeat rather than wait.
                 tracing::warn!(error = %e, "recognition refused");
