@@ -102,9 +102,6 @@ struct Spoken {
     initial_prompt: String,
 }
 
-/// Least detector probability to move a call to another language.
-const SWITCH_LANGUAGE_PROB: f32 = 0.5;
-
 /// What every call shares, built once at start-up.
 pub struct Assistant {
     store: Store,
@@ -629,13 +626,10 @@ impl Line {
     }
 
     async fn recognize(&mut self, pcm: Vec<i16>, speech_end: Instant, early: bool) {
-        let req = if self.detect_language {
-            // No prompt: its words would pull the detection to its language.
-            Request { call: self.key, pcm, language: None, initial_prompt: None }
-        } else {
-            let initial_prompt = Some(self.assistant.spoken(&self.lang).initial_prompt.clone());
-            Request { call: self.key, pcm, language: Some(self.lang.clone()), initial_prompt }
-        };
+        let initial_prompt = Some(self.assistant.spoken(&self.lang).initial_prompt.clone());
+        // Until the caller's language is settled, the pool also checks
+        // whether they speak another of the clinic's languages.
+        let req = Request { call: self.key, pcm, language: Some(self.lang.clone()), initial_prompt, detect: self.detect_language };
         let submitted = self.assistant.pool.submit(req);
         self.assistant.metrics.set_recognition_queue(self.assistant.pool.queued());
         match submitted {
@@ -705,9 +699,9 @@ impl Line {
             return;
         }
         self.detect_language = false;
+        // The pool decoded in another language only if it was sure of it.
         let Some(detected) = r.language.as_deref() else { return };
-        let sure = r.language_prob.is_some_and(|p| p >= SWITCH_LANGUAGE_PROB);
-        if detected == self.lang || !sure || !self.assistant.languages.contains_key(detected) {
+        if detected == self.lang || !self.assistant.languages.contains_key(detected) {
             return;
         }
         self.report(format!(

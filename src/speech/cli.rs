@@ -85,6 +85,7 @@ pub fn run(args: &[String]) -> Res {
                 audio_ctx: flag("--audio-ctx").map(|v| v.parse()).transpose()?,
                 initial_prompt: flag("--prompt"),
                 candidates: Vec::new(),
+                switch_language: None,
             };
             let repeat: u32 = flag("--repeat").map_or(Ok(1), |v| v.parse())?;
             transcribe(Path::new(model), Path::new(wav), &opts, repeat)

@@ -49,7 +49,15 @@ pub struct Request {
     pub language: Option<String>,
     /// The clinic's vocabulary: specialties, provider and clinic names.
     pub initial_prompt: Option<String>,
+    /// With a `language`: also run the language detector over the pool's
+    /// languages, and decode again (without the prompt) in another one it
+    /// is sure of ([`SWITCH_PROB`]). For a call's first words, when the
+    /// caller may not speak the language they were greeted in.
+    pub detect: bool,
 }
+
+/// Least detector probability for `Request::detect` to decode in another language.
+pub const SWITCH_PROB: f32 = 0.5;
 
 #[derive(Debug, Clone)]
 pub struct Recognition {
@@ -260,6 +268,7 @@ fn run(model: &Transcriber, req: &Request, cfg: &PoolConfig) -> Result<Recogniti
         audio_ctx: None,
         initial_prompt: req.initial_prompt.clone(),
         candidates: cfg.languages.clone(),
+        switch_language: req.detect.then_some(SWITCH_PROB),
     };
     let t = model.transcribe(&pcm, &opts)?;
     out.language = t.language.or(out.language);

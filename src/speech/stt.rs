@@ -43,11 +43,15 @@ pub struct TranscribeOptions {
     /// audio (espeak Spanish at 8 kHz came back as Thai); if it picks one
     /// outside this list we take the likeliest one inside it instead.
     pub candidates: Vec<String>,
+    /// With a `language`: also detect among `candidates`, and decode again
+    /// (without the initial prompt, which is in the first language) in
+    /// another candidate whose probability is at least this.
+    pub switch_language: Option<f32>,
 }
 
 impl Default for TranscribeOptions {
     fn default() -> Self {
-        Self { language: None, threads: 2, audio_ctx: None, initial_prompt: None, candidates: Vec::new() }
+        Self { language: None, threads: 2, audio_ctx: None, initial_prompt: None, candidates: Vec::new(), switch_language: None }
     }
 }
 
@@ -148,27 +152,36 @@ impl Transcriber {
         let max_tokens = max_tokens_for(pcm.len());
         state.full(self.params(opts, lang, audio_ctx, max_tokens), pcm)?;
         let mut language_prob = None;
-        if lang == Some("auto") && !opts.candidates.is_empty() {
-            let detected = whisper_rs::get_lang_str(state.full_lang_id_from_state()).unwrap_or("").to_string();
+        let detecting = lang == Some("auto") || opts.switch_language.is_some();
+        if detecting && !opts.candidates.is_empty() {
             // The state still holds this clip's mel and audio_ctx, so this
             // costs one more encoder pass: the probabilities say how sure
-            // the detection was (callers switch languages only when sure).
+            // the detection is.
             let (_, probs) = state.lang_detect(0, opts.threads.max(1) as usize)?;
             let prob = |l: &str| whisper_rs::get_lang_id(l).and_then(|id| probs.get(id as usize).copied());
-            if opts.candidates.iter().any(|c| *c == detected) {
-                language_prob = prob(&detected);
-            } else {
-                // Outside the clinic's languages: the likeliest one inside.
-                let best = opts
-                    .candidates
-                    .iter()
-                    .filter(|c| !c.contains('\0'))
-                    .filter_map(|c| Some((c, prob(c)?)))
-                    .max_by(|a, b| a.1.total_cmp(&b.1));
-                if let Some((best, p)) = best {
-                    state.full(self.params(opts, Some(best), audio_ctx, max_tokens), pcm)?;
-                    language_prob = Some(p);
+            let best = opts
+                .candidates
+                .iter()
+                .filter(|c| !c.contains('\0'))
+                .filter_map(|c| Some((c.as_str(), prob(c)?)))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            let decoded = whisper_rs::get_lang_str(state.full_lang_id_from_state()).unwrap_or("").to_string();
+            language_prob = prob(&decoded);
+            let again = match (lang, best) {
+                // Open detection picked a language the clinic does not
+                // speak: the likeliest one it does.
+                (Some("auto"), Some((b, p))) if !opts.candidates.iter().any(|c| *c == decoded) => {
+                    Some((b, p, opts.initial_prompt.as_deref()))
                 }
+                (Some(given), Some((b, p))) if given != "auto" && b != given && opts.switch_language.is_some_and(|min| p >= min) => {
+                    Some((b, p, None))
+                }
+                _ => None,
+            };
+            if let Some((b, p, prompt)) = again {
+                let o = TranscribeOptions { initial_prompt: prompt.map(str::to_string), ..opts.clone() };
+                state.full(self.params(&o, Some(b), audio_ctx, max_tokens), pcm)?;
+                language_prob = Some(p);
             }
         }
         let mut text = String::new();
