@@ -154,7 +154,7 @@ pub struct CallsConfig {
     /// Utterances waiting for recognition, across calls, above which new
     /// callers are turned away (default 16).
     pub max_recognition_queue: usize,
-    /// Record the audio of assistant calls (default off). Callers hear a
+    /// Record the audio of inbound assistant calls (default off). Callers hear a
     /// notice first (`recording_notice`).
     pub record_audio: bool,
     /// Where recordings go, one WAV per call named by its record's id.

@@ -130,7 +130,7 @@ pub struct RawCalls {
     pub max_active: Option<i64>,
     /// Utterances waiting for recognition above which new callers hear it too.
     pub max_recognition_queue: Option<i64>,
-    /// Record each assistant call's audio (announced to the caller first).
+    /// Record each inbound assistant call's audio (announced to the caller first).
     pub record_audio: Option<bool>,
     /// Where recordings are written ("recordings").
     pub recordings_dir: Option<String>,
