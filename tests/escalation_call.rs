@@ -303,6 +303,7 @@ fn a_patient_who_answers_confirms_the_appointment() {
         assert_eq!(calls.len(), 1, "{calls:?}");
         assert_eq!((calls[0].direction.as_str(), calls[0].remote_number.as_str()), ("outbound", PATIENT_PHONE));
         assert_eq!(calls[0].patient_id.as_deref(), Some(appointment.patient_id.as_str()));
+        assert_eq!(calls[0].appointment_id.as_deref(), Some(appointment.id.as_str()));
     });
 }
 
