@@ -37,6 +37,7 @@ on_both_engines!(
     reminders_and_replies,
     callback_requests,
     live_metrics,
+    call_records_show_links_recordings_and_refusals,
 );
 
 fn app(store: Store, config: Config) -> Router {
@@ -489,4 +490,38 @@ async fn live_metrics(store: Store, config: Config) {
     ] {
         assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
     }
+}
+
+/// A call's detail shows its recording and appointment; a busy refusal is
+/// counted by outcome in /metrics; the OpenAPI document describes both.
+async fn call_records_show_links_recordings_and_refusals(store: Store, config: Config) {
+    use clinivox::store::NewCall;
+    let app = app(store.clone(), config);
+    let inbound = |remote: &str| NewCall {
+        direction: "inbound".into(),
+        remote_number: remote.into(),
+        patient_id: None,
+        language: Some("es".into()),
+        appointment_id: None,
+    };
+    let recorded = store.start_call(inbound("+34600111222"), now()).await.unwrap();
+    store.set_call_recording(&recorded.id, "recordings/x.wav").await.unwrap();
+    store.finish_call(&recorded.id, "info", None, None, None, now()).await.unwrap();
+    store.record_unanswered_call(inbound("+34600333444"), "busy", now(), now()).await.unwrap();
+
+    let detail = call(&app, "GET", &format!("/api/v1/calls/{}", recorded.id), Some(READ), None, &[]).await;
+    assert_eq!(detail.status, StatusCode::OK);
+    assert_eq!(detail.json["recording_path"], "recordings/x.wav");
+    assert!(detail.json["appointment_id"].is_null());
+    let list = call(&app, "GET", "/api/v1/calls", Some(READ), None, &[]).await.json;
+    let busy: Vec<&Value> = list.as_array().unwrap().iter().filter(|c| c["outcome"] == "busy").collect();
+    assert_eq!(busy.len(), 1, "{list}");
+    assert!(busy[0]["ended_at"].is_string() && busy[0]["recording_path"].is_null());
+
+    let text = call(&app, "GET", "/metrics", None, None, &[]).await.json.as_str().unwrap().to_string();
+    assert!(text.contains("clinivox_calls_total{direction=\"inbound\",outcome=\"busy\"} 1"), "{text}");
+    let doc = call(&app, "GET", "/api/v1/openapi.json", Some(READ), None, &[]).await.json;
+    let schema = &doc["components"]["schemas"]["Call"];
+    assert!(schema["properties"]["recording_path"].is_object() && schema["properties"]["appointment_id"].is_object(), "{schema}");
+    assert!(schema["properties"]["outcome"]["description"].as_str().is_some_and(|d| d.contains("busy")), "{schema}");
 }

@@ -261,6 +261,16 @@ fn a_busy_patient_is_called_again_in_the_afternoon() {
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0].outcome.as_deref(), Some("busy"));
         assert_eq!(store.appointment(&appointment.id).await.unwrap().status, AppointmentStatus::Booked);
+        // The attempt is in the call history too, linked to José and the appointment.
+        let calls = store.calls(10).await.unwrap();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        let c = &calls[0];
+        assert_eq!((c.direction.as_str(), c.remote_number.as_str(), c.outcome.as_deref()), ("outbound", PATIENT_PHONE, Some("busy")));
+        assert_eq!(
+            (c.patient_id.as_deref(), c.appointment_id.as_deref()),
+            (Some(appointment.patient_id.as_str()), Some(appointment.id.as_str()))
+        );
+        assert!(c.ended_at.is_some(), "{c:?}");
     });
 }
 
@@ -293,6 +303,7 @@ fn a_patient_who_answers_confirms_the_appointment() {
         assert_eq!(calls.len(), 1, "{calls:?}");
         assert_eq!((calls[0].direction.as_str(), calls[0].remote_number.as_str()), ("outbound", PATIENT_PHONE));
         assert_eq!(calls[0].patient_id.as_deref(), Some(appointment.patient_id.as_str()));
+        assert_eq!(calls[0].appointment_id.as_deref(), Some(appointment.id.as_str()));
     });
 }
 
@@ -332,6 +343,7 @@ fn an_answering_machine_gets_a_short_message_and_a_retry() {
         let calls = store.calls(10).await.unwrap();
         assert_eq!(calls.len(), 1, "{calls:?}");
         assert_eq!(calls[0].direction, "outbound");
+        assert_eq!((calls[0].outcome.as_deref(), calls[0].appointment_id.as_deref()), (Some("voicemail"), Some(appointment.id.as_str())));
     });
 }
 

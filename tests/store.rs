@@ -35,6 +35,7 @@ on_both_engines!(
     waitlist_add_list_remove,
     dst_sundays_on_a_sunday_clinic,
     assistant_turns_carry_their_timings,
+    unanswered_calls_are_recorded_whole,
 );
 
 async fn patient(store: &Store, name: &str, phone: &str) -> Patient {
@@ -241,7 +242,13 @@ async fn patients_by_phone_and_updates(store: Store, _: Config) {
 async fn calls_keep_their_transcript(store: Store, _: Config) {
     let call = store
         .start_call(
-            NewCall { direction: "inbound".into(), remote_number: "+34600111222".into(), patient_id: None, language: Some("es".into()) },
+            NewCall {
+                direction: "inbound".into(),
+                remote_number: "+34600111222".into(),
+                patient_id: None,
+                language: Some("es".into()),
+                appointment_id: None,
+            },
             now(),
         )
         .await
@@ -349,7 +356,16 @@ async fn sqlite_file_is_created_on_first_run_in_wal_mode() {
 
 async fn assistant_turns_carry_their_timings(store: Store, _: Config) {
     let call = store
-        .start_call(NewCall { direction: "inbound".into(), remote_number: "+34600111222".into(), patient_id: None, language: None }, now())
+        .start_call(
+            NewCall {
+                direction: "inbound".into(),
+                remote_number: "+34600111222".into(),
+                patient_id: None,
+                language: None,
+                appointment_id: None,
+            },
+            now(),
+        )
         .await
         .unwrap();
     let turn = |speaker: &str, text: &str| NewTurn {
@@ -368,4 +384,69 @@ async fn assistant_turns_carry_their_timings(store: Store, _: Config) {
     let timings: Vec<(Option<i64>, Option<i64>)> = turns.iter().map(|t| (t.transcript_ms, t.latency_ms)).collect();
     assert_eq!(timings, [(None, None), (None, None), (Some(420), Some(1130))], "only the latest assistant turn");
     assert!(!store.set_turn_timings("no-such-call", 1, 2).await.unwrap());
+}
+
+/// Calls that end before any conversation (an outbound attempt nobody
+/// answered, an inbound caller turned away because every line was busy)
+/// are stored closed, linked to the patient and appointment, and counted by
+/// outcome; a conversation's record can be linked and given its recording.
+async fn unanswered_calls_are_recorded_whole(store: Store, _: Config) {
+    let ana = patient(&store, "Ana Pérez", "+34600111222").await;
+    let appt = store.book(book_at(&ana, "dr-garcia", utc("2026-11-26T09:00:00Z")), &staff(), now()).await.unwrap();
+    let outbound = NewCall {
+        direction: "outbound".into(),
+        remote_number: "+34600111222".into(),
+        patient_id: Some(ana.id.clone()),
+        language: None,
+        appointment_id: Some(appt.id.clone()),
+    };
+    let rang = store.record_unanswered_call(outbound.clone(), "busy", now(), now() + Duration::seconds(4)).await.unwrap();
+    assert_eq!(rang.direction, "outbound");
+    assert_eq!(rang.outcome.as_deref(), Some("busy"));
+    assert_eq!((rang.started_at, rang.ended_at), (now(), Some(now() + Duration::seconds(4))));
+    assert_eq!(rang.patient_id.as_deref(), Some(ana.id.as_str()));
+    assert_eq!(rang.appointment_id.as_deref(), Some(appt.id.as_str()));
+    assert!(store.call(&rang.id).await.unwrap().turns.is_empty());
+    store.record_unanswered_call(outbound.clone(), "no_answer", now(), now() + Duration::seconds(60)).await.unwrap();
+    let refused =
+        NewCall { direction: "inbound".into(), patient_id: None, appointment_id: None, language: Some("es".into()), ..outbound.clone() };
+    // An end before the start (clocks) is stored as the start.
+    let busy = store.record_unanswered_call(refused, "busy", now(), now() - Duration::seconds(1)).await.unwrap();
+    assert_eq!(busy.ended_at, Some(now()));
+    assert!(matches!(
+        store.record_unanswered_call(outbound.clone(), " ", now(), now()).await,
+        Err(StoreError::Invalid { field: "outcome", .. })
+    ));
+    let sideways = NewCall { direction: "sideways".into(), ..outbound.clone() };
+    assert!(matches!(
+        store.record_unanswered_call(sideways, "busy", now(), now()).await,
+        Err(StoreError::Invalid { field: "direction", .. })
+    ));
+
+    let samples = store.metric_samples().await.unwrap();
+    let count = |direction: &str, outcome: &str| {
+        samples
+            .iter()
+            .find(|(name, labels, _)| {
+                *name == "clinivox_calls_total"
+                    && labels.contains(&("direction", direction.to_string()))
+                    && labels.contains(&("outcome", outcome.to_string()))
+            })
+            .map(|s| s.2)
+    };
+    assert_eq!(count("outbound", "busy"), Some(1));
+    assert_eq!(count("outbound", "no_answer"), Some(1));
+    assert_eq!(count("inbound", "busy"), Some(1));
+
+    // An answered call, opened by the conversation, linked afterwards.
+    let answered = store.start_call(NewCall { appointment_id: None, ..outbound }, now()).await.unwrap();
+    assert_eq!((answered.outcome, answered.appointment_id, answered.recording_path), (None, None, None));
+    store.set_call_appointment(&answered.id, &appt.id).await.unwrap();
+    store.set_call_recording(&answered.id, "/var/lib/clinivox/recordings/x.wav").await.unwrap();
+    let call = store.call(&answered.id).await.unwrap().call;
+    assert_eq!(call.appointment_id.as_deref(), Some(appt.id.as_str()));
+    assert_eq!(call.recording_path.as_deref(), Some("/var/lib/clinivox/recordings/x.wav"));
+    assert!(matches!(store.set_call_recording("no-such-call", "x.wav").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.set_call_appointment("no-such-call", &appt.id).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.calls(10).await.unwrap().len(), 4);
 }

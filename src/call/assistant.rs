@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::admission::{admit, Admission, Limits, Load};
 use super::apps::Report;
+use super::records;
 use super::transfer::{self, Rung};
 use super::{CallCommand, CallEvent, CallHandle};
 use crate::config::Config;
@@ -93,6 +94,8 @@ pub enum AssistantError {
     Tts(#[from] TtsError),
     #[error("start-up task failed: {0}")]
     Join(String),
+    #[error("recordings directory {0}: {1}")]
+    Recordings(String, std::io::Error),
 }
 
 /// One of the clinic's languages, ready for calls.
@@ -176,6 +179,10 @@ impl Assistant {
             espeak.voices.insert(l.clone(), Voice { name: name.clone(), rate_wpm: *rate_wpm });
         }
         let tts = CachedEngine::new(Espeak::new(espeak), TTS_CACHE_PROMPTS, None)?;
+        if config.calls.record_audio {
+            let dir = config.calls.recordings_dir.clone();
+            std::fs::create_dir_all(&dir).map_err(|e| AssistantError::Recordings(dir.display().to_string(), e))?;
+        }
         let reception = config.staff.iter().find_map(|s| s.uri.clone());
         let staff = config.staff.iter().map(|s| transfer::member_target(s.uri.as_deref().unwrap_or(&s.extension))).collect();
         Ok(Assistant {
@@ -201,7 +208,7 @@ impl Assistant {
         if let Admission::Busy(reason) = admit(load, limits) {
             report(format!("BUSY call={} reason={reason:?} active={} queued={}", handle.id.0, load.active_calls, load.recognition_queue));
             self.metrics.call_refused_busy();
-            return self.lines_busy(handle).await;
+            return self.lines_busy(handle, &caller).await;
         }
         let _active = self.metrics.call_started();
         let number = caller_id(&caller);
@@ -210,9 +217,13 @@ impl Assistant {
         let (session, first) = Session::start(self.store.clone(), ctx, wall_now()).await;
         let key = self.next_key();
         report(format!("ASSISTANT call={} caller={caller} key={} language={lang}", handle.id.0, key.0));
+        let (handle, recording) = super::recording::record_if_on(&self.config.calls, &self.store, session.call_id(), handle).await;
         // A clinic with several languages listens for the caller's first.
         let detect = self.languages.len() > 1;
         self.converse(key, handle, session, first, sip, None, report, (lang, detect)).await;
+        if let Some(r) = recording {
+            let _ = r.await; // the file is complete before the call is over
+        }
     }
 
     /// Runs an answered outbound call (see `super::dialer`) until it ends:
@@ -239,12 +250,19 @@ impl Assistant {
         let ctx = self.context(Direction::Outbound, number, &lang);
         let message = voicemail_message(&ctx);
         let offer = matches!(outreach, Outreach::Offer { .. });
+        let appointment = outreach.appointment_id().map(str::to_string);
         let _active = self.metrics.call_started();
         let (session, first) = Session::start_outreach(self.store.clone(), ctx, wall_now(), outreach).await;
+        let call_id = session.call_id().map(str::to_string);
+        records::link_appointment(&self.store, call_id.as_deref(), appointment.as_deref()).await;
         let key = self.next_key();
         report(format!("OUTREACH call={} key={}", handle.id.0, key.0));
         let outbound = Outbound { detector: detect_voicemail.then(|| Screening::new(message)), left_message: false };
+        let store = self.store.clone();
         let (result, left_message) = self.converse(key, handle, session, first, None, Some(outbound), report, (lang, false)).await;
+        if left_message {
+            records::left_voicemail(&store, call_id.as_deref()).await;
+        }
         match (left_message, result) {
             (true, _) if offer => OutreachResult::Offer(OfferOutcome::NoAnswer),
             (true, _) => OutreachResult::Reminder(CallOutcome::Voicemail),
@@ -343,7 +361,15 @@ impl Assistant {
 impl Assistant {
     /// Saturated: "all our lines are busy; please call again in a few
     /// minutes", then hang up. No conversation, no recognition.
-    async fn lines_busy(&self, mut handle: CallHandle) {
+    /// The refusal is stored as an inbound call with outcome `busy`.
+    async fn lines_busy(&self, handle: CallHandle, caller: &str) {
+        let started = wall_now();
+        self.say_lines_busy(handle).await;
+        let lang = self.language.prompts.lang();
+        records::record_refused(&self.store, caller_id(caller).as_ref(), lang, started, wall_now()).await;
+    }
+
+    async fn say_lines_busy(&self, mut handle: CallHandle) {
         let text = self.language.prompts.say("lines_busy", &[]);
         let (tts, lang) = (self.tts.clone(), self.language.prompts.lang().to_string());
         let rendered = tokio::task::spawn_blocking(move || {

@@ -1,14 +1,16 @@
 //! The assistant's side of a transfer: ringing the conversation's staff
 //! group (`super::super::transfer` does the ringing) with the call's context
 //! in headers, ring-back for the caller meanwhile, then joining the legs,
-//! or handing back to the conversation when nobody answers.
+//! or handing back to the conversation when nobody answers. A group with
+//! `transfer = "refer"` is reached by a blind REFER on the caller's leg
+//! instead; its NOTIFY progress comes back as `TransferStatus`.
 
 use tokio::sync::oneshot;
 
 use super::super::transfer::{self, RingPlan, Rung};
 use super::super::{CallCommand, CallEvent, CallHandle};
 use super::{wall_now, Back, Line, Then, RING_TIMEOUT};
-use crate::config::{Config, GroupMember, RingStrategy};
+use crate::config::{Config, GroupMember, GroupTransfer, RingStrategy};
 use crate::conversation::TransferGroup;
 use crate::metrics::TransferResult;
 use crate::sip::endpoint::DialTarget;
@@ -21,14 +23,13 @@ impl Line {
         if self.outbound.is_some() {
             return self.outbound_goodbye();
         }
+        if let Some(GroupTransfer::Refer(uri)) = self.assistant.config.group(group).map(|g| g.transfer.clone()) {
+            return self.refer(uri).await;
+        }
         let plan = ring_plan(&self.assistant.config, &self.assistant.staff, group);
         let (Some(sip), false) = (self.sip.clone(), plan.members.is_empty()) else {
             return match self.assistant.reception.clone() {
-                Some(uri) => {
-                    self.report(format!("REFER call={} to={uri}", self.handle.id.0));
-                    self.then = Then::Done;
-                    let _ = self.handle.commands.send(CallCommand::Transfer(uri)).await;
-                }
+                Some(uri) => self.refer(uri).await,
                 None => {
                     self.assistant.metrics.transfer(TransferResult::Unreachable);
                     self.transfer_failed().await
@@ -65,6 +66,15 @@ impl Line {
             let rung = transfer::ring(sip, plan, briefing, cancel_rx).await;
             let _ = tx.send(Back::Staff(rung)).await;
         });
+    }
+
+    /// A blind transfer: REFER the caller to `uri`. The call stays ours until
+    /// the NOTIFYs say the target answered (we hang up) or refused (back to
+    /// the conversation: `transfer_status`).
+    async fn refer(&mut self, uri: String) {
+        self.report(format!("REFER call={} to={uri}", self.handle.id.0));
+        self.then = Then::Done;
+        let _ = self.handle.commands.send(CallCommand::Transfer(uri)).await;
     }
 
     /// Ringing is over: join the legs, or tell the caller nobody answers.

@@ -3,7 +3,8 @@
 //! to the voice assistant's outreach conversation
 //! ([`Assistant::run_outreach`]), with answering-machine detection on the
 //! first seconds. What happens before the answer (busy, refused, nobody
-//! picks up) maps to a [`CallOutcome`] here.
+//! picks up) maps to a [`CallOutcome`] here, and is stored as an outbound
+//! call record (`super::records`) linked to the patient and appointment.
 //!
 //! [`refill_loop`] is the refill job's driver: one offer at a time, each
 //! settled with [`Refill::resolve`].
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use super::apps::Report;
 use super::assistant::Assistant;
+use super::records::{self, wall_now};
 use super::{CallCommand, CallEvent, CallHandle, HangupCause};
 use crate::clock::Clock;
 use crate::conversation::{Outreach, OutreachResult};
@@ -84,10 +86,16 @@ impl SipDialer {
             return unanswered(CallOutcome::Failed);
         };
         let target = DialTarget::Number { number: number.as_str().to_string(), trunk: None };
+        let started = wall_now();
+        let record = |o: CallOutcome| {
+            let to = records::Dialled { number: &number, patient_id: &outreach.patient().id, appointment_id: outreach.appointment_id() };
+            records::record_unanswered(&self.store, to, o, started, wall_now())
+        };
         let handle = match self.sip.dial(target).await {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, "outbound call could not be placed");
+                record(CallOutcome::Failed).await;
                 return unanswered(CallOutcome::Failed);
             }
         };
@@ -95,6 +103,7 @@ impl SipDialer {
         match wait_for_answer(handle, &self.report).await {
             Dialled::Ended(o) => {
                 tracing::info!(call = id, outcome = o.as_str(), "outbound call not answered");
+                record(o).await;
                 unanswered(o)
             }
             Dialled::Answered(handle) => {

@@ -15,6 +15,9 @@ pub mod assistant;
 pub mod core;
 #[cfg(feature = "whisper")]
 pub mod dialer;
+#[cfg(feature = "whisper")]
+mod recording;
+pub mod records;
 pub mod transfer;
 
 use std::net::SocketAddr;

@@ -113,6 +113,20 @@ pub struct RingGroup {
     pub strategy: RingStrategy,
     /// How long the group rings (with `Order`: each member).
     pub ring_timeout: std::time::Duration,
+    /// How the caller reaches the group.
+    pub transfer: GroupTransfer,
+}
+
+/// How a hand-over to a group is carried out (`[[groups]] transfer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupTransfer {
+    /// Clinivox rings the members, briefs whoever answers, then joins the
+    /// two legs (the default).
+    Bridge,
+    /// A blind transfer: REFER on the caller's leg to this SIP URI (for
+    /// trunks and PBXs that take it); Clinivox leaves the call once the
+    /// transfer target answers.
+    Refer(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,14 +145,20 @@ pub enum RingStrategy {
     Order,
 }
 
-/// When new callers are turned away with "all our lines are busy".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When new callers are turned away with "all our lines are busy", and
+/// whether calls are recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallsConfig {
     /// Most assistant calls at once (default: twice the machine's cores, at least 2).
     pub max_active: usize,
     /// Utterances waiting for recognition, across calls, above which new
     /// callers are turned away (default 16).
     pub max_recognition_queue: usize,
+    /// Record the audio of inbound assistant calls (default off). Callers hear a
+    /// notice first (`recording_notice`).
+    pub record_audio: bool,
+    /// Where recordings go, one WAV per call named by its record's id.
+    pub recordings_dir: std::path::PathBuf,
 }
 
 impl Config {

@@ -130,6 +130,10 @@ pub struct RawCalls {
     pub max_active: Option<i64>,
     /// Utterances waiting for recognition above which new callers hear it too.
     pub max_recognition_queue: Option<i64>,
+    /// Record each inbound assistant call's audio (announced to the caller first).
+    pub record_audio: Option<bool>,
+    /// Where recordings are written ("recordings").
+    pub recordings_dir: Option<String>,
 }
 
 /// A ring group: who is called when the conversation hands over.
@@ -143,6 +147,11 @@ pub struct RawGroup {
     pub strategy: Option<String>,
     /// How long the group (or, in order, each member) rings.
     pub ring_timeout_s: Option<i64>,
+    /// "bridge" (ring the members, then join the legs) or "refer" (a blind
+    /// transfer of the caller to `refer_to`).
+    pub transfer: Option<String>,
+    /// The SIP URI a REFER sends the caller to (`transfer = "refer"`).
+    pub refer_to: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

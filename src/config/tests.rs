@@ -183,6 +183,62 @@ fn bad_ring_groups_name_their_keys() {
 }
 
 #[test]
+fn a_group_can_be_reached_by_refer() {
+    use crate::conversation::TransferGroup;
+    let refer = "[[groups]]\nname = \"reception\"\ntransfer = \"refer\"\nrefer_to = \"sip:reception@pbx.clinic\"\n";
+    let text = DEMO_TOML
+        .replace("[[groups]]\nname = \"reception\"\nmembers = [\"201\", \"202\"]\nstrategy = \"all\"\nring_timeout_s = 20\n", refer);
+    assert_ne!(text, DEMO_TOML);
+    let c = from_toml(&text, "t", env(&[])).unwrap();
+    let reception = c.group(TransferGroup::Reception).unwrap();
+    assert_eq!(reception.transfer, GroupTransfer::Refer("sip:reception@pbx.clinic".into()));
+    assert!(reception.members.is_empty());
+    // The default is a bridged transfer.
+    let c = from_toml(DEMO_TOML, "demo", env(&[])).unwrap();
+    assert_eq!(c.group(TransferGroup::Reception).unwrap().transfer, GroupTransfer::Bridge);
+}
+
+#[test]
+fn bad_refer_groups_name_their_keys() {
+    let groups = [
+        // refer without a target, and with members it would never ring
+        "[[groups]]\nname = \"a\"\nmembers = [\"201\"]\ntransfer = \"refer\"\n",
+        // a target that is no SIP URI
+        "[[groups]]\nname = \"b\"\ntransfer = \"refer\"\nrefer_to = \"reception desk\"\n",
+        // a target on a bridged group
+        "[[groups]]\nname = \"c\"\nmembers = [\"201\"]\nrefer_to = \"sip:desk@pbx.clinic\"\n",
+        // an unknown way
+        "[[groups]]\nname = \"d\"\nmembers = [\"201\"]\ntransfer = \"teleport\"\n",
+    ];
+    let text = format!("{DEMO_TOML}\n{}", groups.join("\n"));
+    let Err(ConfigError::Invalid(errors)) = from_toml(&text, "t", env(&[])) else { panic!("expected validation errors") };
+    let found = |key: &str, words: &str| errors.iter().any(|e| e.key == key && e.message.contains(words));
+    assert!(found("groups[1].refer_to", "required"), "{errors:?}");
+    assert!(found("groups[1].members", "not rung"), "{errors:?}");
+    assert!(found("groups[2].refer_to", "not a SIP URI"), "{errors:?}");
+    assert!(found("groups[3].refer_to", "only used with transfer = \"refer\""), "{errors:?}");
+    assert!(found("groups[4].transfer", "\"bridge\" or \"refer\""), "{errors:?}");
+    // A refer group with a bad target is one error, not also "needs members".
+    assert!(!errors.iter().any(|e| e.key == "groups[2].members"), "{errors:?}");
+    assert_eq!(errors.len(), 5, "{errors:?}");
+}
+
+#[test]
+fn call_recording_is_off_by_default_and_only_for_the_assistant() {
+    let c = from_toml(DEMO_TOML, "demo", env(&[])).unwrap();
+    assert!(!c.calls.record_audio);
+    assert_eq!(c.calls.recordings_dir, std::path::PathBuf::from("recordings"));
+    let on = env(&[("CLINIVOX_CALLS__RECORD_AUDIO", "true"), ("CLINIVOX_CALLS__RECORDINGS_DIR", "/var/lib/clinivox/rec")]);
+    let c = from_toml(DEMO_TOML, "demo", on).unwrap();
+    assert!(c.calls.record_audio);
+    assert_eq!(c.calls.recordings_dir, std::path::PathBuf::from("/var/lib/clinivox/rec"));
+    let echo = env(&[("CLINIVOX_CALLS__RECORD_AUDIO", "true"), ("CLINIVOX_CALLS__APP", "echo"), ("CLINIVOX_CALLS__RECORDINGS_DIR", " ")]);
+    let Err(ConfigError::Invalid(errors)) = from_toml(DEMO_TOML, "t", echo) else { panic!("expected validation errors") };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["calls.record_audio", "calls.recordings_dir"]);
+}
+
+#[test]
 fn call_admission_limits() {
     let c = from_toml(DEMO_TOML, "demo", env(&[])).unwrap();
     assert_eq!(c.calls.max_active, validate::default_max_active());

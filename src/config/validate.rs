@@ -199,7 +199,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
 
-    let calls = calls(&mut e, &raw.calls);
+    let calls = calls(&mut e, &raw.calls, calls_app);
 
     if !e.0.is_empty() {
         return Err(ConfigError::Invalid(e.0));
@@ -239,7 +239,7 @@ pub fn default_max_active() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get() * 2).max(2)
 }
 
-fn calls(e: &mut Errors, r: &RawCalls) -> CallsConfig {
+fn calls(e: &mut Errors, r: &RawCalls, app: CallsApp) -> CallsConfig {
     let max_active = r.max_active.unwrap_or(default_max_active() as i64);
     if !(1..=1000).contains(&max_active) {
         e.push("calls.max_active", "must be between 1 and 1000");
@@ -248,7 +248,25 @@ fn calls(e: &mut Errors, r: &RawCalls) -> CallsConfig {
     if !(1..=1000).contains(&max_queue) {
         e.push("calls.max_recognition_queue", "must be between 1 and 1000");
     }
-    CallsConfig { max_active: max_active.clamp(1, 1000) as usize, max_recognition_queue: max_queue.clamp(1, 1000) as usize }
+    let record_audio = r.record_audio.unwrap_or(false);
+    if record_audio && app != CallsApp::Assistant {
+        e.push("calls.record_audio", "only the assistant records calls (calls.app = \"assistant\")");
+    }
+    let recordings_dir = r.recordings_dir.clone().unwrap_or_else(|| "recordings".into());
+    if recordings_dir.trim().is_empty() {
+        e.push("calls.recordings_dir", "must not be empty (a directory, like \"recordings\")");
+    }
+    CallsConfig {
+        max_active: max_active.clamp(1, 1000) as usize,
+        max_recognition_queue: max_queue.clamp(1, 1000) as usize,
+        record_audio,
+        recordings_dir: recordings_dir.into(),
+    }
+}
+
+/// A SIP URI as config takes it: `sip:`/`sips:`, a host after `@`, no spaces.
+fn is_sip_uri(s: &str) -> bool {
+    (s.starts_with("sip:") || s.starts_with("sips:")) && !s.contains(char::is_whitespace) && s.contains('@')
 }
 
 /// `[[groups]]`; "reception" rings every staff extension at once when not given.
@@ -262,14 +280,20 @@ fn groups(e: &mut Errors, raw: &[RawGroup], staff: &[Extension]) -> Vec<RingGrou
                 e.push(format!("{key}.name"), format!("{n:?} is defined twice"));
             }
         }
-        if g.members.is_empty() {
+        let transfer = group_transfer(e, &key, g);
+        // Judged by what was asked for, so a bad refer_to is one error, not two.
+        let refer = g.transfer.as_deref() == Some("refer");
+        if g.members.is_empty() && !refer {
             e.push(format!("{key}.members"), "needs at least one member");
+        }
+        if !g.members.is_empty() && refer {
+            e.push(format!("{key}.members"), "are not rung with transfer = \"refer\" (the caller is sent to refer_to): remove them");
         }
         let mut members = Vec::new();
         for (j, m) in g.members.iter().enumerate() {
             let m = m.trim();
             if m.starts_with("sip:") || m.starts_with("sips:") {
-                if m.contains(char::is_whitespace) || !m.contains('@') {
+                if !is_sip_uri(m) {
                     e.push(format!("{key}.members[{j}]"), format!("{m:?} is not a SIP URI like sip:desk@pbx.clinic"));
                 } else {
                     members.push(GroupMember::Uri(m.to_string()));
@@ -294,7 +318,7 @@ fn groups(e: &mut Errors, raw: &[RawGroup], staff: &[Extension]) -> Vec<RingGrou
         }
         if let Some(name) = name {
             let ring_timeout = std::time::Duration::from_secs(timeout.clamp(5, 300) as u64);
-            groups.push(RingGroup { name, members, strategy, ring_timeout });
+            groups.push(RingGroup { name, members, strategy, ring_timeout, transfer });
         }
     }
     if !staff.is_empty() && !groups.iter().any(|g| g.name == "reception") {
@@ -303,9 +327,41 @@ fn groups(e: &mut Errors, raw: &[RawGroup], staff: &[Extension]) -> Vec<RingGrou
             members: staff.iter().map(|x| GroupMember::Extension(x.extension.clone())).collect(),
             strategy: RingStrategy::All,
             ring_timeout: std::time::Duration::from_secs(20),
+            transfer: GroupTransfer::Bridge,
         });
     }
     groups
+}
+
+/// `transfer` and `refer_to` of one `[[groups]]` entry.
+fn group_transfer(e: &mut Errors, key: &str, g: &RawGroup) -> GroupTransfer {
+    let refer_to = g.refer_to.as_deref().map(str::trim);
+    match g.transfer.as_deref().unwrap_or("bridge") {
+        "bridge" => {
+            if refer_to.is_some() {
+                e.push(format!("{key}.refer_to"), "is only used with transfer = \"refer\"");
+            }
+            GroupTransfer::Bridge
+        }
+        "refer" => match refer_to {
+            Some(uri) if is_sip_uri(uri) => GroupTransfer::Refer(uri.to_string()),
+            Some(uri) => {
+                e.push(format!("{key}.refer_to"), format!("{uri:?} is not a SIP URI like sip:reception@pbx.clinic"));
+                GroupTransfer::Bridge
+            }
+            None => {
+                e.push(
+                    format!("{key}.refer_to"),
+                    "is required with transfer = \"refer\" (where the caller is sent, like sip:reception@pbx.clinic)",
+                );
+                GroupTransfer::Bridge
+            }
+        },
+        other => {
+            e.push(format!("{key}.transfer"), format!("{other:?} is not \"bridge\" or \"refer\""));
+            GroupTransfer::Bridge
+        }
+    }
 }
 
 fn escalation(e: &mut Errors, r: &RawEscalation) -> EscalationConfig {

@@ -165,7 +165,13 @@ impl Session {
             StoreRequest::StartCall { direction, remote_number, language } => {
                 let call = store
                     .start_call(
-                        NewCall { direction: direction.as_str().into(), remote_number, patient_id: None, language: Some(language) },
+                        NewCall {
+                            direction: direction.as_str().into(),
+                            remote_number,
+                            patient_id: None,
+                            language: Some(language),
+                            appointment_id: None,
+                        },
                         now,
                     )
                     .await;

@@ -239,6 +239,12 @@ impl Conversation {
         c.request(StoreRequest::StartCall { direction: c.ctx.direction, remote_number, language: c.ctx.lang().to_string() });
         let greeting = c.p("greeting", &[("clinic", &c.ctx.config.clinic.name.clone())]);
         c.say_fixed(greeting);
+        // The call layer records the audio: say so before anything is asked,
+        // and let nothing cut it short.
+        if c.ctx.config.calls.record_audio && c.ctx.direction == Direction::Inbound {
+            let notice = c.p("recording_notice", &[]);
+            c.say_fixed(notice);
+        }
         match c.ctx.caller.clone() {
             Some(phone) if c.ctx.direction == Direction::Inbound => {
                 c.state = State::Greeting;

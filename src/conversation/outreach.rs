@@ -45,6 +45,15 @@ impl Outreach {
         }
     }
 
+    /// The appointment the call is about: the unconfirmed one; none for an
+    /// offer (the freed slot is not the patient's appointment yet).
+    pub fn appointment_id(&self) -> Option<&str> {
+        match self {
+            Outreach::Confirm { appointment, .. } => Some(&appointment.id),
+            Outreach::Offer { .. } => None,
+        }
+    }
+
     /// The patient's preferred language, as recorded.
     pub fn language(&self) -> &str {
         &self.patient().preferred_language

@@ -14,6 +14,7 @@ use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 /// Template keys every language must define.
 pub const REQUIRED: &[&str] = &[
     "greeting",
+    "recording_notice",
     "how_can_i_help",
     "anything_else",
     "yes_no_keys",

@@ -285,3 +285,29 @@ fn switching_language_mid_call_answers_in_the_new_one() {
     assert!(out.contains("open") || out.contains("Monday"), "answered in English: {out}");
     assert!(!out.contains("abiert") && !out.contains("lunes"), "no Spanish left: {out}");
 }
+
+/// `[calls] record_audio`: the notice follows the greeting, before any
+/// question, and cannot be talked over; recorded as an assistant turn.
+#[test]
+fn a_recorded_call_announces_it_right_after_the_greeting() {
+    let mut ctx = ctx("en", None);
+    let mut config = (*ctx.config).clone();
+    config.calls.record_audio = true;
+    ctx.config = Arc::new(config);
+    let notice = ctx.language.prompts.say("recording_notice", &[]);
+    let out = drain(&mut Conversation::new(ctx, t0()));
+    let says: Vec<(&str, bool)> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Say { text, interruptible } => Some((text.as_str(), *interruptible)),
+            _ => None,
+        })
+        .collect();
+    assert!(says.len() >= 3, "{says:?}");
+    assert!(says[0].0.contains("Clínica San Rafael"), "{says:?}");
+    assert_eq!(says[1], (notice.as_str(), false));
+    assert!(out.iter().any(|a| matches!(a, Action::Store(StoreRequest::RecordTurn { text, .. }) if *text == notice)));
+    // Off (the default): no notice.
+    let out = drain(&mut Conversation::new(super::tests::ctx("en", None), t0()));
+    assert!(!said(&out).contains(&notice), "{out:#?}");
+}

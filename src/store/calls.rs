@@ -14,6 +14,8 @@ pub struct NewCall {
     pub remote_number: String,
     pub patient_id: Option<String>,
     pub language: Option<String>,
+    /// The appointment an outbound call is about (escalation calls).
+    pub appointment_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -25,24 +27,76 @@ pub struct NewTurn {
     pub latency_ms: Option<i64>,
 }
 
-const COLUMNS: &str = "id, direction, remote_number, patient_id, started_at, ended_at, language, outcome, transfer_target, summary";
+const COLUMNS: &str =
+    "id, direction, remote_number, patient_id, started_at, ended_at, language, outcome, transfer_target, summary, appointment_id, recording_path";
 
 impl Store {
     pub async fn start_call(&self, new: NewCall, now: DateTime<Utc>) -> Result<Call> {
+        let id = self.insert_call(&new, now, None).await?;
+        Ok(self.call(&id).await?.call)
+    }
+
+    /// A call that is over before any conversation: an inbound caller
+    /// turned away because every line was busy (`busy`), or an outbound
+    /// attempt nobody answered (`no_answer`, `busy`, `rejected`, `failed`).
+    /// Stored whole, with no transcript.
+    pub async fn record_unanswered_call(&self, new: NewCall, outcome: &str, started: DateTime<Utc>, ended: DateTime<Utc>) -> Result<Call> {
+        if outcome.trim().is_empty() {
+            return Err(StoreError::invalid("outcome", "must not be empty"));
+        }
+        let id = self.insert_call(&new, started, Some((outcome, ended.max(started)))).await?;
+        Ok(self.call(&id).await?.call)
+    }
+
+    async fn insert_call(&self, new: &NewCall, started: DateTime<Utc>, ended: Option<(&str, DateTime<Utc>)>) -> Result<String> {
         if new.direction != "inbound" && new.direction != "outbound" {
             return Err(StoreError::invalid("direction", "must be inbound or outbound"));
         }
         let id = new_id();
-        sqlx::query("INSERT INTO calls (id, direction, remote_number, patient_id, started_at, language) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(&id)
-            .bind(&new.direction)
-            .bind(&new.remote_number)
-            .bind(&new.patient_id)
-            .bind(now.timestamp())
-            .bind(&new.language)
-            .execute(&self.pool)
-            .await?;
-        Ok(self.call(&id).await?.call)
+        sqlx::query(
+            "INSERT INTO calls (id, direction, remote_number, patient_id, started_at, language, appointment_id, outcome, ended_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(&new.direction)
+        .bind(&new.remote_number)
+        .bind(&new.patient_id)
+        .bind(started.timestamp())
+        .bind(&new.language)
+        .bind(&new.appointment_id)
+        .bind(ended.map(|(o, _)| o))
+        .bind(ended.map(|(_, t)| t.timestamp()))
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Links the call to the appointment it was about (an answered
+    /// escalation call, whose record the conversation opened).
+    pub async fn set_call_appointment(&self, call_id: &str, appointment_id: &str) -> Result<()> {
+        self.set_call_column(call_id, "UPDATE calls SET appointment_id = $1 WHERE id = $2", appointment_id).await
+    }
+
+    /// Overrides a finished call's outcome with what the call layer knows
+    /// better (an outbound call that reached an answering machine: `voicemail`).
+    pub async fn set_call_outcome(&self, call_id: &str, outcome: &str) -> Result<()> {
+        if outcome.trim().is_empty() {
+            return Err(StoreError::invalid("outcome", "must not be empty"));
+        }
+        self.set_call_column(call_id, "UPDATE calls SET outcome = $1 WHERE id = $2", outcome).await
+    }
+
+    /// Where the call's audio is being recorded (`[calls] record_audio`).
+    pub async fn set_call_recording(&self, call_id: &str, path: &str) -> Result<()> {
+        self.set_call_column(call_id, "UPDATE calls SET recording_path = $1 WHERE id = $2", path).await
+    }
+
+    async fn set_call_column(&self, call_id: &str, sql: &str, value: &str) -> Result<()> {
+        let done = sqlx::query(sql).bind(value).bind(call_id).execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("call"));
+        }
+        Ok(())
     }
 
     /// Appends a turn; its sequence number is the next one of the call.
@@ -190,5 +244,7 @@ fn call_from_row(r: &AnyRow) -> Result<Call> {
         outcome: r.try_get("outcome")?,
         transfer_target: r.try_get("transfer_target")?,
         summary: r.try_get("summary")?,
+        appointment_id: r.try_get("appointment_id")?,
+        recording_path: r.try_get("recording_path")?,
     })
 }

@@ -173,10 +173,20 @@ pub struct Call {
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub language: Option<String>,
-    /// booked, confirmed, cancelled, rescheduled, info, transferred, abandoned, failed.
+    /// Inbound: booked, confirmed, cancelled, rescheduled, info, transferred,
+    /// callback, abandoned, failed, or busy (every line was busy: the caller
+    /// heard so and the call ended). Outbound (escalation and waiting-list
+    /// calls): the conversation's outcome when answered (wrong_person and
+    /// voicemail too); else no_answer, busy, rejected or failed.
+    /// Null while the call is in progress.
     pub outcome: Option<String>,
     pub transfer_target: Option<String>,
     pub summary: Option<String>,
+    /// The appointment an outbound call was about.
+    pub appointment_id: Option<String>,
+    /// The call's audio (stereo 8 kHz WAV: caller left, assistant right),
+    /// when `[calls] record_audio` was on.
+    pub recording_path: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
