@@ -1,6 +1,7 @@
 //! Benchmarks that print tables (`clinivox bench …`). They report medians
 //! and percentiles of one run: the machines are shared, so read ratios.
 
+pub mod caller;
 pub mod conversation;
 pub mod scheduler;
 #[cfg(feature = "whisper")]
