@@ -5,6 +5,8 @@ pub mod caller;
 pub mod conversation;
 pub mod scheduler;
 #[cfg(feature = "whisper")]
+pub mod service;
+#[cfg(feature = "whisper")]
 pub mod sip;
 pub mod store;
 
