@@ -9,6 +9,8 @@ pub mod service;
 #[cfg(feature = "whisper")]
 pub mod sip;
 pub mod store;
+#[cfg(feature = "whisper")]
+pub mod turns;
 
 /// The `p`-th percentile (0–100) of sorted samples, nearest-rank.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
