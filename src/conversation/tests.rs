@@ -198,6 +198,48 @@ fn offered_slots_are_held_and_the_ones_not_chosen_released() {
 }
 
 #[test]
+fn slots_other_callers_held_first_are_searched_again_not_answered_with_the_waiting_list() {
+    let (mut c, _) = maria_searching();
+    // Ten callers at once: every slot this search found was held by others
+    // before our holds, a few times over.
+    for round in 0..3 {
+        c.handle_store_reply(StoreReply::Slots(vec![slot(0), slot(60)]));
+        let out = drain(&mut c);
+        assert!(matches!(asks(&out)[..], [StoreRequest::HoldSlots { .. }]), "round {round}: {out:#?}");
+        c.handle_store_reply(StoreReply::Held(Vec::new()));
+        let out = drain(&mut c);
+        assert!(matches!(asks(&out)[..], [StoreRequest::FreeSlots { .. }]), "round {round}: searched again: {out:#?}");
+        assert!(said(&out).is_empty(), "nothing to say yet: {out:#?}");
+    }
+    // The next search finds slots nobody holds, and they are offered.
+    c.handle_store_reply(StoreReply::Slots(vec![slot(120)]));
+    drain(&mut c);
+    c.handle_store_reply(StoreReply::Held(vec![(slot(120), hold(&slot(120), "z"))]));
+    let out = drain(&mut c);
+    assert!(said(&out).contains("Tengo estas citas"), "{out:#?}");
+    assert_eq!(c.held_tokens(), ["z"]);
+}
+
+#[test]
+fn losing_every_race_ends_with_the_waiting_list_not_a_loop() {
+    let (mut c, _) = maria_searching();
+    let mut searches = 1;
+    loop {
+        c.handle_store_reply(StoreReply::Slots(vec![slot(0)]));
+        drain(&mut c);
+        c.handle_store_reply(StoreReply::Held(Vec::new()));
+        let out = drain(&mut c);
+        if asks(&out).is_empty() {
+            assert!(said(&out).contains("lista de espera"), "{out:#?}");
+            break;
+        }
+        searches += 1;
+        assert!(searches <= 10, "searching forever: {out:#?}");
+    }
+    assert_eq!(searches, 4, "the first search and three more");
+}
+
+#[test]
 fn an_emergency_mid_booking_releases_holds_and_offers_the_emergency_group() {
     let (mut c, now) = maria_searching();
     c.handle_store_reply(StoreReply::Slots(vec![slot(0)]));

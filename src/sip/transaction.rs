@@ -2,8 +2,9 @@
 //! non-INVITE, with timers A–K kept as plain deadlines in each transaction.
 //!
 //! What this is not: the 2xx-to-INVITE retransmission and its ACK belong to
-//! the dialog layer (§13.3.1.4, §13.2.2.4), not here; an INVITE server
-//! transaction ends as soon as a 2xx is sent.
+//! the dialog layer (§13.3.1.4, §13.2.2.4), not here. After sending a 2xx
+//! an INVITE server transaction only lingers, as RFC 6026 §8.7's
+//! "Accepted" state, to absorb retransmitted INVITEs.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -67,6 +68,10 @@ enum State {
     Completed,
     /// Server INVITE after the ACK (Timer I running).
     Confirmed,
+    /// Server INVITE after a 2xx (RFC 6026, Timer L = 64·T1): retransmitted
+    /// INVITEs are dropped, or they would look like a new call once the
+    /// transaction was gone; the dialog layer retransmits the 2xx itself.
+    Accepted,
 }
 
 #[derive(Debug)]
@@ -131,6 +136,10 @@ impl Transactions {
     pub fn server_receive(&mut self, now: Instant, key: &TxKey, req: &Request, peer: Peer) -> ServerMatch {
         let t4 = self.timers.t4();
         if let Some(tx) = self.server.get_mut(key) {
+            if tx.state == State::Accepted {
+                // The ACK of a 2xx is the dialog layer's; a resent INVITE is dropped.
+                return if req.method == Method::Ack { ServerMatch::New } else { ServerMatch::Absorbed };
+            }
             if req.method == Method::Ack {
                 // ACK for our non-2xx final: stop retransmitting (Timer I).
                 if tx.invite && tx.state == State::Completed {
@@ -181,13 +190,20 @@ impl Transactions {
         let Some(tx) = self.server.get_mut(key) else {
             return;
         };
+        if tx.state == State::Accepted {
+            return; // a 2xx retransmitted by the dialog layer: sent above
+        }
         tx.last = Some(bytes);
         if resp.status < 200 {
             return;
         }
         if tx.invite && resp.status < 300 {
-            // The TU retransmits 2xx; the transaction is done (§17.2.1).
-            self.server.remove(key);
+            // The TU retransmits 2xx (§17.2.1); stay only to absorb INVITEs (RFC 6026).
+            tx.state = State::Accepted;
+            tx.last = None;
+            tx.retransmit_at = None;
+            tx.end_at = Some(now + 64 * t1);
+            tx.end_is_timeout = false;
             return;
         }
         tx.state = State::Completed;

@@ -130,3 +130,27 @@ fn server_invite_without_ack_reports_timer_h() {
     assert_eq!(now - t0, Duration::from_secs(32), "Timer H = 64*T1");
     assert!(matches!(evs.as_slice(), [TxEvent::ServerNoAck(_)]));
 }
+
+#[test]
+fn server_invite_after_2xx_absorbs_retransmitted_invites_until_timer_l() {
+    let mut t = Transactions::new(Timers::default());
+    let t0 = Instant::now();
+    let inv = req("INVITE");
+    let key = TxKey { id: "z9hG4bKx|127.0.0.1:5070".into(), method: "INVITE".into() };
+    assert_eq!(t.server_receive(t0, &key, &inv, udp()), ServerMatch::New);
+    t.server_respond(t0, &key, &resp(200, "INVITE"), udp());
+    assert_eq!(drain(&mut t), 1);
+    // The caller's INVITE retransmissions crossed our 200: not a new call,
+    // and not answered from here (the dialog layer resends the 200).
+    let later = t0 + Duration::from_secs(2);
+    assert_eq!(t.server_receive(later, &key, &inv, udp()), ServerMatch::Absorbed);
+    assert_eq!(drain(&mut t), 0);
+    // An ACK on the same branch is passed up.
+    assert_eq!(t.server_receive(later, &key, &req("ACK"), udp()), ServerMatch::New);
+    // Timer L (64·T1) ends it quietly; nothing is retransmitted meanwhile.
+    let end = t.poll_timeout().unwrap();
+    assert_eq!(end - t0, Duration::from_secs(32));
+    assert!(t.handle_timeout(end).is_empty());
+    assert_eq!(drain(&mut t), 0);
+    assert_eq!(t.len(), (0, 0));
+}

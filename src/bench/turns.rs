@@ -1,0 +1,341 @@
+//! `clinivox bench turns`: turn latency as a caller lives it, measured on
+//! the wire. The whole service runs in this process ([`super::service`]);
+//! scripted callers ([`super::caller`]) phone it over loopback SIP/RTP and
+//! speak utterances synthesized by the product's espeak-ng engine. A turn
+//! is timed from the instant the last packet of the caller's utterance
+//! left the caller's socket to the arrival of the first loud packet of the
+//! assistant's reply. So it includes everything: the endpointer's wait
+//! for silence (longer after "what is your date of birth?"), queueing for
+//! recognition, Whisper, the conversation and the store, synthesis and
+//! the jitter buffer.
+//!
+//! 1. Per model: a few calls one after another; p50/p95 over their turns.
+//! 2. Concurrency sweep with `base`: N calls at once (starts staggered),
+//!    p50/p95 per level, and the most calls with p95 under 1.5 s.
+//!
+//! Each call is a new patient (created in the store first) booking a
+//! dermatology appointment: want → date of birth → "the first" → "yes" →
+//! "no, thanks". Whisper hears espeak's voice imperfectly, so the
+//! conversation may take another path; every utterance still gets a reply,
+//! and that reply is what is timed. A turn answered by nothing in
+//! [`NO_REPLY`] counts as infinitely late; one answered only by the
+//! silence re-prompt (8 s) counts with its real, long latency.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+
+use super::caller::{Caller, CallerError, Dial};
+use super::percentile;
+use super::service::{Service, ServiceError, ServiceOptions};
+use crate::conversation::{Language, LanguageError};
+use crate::phone::E164;
+use crate::speech::models;
+use crate::speech::tts::{Espeak, EspeakConfig, SpeechEngine, TtsError};
+use crate::store::{Actor, Channel, NewPatient, Store, StoreError};
+
+/// The demo clinic's number.
+const CLINIC_NUMBER: &str = "+34911234567";
+/// A turn with no reply audio at all this long after the caller stopped.
+pub const NO_REPLY: Duration = Duration::from_secs(20);
+/// The sweep's goal for p95 (issue 6).
+pub const TARGET_P95: Duration = Duration::from_millis(1500);
+/// The assistant's reply is over after this much quiet.
+const REPLY_QUIET: Duration = Duration::from_millis(1200);
+/// Longest any one reply or greeting may take to be heard out.
+const REPLY_LIMIT: Duration = Duration::from_secs(90);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TurnsError {
+    #[error("{0}")]
+    Service(#[from] ServiceError),
+    #[error("speech synthesis: {0}")]
+    Tts(#[from] TtsError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("prompts: {0}")]
+    Language(#[from] LanguageError),
+    #[error("caller: {0}")]
+    Caller(#[from] CallerError),
+    #[error("not an E.164 number: {0}")]
+    Phone(String),
+    #[error("{0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub models: Vec<String>,
+    /// Calls per model, one after another.
+    pub calls_per_model: usize,
+    /// Simultaneous calls to try with `base`, in order; the sweep stops at
+    /// the first level whose p95 misses [`TARGET_P95`].
+    pub levels: Vec<usize>,
+    /// Between the starts of the calls of one level.
+    pub stagger: Duration,
+    pub models_dir: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+/// What the callers of one language say.
+struct Script {
+    lang: &'static str,
+    /// Step names, for the per-step line.
+    steps: [&'static str; 5],
+    /// Synthesized once; the date of birth (step 2) is per patient.
+    fixed: [Vec<i16>; 4],
+}
+
+/// One caller's turns: latency per step (`None`: no reply in [`NO_REPLY`]).
+type Turns = Vec<Option<Duration>>;
+
+pub async fn run(o: &Options) -> Result<(), TurnsError> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("Turn latency on the wire (caller's last speech packet → first loud reply packet), {cores} cores");
+    println!("service in this process: demo clinic, assistant app, SQLite; callers over loopback SIP/RTP (G.711 µ-law)\n");
+    let tts = Arc::new(Espeak::new(EspeakConfig::default()));
+    let mut model_rows = Vec::new();
+    let mut sweep_rows = Vec::new();
+    let mut best: Option<usize> = None;
+    let mut stopped_at = None;
+    for name in &o.models {
+        let spec = match models::spec(name) {
+            Ok(s) => s,
+            Err(e) => {
+                model_rows.push(format!("| {name} | skipped: {e} |||||||"));
+                continue;
+            }
+        };
+        // An English-only model gets an English clinic and English callers.
+        let script = Arc::new(script(if spec.multilingual { "es" } else { "en" }, tts.clone()).await?);
+        let sweep = name == "base" && !o.levels.is_empty();
+        let max_level = if sweep { o.levels.iter().copied().max().unwrap_or(1) } else { 1 };
+        let service = Service::start(&ServiceOptions {
+            model: name.clone(),
+            models_dir: o.models_dir.clone(),
+            cache_dir: o.cache_dir.clone(),
+            language: Some(script.lang.to_string()),
+            // Room for every caller: this measures latency, not admission.
+            max_active: max_level + 2,
+            max_recognition_queue: 4 * max_level + 16,
+            rtp_ports: (36000, 39999),
+        })
+        .await?;
+        let mut patients = 0usize;
+        let mut turns = Vec::new();
+        for _ in 0..o.calls_per_model {
+            let (phone, dob) = new_patient(&service.store, patients).await?;
+            patients += 1;
+            let t = scripted_call(service.sip, phone, dob, script.clone(), tts.clone()).await?;
+            eprintln!("{name}: call {patients}: {}", show(&t));
+            turns.push(t);
+        }
+        model_rows.push(model_row(name, script.lang, &turns, &script.steps));
+        if sweep {
+            for &level in &o.levels {
+                let mut calls = Vec::new();
+                for k in 0..level {
+                    if k > 0 {
+                        tokio::time::sleep(o.stagger).await;
+                    }
+                    let (phone, dob) = new_patient(&service.store, patients).await?;
+                    patients += 1;
+                    calls.push(tokio::spawn(scripted_call(service.sip, phone, dob, script.clone(), tts.clone())));
+                }
+                let (mut turns, mut failed) = (Vec::new(), 0);
+                for c in calls {
+                    match c.await? {
+                        Ok(t) => turns.push(t),
+                        Err(e) => {
+                            eprintln!("level {level}: a call failed: {e}");
+                            failed += 1;
+                        }
+                    }
+                }
+                let l = latencies(&turns);
+                let p95 = percentile(&l, 95.0);
+                eprintln!("level {level}: p95 {}", secs(p95));
+                sweep_rows.push(format!(
+                    "| {level} | {} | {} | {} | {} | {} | {} |",
+                    level - failed,
+                    l.len(),
+                    l.iter().filter(|x| x.is_infinite()).count(),
+                    secs(percentile(&l, 50.0)),
+                    secs(p95),
+                    secs(l.last().copied().unwrap_or(f64::NAN)),
+                ));
+                if failed == 0 && p95 < TARGET_P95.as_secs_f64() {
+                    best = Some(best.map_or(level, |b| b.max(level)));
+                } else {
+                    // More callers only wait longer.
+                    stopped_at = Some(level);
+                    break;
+                }
+            }
+        }
+        service.stop().await?;
+    }
+
+    println!("## Per model ({} calls each, one at a time)\n", o.calls_per_model);
+    println!("| model | language | calls | turns | no reply | p50 s | p95 s | max s | p50 by step |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
+    for r in &model_rows {
+        println!("{r}");
+    }
+    if !sweep_rows.is_empty() {
+        println!("\n## Simultaneous calls (base, starts {:.1} s apart)\n", o.stagger.as_secs_f64());
+        println!("| calls at once | calls completed | turns | no reply | p50 s | p95 s | max s |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &sweep_rows {
+            println!("{r}");
+        }
+        match best {
+            Some(b) => println!("\nMost simultaneous calls with p95 turn latency under {:.1} s: {b}", TARGET_P95.as_secs_f64()),
+            None => println!("\nNo level kept p95 turn latency under {:.1} s", TARGET_P95.as_secs_f64()),
+        }
+        if let Some(l) = stopped_at {
+            println!("(the sweep stopped at {l} calls: p95 over the target or a call failed)");
+        }
+    }
+    Ok(())
+}
+
+async fn script(lang: &'static str, tts: Arc<Espeak>) -> Result<Script, TurnsError> {
+    let (steps, lines) = match lang {
+        "en" => (
+            ["want", "date of birth", "choice", "yes", "no more"],
+            ["I would like an appointment with the dermatologist.", "The first one.", "Yes.", "No, thank you."],
+        ),
+        _ => (
+            ["quiero cita", "fecha de nacimiento", "la primera", "sí", "nada más"],
+            ["Quiero una cita con el dermatólogo.", "La primera.", "Sí.", "No, gracias."],
+        ),
+    };
+    let fixed = tokio::task::spawn_blocking(move || -> Result<[Vec<i16>; 4], TtsError> {
+        let [a, b, c, d] = lines.map(|l| tts.synthesize(l, lang));
+        Ok([a?, b?, c?, d?])
+    })
+    .await??;
+    Ok(Script { lang, steps, fixed })
+}
+
+/// A new patient, phoning from their own number.
+async fn new_patient(store: &Store, n: usize) -> Result<(String, NaiveDate), TurnsError> {
+    let phone = format!("+3460088{:04}", n % 10_000);
+    let dob = NaiveDate::from_ymd_opt(1940, 1, 1).and_then(|d| d.checked_add_days(chrono::Days::new(397 * n as u64 % 20_000)));
+    let dob = dob.unwrap_or_default();
+    let names = ["Carmen Ortega", "Antonio Navarro", "Lucía Romero", "Manuel Torres", "Pilar Vidal", "Javier Molina"];
+    let new = NewPatient {
+        name: format!("{} {}", names[n % names.len()], n),
+        phones: vec![E164::parse(&phone).map_err(|e| TurnsError::Phone(e.0))?],
+        date_of_birth: dob,
+        national_id: None,
+        preferred_language: "es".into(),
+        contact_consent: true,
+    };
+    store.create_patient(new, &Actor::new("bench", Channel::Staff), chrono::Utc::now()).await?;
+    Ok((phone, dob))
+}
+
+/// One call: hear the greeting out, then each utterance in turn, timing
+/// the reply to each and hearing it out before the next.
+async fn scripted_call(
+    service: SocketAddr,
+    phone: String,
+    dob: NaiveDate,
+    script: Arc<Script>,
+    tts: Arc<Espeak>,
+) -> Result<Turns, TurnsError> {
+    let lang = script.lang;
+    let dob_text = Language::load(Path::new(crate::app::PROMPTS_DIR), lang)?.prompts.birth_date(dob);
+    let dob_pcm = tokio::task::spawn_blocking(move || tts.synthesize(&dob_text, lang)).await??;
+    let dial = Dial {
+        service,
+        from: phone.clone(),
+        to: CLINIC_NUMBER.into(),
+        call_id: format!("bench-{}-{}", phone.trim_start_matches('+'), std::process::id()),
+        // The first call waits for the model to load.
+        answer_within: Duration::from_secs(180),
+    };
+    let mut c = Caller::call(dial).await?;
+    c.reply_started(0, REPLY_LIMIT).await?;
+    c.reply(0, Duration::from_millis(1500), REPLY_LIMIT).await;
+    let [want, first, yes, no] = &script.fixed;
+    let mut turns = Vec::new();
+    for pcm in [want, &dob_pcm, first, yes, no] {
+        if c.hung_up() {
+            break;
+        }
+        let u = c.say(pcm);
+        let sent = c.speech_sent(u, REPLY_LIMIT).await?;
+        let mark = c.heard_len();
+        let latency = loop {
+            if let Some(at) = c.first_loud_after(sent) {
+                break Some(at.saturating_duration_since(sent));
+            }
+            if sent.elapsed() > NO_REPLY {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        turns.push(latency);
+        if latency.is_some() {
+            c.reply(mark, REPLY_QUIET, REPLY_LIMIT).await;
+        }
+    }
+    // "No, thanks" ends the call from the assistant's side; if not, ours.
+    let until = Instant::now() + Duration::from_secs(3);
+    while !c.hung_up() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !c.hung_up() {
+        c.bye().await?;
+    }
+    Ok(turns)
+}
+
+/// Sorted latencies in seconds; a turn with no reply is infinitely late.
+fn latencies(calls: &[Turns]) -> Vec<f64> {
+    let mut l: Vec<f64> = calls.iter().flatten().map(|t| t.map_or(f64::INFINITY, |d| d.as_secs_f64())).collect();
+    l.sort_by(f64::total_cmp);
+    l
+}
+
+fn model_row(name: &str, lang: &str, calls: &[Turns], steps: &[&str; 5]) -> String {
+    let l = latencies(calls);
+    let by_step: Vec<String> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut v: Vec<f64> =
+                calls.iter().filter_map(|t| t.get(i).copied()).map(|t| t.map_or(f64::INFINITY, |d| d.as_secs_f64())).collect();
+            v.sort_by(f64::total_cmp);
+            format!("{s} {}", secs(percentile(&v, 50.0)))
+        })
+        .collect();
+    format!(
+        "| {name} | {lang} | {} | {} | {} | {} | {} | {} | {} |",
+        calls.len(),
+        l.len(),
+        l.iter().filter(|x| x.is_infinite()).count(),
+        secs(percentile(&l, 50.0)),
+        secs(percentile(&l, 95.0)),
+        secs(l.last().copied().unwrap_or(f64::NAN)),
+        by_step.join(" · ")
+    )
+}
+
+fn secs(s: f64) -> String {
+    if s.is_finite() {
+        format!("{s:.2}")
+    } else {
+        "—".into()
+    }
+}
+
+fn show(t: &Turns) -> String {
+    t.iter().map(|d| d.map_or("none".into(), |d| format!("{:.2}", d.as_secs_f64()))).collect::<Vec<_>>().join(" ")
+}
