@@ -292,7 +292,9 @@ async fn scripted_call(
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         turns.push(latency);
-        if latency.is_some() {
+        // Hear the reply out; a late one too, so it is not taken for the
+        // reply to the next utterance.
+        if latency.is_some() || c.reply_started(mark, REPLY_LIMIT).await.is_ok() {
             c.reply(mark, REPLY_QUIET, REPLY_LIMIT).await;
         }
     }
