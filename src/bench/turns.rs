@@ -129,29 +129,39 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
         for _ in 0..o.calls_per_model {
             let (phone, dob) = new_patient(&service.store, patients).await?;
             patients += 1;
-            let t = scripted_call(service.sip, phone, dob, script.clone(), tts.clone()).await?;
-            eprintln!("{name}: call {patients}: {}", show(&t));
-            turns.push(t);
+            match scripted_call(service.sip, phone, dob, script.clone(), tts.clone()).await {
+                Ok(t) => {
+                    eprintln!("{name}: call {patients}: {}", show(&t));
+                    turns.push(t);
+                }
+                Err(e) => eprintln!("{name}: call {patients} failed: {e}"),
+            }
         }
         model_rows.push(model_row(name, script.lang, &turns, &script.steps));
+        let single = turns;
         if sweep {
             for &level in &o.levels {
-                let mut calls = Vec::new();
-                for k in 0..level {
-                    if k > 0 {
-                        tokio::time::sleep(o.stagger).await;
-                    }
-                    let (phone, dob) = new_patient(&service.store, patients).await?;
-                    patients += 1;
-                    calls.push(tokio::spawn(scripted_call(service.sip, phone, dob, script.clone(), tts.clone())));
-                }
                 let (mut turns, mut failed) = (Vec::new(), 0);
-                for c in calls {
-                    match c.await? {
-                        Ok(t) => turns.push(t),
-                        Err(e) => {
-                            eprintln!("level {level}: a call failed: {e}");
-                            failed += 1;
+                if level == 1 && !single.is_empty() {
+                    // One call at a time is what the per-model calls just did.
+                    turns = single.clone();
+                } else {
+                    let mut calls = Vec::new();
+                    for k in 0..level {
+                        if k > 0 {
+                            tokio::time::sleep(o.stagger).await;
+                        }
+                        let (phone, dob) = new_patient(&service.store, patients).await?;
+                        patients += 1;
+                        calls.push(tokio::spawn(scripted_call(service.sip, phone, dob, script.clone(), tts.clone())));
+                    }
+                    for c in calls {
+                        match c.await? {
+                            Ok(t) => turns.push(t),
+                            Err(e) => {
+                                eprintln!("level {level}: a call failed: {e}");
+                                failed += 1;
+                            }
                         }
                     }
                 }
@@ -160,7 +170,7 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
                 eprintln!("level {level}: p95 {}", secs(p95));
                 sweep_rows.push(format!(
                     "| {level} | {} | {} | {} | {} | {} | {} |",
-                    level - failed,
+                    turns.len(),
                     l.len(),
                     l.iter().filter(|x| x.is_infinite()).count(),
                     secs(percentile(&l, 50.0)),
@@ -282,7 +292,9 @@ async fn scripted_call(
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         turns.push(latency);
-        if latency.is_some() {
+        // Hear the reply out; a late one too, so it is not taken for the
+        // reply to the next utterance.
+        if latency.is_some() || c.reply_started(mark, REPLY_LIMIT).await.is_ok() {
             c.reply(mark, REPLY_QUIET, REPLY_LIMIT).await;
         }
     }
