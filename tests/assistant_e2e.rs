@@ -331,7 +331,7 @@ async fn answer_bye(sock: Arc<UdpSocket>, bye: Arc<Mutex<bool>>) {
 }
 
 fn transcribe(pool: &RecognitionPool, pcm: Vec<i16>) -> String {
-    let req = Request { call: CallKey(999), pcm, language: Some("es".into()), initial_prompt: None };
+    let req = Request { call: CallKey(999), pcm, language: Some("es".into()), initial_prompt: None, detect: false };
     let rx = pool.submit(req).expect("pool accepts");
     rx.blocking_recv().expect("pool answers").map(|r| r.text).unwrap_or_default().to_lowercase()
 }

@@ -34,6 +34,7 @@ fn req(call: u64, pcm: Vec<i16>, lang: Option<&str>) -> Request {
         pcm,
         language: lang.map(str::to_string),
         initial_prompt: Some("Clínica San Rafael. Cardiología, dermatología, traumatología. Dra. Ruiz, Dr. Okafor.".into()),
+        detect: false,
     }
 }
 
@@ -52,6 +53,18 @@ fn pool_detects_language_gates_silence_and_serves_async() {
     assert_eq!(r.language.as_deref(), Some("es"));
     let text = r.text.to_lowercase();
     assert!(text.contains("cita") && text.contains("cardiolog"), "{text}");
+
+    // A call greeted in Spanish whose caller answers in English: decoded in
+    // Spanish first, the detector is sure it is English, decoded again.
+    let en = tts.synthesize("I would like to book an appointment with the dermatologist.", "en").unwrap();
+    let r = rt.block_on(pool.recognize(Request { detect: true, ..req(1, en, Some("es")) })).unwrap();
+    eprintln!("{r:?}");
+    assert_eq!(r.language.as_deref(), Some("en"), "{r:?}");
+    assert!(r.language_prob.is_some_and(|p| p >= 0.5), "{r:?}");
+    assert!(r.text.to_lowercase().contains("appointment"), "{r:?}");
+    // The same check on Spanish speech keeps Spanish.
+    let r = rt.block_on(pool.recognize(Request { detect: true, ..req(1, es.clone(), Some("es")) })).unwrap();
+    assert_eq!(r.language.as_deref(), Some("es"), "{r:?}");
 
     // Silence never reaches Whisper.
     let r = rt.block_on(pool.recognize(req(1, vec![0; 16_000], Some("es")))).unwrap();

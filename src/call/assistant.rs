@@ -22,6 +22,7 @@
 //! audio sent) is logged per turn and, once the first audio is sent,
 //! written to the assistant's turn (`transcript_ms`, `latency_ms`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -94,16 +95,25 @@ pub enum AssistantError {
     Join(String),
 }
 
+/// One of the clinic's languages, ready for calls.
+struct Spoken {
+    language: Arc<Language>,
+    /// The clinic's words, so Whisper spells specialties right.
+    initial_prompt: String,
+}
+
 /// What every call shares, built once at start-up.
 pub struct Assistant {
     store: Store,
     config: Arc<Config>,
+    /// The clinic's first language: greetings of unknown callers, the
+    /// "lines busy" message.
     language: Arc<Language>,
+    /// Every clinic language with prompts, by code (the first included).
+    languages: BTreeMap<String, Spoken>,
     vocabulary: Arc<Vocabulary>,
     pool: Arc<RecognitionPool>,
     tts: Arc<dyn SpeechEngine>,
-    /// The clinic's words, so Whisper spells specialties and names right.
-    initial_prompt: String,
     /// Where blind transfers go: the first staff entry with a SIP URI.
     reception: Option<String>,
     /// Staff phones rung for a bridged transfer when the conversation's
@@ -136,6 +146,19 @@ impl Assistant {
         let speech = config.speech.clone().ok_or(AssistantError::NoSpeech)?;
         let lang = config.clinic.languages.first().cloned().unwrap_or_else(|| "es".into());
         let language = Arc::new(Language::load(prompts_dir, &lang)?);
+        let mut languages = BTreeMap::new();
+        languages.insert(lang.clone(), Spoken { language: language.clone(), initial_prompt: initial_prompt(&config, &lang) });
+        for other in config.clinic.languages.iter().filter(|l| **l != lang) {
+            match Language::load(prompts_dir, other) {
+                Ok(l) => {
+                    languages.insert(other.clone(), Spoken { language: Arc::new(l), initial_prompt: initial_prompt(&config, other) });
+                }
+                // The clinic still answers in its first language.
+                Err(e) => {
+                    tracing::warn!(language = %other, error = %e, "no prompts for a clinic language; its callers are answered in {lang}")
+                }
+            }
+        }
         let model = crate::speech::models::installed_path(&speech.models_dir, &speech.model)?;
         let pool_cfg = PoolConfig {
             model,
@@ -156,7 +179,7 @@ impl Assistant {
         let reception = config.staff.iter().find_map(|s| s.uri.clone());
         let staff = config.staff.iter().map(|s| transfer::member_target(s.uri.as_deref().unwrap_or(&s.extension))).collect();
         Ok(Assistant {
-            initial_prompt: initial_prompt(&config, &lang),
+            languages,
             vocabulary: Arc::new(Vocabulary::from_config(&config)),
             store,
             config,
@@ -181,11 +204,15 @@ impl Assistant {
             return self.lines_busy(handle).await;
         }
         let _active = self.metrics.call_started();
-        let ctx = self.context(Direction::Inbound, caller_id(&caller));
+        let number = caller_id(&caller);
+        let lang = self.known_language(number.as_ref()).await;
+        let ctx = self.context(Direction::Inbound, number, &lang);
         let (session, first) = Session::start(self.store.clone(), ctx, wall_now()).await;
         let key = self.next_key();
-        report(format!("ASSISTANT call={} caller={caller} key={}", handle.id.0, key.0));
-        self.converse(key, handle, session, first, sip, None, report).await;
+        report(format!("ASSISTANT call={} caller={caller} key={} language={lang}", handle.id.0, key.0));
+        // A clinic with several languages listens for the caller's first.
+        let detect = self.languages.len() > 1;
+        self.converse(key, handle, session, first, sip, None, report, (lang, detect)).await;
     }
 
     /// Runs an answered outbound call (see `super::dialer`) until it ends:
@@ -204,7 +231,12 @@ impl Assistant {
         detect_voicemail: bool,
         report: Report,
     ) -> OutreachResult {
-        let ctx = self.context(Direction::Outbound, number);
+        // In the patient's language when the clinic speaks it.
+        let lang = Some(outreach.language_for(&self.config))
+            .filter(|l| self.languages.contains_key(*l))
+            .unwrap_or(self.default_lang())
+            .to_string();
+        let ctx = self.context(Direction::Outbound, number, &lang);
         let message = voicemail_message(&ctx);
         let offer = matches!(outreach, Outreach::Offer { .. });
         let _active = self.metrics.call_started();
@@ -212,7 +244,7 @@ impl Assistant {
         let key = self.next_key();
         report(format!("OUTREACH call={} key={}", handle.id.0, key.0));
         let outbound = Outbound { detector: detect_voicemail.then(|| Screening::new(message)), left_message: false };
-        let (result, left_message) = self.converse(key, handle, session, first, None, Some(outbound), report).await;
+        let (result, left_message) = self.converse(key, handle, session, first, None, Some(outbound), report, (lang, false)).await;
         match (left_message, result) {
             (true, _) if offer => OutreachResult::Offer(OfferOutcome::NoAnswer),
             (true, _) => OutreachResult::Reminder(CallOutcome::Voicemail),
@@ -226,8 +258,36 @@ impl Assistant {
         CallKey(self.next_key.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn context(&self, direction: Direction, caller: Option<E164>) -> Context {
-        Context { config: self.config.clone(), language: self.language.clone(), vocabulary: self.vocabulary.clone(), direction, caller }
+    fn default_lang(&self) -> &str {
+        self.language.prompts.lang()
+    }
+
+    fn spoken(&self, lang: &str) -> &Spoken {
+        self.languages.get(lang).or_else(|| self.languages.get(self.default_lang())).expect("the first language is always loaded")
+    }
+
+    fn context(&self, direction: Direction, caller: Option<E164>, lang: &str) -> Context {
+        let language = self.spoken(lang).language.clone();
+        Context { config: self.config.clone(), language, vocabulary: self.vocabulary.clone(), direction, caller }
+    }
+
+    /// The preferred language of the patients on this number, when they
+    /// agree on one the clinic speaks; else the clinic's first.
+    async fn known_language(&self, number: Option<&E164>) -> String {
+        let fallback = self.default_lang().to_string();
+        let Some(number) = number else { return fallback };
+        let patients = match self.store.patients_by_phone(number).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "patient lookup for the call's language failed");
+                return fallback;
+            }
+        };
+        let mut langs = patients.iter().map(|p| p.preferred_language.as_str());
+        match langs.next() {
+            Some(first) if langs.all(|l| l == first) && self.languages.contains_key(first) => first.to_string(),
+            _ => fallback,
+        }
     }
 
     /// The call loop shared by inbound and outbound calls: builds the
@@ -243,6 +303,7 @@ impl Assistant {
         sip: Option<SipHandle>,
         outbound: Option<Outbound>,
         report: Report,
+        (lang, detect_language): (String, bool),
     ) -> (Option<OutreachResult>, bool) {
         let (tx, rx) = mpsc::channel(64);
         let endpointer = Endpointer::new(WebRtcVad::default(), EndpointConfig::default());
@@ -267,6 +328,9 @@ impl Assistant {
             staff: None,
             ring_cancel: None,
             outbound,
+            early: None,
+            lang,
+            detect_language,
         };
         line.act(first).await;
         line.run(rx).await;
@@ -349,6 +413,8 @@ enum Back {
     Heard {
         result: Result<Recognition, PoolError>,
         speech_end: Instant,
+        /// Started at an early pause ([`EndpointEvent::Paused`]).
+        early: bool,
     },
     /// One rendered sentence of reply `generation`.
     Spoken {
@@ -362,6 +428,15 @@ enum Back {
     },
     /// How ringing the staff phones ended.
     Staff(Rung),
+}
+
+/// Recognition of an utterance started before its end was certain.
+struct Early {
+    /// Which utterance: the end of its last voiced frame.
+    speech_end: Instant,
+    result: Option<Result<Recognition, PoolError>>,
+    /// The endpointer has since ended the utterance: use the result at once.
+    ended: bool,
 }
 
 /// What happens once the current reply has been played.
@@ -406,6 +481,13 @@ struct Line {
     ring_cancel: Option<oneshot::Sender<()>>,
     /// Outbound calls only (`Assistant::run_outreach`).
     outbound: Option<Outbound>,
+    /// Recognition started at the caller's last early pause.
+    early: Option<Early>,
+    /// The language the call is in now.
+    lang: String,
+    /// The caller's language is still open: recognition detects it among
+    /// the clinic's languages until the caller has said a few words.
+    detect_language: bool,
 }
 
 impl Line {
@@ -451,7 +533,8 @@ impl Line {
                 }
                 Input::Staff(Some(_)) => {}
                 Input::Back(Back::Staff(rung)) => self.rung(rung).await,
-                Input::Back(Back::Heard { result, speech_end }) => self.heard(result, speech_end).await,
+                Input::Back(Back::Heard { result, speech_end, early: false }) => self.heard(result, speech_end).await,
+                Input::Back(Back::Heard { result, speech_end, early: true }) => self.heard_early(result, speech_end).await,
                 Input::Back(Back::Spoken { generation, pcm, interruptible }) => self.spoken(generation, pcm, interruptible).await,
                 Input::Back(Back::SpeechDone { generation, error }) => {
                     if let Some(e) = error {
@@ -510,19 +593,43 @@ impl Line {
                         self.reply_finished().await;
                     }
                 }
-                EndpointEvent::UtteranceEnded { samples, speech_end, .. } => self.recognize(samples, speech_end).await,
+                EndpointEvent::Paused { samples, speech_end } => {
+                    self.early = Some(Early { speech_end, result: None, ended: false });
+                    self.recognize(samples, speech_end, true).await;
+                }
+                EndpointEvent::UtteranceEnded { samples, speech_end, .. } => match self.early.take() {
+                    // The caller said nothing more since the early pause:
+                    // the recognition already under way is this utterance's.
+                    Some(e) if e.speech_end == speech_end => match e.result {
+                        Some(result) => self.heard(result, speech_end).await,
+                        None => self.early = Some(Early { ended: true, ..e }),
+                    },
+                    _ => self.recognize(samples, speech_end, false).await,
+                },
                 EndpointEvent::Discarded { .. } => self.arm_silence(),
             }
         }
     }
 
-    async fn recognize(&mut self, pcm: Vec<i16>, speech_end: Instant) {
-        let req = Request {
-            call: self.key,
-            pcm,
-            language: Some(self.assistant.language.prompts.lang().to_string()),
-            initial_prompt: Some(self.assistant.initial_prompt.clone()),
-        };
+    /// A recognition started at an early pause has finished: hold it until
+    /// the utterance ends, use it if it already has, drop it if the caller
+    /// went on speaking (another pause or utterance took its place).
+    async fn heard_early(&mut self, result: Result<Recognition, PoolError>, speech_end: Instant) {
+        match &mut self.early {
+            Some(e) if e.speech_end == speech_end && e.ended => {
+                self.early = None;
+                self.heard(result, speech_end).await;
+            }
+            Some(e) if e.speech_end == speech_end => e.result = Some(result),
+            _ => {}
+        }
+    }
+
+    async fn recognize(&mut self, pcm: Vec<i16>, speech_end: Instant, early: bool) {
+        let initial_prompt = Some(self.assistant.spoken(&self.lang).initial_prompt.clone());
+        // Until the caller's language is settled, the pool also checks
+        // whether they speak another of the clinic's languages.
+        let req = Request { call: self.key, pcm, language: Some(self.lang.clone()), initial_prompt, detect: self.detect_language };
         let submitted = self.assistant.pool.submit(req);
         self.assistant.metrics.set_recognition_queue(self.assistant.pool.queued());
         match submitted {
@@ -530,9 +637,11 @@ impl Line {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
                     let result = rx.await.unwrap_or(Err(PoolError::Closed));
-                    let _ = tx.send(Back::Heard { result, speech_end }).await;
+                    let _ = tx.send(Back::Heard { result, speech_end, early }).await;
                 });
             }
+            // Early work is optional: the utterance's end will ask again.
+            Err(_) if early => self.early = None,
             Err(e) => {
                 // Overloaded: ask the caller to repeat rather than wait.
                 tracing::warn!(error = %e, "recognition refused");
@@ -573,9 +682,36 @@ impl Line {
             r.decoding.as_millis()
         ));
         self.latency = Some((speech_end, heard_at));
+        if self.detect_language {
+            self.settle_language(&r, text).await;
+        }
         let confidence = f64::from(1.0 - r.no_speech_prob).clamp(0.0, 1.0);
         let out = self.session.utterance(wall_now(), text, confidence).await;
         self.act(out).await;
+    }
+
+    /// The first words decide the call's language: another of the clinic's
+    /// languages, detected with confidence, moves the conversation to it
+    /// (this utterance included). A word or two ("sí", "ok") is too little
+    /// to judge: detection goes on until the caller says more.
+    async fn settle_language(&mut self, r: &Recognition, text: &str) {
+        if text.split_whitespace().count() < 2 {
+            return;
+        }
+        self.detect_language = false;
+        // The pool decoded in another language only if it was sure of it.
+        let Some(detected) = r.language.as_deref() else { return };
+        if detected == self.lang || !self.assistant.languages.contains_key(detected) {
+            return;
+        }
+        self.report(format!(
+            "LANGUAGE call={} from={} to={detected} prob={:.2}",
+            self.handle.id.0,
+            self.lang,
+            r.language_prob.unwrap_or(0.0)
+        ));
+        self.lang = detected.to_string();
+        self.session.switch_language(self.assistant.spoken(detected).language.clone()).await;
     }
 
     /// Carries out what the conversation asked for: all `Say`s of one batch
@@ -633,7 +769,7 @@ impl Line {
         self.first_chunk_sent = false;
         let generation = self.generation;
         let (tts, tx) = (self.assistant.tts.clone(), self.tx.clone());
-        let lang = self.assistant.language.prompts.lang().to_string();
+        let lang = self.lang.clone();
         for t in &texts {
             self.report(format!("SAY call={} {t:?}", self.handle.id.0));
         }

@@ -31,7 +31,7 @@ impl Line {
     /// The patient asked for a person on a call the clinic placed: no
     /// transfer, the clinic will call again; then hang up.
     pub(super) fn outbound_goodbye(&mut self) {
-        let text = self.assistant.language.prompts.say("outreach_call_again", &[]);
+        let text = self.assistant.spoken(&self.lang).language.prompts.say("outreach_call_again", &[]);
         self.then = Then::Hangup;
         self.speak(vec![text], false);
     }

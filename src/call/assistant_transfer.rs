@@ -54,7 +54,8 @@ impl Line {
         let (cancel_tx, cancel_rx) = oneshot::channel();
         self.ring_cancel = Some(cancel_tx);
         let (tts, tx) = (self.assistant.tts.clone(), self.tx.clone());
-        let lang = self.assistant.language.prompts.lang().to_string();
+        // The briefing is in the conversation's language, as its text is.
+        let lang = self.lang.clone();
         tokio::spawn(async move {
             let briefing = tokio::task::spawn_blocking(move || {
                 tts::sentences(tts.as_ref(), &briefing_text, &lang).filter_map(Result::ok).flatten().collect::<Vec<i16>>()

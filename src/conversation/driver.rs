@@ -105,6 +105,18 @@ impl Session {
         });
     }
 
+    /// Goes on in another of the clinic's languages (the caller answered in
+    /// it); the call record is updated.
+    pub async fn switch_language(&mut self, language: std::sync::Arc<super::context::Language>) {
+        let code = language.prompts.lang().to_string();
+        self.conversation.switch_language(language);
+        if let Some(id) = &self.call_id {
+            if let Err(e) = self.store.set_call_language(id, &code).await {
+                tracing::warn!(error = %e, "could not record the call's language");
+            }
+        }
+    }
+
     pub fn conversation(&self) -> &Conversation {
         &self.conversation
     }

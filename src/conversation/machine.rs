@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use super::action::{Action, Direction, Outcome, Patience, Speaker, StoreReply, StoreRequest, TransferGroup};
 use super::booking::{Offer, Want};
 use super::callback::{Callback, Memo};
-use super::context::Context;
+use super::context::{Context, Language};
 use super::nlu::{self, Intent, Slots, Understanding};
 use crate::store::{Appointment, Patient};
 
@@ -408,6 +408,17 @@ impl Conversation {
     }
 
     /// True once the call is over (hung up, transferred, or abandoned).
+    /// The caller speaks another of the clinic's languages: from now on
+    /// everything is understood and said in `language`.
+    pub fn switch_language(&mut self, language: std::sync::Arc<Language>) {
+        self.ctx.language = language;
+    }
+
+    /// The language the conversation speaks now.
+    pub fn language(&self) -> &str {
+        self.ctx.lang()
+    }
+
     pub fn is_ended(&self) -> bool {
         matches!(self.state, State::Ended)
     }

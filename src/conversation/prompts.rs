@@ -212,7 +212,12 @@ impl Prompts {
     }
 
     /// "9:15", or "9:15 am" where the language speaks a 12-hour clock.
+    /// A language may define `time_on_the_hour` ("{hour}") for whole
+    /// hours: espeak-ng reads "9:00" as "nine zero zero".
     pub fn time(&self, t: NaiveTime) -> String {
+        if !self.clock_12h && t.minute() == 0 && self.texts.contains_key("time_on_the_hour") {
+            return self.say("time_on_the_hour", &[("hour", &t.hour().to_string())]);
+        }
         let clock = if self.clock_12h {
             let (pm, h) = t.hour12();
             let suffix = if pm { "pm" } else { "am" };

@@ -242,7 +242,46 @@ fn the_same_events_give_the_same_actions() {
 #[test]
 fn every_language_has_every_prompt() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
-    for lang in ["es", "en", "it"] {
+    for lang in ["es", "en", "it", "pt"] {
         Language::load(&dir, lang).unwrap_or_else(|e| panic!("{lang}: {e}"));
     }
+}
+
+#[test]
+fn a_portuguese_caller_is_answered_in_portuguese() {
+    let mut c = Conversation::new(ctx("pt", None), t0());
+    let greeting = said(&drain(&mut c));
+    assert!(greeting.contains("Clínica San Rafael") && greeting.contains("Em que posso ajudar?"), "{greeting}");
+    c.handle_utterance(t0() + Duration::seconds(5), "bom dia, a que horas abrem?", 0.9);
+    let out = said(&drain(&mut c));
+    assert!(out.contains("de segunda-feira a quinta-feira, das 8 às 20"), "{out}");
+    assert!(out.contains("Neste momento estamos abertos"), "{out}");
+    assert!(!out.contains("lunes") && !out.contains("Monday") && !out.contains(":00"), "Portuguese only: {out}");
+}
+
+#[test]
+fn whole_hours_are_spoken_without_zeros_where_the_language_asks() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    let at = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
+    let pt = Language::load(&dir, "pt").unwrap();
+    assert_eq!(pt.prompts.time(at(9, 0)), "9");
+    assert_eq!(pt.prompts.time(at(20, 0)), "20");
+    assert_eq!(pt.prompts.time(at(9, 30)), "9:30");
+    // Languages without `time_on_the_hour` keep the clock as it was.
+    let es = Language::load(&dir, "es").unwrap();
+    assert_eq!(es.prompts.time(at(9, 0)), "9:00");
+}
+
+#[test]
+fn switching_language_mid_call_answers_in_the_new_one() {
+    let mut c = Conversation::new(ctx("es", None), t0());
+    assert!(said(&drain(&mut c)).contains("Clínica San Rafael"));
+    // The caller answered the Spanish greeting in English.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    c.switch_language(Arc::new(Language::load(&dir, "en").unwrap()));
+    assert_eq!(c.language(), "en");
+    c.handle_utterance(t0() + Duration::seconds(5), "what are your opening hours", 0.9);
+    let out = said(&drain(&mut c));
+    assert!(out.contains("open") || out.contains("Monday"), "answered in English: {out}");
+    assert!(!out.contains("abiert") && !out.contains("lunes"), "no Spanish left: {out}");
 }

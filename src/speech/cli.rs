@@ -5,7 +5,7 @@
 //!   models convert <ct2-model-dir> <out.bin>
 //!   transcribe <file.wav> [--name base] [--models DIR] [--lang es]   (PCM or µ-law WAV)
 //!   transcribe <model.bin> <file.wav> [--lang es] [--threads 2] [--audio-ctx N] [--repeat N]
-//!   say --lang es "texto" -o out.wav                                 (8 kHz 16-bit)
+//!   say --lang es "texto" -o out.wav [--voice es] [--wpm 145]        (8 kHz 16-bit)
 //!   bench [--models DIR] [--runs 5]
 
 use std::path::{Path, PathBuf};
@@ -57,7 +57,17 @@ pub fn run(args: &[String]) -> Res {
         ["say", text] => {
             let lang = flag("--lang").unwrap_or_else(|| "es".into());
             let out = flag("-o").ok_or("say needs -o out.wav")?;
-            let engine = tts::Espeak::new(tts::EspeakConfig::default());
+            let mut cfg = tts::EspeakConfig::default();
+            // --voice / --wpm: another espeak-ng voice or speed for this language.
+            if let Some(v) = cfg.voices.get_mut(&lang) {
+                if let Some(name) = flag("--voice") {
+                    v.name = name;
+                }
+                if let Some(wpm) = flag("--wpm") {
+                    v.rate_wpm = wpm.parse().map_err(|_| format!("--wpm {wpm:?}: words per minute, a whole number"))?;
+                }
+            }
+            let engine = tts::Espeak::new(cfg);
             let t = Instant::now();
             let pcm = engine.synthesize(text, &lang)?;
             wav::write_i16(Path::new(&out), tts::RATE, &pcm)?;
@@ -75,6 +85,7 @@ pub fn run(args: &[String]) -> Res {
                 audio_ctx: flag("--audio-ctx").map(|v| v.parse()).transpose()?,
                 initial_prompt: flag("--prompt"),
                 candidates: Vec::new(),
+                switch_language: None,
             };
             let repeat: u32 = flag("--repeat").map_or(Ok(1), |v| v.parse())?;
             transcribe(Path::new(model), Path::new(wav), &opts, repeat)

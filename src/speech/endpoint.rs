@@ -41,6 +41,13 @@ pub struct EndpointConfig {
     /// Silence kept after the last voiced frame (the rest of the hang-over
     /// is trimmed: it costs recognition time and invites hallucinations).
     pub tail: Duration,
+    /// A pause this long (shorter than `patience`, at least `tail`) is
+    /// announced with [`EndpointEvent::Paused`], so recognition can start
+    /// while the endpointer still waits to be sure the turn is over: the
+    /// rest of the patience period then hides the decoding time. `None`:
+    /// no early pauses. Only at the default patience (a caller dictating a
+    /// date of birth pauses often and is given longer).
+    pub early: Option<Duration>,
 }
 
 impl Default for EndpointConfig {
@@ -53,6 +60,7 @@ impl Default for EndpointConfig {
             barge_in: Duration::from_millis(200),
             pre_roll: Duration::from_millis(200),
             tail: Duration::from_millis(200),
+            early: Some(Duration::from_millis(250)),
         }
     }
 }
@@ -77,6 +85,11 @@ pub enum EndpointEvent {
         speech_end: Instant,
         reason: EndReason,
     },
+    /// The caller paused for `early`: if the utterance ends without more
+    /// speech, its `UtteranceEnded` will carry these very samples and this
+    /// `speech_end`. Recognition may start now; a later `UtteranceEnded`
+    /// with another `speech_end` means the caller went on.
+    Paused { samples: Vec<i16>, speech_end: Instant },
     /// Speech started but was too short to be an utterance.
     Discarded { voiced: Duration },
     /// The caller talked over an interruptible prompt: stop playing it.
@@ -95,6 +108,9 @@ impl std::fmt::Debug for EndpointEvent {
                 .field("speech", &speech_end.saturating_duration_since(*speech_start))
                 .field("reason", reason)
                 .finish(),
+            Self::Paused { samples, speech_end } => {
+                f.debug_struct("Paused").field("samples", &samples.len()).field("speech_end", speech_end).finish()
+            }
             Self::Discarded { voiced } => f.debug_struct("Discarded").field("voiced", voiced).finish(),
             Self::BargeIn { at, latency } => f.debug_struct("BargeIn").field("at", at).field("latency", latency).finish(),
         }
@@ -268,6 +284,15 @@ impl<V: VoiceDetector> Endpointer<V> {
                     u.last_voiced_end = end;
                 } else {
                     u.silence += 1;
+                }
+                let early = self.cfg.early.map(|e| frames(e.max(self.cfg.tail)));
+                let at_default_patience = self.patience_frames == frames(self.cfg.patience);
+                if !voiced && Some(u.silence) == early && early < Some(self.patience_frames) && at_default_patience {
+                    let voiced_ms = Duration::from_millis(u64::from(u.voiced * FRAME_MS));
+                    if voiced_ms >= self.cfg.min_speech {
+                        let keep = (u.voiced_len + duration_to_samples(self.cfg.tail)).min(u.samples.len());
+                        self.events.push_back(EndpointEvent::Paused { samples: u.samples[..keep].to_vec(), speech_end: u.last_voiced_end });
+                    }
                 }
                 let max = duration_to_samples(self.cfg.max_utterance);
                 if u.silence >= self.patience_frames {

@@ -33,8 +33,13 @@ fn script(parts: &[(u32, bool)]) -> Vec<i16> {
 }
 
 /// Feeds audio in 20 ms chunks from `t0`; returns events with the audio
-/// time (ms since t0) at which each was emitted.
+/// time (ms since t0) at which each was emitted. Early pauses are left out
+/// (see `run_all`): most tests are about utterances.
 fn run<V: VoiceDetector>(ep: &mut Endpointer<V>, t0: Instant, audio: &[i16]) -> Vec<(u64, EndpointEvent)> {
+    run_all(ep, t0, audio).into_iter().filter(|(_, e)| !matches!(e, EndpointEvent::Paused { .. })).collect()
+}
+
+fn run_all<V: VoiceDetector>(ep: &mut Endpointer<V>, t0: Instant, audio: &[i16]) -> Vec<(u64, EndpointEvent)> {
     let mut out = Vec::new();
     for (k, chunk) in audio.chunks(FRAME).enumerate() {
         let now = t0 + Duration::from_millis((k as u64 + 1) * 20);
@@ -208,4 +213,49 @@ fn webrtc_boundaries_within_100_ms() {
         .collect();
     assert_eq!(lat.len(), 1);
     assert!(lat[0] <= Duration::from_millis(250), "{lat:?}");
+}
+
+#[test]
+fn an_early_pause_carries_the_utterance_the_end_will_carry() {
+    let mut ep = Endpointer::new(Loud, EndpointConfig::default());
+    let t0 = Instant::now();
+    let ev = run_all(&mut ep, t0, &script(&[(300, false), (800, true), (1000, false)]));
+    let paused: Vec<_> = ev.iter().filter(|(_, e)| matches!(e, EndpointEvent::Paused { .. })).collect();
+    assert_eq!(paused.len(), 1, "{ev:?}");
+    let ended = ev.iter().find(|(_, e)| matches!(e, EndpointEvent::UtteranceEnded { .. })).expect("utterance ended");
+    // Announced 250 ms into the pause, 450 ms before the 700 ms patience ends it.
+    assert_eq!(paused[0].0, 1100 + 260);
+    assert_eq!(ended.0 - paused[0].0, 440);
+    let (EndpointEvent::Paused { samples: a, speech_end: e1 }, EndpointEvent::UtteranceEnded { samples: b, speech_end: e2, .. }) =
+        (&paused[0].1, &ended.1)
+    else {
+        unreachable!()
+    };
+    assert_eq!(e1, e2);
+    assert_eq!(a, b, "the same audio, so an early transcript can be used as is");
+}
+
+#[test]
+fn speech_after_an_early_pause_ends_later_with_another_speech_end() {
+    let mut ep = Endpointer::new(Loud, EndpointConfig::default());
+    let t0 = Instant::now();
+    let ev = run_all(&mut ep, t0, &script(&[(300, false), (600, true), (400, false), (600, true), (1000, false)]));
+    let paused: Vec<Instant> =
+        ev.iter().filter_map(|(_, e)| if let EndpointEvent::Paused { speech_end, .. } = e { Some(*speech_end) } else { None }).collect();
+    let ended: Vec<Instant> = ev
+        .iter()
+        .filter_map(|(_, e)| if let EndpointEvent::UtteranceEnded { speech_end, .. } = e { Some(*speech_end) } else { None })
+        .collect();
+    assert_eq!((paused.len(), ended.len()), (2, 1), "{ev:?}");
+    assert_ne!(paused[0], ended[0], "the first pause's transcript is stale");
+    assert_eq!(paused[1], ended[0]);
+}
+
+#[test]
+fn no_early_pauses_while_a_date_of_birth_is_dictated() {
+    let mut ep = Endpointer::new(Loud, EndpointConfig::default());
+    ep.set_patience(Duration::from_secs(2));
+    let t0 = Instant::now();
+    let ev = run_all(&mut ep, t0, &script(&[(300, false), (600, true), (500, false), (600, true), (2500, false)]));
+    assert!(!ev.iter().any(|(_, e)| matches!(e, EndpointEvent::Paused { .. })), "{ev:?}");
 }

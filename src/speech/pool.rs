@@ -49,7 +49,15 @@ pub struct Request {
     pub language: Option<String>,
     /// The clinic's vocabulary: specialties, provider and clinic names.
     pub initial_prompt: Option<String>,
+    /// With a `language`: also run the language detector over the pool's
+    /// languages, and decode again (without the prompt) in another one it
+    /// is sure of ([`SWITCH_PROB`]). For a call's first words, when the
+    /// caller may not speak the language they were greeted in.
+    pub detect: bool,
 }
+
+/// Least detector probability for `Request::detect` to decode in another language.
+pub const SWITCH_PROB: f32 = 0.5;
 
 #[derive(Debug, Clone)]
 pub struct Recognition {
@@ -57,6 +65,8 @@ pub struct Recognition {
     pub text: String,
     /// Decoded (or detected) language.
     pub language: Option<String>,
+    /// How sure the detection was, when the request left the language open.
+    pub language_prob: Option<f32>,
     pub dropped: Option<Dropped>,
     pub no_speech_prob: f32,
     pub audio_ctx: i32,
@@ -240,6 +250,7 @@ fn run(model: &Transcriber, req: &Request, cfg: &PoolConfig) -> Result<Recogniti
     let mut out = Recognition {
         text: String::new(),
         language: req.language.clone(),
+        language_prob: None,
         dropped: None,
         no_speech_prob: 0.0,
         audio_ctx: 0,
@@ -257,9 +268,11 @@ fn run(model: &Transcriber, req: &Request, cfg: &PoolConfig) -> Result<Recogniti
         audio_ctx: None,
         initial_prompt: req.initial_prompt.clone(),
         candidates: cfg.languages.clone(),
+        switch_language: req.detect.then_some(SWITCH_PROB),
     };
     let t = model.transcribe(&pcm, &opts)?;
     out.language = t.language.or(out.language);
+    out.language_prob = t.language_prob;
     out.no_speech_prob = t.no_speech_prob;
     out.audio_ctx = t.audio_ctx;
     out.decoding = t.elapsed;

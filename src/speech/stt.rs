@@ -43,11 +43,15 @@ pub struct TranscribeOptions {
     /// audio (espeak Spanish at 8 kHz came back as Thai); if it picks one
     /// outside this list we take the likeliest one inside it instead.
     pub candidates: Vec<String>,
+    /// With a `language`: also detect among `candidates`, and decode again
+    /// (without the initial prompt, which is in the first language) in
+    /// another candidate whose probability is at least this.
+    pub switch_language: Option<f32>,
 }
 
 impl Default for TranscribeOptions {
     fn default() -> Self {
-        Self { language: None, threads: 2, audio_ctx: None, initial_prompt: None, candidates: Vec::new() }
+        Self { language: None, threads: 2, audio_ctx: None, initial_prompt: None, candidates: Vec::new(), switch_language: None }
     }
 }
 
@@ -60,6 +64,9 @@ pub struct Transcript {
     pub language: Option<String>,
     /// Highest no-speech probability over the segments (0 when none).
     pub no_speech_prob: f32,
+    /// When the language was detected: the detector's probability for the
+    /// language decoded in (`None` when the language was given).
+    pub language_prob: Option<f32>,
 }
 
 /// Encoder window covering `samples` at 16 kHz plus a margin, capped at
@@ -102,6 +109,12 @@ impl Transcriber {
         // Greedy decoding can loop on a clip cut mid-word ("¿Quisiera
         // pedir" repeated until the 224-token limit: 3 s for a 1 s clip).
         params.set_max_tokens(max_tokens);
+        // No temperature fallback: when greedy decoding looks poor, whisper
+        // retries at rising temperatures, up to six decodes. On a two-second
+        // phone turn that took 9–60 s on a loaded 2-core machine and still
+        // came back as "la primera, la primera, …"; one decode plus
+        // `collapse_repeats` gives the same words in bounded time.
+        params.set_temperature_inc(0.0);
         params.set_n_threads(opts.threads);
         params.set_language(lang);
         params.set_audio_ctx(audio_ctx);
@@ -138,22 +151,37 @@ impl Transcriber {
         let mut state = self.ctx.create_state()?;
         let max_tokens = max_tokens_for(pcm.len());
         state.full(self.params(opts, lang, audio_ctx, max_tokens), pcm)?;
-        if lang == Some("auto") && !opts.candidates.is_empty() {
-            let detected = whisper_rs::get_lang_str(state.full_lang_id_from_state()).unwrap_or("");
-            if !opts.candidates.iter().any(|c| c == detected) {
-                // The state still holds this clip's mel and audio_ctx, so
-                // this costs one more encoder pass, as auto-detection does.
-                let (_, probs) = state.lang_detect(0, opts.threads.max(1) as usize)?;
-                let best = opts
-                    .candidates
-                    .iter()
-                    .filter(|c| !c.contains('\0'))
-                    .filter_map(|c| Some((c, *probs.get(whisper_rs::get_lang_id(c)? as usize)?)))
-                    .max_by(|a, b| a.1.total_cmp(&b.1))
-                    .map(|(c, _)| c.as_str());
-                if let Some(best) = best {
-                    state.full(self.params(opts, Some(best), audio_ctx, max_tokens), pcm)?;
+        let mut language_prob = None;
+        let detecting = lang == Some("auto") || opts.switch_language.is_some();
+        if detecting && !opts.candidates.is_empty() {
+            // The state still holds this clip's mel and audio_ctx, so this
+            // costs one more encoder pass: the probabilities say how sure
+            // the detection is.
+            let (_, probs) = state.lang_detect(0, opts.threads.max(1) as usize)?;
+            let prob = |l: &str| whisper_rs::get_lang_id(l).and_then(|id| probs.get(id as usize).copied());
+            let best = opts
+                .candidates
+                .iter()
+                .filter(|c| !c.contains('\0'))
+                .filter_map(|c| Some((c.as_str(), prob(c)?)))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            let decoded = whisper_rs::get_lang_str(state.full_lang_id_from_state()).unwrap_or("").to_string();
+            language_prob = prob(&decoded);
+            let again = match (lang, best) {
+                // Open detection picked a language the clinic does not
+                // speak: the likeliest one it does.
+                (Some("auto"), Some((b, p))) if !opts.candidates.iter().any(|c| *c == decoded) => {
+                    Some((b, p, opts.initial_prompt.as_deref()))
                 }
+                (Some(given), Some((b, p))) if given != "auto" && b != given && opts.switch_language.is_some_and(|min| p >= min) => {
+                    Some((b, p, None))
+                }
+                _ => None,
+            };
+            if let Some((b, p, prompt)) = again {
+                let o = TranscribeOptions { initial_prompt: prompt.map(str::to_string), ..opts.clone() };
+                state.full(self.params(&o, Some(b), audio_ctx, max_tokens), pcm)?;
+                language_prob = Some(p);
             }
         }
         let mut text = String::new();
@@ -165,8 +193,53 @@ impl Transcriber {
             }
         }
         let language = whisper_rs::get_lang_str(state.full_lang_id_from_state()).map(str::to_string);
-        Ok(Transcript { text: text.trim().to_string(), audio_ctx, elapsed: start.elapsed(), language, no_speech_prob })
+        let text = collapse_repeats(text.trim());
+        Ok(Transcript { text, audio_ctx, elapsed: start.elapsed(), language, no_speech_prob, language_prob })
     }
+}
+
+/// Greedy decoding of a short clip often loops: "la primera, la primera,
+/// la primera, …", "C C C C". Keeps the first of any run of consecutive
+/// repeats of the same word group (1–8 words, compared without case and
+/// punctuation). A word said twice on purpose ("no, no") is kept: only
+/// three or more in a row are collapsed.
+pub fn collapse_repeats(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let key = |w: &str| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+    let keys: Vec<String> = words.iter().map(|w| key(w)).collect();
+    let mut out: Vec<&str> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let mut skipped = false;
+        for n in 1..=8usize.min((words.len() - i) / 2) {
+            let group = &keys[i..i + n];
+            let mut reps = 1;
+            while i + (reps + 1) * n <= keys.len() && keys[i + reps * n..i + (reps + 1) * n] == *group {
+                reps += 1;
+            }
+            // A trailing partial copy ("la primera, la") goes too.
+            let mut end = i + reps * n;
+            while end < keys.len() && end - i - reps * n < n && keys[end] == group[end - i - reps * n] {
+                end += 1;
+            }
+            if reps >= 3 || (reps == 2 && n >= 2) {
+                out.extend(&words[i..i + n]);
+                i = end;
+                skipped = true;
+                break;
+            }
+        }
+        if !skipped {
+            out.push(words[i]);
+            i += 1;
+        }
+    }
+    let mut s = out.join(" ");
+    // "la primera, la primera," → "la primera,": drop a dangling comma.
+    if s.ends_with(',') {
+        s.pop();
+    }
+    s
 }
 
 /// Reads a PCM WAV file as 16 kHz mono f32, downmixing channels and
@@ -220,6 +293,19 @@ mod tests {
         assert_eq!(audio_ctx_for(0), AUDIO_CTX_MARGIN);
         assert_eq!(audio_ctx_for(16_000 * 3), 150 + AUDIO_CTX_MARGIN);
         assert_eq!(audio_ctx_for(16_000 * 60), FULL_AUDIO_CTX);
+    }
+
+    #[test]
+    fn repeated_phrases_collapse() {
+        assert_eq!(collapse_repeats("la primera, la primera, la primera, la primera, la"), "la primera");
+        assert_eq!(collapse_repeats("C C C C C C C C"), "C");
+        assert_eq!(collapse_repeats("C, soy yo. C, soy yo."), "C, soy yo.");
+        assert_eq!(collapse_repeats("Yeah, please. Yeah, please."), "Yeah, please.");
+        // Said on purpose, or different words: untouched.
+        assert_eq!(collapse_repeats("No, no, gracias."), "No, no, gracias.");
+        assert_eq!(collapse_repeats("Quiero cancelar mi cita."), "Quiero cancelar mi cita.");
+        assert_eq!(collapse_repeats("el uno y el dos"), "el uno y el dos");
+        assert_eq!(collapse_repeats(""), "");
     }
 
     #[test]

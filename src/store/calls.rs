@@ -107,6 +107,13 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// The caller turned out to speak another language: the record says
+    /// which one the call went on in.
+    pub async fn set_call_language(&self, call_id: &str, language: &str) -> Result<()> {
+        sqlx::query("UPDATE calls SET language = $1 WHERE id = $2").bind(language).bind(call_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Closes the record with its outcome.
     pub async fn finish_call(
         &self,
