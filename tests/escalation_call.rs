@@ -532,7 +532,7 @@ fn a_patient_who_answers_by_voice_through_kamailio_confirms() {
             languages: vec!["es".into()],
         };
         let pool = tokio::task::spawn_blocking(move || RecognitionPool::start(pool_cfg).unwrap()).await.unwrap();
-        let req = Request { call: CallKey(999), pcm: confirmed, language: Some("es".into()), initial_prompt: None };
+        let req = Request { call: CallKey(999), pcm: confirmed, language: Some("es".into()), initial_prompt: None, detect: false };
         let heard = pool.submit(req).unwrap().await.unwrap().map(|r| r.text.to_lowercase()).unwrap_or_default();
         println!("José heard: {heard:?}");
         assert!(heard.contains("confirmad"), "the confirmation is not in his phone's recording: {heard:?}");

@@ -122,7 +122,7 @@ impl Clinic {
 
     /// What Whisper hears in `pcm` (8 kHz), lower-cased.
     async fn transcribe(&self, pcm: Vec<i16>, lang: &str) -> String {
-        let req = Request { call: CallKey(999), pcm, language: Some(lang.into()), initial_prompt: None };
+        let req = Request { call: CallKey(999), pcm, language: Some(lang.into()), initial_prompt: None, detect: false };
         let rx = self.pool.submit(req).expect("pool accepts");
         rx.await.expect("pool answers").map(|r| r.text).unwrap_or_default().to_lowercase()
     }
