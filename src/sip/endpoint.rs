@@ -30,6 +30,9 @@ use crate::media::sdp::Negotiated;
 
 #[path = "endpoint_calls.rs"]
 mod calls;
+#[cfg(test)]
+#[path = "dial_tests.rs"]
+mod dial_tests;
 #[path = "registration.rs"]
 mod registration;
 #[cfg(test)]

@@ -235,6 +235,14 @@ impl Endpoint {
         let Some(call) = self.calls.get_mut(&id) else { return };
         let mut ack = call.dialog.request(Method::Ack, local, &branch);
         ack.headers.set("CSeq", format!("{} ACK", cseq.seq));
+        // "The ACK MUST contain the same credentials as the INVITE" (§13.2.2.4).
+        if let Phase::Dialing { invite, .. } = &call.phase {
+            for name in ["Authorization", "Proxy-Authorization"] {
+                if let Some(v) = invite.headers.get(name) {
+                    ack.headers.push(name, v.to_string());
+                }
+            }
+        }
         let bytes = ack.to_bytes();
         call.ack = Some(bytes.clone());
         self.out.push_back(Transmit { peer, bytes });
