@@ -412,11 +412,13 @@ pub fn caller_id(from: &str) -> Option<E164> {
     None
 }
 
-/// Specialty names in the call's language, provider names and the clinic.
+/// The clinic's name and its specialties in the call's language. Not the
+/// providers' names: on short answers Whisper echoed them ("Sí, soy yo" →
+/// "C, soy López, Dr. Sergio.", "No, gracias" → "López, Dr. Javier
+/// Martína"); the conversation matches names fuzzily anyway.
 fn initial_prompt(config: &Config, lang: &str) -> String {
     let mut words = vec![config.clinic.name.clone()];
     words.extend(config.specialties.iter().filter_map(|s| s.names.get(lang).and_then(|n| n.first()).cloned()));
-    words.extend(config.providers.iter().map(|p| p.name.clone()));
     format!("{}.", words.join(", "))
 }
 
