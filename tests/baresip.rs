@@ -7,6 +7,8 @@
 
 #[path = "sip/common.rs"]
 mod common;
+#[path = "support/phone.rs"]
+mod phone;
 
 use std::path::{Path, PathBuf};
 
@@ -23,16 +25,7 @@ impl Phone {
     fn new(root: &Path, name: &str, port: u16, account: &str, mic: &Path) -> Phone {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("phone dir");
-        let config = format!(
-            "sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\naudio_player aubridge,{name}\naudio_alert aubridge,{name}\n\
-             audio_source aufile,{mic}\nmodule_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\n\
-             module aufile.so\nmodule aubridge.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\n\
-             snd_path {dir}\n",
-            mic = mic.display(),
-            dir = dir.display(),
-        );
-        std::fs::write(dir.join("config"), config).expect("baresip config");
-        std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("baresip accounts");
+        phone::configure(&dir, name, port, account, mic);
         Phone { dir }
     }
 
@@ -53,7 +46,7 @@ impl Phone {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log.txt")).unwrap_or_default()
+        phone::without_status_lines(&std::fs::read_to_string(self.dir.join("log.txt")).unwrap_or_default())
     }
 }
 

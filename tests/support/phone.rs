@@ -41,16 +41,7 @@ impl Phone {
         std::fs::create_dir_all(&dir).expect("phone dir");
         let mic = dir.join("silence.wav");
         write_padded(&mic, &[]);
-        let config = format!(
-            "sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\naudio_player aubridge,{name}\naudio_alert aubridge,{name}\n\
-             audio_source aufile,{mic}\nmodule_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\n\
-             module aufile.so\nmodule aubridge.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\n\
-             snd_path {dir}\n",
-            mic = mic.display(),
-            dir = dir.display(),
-        );
-        std::fs::write(dir.join("config"), config).expect("baresip config");
-        std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("baresip accounts");
+        configure(&dir, name, port, account, &mic);
         let log = std::fs::File::create(dir.join("log.txt")).expect("phone log");
         let mut cmd = Command::new("baresip");
         cmd.arg("-f").arg(&dir);
@@ -168,9 +159,7 @@ impl Phone {
     }
 
     pub fn log(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("log.txt")).unwrap_or_default();
-        // The status line repaints itself without newlines; drop it.
-        text.split("    ").filter(|s| !s.contains(" audio=")).collect::<Vec<_>>().join("    ")
+        without_status_lines(&std::fs::read_to_string(self.dir.join("log.txt")).unwrap_or_default())
     }
 
     /// Ends baresip (`/quit`, then a kill if it lingers).
@@ -194,6 +183,36 @@ impl Drop for Phone {
             let _ = self.child.wait();
         }
     }
+}
+
+/// baresip's log without its call status line, which it repaints between
+/// carriage returns (`\r[0:00:03] audio=64000/64000 (bit/s)    \r`) and
+/// which may follow any line directly: "Call established" is printed just
+/// before it when no RTP has arrived yet (an outbound call that listens
+/// first), so the filter must not drop more than the status line itself.
+pub fn without_status_lines(text: &str) -> String {
+    text.split('\r').filter(|piece| !is_status_line(piece)).collect()
+}
+
+fn is_status_line(piece: &str) -> bool {
+    piece.starts_with('[') && piece.contains("] audio=") && !piece.contains('\n')
+}
+
+/// Writes a baresip configuration directory `dir`: SIP on 127.0.0.1:`port`
+/// (it also takes `port`+1), one account (`account`: an accounts-file line),
+/// G.711 only, `mic` (8 kHz mono S16 WAV) as the microphone, and what it
+/// receives recorded by `sndfile` into `dir` (`*-dec.wav`).
+pub fn configure(dir: &Path, name: &str, port: u16, account: &str, mic: &Path) {
+    let config = format!(
+        "sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\naudio_player aubridge,{name}\naudio_alert aubridge,{name}\n\
+         audio_source aufile,{mic}\nmodule_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\n\
+         module aufile.so\nmodule aubridge.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\n\
+         snd_path {dir}\n",
+        mic = mic.display(),
+        dir = dir.display(),
+    );
+    std::fs::write(dir.join("config"), config).expect("baresip config");
+    std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("baresip accounts");
 }
 
 /// Caller speech rate: espeak Spanish at 175 words a minute is recognised
@@ -226,4 +245,17 @@ fn write_padded(path: &Path, pcm: &[i16]) {
     let mut v = pcm.to_vec();
     v.extend(std::iter::repeat_n(0i16, RATE * PAD_SECS));
     clinivox::speech::wav::write_i16(path, RATE as u32, &v).expect("write WAV");
+}
+
+#[test]
+fn the_status_line_is_dropped_and_the_call_established_line_kept() {
+    // As baresip wrote it to a file when no RTP had arrived yet.
+    let log = "call: answering call on line 1 from sip:a@127.0.0.1:5070 with 200\n\
+               b@127.0.0.1: Call established: sip:a@127.0.0.1:5070\n\
+               \r[0:00:00] audio=0/0 (bit/s)    \r\r[0:00:01] audio=64000/64000 (bit/s)    \r\
+               sip:b@127.0.0.1:5090: Call with sip:a@127.0.0.1:5070 terminated (duration: 5 secs)\n";
+    let clean = without_status_lines(log);
+    assert!(clean.contains("Call established: sip:a@127.0.0.1:5070\n"), "{clean:?}");
+    assert!(clean.contains("\nsip:b@127.0.0.1:5090: Call with"), "{clean:?}");
+    assert!(!clean.contains("audio="), "{clean:?}");
 }
