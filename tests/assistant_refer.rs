@@ -19,16 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clinivox::clock::{Clock, SystemClock};
-use common::{have, run_isolated};
+use common::{cache_root, have, rerun_isolated};
 
 /// Set in the copy of this binary that runs inside the namespace.
 const INSIDE: &str = "CLINIVOX_REFER_E2E_INSIDE";
 /// Where the reception group sends callers (what the scenario checks).
 const REFER_TO: &str = "sip:reception@192.0.2.50";
-
-fn cache_root() -> PathBuf {
-    std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"))
-}
 
 fn scenario(name: &str) -> String {
     format!("{}/tests/sip/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -75,17 +71,7 @@ fn a_caller_asking_for_reception_is_referred_to_the_groups_uri() {
         if !have("sipp", "sip-tester") {
             return;
         }
-        let root = cache_root();
-        // Fetched (or found cached) outside: the namespace has no network.
-        clinivox::speech::models::fetch("base", &root.join("cache"), &root.join("models"), &mut |_| {})
-            .expect("base model in the test cache");
-        let exe = std::env::current_exe().expect("test binary path");
-        let test = "a_caller_asking_for_reception_is_referred_to_the_groups_uri";
-        let script =
-            format!("cd {} && {INSIDE}=1 {} --exact {test} --nocapture --test-threads=1", env!("CARGO_MANIFEST_DIR"), exe.display());
-        let (ok, out) = run_isolated(&script, 300);
-        println!("{out}");
-        assert!(ok && out.contains("test result: ok. 1 passed"), "the isolated run failed:\n{out}");
+        rerun_isolated(INSIDE, "a_caller_asking_for_reception_is_referred_to_the_groups_uri", 300);
         return;
     }
     let _ = tracing_subscriber::fmt().with_env_filter("info,clinivox::calls=debug").with_test_writer().try_init();

@@ -45,16 +45,12 @@ use clinivox::speech::fair_queue::CallKey;
 use clinivox::speech::pool::{PoolConfig, RecognitionPool, Request};
 use clinivox::speech::tts::{Espeak, EspeakConfig, SpeechEngine, RATE};
 use clinivox::store::*;
-use common::{have, run_isolated};
+use common::{cache_root, have, rerun_isolated};
 use phone::{utterance, Phone};
 
 /// Set in the copy of this binary that runs inside the namespace.
 const INSIDE: &str = "CLINIVOX_ESCALATION_E2E_INSIDE";
 const PATIENT_PHONE: &str = "+34600999888";
-
-fn cache_root() -> PathBuf {
-    std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"))
-}
 
 fn scenario(name: &str) -> String {
     format!("{}/tests/sip/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -62,14 +58,7 @@ fn scenario(name: &str) -> String {
 
 /// Runs `test` (this file's test of that name) again inside `unshare -n`.
 fn isolated(test: &str) {
-    let root = cache_root();
-    // Fetched (or found cached) outside: the namespace has no network.
-    clinivox::speech::models::fetch("base", &root.join("cache"), &root.join("models"), &mut |_| {}).expect("base model in the test cache");
-    let exe = std::env::current_exe().expect("test binary path");
-    let script = format!("cd {} && {INSIDE}=1 {} --exact {test} --nocapture --test-threads=1", env!("CARGO_MANIFEST_DIR"), exe.display());
-    let (ok, out) = run_isolated(&script, 400);
-    println!("{out}");
-    assert!(ok && out.contains("test result: ok. 1 passed"), "the isolated run failed:\n{out}");
+    rerun_isolated(INSIDE, test, 400);
 }
 
 /// The demo clinic on 127.0.0.1:5060, its trunk's proxy SIPp on :5080.

@@ -30,7 +30,7 @@ use clinivox::phone::E164;
 use clinivox::speech::fair_queue::CallKey;
 use clinivox::speech::pool::{PoolConfig, RecognitionPool, Request};
 use clinivox::store::{Appointment, AppointmentStatus, CallDetail, Store};
-use common::{have, run_isolated};
+use common::{cache_root, have, rerun_isolated};
 use phone::{utterance, Phone};
 
 /// Set in the copy of this binary that runs inside the namespace.
@@ -40,10 +40,6 @@ const CLINIC: &str = "sip:+34911234567@127.0.0.1:5060";
 /// One isolated service (Whisper on 2 cores) at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn cache_root() -> PathBuf {
-    std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"))
-}
-
 /// Runs `test` (this file's test of that name) again inside `unshare -n`;
 /// false when a peer is missing (the test is then skipped).
 fn isolated(test: &str) -> bool {
@@ -51,14 +47,7 @@ fn isolated(test: &str) -> bool {
         return false;
     }
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let root = cache_root();
-    // Fetched (or found cached) outside: the namespace has no network.
-    clinivox::speech::models::fetch("base", &root.join("cache"), &root.join("models"), &mut |_| {}).expect("base model in the test cache");
-    let exe = std::env::current_exe().expect("test binary path");
-    let script = format!("cd {} && {INSIDE}=1 {} --exact {test} --nocapture --test-threads=1", env!("CARGO_MANIFEST_DIR"), exe.display());
-    let (ok, out) = run_isolated(&script, 420);
-    println!("{out}");
-    assert!(ok && out.contains("test result: ok. 1 passed"), "the isolated run failed:\n{out}");
+    rerun_isolated(INSIDE, test, 420);
     true
 }
 

@@ -116,6 +116,27 @@ pub fn interop_bin() -> String {
     format!("{} sip-app", env!("CARGO_BIN_EXE_clinivox"))
 }
 
+/// Where the speech tests keep Whisper's weights: `CLINIVOX_TEST_CACHE`
+/// (`cache/` for downloads, `models/` for converted models).
+pub fn cache_root() -> PathBuf {
+    std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"))
+}
+
+/// Runs `test` (a test of the calling binary) again inside `unshare -n`
+/// with the environment variable `inside` set, which tells the copy to run
+/// the test's body. Whisper base is fetched (or found cached) first, here,
+/// because the namespace has no network. Panics, with the copy's output,
+/// unless that one test passed within `timeout_s`.
+pub fn rerun_isolated(inside: &str, test: &str, timeout_s: u64) {
+    let root = cache_root();
+    clinivox::speech::models::fetch("base", &root.join("cache"), &root.join("models"), &mut |_| {}).expect("base model in the test cache");
+    let exe = std::env::current_exe().expect("test binary path");
+    let script = format!("cd {} && {inside}=1 {} --exact {test} --nocapture --test-threads=1", env!("CARGO_MANIFEST_DIR"), exe.display());
+    let (ok, out) = run_isolated(&script, timeout_s);
+    println!("{out}");
+    assert!(ok && out.contains("test result: ok. 1 passed"), "the isolated run of {test} failed:\n{out}");
+}
+
 /// Run a bash script inside a fresh loopback-only network namespace
 /// (`unshare -n`): nothing it does can leave the machine.
 pub fn run_isolated(script: &str, timeout_s: u64) -> (bool, String) {
