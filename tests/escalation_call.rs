@@ -33,7 +33,7 @@ mod common;
 #[path = "support/phone.rs"]
 mod phone;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
