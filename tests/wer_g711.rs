@@ -137,7 +137,7 @@ fn wer_through_g711_per_language_and_model() {
     let sets = [("es", ES), ("en", EN), ("it", IT)];
     let audio: Vec<_> = sets.iter().map(|(l, p)| phone_audio(&tts, p, l)).collect();
     let mut rows = Vec::new();
-    for name in ["base", "tiny.en"] {
+    for name in ["base", "base-q8_0", "tiny.en"] {
         let t = Transcriber::load(&model(name)).unwrap();
         for ((lang, phrases), audio) in sets.iter().zip(&audio) {
             if name == "tiny.en" && *lang != "en" {
@@ -161,12 +161,18 @@ fn wer_through_g711_per_language_and_model() {
         let limit = match (*m, *l) {
             // Measured: base en 32.1 %, tiny.en 45.5–56.4 % (two runs),
             // base es 61.0 %, base it 76.5 % (digits written as numerals
-            // count as errors).
-            ("base", "en") => 0.42,
+            // count as errors); base-q8_0 es 59.1 %, en 32.1 %, it 73.5 %
+            // where base had 62.9 %, 32.1 %, 73.5 % in the same run.
+            ("base" | "base-q8_0", "en") => 0.42,
             ("tiny.en", "en") => 0.65,
-            ("base", "es") => 0.70,
+            ("base" | "base-q8_0", "es") => 0.70,
             _ => 0.85,
         };
         assert!(*w <= limit, "{m} {l}: WER {w:.3} > {limit}");
+    }
+    // 8-bit weights must not cost recognition: within 5 points of f16 base.
+    for (_, l, q8, _) in rows.iter().filter(|r| r.0 == "base-q8_0") {
+        let f16 = rows.iter().find(|r| r.0 == "base" && r.1 == *l).map(|r| r.2).unwrap_or_default();
+        assert!(*q8 <= f16 + 0.05, "base-q8_0 {l}: WER {q8:.3} against base {f16:.3}");
     }
 }

@@ -77,6 +77,11 @@ impl Service {
             c.clinic.languages.retain(|l| l != lang);
             c.clinic.languages.insert(0, lang.clone());
         }
+        // An English-only model serves only English, as configuration
+        // validation demands of a real clinic (this config is edited after it).
+        if crate::speech::models::spec(&o.model).is_ok_and(|m| !m.multilingual) {
+            c.clinic.languages.retain(|l| l == "en");
+        }
         let all_day = TimeRange { start: chrono::NaiveTime::MIN, end: chrono::NaiveTime::from_hms_opt(23, 59, 59).expect("a valid time") };
         c.clinic.opening_hours = WeeklyHours(std::array::from_fn(|_| vec![all_day]));
         c.clinic.holidays.clear();

@@ -127,7 +127,7 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
         let mut patients = 0usize;
         let mut turns = Vec::new();
         for _ in 0..o.calls_per_model {
-            let (phone, dob) = new_patient(&service.store, patients).await?;
+            let (phone, dob) = new_patient(&service.store, patients, script.lang).await?;
             patients += 1;
             match scripted_call(service.sip, phone, dob, script.clone(), tts.clone()).await {
                 Ok(t) => {
@@ -151,7 +151,7 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
                         if k > 0 {
                             tokio::time::sleep(o.stagger).await;
                         }
-                        let (phone, dob) = new_patient(&service.store, patients).await?;
+                        let (phone, dob) = new_patient(&service.store, patients, script.lang).await?;
                         patients += 1;
                         calls.push(tokio::spawn(scripted_call(service.sip, phone, dob, script.clone(), tts.clone())));
                     }
@@ -232,8 +232,8 @@ async fn script(lang: &'static str, tts: Arc<Espeak>) -> Result<Script, TurnsErr
     Ok(Script { lang, steps, fixed })
 }
 
-/// A new patient, phoning from their own number.
-async fn new_patient(store: &Store, n: usize) -> Result<(String, NaiveDate), TurnsError> {
+/// A new patient who speaks `lang`, phoning from their own number.
+async fn new_patient(store: &Store, n: usize, lang: &str) -> Result<(String, NaiveDate), TurnsError> {
     let phone = format!("+3460088{:04}", n % 10_000);
     let dob = NaiveDate::from_ymd_opt(1940, 1, 1).and_then(|d| d.checked_add_days(chrono::Days::new(397 * n as u64 % 20_000)));
     let dob = dob.unwrap_or_default();
@@ -243,7 +243,7 @@ async fn new_patient(store: &Store, n: usize) -> Result<(String, NaiveDate), Tur
         phones: vec![E164::parse(&phone).map_err(|e| TurnsError::Phone(e.0))?],
         date_of_birth: dob,
         national_id: None,
-        preferred_language: "es".into(),
+        preferred_language: lang.into(),
         contact_consent: true,
     };
     store.create_patient(new, &Actor::new("bench", Channel::Staff), chrono::Utc::now()).await?;

@@ -157,7 +157,8 @@ pub struct RawGroup {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawSpeech {
-    /// Whisper model: "base" (multilingual) or "tiny.en" (English only).
+    /// Whisper model: "base" (multilingual), "base-q8_0" (the same, 8-bit
+    /// weights: faster on CPU) or "tiny.en" (English only).
     pub model: Option<String>,
     pub models_dir: Option<String>,
     pub cache_dir: Option<String>,

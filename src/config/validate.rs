@@ -437,9 +437,10 @@ fn sip(e: &mut Errors, raw: Option<toml::Value>, staff: &[Extension]) -> Option<
 
 fn speech(e: &mut Errors, raw: RawSpeech, languages: &[String]) -> SpeechConfig {
     let model = raw.model.unwrap_or_else(|| "base".into());
+    let known = crate::speech::models::CATALOGUE.iter().map(|m| m.name).collect::<Vec<_>>().join(", ");
     if crate::speech::models::spec(&model).is_err() {
-        e.push("speech.model", format!("{model:?} is not a known model (base, tiny.en)"));
-    } else if model.ends_with(".en") && languages.iter().any(|l| l != "en") {
+        e.push("speech.model", format!("{model:?} is not a known model ({known})"));
+    } else if crate::speech::models::spec(&model).is_ok_and(|m| !m.multilingual) && languages.iter().any(|l| l != "en") {
         e.push("speech.model", format!("{model:?} understands only English, but the clinic speaks {languages:?}"));
     }
     let workers = raw.workers.unwrap_or(1);

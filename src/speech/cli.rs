@@ -32,7 +32,13 @@ pub fn run(args: &[String]) -> Res {
         }
         ["convert", dir, out] => {
             let t = Instant::now();
-            let c = convert::convert_dir(Path::new(dir), Path::new(out), &mut |_, _| {})?;
+            // --weights q8_0: quantize the big matrices (default f16).
+            let weights = match flag("--weights").as_deref() {
+                None | Some("f16") => crate::speech::ggml::Weights::F16,
+                Some("q8_0") => crate::speech::ggml::Weights::Q8_0,
+                Some(other) => return Err(format!("--weights {other:?}: f16 or q8_0").into()),
+            };
+            let c = convert::convert_dir(Path::new(dir), Path::new(out), weights, &mut |_, _| {})?;
             let table = convert::verify(Path::new(out))?;
             println!(
                 "{} tensors, {} bytes, {:?} in {:.1?} (verified {} tensors)",
@@ -91,7 +97,7 @@ pub fn run(args: &[String]) -> Res {
             transcribe(Path::new(model), Path::new(wav), &opts, repeat)
         }
         _ => Err("usage: speech fetch <name> [--models DIR] [--cache DIR] | list | \
-                  convert <dir> <out> | transcribe <model> <wav> [--lang L] [--threads N] \
+                  convert <dir> <out> [--weights f16|q8_0] | transcribe <model> <wav> [--lang L] [--threads N] \
                   [--audio-ctx N] [--repeat N] | transcribe <wav> [--name base] [--lang L] | \
                   say --lang L TEXT -o OUT.wav | bench [--runs N]"
             .into()),
@@ -141,12 +147,20 @@ fn transcribe(model: &Path, file: &Path, opts: &stt::TranscribeOptions, repeat: 
 /// product's own 8 kHz → 16 kHz path.
 fn bench(models_dir: &Path, runs: usize) -> Res {
     let engine = tts::Espeak::new(tts::EspeakConfig::default());
-    println!("model    thr  audio  median ms   RTF   RSS MiB  peak MiB");
+    println!("model      thr  audio  median ms   RTF   RSS MiB  peak MiB");
+    let es = "Quisiera pedir una cita con el cardiólogo para el martes por la mañana, si es posible después de las diez, y también cancelar la que tengo con la dermatóloga.";
     for (name, lang, text) in [
         ("tiny.en", "en", "I would like to book an appointment with the cardiologist next Tuesday morning, if possible after ten, and I also need to cancel the one I have with the dermatologist."),
-        ("base", "es", "Quisiera pedir una cita con el cardiólogo para el martes por la mañana, si es posible después de las diez, y también cancelar la que tengo con la dermatóloga."),
+        ("base", "es", es),
+        ("base-q8_0", "es", es),
     ] {
-        let path = models::installed_path(models_dir, name)?;
+        let path = match models::installed_path(models_dir, name) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("{name:10} skipped: {e}");
+                continue;
+            }
+        };
         let m = stt::Transcriber::load(&path)?;
         let speech8k = engine.synthesize(text, lang)?;
         for threads in [1, 2] {
@@ -166,7 +180,7 @@ fn bench(models_dir: &Path, runs: usize) -> Res {
                 let med = times[times.len() / 2];
                 let (rss, peak) = memory_mib();
                 println!(
-                    "{name:8} {threads:3} {secs:4} s {:10.0} {:6.3} {rss:8.0} {peak:9.0}",
+                    "{name:10} {threads:3} {secs:4} s {:10.0} {:6.3} {rss:8.0} {peak:9.0}",
                     med * 1000.0,
                     med / secs as f64
                 );

@@ -6,7 +6,7 @@ use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
 use super::ct2::{self, Ct2Error, Ct2Model, DType, Variable};
-use super::ggml::{self, GgmlError, GgmlTable, GgmlWriter, HParams, TensorType};
+use super::ggml::{self, GgmlError, GgmlTable, GgmlWriter, HParams, TensorType, Weights};
 use super::layout::plan;
 pub use super::layout::{expected_tensors, TensorSpec};
 use super::mel;
@@ -56,13 +56,19 @@ pub fn load_vocabulary(dir: &Path) -> Result<Vec<String>, ConvertError> {
 }
 
 /// Converts `model_dir/model.bin` (+ vocabulary) into `out` (created or
-/// truncated). `progress(done, total)` is called after each tensor.
-pub fn convert_dir(model_dir: &Path, out: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<Converted, ConvertError> {
+/// truncated), its big matrices stored as `weights`. `progress(done, total)`
+/// is called after each tensor.
+pub fn convert_dir(
+    model_dir: &Path,
+    out: &Path,
+    weights: Weights,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Converted, ConvertError> {
     let vocab = load_vocabulary(model_dir)?;
     let bin = model_dir.join("model.bin");
     let mut r = BufReader::new(File::open(&bin).map_err(|e| io_err(&bin, e))?);
     let f = File::create(out).map_err(|e| io_err(out, e))?;
-    let (done, w) = convert(&mut r, &vocab, BufWriter::new(f), progress)?;
+    let (done, w) = convert(&mut r, &vocab, BufWriter::new(f), weights, progress)?;
     let f = w.into_inner().map_err(|e| io_err(out, e.into_error()))?;
     f.sync_all().map_err(|e| io_err(out, e))?;
     Ok(done)
@@ -73,13 +79,14 @@ pub fn convert<R: Read + Seek, W: Write>(
     r: &mut R,
     vocab: &[String],
     out: W,
+    weights: Weights,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Converted, W), ConvertError> {
     let model = Ct2Model::read_index(r)?;
     if model.spec != "WhisperSpec" {
         return Err(ConvertError::NotWhisper(format!("spec is '{}'", model.spec)));
     }
-    let hp = hparams(&model, r)?;
+    let hp = HParams { ftype: weights.ftype(), ..hparams(&model, r)? };
     if vocab.len() != hp.n_vocab as usize {
         return Err(ConvertError::Vocabulary(format!("{} entries but the embedding has {} rows", vocab.len(), hp.n_vocab)));
     }
@@ -92,6 +99,14 @@ pub fn convert<R: Read + Seek, W: Write>(
         let v = model.var(&item.src)?;
         if v.dims != item.src_dims {
             return Err(ConvertError::NotWhisper(format!("'{}' has shape {:?}, expected {:?}", v.name, v.dims, item.src_dims)));
+        }
+        if item.ttype == TensorType::Q8_0 && item.ne[0] % ggml::Q8_0_BLOCK != 0 {
+            return Err(ConvertError::NotWhisper(format!(
+                "'{}' has rows of {} values, which q8_0 cannot store (blocks of {})",
+                item.name,
+                item.ne[0],
+                ggml::Q8_0_BLOCK
+            )));
         }
         let raw = read_rows(r, v, item.rows)?;
         let data = cast(&raw, v, item.ttype)?;
@@ -173,7 +188,7 @@ fn hparams<R: Read + Seek>(m: &Ct2Model, r: &mut R) -> Result<HParams, ConvertEr
         n_text_head: heads("decoder/num_heads", r)?,
         n_text_layer: layers("decoder"),
         n_mels: n_mels as i32,
-        ftype: 1,
+        ftype: Weights::F16.ftype(),
     };
     if hp.n_audio_layer == 0 || hp.n_text_layer == 0 || n_audio_state != n_text_state {
         return Err(ConvertError::NotWhisper(format!("inconsistent dimensions {hp:?}")));
@@ -222,20 +237,21 @@ fn read_rows<R: Read + Seek>(r: &mut R, v: &Variable, rows: Option<(u32, u32)>) 
 fn cast(raw: &[u8], v: &Variable, to: TensorType) -> Result<Vec<u8>, ConvertError> {
     Ok(match (v.dtype, to) {
         (DType::F16, TensorType::F16) | (DType::F32, TensorType::F32) => raw.to_vec(),
-        (DType::F16, TensorType::F32) => {
-            raw.chunks_exact(2).flat_map(|c| ct2::f16_to_f32(u16::from_le_bytes([c[0], c[1]])).to_le_bytes()).collect()
-        }
-        (DType::F32, TensorType::F16) => {
-            raw.chunks_exact(4).flat_map(|c| ct2::f32_to_f16(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes()).collect()
-        }
-        (DType::BF16, _) => {
-            let f: Vec<f32> = raw.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).collect();
-            match to {
-                TensorType::F32 => f.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                TensorType::F16 => f.iter().flat_map(|&x| ct2::f32_to_f16(x).to_le_bytes()).collect(),
-            }
-        }
-        (other, _) => {
+        (_, TensorType::F32) => floats(raw, v)?.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        (_, TensorType::F16) => floats(raw, v)?.iter().flat_map(|&x| ct2::f32_to_f16(x).to_le_bytes()).collect(),
+        // Rows are whole blocks: the layout only quantizes matrices whose
+        // rows are multiples of 32 (the writer checks the size).
+        (_, TensorType::Q8_0) => ggml::quantize_q8_0(&floats(raw, v)?),
+    })
+}
+
+/// A float variable's values as f32.
+fn floats(raw: &[u8], v: &Variable) -> Result<Vec<f32>, ConvertError> {
+    Ok(match v.dtype {
+        DType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        DType::F16 => raw.chunks_exact(2).map(|c| ct2::f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+        DType::BF16 => raw.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).collect(),
+        other => {
             return Err(ConvertError::NotWhisper(format!("'{}' is {other:?}; only float16/float32/bfloat16 models are supported", v.name)))
         }
     })

