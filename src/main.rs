@@ -43,7 +43,7 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Transcribe a WAV file (PCM or µ-law): `transcribe FILE.wav [--lang es] [--name base]`.
+    /// Transcribe a WAV file (PCM or µ-law): `transcribe FILE.wav [--lang es] [--name base-q8_0]`.
     Transcribe {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -140,16 +140,16 @@ enum BenchWhat {
         hold_seconds: u32,
     },
     /// Turn latency on the wire with scripted callers (the service runs in
-    /// this process): p50/p95 per model, then simultaneous calls with base.
+    /// this process): p50/p95 per model, then simultaneous calls with the default model (base-q8_0).
     #[cfg(feature = "whisper")]
     Turns {
         /// Whisper models to measure (catalogue names; missing ones are fetched).
-        #[arg(long, value_delimiter = ',', default_value = "base,small")]
+        #[arg(long, value_delimiter = ',', default_value = "base-q8_0,base,small")]
         models: Vec<String>,
         /// Calls per model, one after another.
         #[arg(long, default_value_t = 2)]
         calls_per_model: usize,
-        /// Simultaneous calls to try with base; stops at the first level over 1.5 s p95.
+        /// Simultaneous calls to try with the default model; stops at the first level over 1.5 s p95.
         #[arg(long, value_delimiter = ',', default_value = "1,2,4,6,8")]
         levels: Vec<usize>,
         /// Between the starts of simultaneous calls.

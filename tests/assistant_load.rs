@@ -105,7 +105,7 @@ async fn ten_simultaneous_keypad_callers_all_book_and_no_slot_is_booked_twice() 
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     let root = cache_root();
     let options = ServiceOptions {
-        model: "base".into(),
+        model: clinivox::speech::models::DEFAULT_MODEL.into(),
         models_dir: root.join("models"),
         cache_dir: root.join("cache"),
         language: None,

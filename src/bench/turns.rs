@@ -10,19 +10,21 @@
 //! the jitter buffer.
 //!
 //! 1. Per model: a few calls one after another; p50/p95 over their turns.
-//! 2. Concurrency sweep with `base`: N calls at once (starts staggered),
+//! 2. Concurrency sweep with the default model (`base-q8_0`): N calls at once (starts staggered),
 //!    p50/p95 per level, and the most calls with p95 under 1.5 s.
 //!
 //! Each call is a new patient (created in the store first) booking a
-//! dermatology appointment: want → date of birth → "the first" → "yes" →
-//! "no, thanks". Whisper hears espeak's voice imperfectly, so the
-//! conversation may take another path; every utterance still gets a reply,
-//! and that reply is what is timed. A turn answered by nothing in
+//! dermatology appointment: want → (date of birth, keyed) → "as soon as
+//! possible" → "the first" → "yes" → "no, thanks". The date is keyed as the prompt offers, and not
+//! timed: Whisper base never understands espeak's spoken dates, and two
+//! misses send the caller to reception, off the booking path. Whisper hears
+//! the rest imperfectly too, so the conversation may still take another
+//! path; every utterance gets a reply, and that reply is what is timed. A turn answered by nothing in
 //! [`NO_REPLY`] counts as infinitely late; one answered only by the
 //! silence re-prompt (8 s) counts with its real, long latency.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +33,6 @@ use chrono::NaiveDate;
 use super::caller::{Caller, CallerError, Dial};
 use super::percentile;
 use super::service::{Service, ServiceError, ServiceOptions};
-use crate::conversation::{Language, LanguageError};
 use crate::phone::E164;
 use crate::speech::models;
 use crate::speech::tts::{Espeak, EspeakConfig, SpeechEngine, TtsError};
@@ -56,8 +57,6 @@ pub enum TurnsError {
     Tts(#[from] TtsError),
     #[error("{0}")]
     Store(#[from] StoreError),
-    #[error("prompts: {0}")]
-    Language(#[from] LanguageError),
     #[error("caller: {0}")]
     Caller(#[from] CallerError),
     #[error("not an E.164 number: {0}")]
@@ -71,7 +70,7 @@ pub struct Options {
     pub models: Vec<String>,
     /// Calls per model, one after another.
     pub calls_per_model: usize,
-    /// Simultaneous calls to try with `base`, in order; the sweep stops at
+    /// Simultaneous calls to try with the default model, in order; the sweep stops at
     /// the first level whose p95 misses [`TARGET_P95`].
     pub levels: Vec<usize>,
     /// Between the starts of the calls of one level.
@@ -83,10 +82,10 @@ pub struct Options {
 /// What the callers of one language say.
 struct Script {
     lang: &'static str,
-    /// Step names, for the per-step line.
+    /// Names of the spoken (timed) steps, for the per-step line.
     steps: [&'static str; 5],
-    /// Synthesized once; the date of birth (step 2) is per patient.
-    fixed: [Vec<i16>; 4],
+    /// Synthesized once.
+    fixed: [Vec<i16>; 5],
 }
 
 /// One caller's turns: latency per step (`None`: no reply in [`NO_REPLY`]).
@@ -111,7 +110,7 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
         };
         // An English-only model gets an English clinic and English callers.
         let script = Arc::new(script(if spec.multilingual { "es" } else { "en" }, tts.clone()).await?);
-        let sweep = name == "base" && !o.levels.is_empty();
+        let sweep = name == models::DEFAULT_MODEL && !o.levels.is_empty();
         let max_level = if sweep { o.levels.iter().copied().max().unwrap_or(1) } else { 1 };
         let service = Service::start(&ServiceOptions {
             model: name.clone(),
@@ -129,7 +128,7 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
         for _ in 0..o.calls_per_model {
             let (phone, dob) = new_patient(&service.store, patients, script.lang).await?;
             patients += 1;
-            match scripted_call(service.sip, phone, dob, script.clone(), tts.clone()).await {
+            match scripted_call(service.sip, phone, dob, script.clone()).await {
                 Ok(t) => {
                     eprintln!("{name}: call {patients}: {}", show(&t));
                     turns.push(t);
@@ -153,7 +152,7 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
                         }
                         let (phone, dob) = new_patient(&service.store, patients, script.lang).await?;
                         patients += 1;
-                        calls.push(tokio::spawn(scripted_call(service.sip, phone, dob, script.clone(), tts.clone())));
+                        calls.push(tokio::spawn(scripted_call(service.sip, phone, dob, script.clone())));
                     }
                     for c in calls {
                         match c.await? {
@@ -196,7 +195,7 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
         println!("{r}");
     }
     if !sweep_rows.is_empty() {
-        println!("\n## Simultaneous calls (base, starts {:.1} s apart)\n", o.stagger.as_secs_f64());
+        println!("\n## Simultaneous calls ({}, starts {:.1} s apart)\n", models::DEFAULT_MODEL, o.stagger.as_secs_f64());
         println!("| calls at once | calls completed | turns | no reply | p50 s | p95 s | max s |");
         println!("|---:|---:|---:|---:|---:|---:|---:|");
         for r in &sweep_rows {
@@ -216,17 +215,17 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
 async fn script(lang: &'static str, tts: Arc<Espeak>) -> Result<Script, TurnsError> {
     let (steps, lines) = match lang {
         "en" => (
-            ["want", "date of birth", "choice", "yes", "no more"],
-            ["I would like an appointment with the dermatologist.", "The first one.", "Yes.", "No, thank you."],
+            ["want", "when", "choice", "yes", "no more"],
+            ["I would like an appointment with the dermatologist.", "As soon as possible.", "The first one.", "Yes.", "No, thank you."],
         ),
         _ => (
-            ["quiero cita", "fecha de nacimiento", "la primera", "sí", "nada más"],
-            ["Quiero una cita con el dermatólogo.", "La primera.", "Sí.", "No, gracias."],
+            ["quiero cita", "cuándo", "la primera", "sí", "nada más"],
+            ["Quiero una cita con el dermatólogo.", "La primera que haya.", "La primera.", "Sí.", "No, gracias."],
         ),
     };
-    let fixed = tokio::task::spawn_blocking(move || -> Result<[Vec<i16>; 4], TtsError> {
-        let [a, b, c, d] = lines.map(|l| tts.synthesize(l, lang));
-        Ok([a?, b?, c?, d?])
+    let fixed = tokio::task::spawn_blocking(move || -> Result<[Vec<i16>; 5], TtsError> {
+        let [a, b, c, d, e] = lines.map(|l| tts.synthesize(l, lang));
+        Ok([a?, b?, c?, d?, e?])
     })
     .await??;
     Ok(Script { lang, steps, fixed })
@@ -257,11 +256,7 @@ async fn scripted_call(
     phone: String,
     dob: NaiveDate,
     script: Arc<Script>,
-    tts: Arc<Espeak>,
 ) -> Result<Turns, TurnsError> {
-    let lang = script.lang;
-    let dob_text = Language::load(Path::new(crate::app::PROMPTS_DIR), lang)?.prompts.birth_date(dob);
-    let dob_pcm = tokio::task::spawn_blocking(move || tts.synthesize(&dob_text, lang)).await??;
     let dial = Dial {
         service,
         from: phone.clone(),
@@ -273,11 +268,19 @@ async fn scripted_call(
     let mut c = Caller::call(dial).await?;
     c.reply_started(0, REPLY_LIMIT).await?;
     c.reply(0, Duration::from_millis(1500), REPLY_LIMIT).await;
-    let [want, first, yes, no] = &script.fixed;
+    let [want, when, first, yes, no] = &script.fixed;
     let mut turns = Vec::new();
-    for pcm in [want, &dob_pcm, first, yes, no] {
+    for (step, pcm) in [want, when, first, yes, no].into_iter().enumerate() {
         if c.hung_up() {
             break;
+        }
+        if step == 1 {
+            // "What is your date of birth?": keyed, heard out, not timed.
+            let mark = c.heard_len();
+            c.keys(&dob.format("%d%m%Y").to_string())?;
+            if c.reply_started(mark, REPLY_LIMIT).await.is_ok() {
+                c.reply(mark, REPLY_QUIET, REPLY_LIMIT).await;
+            }
         }
         let u = c.say(pcm);
         let sent = c.speech_sent(u, REPLY_LIMIT).await?;

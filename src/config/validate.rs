@@ -436,7 +436,7 @@ fn sip(e: &mut Errors, raw: Option<toml::Value>, staff: &[Extension]) -> Option<
 }
 
 fn speech(e: &mut Errors, raw: RawSpeech, languages: &[String]) -> SpeechConfig {
-    let model = raw.model.unwrap_or_else(|| "base".into());
+    let model = raw.model.unwrap_or_else(|| crate::speech::models::DEFAULT_MODEL.into());
     let known = crate::speech::models::CATALOGUE.iter().map(|m| m.name).collect::<Vec<_>>().join(", ");
     if crate::speech::models::spec(&model).is_err() {
         e.push("speech.model", format!("{model:?} is not a known model ({known})"));

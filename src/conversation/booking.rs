@@ -146,7 +146,10 @@ impl Conversation {
             Input::Key(_) => {}
             Input::Said { text, u } => {
                 want.update(&u.slots, self.today());
-                if want.when == When::Unknown && (u.intent == Intent::Yes || self.ctx.language.prompts.means_earliest(text)) {
+                // "Yes", "as soon as possible", or "the first" / "one", as the
+                // prompt offers key 1 for the first free appointment.
+                let first = u.slots.choice == Some(1);
+                if want.when == When::Unknown && (u.intent == Intent::Yes || first || self.ctx.language.prompts.means_earliest(text)) {
                     want.when = When::Earliest;
                 }
             }

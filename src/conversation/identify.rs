@@ -64,10 +64,8 @@ impl Conversation {
             }
             None => {
                 self.state = State::AskDob { goal, name, digits: String::new() };
-                let q = self.p("bad_dob", &[]);
-                self.ask(q);
                 // Asked again with help; two failures still reach a person.
-                Heard::NotUnderstood
+                Heard::Reask(self.p("bad_dob", &[]))
             }
         }
     }

@@ -194,10 +194,16 @@ impl Input {
 }
 
 /// Whether a state understood the input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Heard {
     Understood,
+    /// Counted as a misunderstanding; the caller hears an apology and the
+    /// last question again.
     NotUnderstood,
+    /// Counted as a misunderstanding, and this question (which carries its
+    /// own help, such as "I did not get the date…") is asked instead of the
+    /// generic apology.
+    Reask(String),
 }
 
 /// One phone conversation with one caller. See the module docs of
@@ -493,8 +499,16 @@ impl Conversation {
                 return;
             }
         }
-        let sorry = self.p("not_understood", &[]);
-        self.misunderstood_with(sorry);
+        match heard {
+            Heard::Reask(question) => {
+                self.last_question = question.clone();
+                self.misunderstood_saying(question);
+            }
+            _ => {
+                let sorry = self.p("not_understood", &[]);
+                self.misunderstood_with(sorry);
+            }
+        }
     }
 
     fn in_state(&mut self, state: State, input: Input) -> Heard {
@@ -787,6 +801,16 @@ impl Conversation {
     }
 
     fn misunderstood_with(&mut self, sorry: String) {
+        let mut question = self.last_question.clone();
+        if matches!(self.state, State::Listening) {
+            question = format!("{question} {}", self.p("keypad_menu", &[]));
+        }
+        self.misunderstood_saying(format!("{sorry} {question}"));
+    }
+
+    /// Counts a misunderstanding: says `again`, or after too many hands the
+    /// caller to reception (or ends an unverified outbound call).
+    fn misunderstood_saying(&mut self, again: String) {
         self.misunderstood += 1;
         if self.misunderstood >= MAX_MISUNDERSTOOD && self.outreach_unverified() {
             // Nobody to hand an unverified outbound call to: try again later.
@@ -797,11 +821,7 @@ impl Conversation {
             self.say(text);
             return self.transfer(TransferGroup::Reception);
         }
-        let mut question = self.last_question.clone();
-        if matches!(self.state, State::Listening) {
-            question = format!("{question} {}", self.p("keypad_menu", &[]));
-        }
-        self.say(format!("{sorry} {question}"));
+        self.say(again);
     }
 
     // ----- store ------------------------------------------------------------

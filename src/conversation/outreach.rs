@@ -356,7 +356,7 @@ impl Conversation {
             }
             None => {
                 self.state = State::OutreachAskDob { digits: String::new() };
-                Heard::NotUnderstood
+                Heard::Reask(self.p("bad_dob", &[]))
             }
         }
     }

@@ -144,6 +144,43 @@ fn a_date_of_birth_question_comes_with_a_patience_hint() {
 }
 
 #[test]
+fn a_date_of_birth_not_understood_is_asked_again_once_then_reception() {
+    let mut c = Conversation::new(ctx("es", Some("+34600111222")), t0());
+    drain(&mut c);
+    c.handle_store_reply(StoreReply::Patients(vec![maria()]));
+    drain(&mut c);
+    c.handle_utterance(t0(), "quiero cancelar mi cita", 0.9);
+    drain(&mut c);
+    // Whisper's rendering of an espeak date, seen in the turn benchmark.
+    c.handle_utterance(t0() + Duration::seconds(5), "Uno neneo neneo 940.", 0.9);
+    let out = drain(&mut c);
+    // The help, once: not the help and then an apology repeating it.
+    assert_eq!(said(&out), "No he entendido la fecha. Dígame el día, el mes y el año, o márquelos con ocho cifras.", "{out:#?}");
+    c.handle_utterance(t0() + Duration::seconds(10), "La primera", 0.9);
+    let out = drain(&mut c);
+    // The second miss goes to a person, without asking for the date first.
+    assert!(said(&out).starts_with("Perdone, no consigo entenderle. Le paso con recepción."), "{out:#?}");
+    assert!(!said(&out).contains("Dígame el día"), "{out:#?}");
+}
+
+#[test]
+fn the_first_asked_for_when_the_day_is_asked_means_the_first_free_slot() {
+    let mut c = Conversation::new(ctx("es", Some("+34600111222")), t0());
+    drain(&mut c);
+    c.handle_store_reply(StoreReply::Patients(vec![maria()]));
+    drain(&mut c);
+    c.handle_utterance(t0(), "quiero una cita con el dermatólogo", 0.9);
+    drain(&mut c);
+    c.handle_utterance(t0() + Duration::seconds(5), "14 de marzo de 1948", 0.9);
+    let out = drain(&mut c);
+    assert!(said(&out).contains("¿Qué día le viene bien?"), "{out:#?}");
+    // The question offers "pulse 1 para la primera cita libre".
+    c.handle_utterance(t0() + Duration::seconds(10), "La primera.", 0.9);
+    let out = drain(&mut c);
+    assert!(matches!(asks(&out)[..], [StoreRequest::FreeSlots { .. }]), "{out:#?}");
+}
+
+#[test]
 fn a_wrong_date_of_birth_reveals_nothing() {
     let mut c = Conversation::new(ctx("es", Some("+34600111222")), t0());
     drain(&mut c);

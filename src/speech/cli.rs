@@ -51,7 +51,7 @@ pub fn run(args: &[String]) -> Res {
             Ok(())
         }
         ["transcribe", file] => {
-            let name = flag("--name").unwrap_or_else(|| "base".into());
+            let name = flag("--name").unwrap_or_else(|| models::DEFAULT_MODEL.into());
             let model = models::installed_path(&models_dir, &name)?;
             let opts = stt::TranscribeOptions {
                 language: flag("--lang"),

@@ -124,12 +124,15 @@ pub fn cache_root() -> PathBuf {
 
 /// Runs `test` (a test of the calling binary) again inside `unshare -n`
 /// with the environment variable `inside` set, which tells the copy to run
-/// the test's body. Whisper base is fetched (or found cached) first, here,
-/// because the namespace has no network. Panics, with the copy's output,
+/// the test's body. The default model (which the demo clinic uses) and f16
+/// base (which tests use to transcribe what phones heard) are fetched (or
+/// found cached) first, here, because the namespace has no network. Panics, with the copy's output,
 /// unless that one test passed within `timeout_s`.
 pub fn rerun_isolated(inside: &str, test: &str, timeout_s: u64) {
     let root = cache_root();
-    clinivox::speech::models::fetch("base", &root.join("cache"), &root.join("models"), &mut |_| {}).expect("base model in the test cache");
+    for model in [clinivox::speech::models::DEFAULT_MODEL, "base"] {
+        clinivox::speech::models::fetch(model, &root.join("cache"), &root.join("models"), &mut |_| {}).expect("model in the test cache");
+    }
     let exe = std::env::current_exe().expect("test binary path");
     let script = format!("cd {} && {inside}=1 {} --exact {test} --nocapture --test-threads=1", env!("CARGO_MANIFEST_DIR"), exe.display());
     let (ok, out) = run_isolated(&script, timeout_s);
