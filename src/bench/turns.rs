@@ -251,12 +251,7 @@ async fn new_patient(store: &Store, n: usize, lang: &str) -> Result<(String, Nai
 
 /// One call: hear the greeting out, then each utterance in turn, timing
 /// the reply to each and hearing it out before the next.
-async fn scripted_call(
-    service: SocketAddr,
-    phone: String,
-    dob: NaiveDate,
-    script: Arc<Script>,
-) -> Result<Turns, TurnsError> {
+async fn scripted_call(service: SocketAddr, phone: String, dob: NaiveDate, script: Arc<Script>) -> Result<Turns, TurnsError> {
     let dial = Dial {
         service,
         from: phone.clone(),
