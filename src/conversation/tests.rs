@@ -82,13 +82,19 @@ pub(super) fn asks(actions: &[Action]) -> Vec<StoreRequest> {
         .collect()
 }
 
-/// María, identified by caller ID and date of birth, asking for dermatology:
-/// the conversation stops at the slot search.
-fn maria_searching() -> (Conversation, DateTime<Utc>) {
+/// María's call, her number known to the store (not yet identified).
+fn maria_on_the_line() -> Conversation {
     let mut c = Conversation::new(ctx("es", Some("+34600111222")), t0());
     drain(&mut c);
     c.handle_store_reply(StoreReply::Patients(vec![maria()]));
     drain(&mut c);
+    c
+}
+
+/// María, identified by caller ID and date of birth, asking for dermatology:
+/// the conversation stops at the slot search.
+fn maria_searching() -> (Conversation, DateTime<Utc>) {
+    let mut c = maria_on_the_line();
     let now = t0() + Duration::seconds(5);
     c.handle_utterance(now, "quiero una cita con el dermatólogo lo antes posible", 0.9);
     drain(&mut c);
@@ -130,10 +136,7 @@ fn speech_resets_the_silence_count() {
 
 #[test]
 fn a_date_of_birth_question_comes_with_a_patience_hint() {
-    let mut c = Conversation::new(ctx("es", Some("+34600111222")), t0());
-    drain(&mut c);
-    c.handle_store_reply(StoreReply::Patients(vec![maria()]));
-    drain(&mut c);
+    let mut c = maria_on_the_line();
     c.handle_utterance(t0(), "quiero cancelar mi cita", 0.9);
     let out = drain(&mut c);
     let hint = out.iter().position(|a| *a == Action::ExpectLonger { reason: Patience::DateOfBirth });
@@ -145,10 +148,7 @@ fn a_date_of_birth_question_comes_with_a_patience_hint() {
 
 #[test]
 fn a_date_of_birth_not_understood_is_asked_again_once_then_reception() {
-    let mut c = Conversation::new(ctx("es", Some("+34600111222")), t0());
-    drain(&mut c);
-    c.handle_store_reply(StoreReply::Patients(vec![maria()]));
-    drain(&mut c);
+    let mut c = maria_on_the_line();
     c.handle_utterance(t0(), "quiero cancelar mi cita", 0.9);
     drain(&mut c);
     // Whisper's rendering of an espeak date, seen in the turn benchmark.
@@ -165,10 +165,7 @@ fn a_date_of_birth_not_understood_is_asked_again_once_then_reception() {
 
 #[test]
 fn the_first_asked_for_when_the_day_is_asked_means_the_first_free_slot() {
-    let mut c = Conversation::new(ctx("es", Some("+34600111222")), t0());
-    drain(&mut c);
-    c.handle_store_reply(StoreReply::Patients(vec![maria()]));
-    drain(&mut c);
+    let mut c = maria_on_the_line();
     c.handle_utterance(t0(), "quiero una cita con el dermatólogo", 0.9);
     drain(&mut c);
     c.handle_utterance(t0() + Duration::seconds(5), "14 de marzo de 1948", 0.9);
@@ -182,10 +179,7 @@ fn the_first_asked_for_when_the_day_is_asked_means_the_first_free_slot() {
 
 #[test]
 fn a_wrong_date_of_birth_reveals_nothing() {
-    let mut c = Conversation::new(ctx("es", Some("+34600111222")), t0());
-    drain(&mut c);
-    c.handle_store_reply(StoreReply::Patients(vec![maria()]));
-    drain(&mut c);
+    let mut c = maria_on_the_line();
     c.handle_utterance(t0(), "¿cuándo tengo la cita?", 0.9);
     drain(&mut c);
     c.handle_utterance(t0(), "15 de marzo de 1948", 0.9);
