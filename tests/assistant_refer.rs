@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clinivox::clock::{Clock, SystemClock};
-use common::{cache_root, have, rerun_isolated};
+use common::{assistant_config, demo_toml_on_udp, have, open_all_day, rerun_isolated};
 
 /// Set in the copy of this binary that runs inside the namespace.
 const INSIDE: &str = "CLINIVOX_REFER_E2E_INSIDE";
@@ -34,27 +34,13 @@ fn scenario(name: &str) -> String {
 /// open all day (out of hours a request for a person becomes a callback
 /// request, with no transfer).
 fn config(dir: &Path) -> clinivox::config::Config {
-    let root = cache_root();
-    let text = clinivox::config::DEMO_TOML
-        .replace(
-            "listen = [\n  { transport = \"udp\", addr = \"127.0.0.1:5060\" },\n  { transport = \"tcp\", addr = \"127.0.0.1:5060\" },\n]",
-            "listen = [ { transport = \"udp\", addr = \"127.0.0.1:5060\" } ]",
-        )
-        .replace("bindings_file = \"sip-bindings.json\"", &format!("bindings_file = {:?}", dir.join("bindings.json").display().to_string()))
-        .replace(
-            "[[groups]]\nname = \"reception\"\nmembers = [\"201\", \"202\"]\nstrategy = \"all\"\nring_timeout_s = 20\n",
-            &format!("[[groups]]\nname = \"reception\"\ntransfer = \"refer\"\nrefer_to = \"{REFER_TO}\"\n"),
-        );
+    let text = demo_toml_on_udp(dir).replace(
+        "[[groups]]\nname = \"reception\"\nmembers = [\"201\", \"202\"]\nstrategy = \"all\"\nring_timeout_s = 20\n",
+        &format!("[[groups]]\nname = \"reception\"\ntransfer = \"refer\"\nrefer_to = \"{REFER_TO}\"\n"),
+    );
     assert!(text.contains("transfer = \"refer\""), "the demo's reception group changed; update this test");
-    let vars = [
-        ("CLINIVOX_CALLS__APP".to_string(), "assistant".to_string()),
-        ("CLINIVOX_SPEECH__MODELS_DIR".to_string(), root.join("models").display().to_string()),
-        ("CLINIVOX_DATABASE__URL".to_string(), format!("sqlite://{}", dir.join("e2e.db").display())),
-    ];
-    let mut c = clinivox::config::from_toml(&text, "e2e", vars).expect("test configuration is valid");
-    let all_day = clinivox::config::TimeRange { start: chrono::NaiveTime::MIN, end: chrono::NaiveTime::from_hms_opt(23, 59, 59).unwrap() };
-    c.clinic.opening_hours = clinivox::config::WeeklyHours(std::array::from_fn(|_| vec![all_day]));
-    c.clinic.holidays.clear();
+    let mut c = assistant_config(&text, dir);
+    open_all_day(&mut c);
     c
 }
 

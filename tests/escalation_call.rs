@@ -45,7 +45,7 @@ use clinivox::speech::fair_queue::CallKey;
 use clinivox::speech::pool::{PoolConfig, RecognitionPool, Request};
 use clinivox::speech::tts::{Espeak, EspeakConfig, SpeechEngine, RATE};
 use clinivox::store::*;
-use common::{cache_root, have, rerun_isolated};
+use common::{assistant_config, cache_root, demo_toml_on_udp, have, rerun_isolated};
 use phone::{utterance, Phone};
 
 /// Set in the copy of this binary that runs inside the namespace.
@@ -63,24 +63,12 @@ fn isolated(test: &str) {
 
 /// The demo clinic on 127.0.0.1:5060, its trunk's proxy SIPp on :5080.
 fn config(dir: &Path) -> clinivox::config::Config {
-    let root = cache_root();
-    let text = clinivox::config::DEMO_TOML
-        .replace(
-            "listen = [\n  { transport = \"udp\", addr = \"127.0.0.1:5060\" },\n  { transport = \"tcp\", addr = \"127.0.0.1:5060\" },\n]",
-            "listen = [ { transport = \"udp\", addr = \"127.0.0.1:5060\" } ]",
-        )
-        .replace("bindings_file = \"sip-bindings.json\"", &format!("bindings_file = {:?}", dir.join("bindings.json").display().to_string()))
-        .replace(
-            "cidrs = [\"127.0.0.0/8\", \"::1/128\"]",
-            "cidrs = [\"127.0.0.0/8\", \"::1/128\"]\nproxy = \"127.0.0.1:5080\"\nusername = \"clinic\"\npassword = \"trunkpw\"",
-        );
+    let text = demo_toml_on_udp(dir).replace(
+        "cidrs = [\"127.0.0.0/8\", \"::1/128\"]",
+        "cidrs = [\"127.0.0.0/8\", \"::1/128\"]\nproxy = \"127.0.0.1:5080\"\nusername = \"clinic\"\npassword = \"trunkpw\"",
+    );
     assert!(text.contains("proxy = \"127.0.0.1:5080\""), "the demo's trunk changed; update this test");
-    let vars = [
-        ("CLINIVOX_CALLS__APP".to_string(), "assistant".to_string()),
-        ("CLINIVOX_SPEECH__MODELS_DIR".to_string(), root.join("models").display().to_string()),
-        ("CLINIVOX_DATABASE__URL".to_string(), format!("sqlite://{}", dir.join("e2e.db").display())),
-    ];
-    clinivox::config::from_toml(&text, "e2e", vars).expect("test configuration is valid")
+    assistant_config(&text, dir)
 }
 
 fn local(d: NaiveDate, h: u32) -> DateTime<Utc> {

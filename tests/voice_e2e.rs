@@ -30,7 +30,7 @@ use clinivox::phone::E164;
 use clinivox::speech::fair_queue::CallKey;
 use clinivox::speech::pool::{PoolConfig, RecognitionPool, Request};
 use clinivox::store::{Appointment, AppointmentStatus, CallDetail, Store};
-use common::{cache_root, have, rerun_isolated};
+use common::{assistant_config, cache_root, demo_toml_on_udp, have, open_all_day, rerun_isolated};
 use phone::{utterance, Phone};
 
 /// Set in the copy of this binary that runs inside the namespace.
@@ -54,27 +54,9 @@ fn isolated(test: &str) -> bool {
 /// The demo clinic (patients seeded) on 127.0.0.1:5060, open all day, every
 /// day: the tests run at any hour.
 fn config(dir: &Path) -> clinivox::config::Config {
-    let root = cache_root();
-    let text = clinivox::config::DEMO_TOML
-        .replace(
-            "listen = [\n  { transport = \"udp\", addr = \"127.0.0.1:5060\" },\n  { transport = \"tcp\", addr = \"127.0.0.1:5060\" },\n]",
-            "listen = [ { transport = \"udp\", addr = \"127.0.0.1:5060\" } ]",
-        )
-        .replace(
-            "bindings_file = \"sip-bindings.json\"",
-            &format!("bindings_file = {:?}", dir.join("bindings.json").display().to_string()),
-        );
-    assert!(text.contains("listen = [ { transport = \"udp\""), "the demo's [sip] listen line changed; update this test");
-    let vars = [
-        ("CLINIVOX_CALLS__APP".to_string(), "assistant".to_string()),
-        ("CLINIVOX_SPEECH__MODELS_DIR".to_string(), root.join("models").display().to_string()),
-        ("CLINIVOX_DATABASE__URL".to_string(), format!("sqlite://{}", dir.join("e2e.db").display())),
-    ];
-    let mut c = clinivox::config::from_toml(&text, "e2e", vars).expect("test configuration is valid");
+    let mut c = assistant_config(&demo_toml_on_udp(dir), dir);
     c.demo = true;
-    let all_day = clinivox::config::TimeRange { start: chrono::NaiveTime::MIN, end: chrono::NaiveTime::from_hms_opt(23, 59, 59).unwrap() };
-    c.clinic.opening_hours = clinivox::config::WeeklyHours(std::array::from_fn(|_| vec![all_day]));
-    c.clinic.holidays.clear();
+    open_all_day(&mut c);
     c
 }
 

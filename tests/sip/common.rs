@@ -140,6 +140,40 @@ pub fn rerun_isolated(inside: &str, test: &str, timeout_s: u64) {
     assert!(ok && out.contains("test result: ok. 1 passed"), "the isolated run of {test} failed:\n{out}");
 }
 
+/// The demo clinic's TOML for a whole service inside a namespace: SIP on
+/// UDP 127.0.0.1:5060 only, its bindings file in `dir`.
+pub fn demo_toml_on_udp(dir: &std::path::Path) -> String {
+    let text = clinivox::config::DEMO_TOML
+        .replace(
+            "listen = [\n  { transport = \"udp\", addr = \"127.0.0.1:5060\" },\n  { transport = \"tcp\", addr = \"127.0.0.1:5060\" },\n]",
+            "listen = [ { transport = \"udp\", addr = \"127.0.0.1:5060\" } ]",
+        )
+        .replace(
+            "bindings_file = \"sip-bindings.json\"",
+            &format!("bindings_file = {:?}", dir.join("bindings.json").display().to_string()),
+        );
+    assert!(text.contains("listen = [ { transport = \"udp\""), "the demo's [sip] listen line changed; update the tests");
+    text
+}
+
+/// `text` as the configuration of the assistant service: models from the
+/// test cache, a fresh SQLite file in `dir`.
+pub fn assistant_config(text: &str, dir: &std::path::Path) -> clinivox::config::Config {
+    let vars = [
+        ("CLINIVOX_CALLS__APP".to_string(), "assistant".to_string()),
+        ("CLINIVOX_SPEECH__MODELS_DIR".to_string(), cache_root().join("models").display().to_string()),
+        ("CLINIVOX_DATABASE__URL".to_string(), format!("sqlite://{}", dir.join("e2e.db").display())),
+    ];
+    clinivox::config::from_toml(text, "e2e", vars).expect("test configuration is valid")
+}
+
+/// The clinic open all day, every day, no holidays: tests run at any hour.
+pub fn open_all_day(c: &mut clinivox::config::Config) {
+    let all_day = clinivox::config::TimeRange { start: chrono::NaiveTime::MIN, end: chrono::NaiveTime::from_hms_opt(23, 59, 59).unwrap() };
+    c.clinic.opening_hours = clinivox::config::WeeklyHours(std::array::from_fn(|_| vec![all_day]));
+    c.clinic.holidays.clear();
+}
+
 /// Run a bash script inside a fresh loopback-only network namespace
 /// (`unshare -n`): nothing it does can leave the machine.
 pub fn run_isolated(script: &str, timeout_s: u64) -> (bool, String) {
