@@ -56,3 +56,21 @@ drop_test_schemas() {
             EXECUTE format('DROP SCHEMA %I CASCADE', s);
         END LOOP; END \$\$;" >/dev/null 2>&1 || true
 }
+
+# leftover_processes MARK — fails, listing and killing them, if processes
+# whose environment holds CLINIVOX_TEST_RUN=MARK (started by the tests, in
+# any namespace) are still running once the tests have ended.
+leftover_processes() {
+    local mark="CLINIVOX_TEST_RUN=$1" left=() pid env
+    sleep 1 # a test binary's last children are being reaped
+    for env in /proc/[0-9]*/environ; do
+        pid=${env#/proc/}
+        pid=${pid%/environ}
+        { tr '\0' '\n' <"$env"; } 2>/dev/null | grep -qxF "$mark" && left+=("$pid")
+    done
+    [ ${#left[@]} -eq 0 ] && { echo "no process started by the tests is left"; return 0; }
+    echo "error: ${#left[@]} process(es) started by the tests are still running:" >&2
+    ps -o pid,ppid,etime,args -p "$(IFS=,; echo "${left[*]}")" >&2 || true
+    kill -KILL "${left[@]}" 2>/dev/null || true
+    return 1
+}

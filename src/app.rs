@@ -168,12 +168,18 @@ pub async fn run(
     let metrics = Metrics::new();
     let sip = match &config.sip {
         Some(sip_config) => {
-            let server = crate::sip::driver::SipServer::bind(sip_config.clone()).await?;
+            // The application first, the SIP sockets after: a service whose
+            // assistant cannot start (model missing, prompts unreadable) must
+            // not sit on a bound port answering nobody. It stops here with the
+            // error, so the carrier sees the port closed and fails over.
             let app = match config.calls_app {
                 CallsApp::Echo => apps::App::Echo,
                 CallsApp::Tone => apps::App::Tone,
-                CallsApp::Assistant => assistant(&config, &store, &metrics).await?,
+                CallsApp::Assistant => assistant(&config, &store, &metrics).await.inspect_err(|e| {
+                    tracing::error!("the voice assistant cannot start, so SIP is not opened and the service stops: {e}");
+                })?,
             };
+            let server = crate::sip::driver::SipServer::bind(sip_config.clone()).await?;
             let report: apps::Report = std::sync::Arc::new(|line: String| tracing::info!(target: "clinivox::calls", "{line}"));
             #[cfg(feature = "whisper")]
             outbound::start(&config, &store, &clock, &server, &app, &stop_rx);

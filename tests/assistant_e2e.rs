@@ -24,9 +24,9 @@ use clinivox::store::Store;
 const CALLER: &str = "+34600222333"; // José Martínez Ruiz, born 1952-11-02 (demo patient)
 const CLINIC_NUMBER: &str = "+34911234567";
 
-fn cache_root() -> PathBuf {
-    std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"))
-}
+#[path = "sip/common.rs"]
+mod common;
+use common::{cache_root, provision_models};
 
 fn free_udp_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
@@ -36,7 +36,6 @@ fn free_udp_port() -> u16 {
 /// The demo clinic, listening on loopback only, answered by the assistant.
 fn config(dir: &std::path::Path, sip_port: u16) -> clinivox::config::Config {
     let root = cache_root();
-    clinivox::speech::models::fetch("base", &root.join("cache"), &root.join("models"), &mut |_| {}).expect("base model in the test cache");
     let text = clinivox::config::DEMO_TOML
         .replace(
             "listen = [\n  { transport = \"udp\", addr = \"127.0.0.1:5060\" },\n  { transport = \"tcp\", addr = \"127.0.0.1:5060\" },\n]",
@@ -63,6 +62,8 @@ fn config(dir: &std::path::Path, sip_port: u16) -> clinivox::config::Config {
     let all_day = clinivox::config::TimeRange { start: chrono::NaiveTime::MIN, end: chrono::NaiveTime::from_hms_opt(23, 59, 59).unwrap() };
     c.clinic.opening_hours = clinivox::config::WeeklyHours(std::array::from_fn(|_| vec![all_day]));
     c.clinic.holidays.clear();
+    // The model the demo names, and f16 base, which transcribes what the caller heard.
+    provision_models(&c, &["base"]);
     c
 }
 
@@ -298,19 +299,20 @@ async fn bridged_transfer_to_a_registered_desk_phone(addr: SocketAddr, tts: &Esp
         .status()
         .unwrap();
     assert!(reg.success(), "extension 201 registers");
-    let mut phone = sipp(&[
-        "-sf",
-        &scenario("uas_desk.xml"),
-        "-rtp_echo",
-        "-trace_msg",
-        "-message_file",
-        "desk.log",
-        "-timeout",
-        "120s",
-        "-timeout_error",
-    ])
-    .spawn()
-    .unwrap();
+    let mut phone = common::Peer::spawn(
+        &mut sipp(&[
+            "-sf",
+            &scenario("uas_desk.xml"),
+            "-rtp_echo",
+            "-trace_msg",
+            "-message_file",
+            "desk.log",
+            "-timeout",
+            "120s",
+            "-timeout_error",
+        ]),
+        "sipp (the desk phone)",
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let mut caller = Caller::call(dial(addr, "e2e-bridge")).await.expect("the assistant answers");

@@ -34,21 +34,22 @@ use tokio::net::UdpSocket;
 
 const CALLER: &str = "sip:+34600222333@127.0.0.1";
 
-fn cache_root() -> PathBuf {
-    std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"))
-}
+#[path = "sip/common.rs"]
+mod common;
+use common::{cache_root, provision_models};
 
 /// The demo clinic answered by the assistant, with `vars` on top.
 fn config(dir: &Path, vars: &[(&str, String)]) -> Config {
     let root = cache_root();
-    clinivox::speech::models::fetch("base", &root.join("cache"), &root.join("models"), &mut |_| {}).expect("base model in the test cache");
     let mut all = vec![
         ("CLINIVOX_CALLS__APP".to_string(), "assistant".to_string()),
         ("CLINIVOX_SPEECH__MODELS_DIR".to_string(), root.join("models").display().to_string()),
         ("CLINIVOX_DATABASE__URL".to_string(), format!("sqlite://{}", dir.join("t.db").display())),
     ];
     all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    clinivox::config::from_toml(clinivox::config::DEMO_TOML, "test", all).expect("test configuration is valid")
+    let config = clinivox::config::from_toml(clinivox::config::DEMO_TOML, "test", all).expect("test configuration is valid");
+    provision_models(&config, &[]);
+    config
 }
 
 async fn assistant(config: Config, dir: &Path) -> (Arc<Assistant>, Store, Arc<Metrics>) {
@@ -252,5 +253,50 @@ fn a_caller_turned_away_when_lines_are_busy_is_recorded_and_counted() {
         });
         assert_eq!(counted.map(|s| s.2), Some(1));
         assert!(metrics.render().contains("clinivox_calls_busy_total 1"), "the live counter of refusals too:\n{}", metrics.render());
+    });
+}
+
+/// A service whose assistant cannot start (here: its model is not
+/// installed) stops at once with that error and never opens its SIP port,
+/// so a caller's INVITE meets a closed port (ICMP "port unreachable", which
+/// carriers fail over on) instead of ringing into silence for a minute.
+/// Needs no model: that is the point.
+#[test]
+fn a_service_whose_assistant_cannot_start_stops_and_leaves_no_caller_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = clinivox::config::DEMO_TOML.replace(
+        "listen = [\n  { transport = \"udp\", addr = \"127.0.0.1:5060\" },\n  { transport = \"tcp\", addr = \"127.0.0.1:5060\" },\n]",
+        &format!("listen = [ {{ transport = \"udp\", addr = \"127.0.0.1:{port}\" }} ]"),
+    );
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "the demo's [sip] listen line changed; update this test");
+    let vars = [
+        ("CLINIVOX_CALLS__APP".to_string(), "assistant".to_string()),
+        ("CLINIVOX_SPEECH__MODELS_DIR".to_string(), dir.path().join("no-models").display().to_string()),
+        ("CLINIVOX_DATABASE__URL".to_string(), format!("sqlite://{}", dir.path().join("t.db").display())),
+    ];
+    let config = Arc::new(clinivox::config::from_toml(&text, "test", vars).expect("test configuration is valid"));
+    runtime().block_on(async {
+        let store = clinivox::testing::sqlite_store(dir.path(), &config).await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let clock: Arc<dyn clinivox::clock::Clock> = Arc::new(clinivox::clock::SystemClock);
+        let run = clinivox::app::run(config.clone(), store, clock, http, std::future::pending());
+        let outcome = tokio::time::timeout(Duration::from_secs(30), run).await.expect("app::run stops instead of serving");
+        let error = outcome.expect_err("no model, no service").to_string();
+        assert!(error.contains("not installed") && error.contains("models fetch"), "the error says what to do: {error}");
+
+        // A caller's OPTIONS (an INVITE would fare the same) is refused by the
+        // kernel at once: nothing holds the port.
+        let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        probe.connect(sip).await.unwrap();
+        let options = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKdead\r\nMax-Forwards: 70\r\n\
+             From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: dead@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        probe.send(options.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 2048];
+        let answer = tokio::time::timeout(Duration::from_secs(2), probe.recv(&mut buf)).await.expect("an answer at once, not silence");
+        assert_eq!(answer.map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionRefused), "the SIP port is closed");
     });
 }

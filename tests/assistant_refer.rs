@@ -86,15 +86,16 @@ fn a_caller_asking_for_reception_is_referred_to_the_groups_uri() {
         }
 
         let log = std::fs::File::create(dir.path().join("sipp.log")).unwrap();
-        let mut sipp = std::process::Command::new("sipp")
-            .args(["127.0.0.1:5060", "-sf", &scenario("uac_asks_for_reception.xml"), "-s", "+34911234567"])
-            .args(["-i", "127.0.0.1", "-p", "5070", "-mi", "127.0.0.1", "-m", "1", "-nd", "-trace_err", "-trace_msg", "-trace_logs"])
-            .args(["-timeout", "120s", "-timeout_error"])
-            .current_dir(dir.path())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("sipp starts");
+        let mut sipp = common::Peer::spawn(
+            std::process::Command::new("sipp")
+                .args(["127.0.0.1:5060", "-sf", &scenario("uac_asks_for_reception.xml"), "-s", "+34911234567"])
+                .args(["-i", "127.0.0.1", "-p", "5070", "-mi", "127.0.0.1", "-m", "1", "-nd", "-trace_err", "-trace_msg", "-trace_logs"])
+                .args(["-timeout", "120s", "-timeout_error"])
+                .current_dir(dir.path())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+            "sipp",
+        );
         let started = Instant::now();
         let sipp_ok = loop {
             if let Some(status) = sipp.try_wait().unwrap() {

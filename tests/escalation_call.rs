@@ -45,7 +45,7 @@ use clinivox::speech::fair_queue::CallKey;
 use clinivox::speech::pool::{PoolConfig, RecognitionPool, Request};
 use clinivox::speech::tts::{Espeak, EspeakConfig, SpeechEngine, RATE};
 use clinivox::store::*;
-use common::{assistant_config, cache_root, demo_toml_on_udp, have, rerun_isolated};
+use common::{assistant_config, cache_root, demo_toml_on_udp, have, rerun_isolated, Peer};
 use phone::{utterance, Phone};
 
 /// Set in the copy of this binary that runs inside the namespace.
@@ -168,14 +168,15 @@ async fn run_service(dir: &Path, scn: &str, limit: StdDuration, what: Seed) -> (
     };
 
     let log = std::fs::File::create(dir.join("sipp.log")).unwrap();
-    let mut sipp = std::process::Command::new("sipp")
-        .args(["-sf", &scenario(scn), "-i", "127.0.0.1", "-p", "5080", "-mi", "127.0.0.1", "-m", "1", "-nd", "-trace_err", "-trace_msg"])
-        .args(["-timeout", "200s", "-timeout_error"])
-        .current_dir(dir)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("sipp starts");
+    let mut sipp = Peer::spawn(
+        std::process::Command::new("sipp")
+            .args(["-sf", &scenario(scn), "-i", "127.0.0.1", "-p", "5080", "-mi", "127.0.0.1", "-m", "1", "-nd", "-trace_err", "-trace_msg"])
+            .args(["-timeout", "200s", "-timeout_error"])
+            .current_dir(dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log),
+        "sipp",
+    );
 
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -441,15 +442,16 @@ fn a_patient_who_answers_by_voice_through_kamailio_confirms() {
         let kamailio_cfg = format!("{}/tests/sip/kamailio/trunk.cfg", env!("CARGO_MANIFEST_DIR"));
         std::fs::create_dir_all(d.join("kamailio")).unwrap();
         let log = std::fs::File::create(d.join("kamailio.log")).unwrap();
-        let mut kamailio = std::process::Command::new("kamailio")
-            .args(["-f", &kamailio_cfg, "-DD", "-E", "-Y"])
-            .arg(d.join("kamailio"))
-            .arg("-P")
-            .arg(d.join("kamailio/kamailio.pid"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("kamailio starts");
+        let mut kamailio = Peer::spawn(
+            std::process::Command::new("kamailio")
+                .args(["-f", &kamailio_cfg, "-DD", "-E", "-Y"])
+                .arg(d.join("kamailio"))
+                .arg("-P")
+                .arg(d.join("kamailio/kamailio.pid"))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+            "kamailio",
+        );
         let account = format!("<sip:{PATIENT_PHONE}@127.0.0.1:5090>;regint=0;answermode=auto");
         let mut phone = Phone::start(d, "patient", 5090, &account);
 
@@ -509,8 +511,7 @@ fn a_patient_who_answers_by_voice_through_kamailio_confirms() {
         let status = store.appointment(&appointment.id).await.unwrap().status;
         let _ = stop_tx.send(());
         let _ = tokio::time::timeout(StdDuration::from_secs(10), service).await;
-        let _ = kamailio.kill();
-        let _ = kamailio.wait();
+        drop(kamailio); // the whole group: kamailio's forked workers too
         let trunk = kamailio_log();
         println!("--- kamailio ---\n{}", trunk.lines().filter(|l| l.contains("TRUNK")).collect::<Vec<_>>().join("\n"));
         assert!(trunk.contains("TRUNK challenge INVITE"), "the trunk challenged the INVITE:\n{trunk}");

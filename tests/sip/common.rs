@@ -122,6 +122,22 @@ pub fn cache_root() -> PathBuf {
     std::env::var_os("CLINIVOX_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"))
 }
 
+/// Fetches (or finds in the test cache) the Whisper model `config` will
+/// load, and each of `extra` (models a test itself uses, e.g. to transcribe
+/// what a phone heard). Every test that runs a configuration calls this, so
+/// it passes alone, on a fresh machine, in any order: the model a
+/// configuration names is never assumed to be there because another test
+/// fetched it. Inside `unshare -n` (no network) it finds them cached.
+pub fn provision_models(config: &clinivox::config::Config, extra: &[&str]) {
+    let root = cache_root();
+    let configured = config.speech.as_ref().map(|s| (s.model.clone(), s.models_dir.clone()));
+    let wanted = configured.into_iter().chain(extra.iter().map(|m| (m.to_string(), root.join("models"))));
+    for (model, models_dir) in wanted {
+        clinivox::speech::models::fetch(&model, &root.join("cache"), &models_dir, &mut |_| {})
+            .unwrap_or_else(|e| panic!("model {model} in the test cache {}: {e}", root.display()));
+    }
+}
+
 /// Runs `test` (a test of the calling binary) again inside `unshare -n`
 /// with the environment variable `inside` set, which tells the copy to run
 /// the test's body. The default model (which the demo clinic uses) and f16
@@ -164,7 +180,9 @@ pub fn assistant_config(text: &str, dir: &std::path::Path) -> clinivox::config::
         ("CLINIVOX_SPEECH__MODELS_DIR".to_string(), cache_root().join("models").display().to_string()),
         ("CLINIVOX_DATABASE__URL".to_string(), format!("sqlite://{}", dir.join("e2e.db").display())),
     ];
-    clinivox::config::from_toml(text, "e2e", vars).expect("test configuration is valid")
+    let config = clinivox::config::from_toml(text, "e2e", vars).expect("test configuration is valid");
+    provision_models(&config, &[]);
+    config
 }
 
 /// The clinic open all day, every day, no holidays: tests run at any hour.
@@ -174,13 +192,21 @@ pub fn open_all_day(c: &mut clinivox::config::Config) {
     c.clinic.holidays.clear();
 }
 
+/// `unshare` with a loopback-only network namespace and a PID namespace of
+/// its own: the script's shell is the namespace's init, so when it ends (or
+/// `timeout` ends `unshare`, which `--kill-child` passes on) the kernel kills
+/// every process still in it. A daemon a test forgot can never outlive the run.
+const UNSHARE: [&str; 5] = ["unshare", "--net", "--pid", "--fork", "--kill-child"];
+
 /// Run a bash script inside a fresh loopback-only network namespace
-/// (`unshare -n`): nothing it does can leave the machine.
+/// (`unshare -n`): nothing it does can leave the machine, and nothing it
+/// starts outlives it.
 pub fn run_isolated(script: &str, timeout_s: u64) -> (bool, String) {
     let full = format!("set -u\nip link set lo up\n{script}");
     let out = std::process::Command::new("timeout")
         .arg(timeout_s.to_string())
-        .args(["unshare", "-n", "bash", "-c", &full])
+        .args(UNSHARE)
+        .args(["--mount-proc", "bash", "-c", &full])
         .output()
         .expect("unshare/timeout available");
     let text = format!("{}\n--- stderr ---\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -196,9 +222,46 @@ pub fn run_isolated_with_hosts(script: &str, hosts: &str, timeout_s: u64) -> (bo
     let full = format!("set -u\nip link set lo up\nmount --bind {} /etc/hosts\n{script}", file.display());
     let out = std::process::Command::new("timeout")
         .arg(timeout_s.to_string())
-        .args(["unshare", "-n", "-m", "bash", "-c", &full])
+        .args(UNSHARE)
+        .args(["--mount", "--mount-proc", "bash", "-c", &full])
         .output()
         .expect("unshare/timeout available");
     let text = format!("{}\n--- stderr ---\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
+}
+
+/// A peer program a test started (SIPp, kamailio), in a process group of
+/// its own. Dropping it — at the end of the test, or while an assertion
+/// unwinds — kills the whole group, so a daemon's forked workers (kamailio
+/// forks a dozen) never outlive the test that started them.
+pub struct Peer(std::process::Child);
+
+impl Peer {
+    pub fn spawn(cmd: &mut std::process::Command, what: &str) -> Peer {
+        use std::os::unix::process::CommandExt;
+        Peer(cmd.process_group(0).spawn().unwrap_or_else(|e| panic!("{what} starts: {e}")))
+    }
+}
+
+impl std::ops::Deref for Peer {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Peer {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // The group's id is the leader's pid (process_group(0)); the group
+        // may outlive a leader that already exited, so it is killed anyway.
+        let group = format!("-{}", self.0.id());
+        let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).stderr(std::process::Stdio::null()).status();
+        let _ = self.0.wait();
+    }
 }
