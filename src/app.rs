@@ -166,6 +166,12 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
     let metrics = Metrics::new();
+    if config.logging.transcripts {
+        tracing::warn!(
+            "[logging] transcripts = true: what callers say and what the assistant answers (health data) goes to the log; \
+             keep the log as protected, and for no longer, than the call records"
+        );
+    }
     let sip = match &config.sip {
         Some(sip_config) => {
             // The application first, the SIP sockets after: a service whose

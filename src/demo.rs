@@ -42,6 +42,28 @@ const APPOINTMENTS: [(usize, &str, i64, bool); 8] = [
     (16, "gynecology", 5, false),
 ];
 
+/// What identifies the demo patients — full names, surnames, phone numbers
+/// (national digits), dates of birth as said, keyed and stored, national
+/// ids — for tests that check the log holds none of it.
+pub fn identifiers() -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, phone, dob, _, nid) in PATIENTS {
+        out.push(name.to_string());
+        out.extend(name.split_whitespace().skip(1).map(str::to_string));
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        out.push(digits[digits.len().saturating_sub(9)..].to_string());
+        if let Ok(d) = NaiveDate::parse_from_str(dob, "%Y-%m-%d") {
+            out.push(dob.to_string());
+            out.push(d.format("%d%m%Y").to_string());
+            out.push(d.format("%d/%m/%Y").to_string());
+        }
+        out.extend(nid.map(str::to_string));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[derive(Debug, Default)]
 pub struct Seeded {
     pub patients: Vec<Patient>,

@@ -13,6 +13,7 @@ pub mod escalation;
 pub mod media;
 pub mod metrics;
 pub mod phone;
+pub mod private_files;
 pub mod sip;
 pub mod speech;
 pub mod store;

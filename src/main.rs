@@ -179,6 +179,9 @@ enum BenchWhat {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Databases, recordings and bindings hold patients' data: nothing this
+    // process writes is readable by other accounts (see private_files).
+    clinivox::private_files::owner_only_umask();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=error".into()))
         .with_writer(std::io::stderr)

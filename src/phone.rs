@@ -49,6 +49,95 @@ impl fmt::Display for E164 {
     }
 }
 
+/// `text` (a number, a SIP URI, a From header) for the log: every run of
+/// five or more digits keeps only its last two (`sip:+34600222333@x` →
+/// `sip:+*********33@x`). Enough for staff to tell two calls apart, not
+/// enough to identify the patient who made them.
+pub fn masked(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 5 {
+            out.extend(std::iter::repeat_n('*', run.len() - 2));
+            out.push_str(&run[run.len() - 2..]);
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// A caller's From (a URI, perhaps with a display name) for the log: the
+/// display name dropped, the user part masked like [`masked`] (letters
+/// too: `sip:maria.lopez@…` names a patient as surely as a number).
+pub fn masked_uri(from: &str) -> String {
+    let uri = match (from.find('<'), from.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &from[a + 1..b],
+        _ => from.split(';').next().unwrap_or(from),
+    };
+    let (scheme, rest) = match uri.split_once(':') {
+        Some((s, r)) if matches!(s.to_ascii_lowercase().as_str(), "sip" | "sips" | "tel") => (Some(s), r),
+        _ => (None, uri),
+    };
+    let (user, host) = match rest.split_once('@') {
+        Some((u, h)) => (u, Some(h)),
+        None if scheme.is_some_and(|s| s.eq_ignore_ascii_case("tel")) => (rest, None),
+        None => ("", Some(rest)),
+    };
+    let chars: Vec<char> = user.chars().collect();
+    let user: String = if chars.len() > 4 {
+        chars.iter().enumerate().map(|(i, c)| if i + 2 >= chars.len() || *c == '+' { *c } else { '*' }).collect()
+    } else {
+        user.to_string()
+    };
+    let mut out = String::new();
+    if let Some(s) = scheme {
+        out.push_str(s);
+        out.push(':');
+    }
+    out.push_str(&user);
+    if let Some(h) = host {
+        if !user.is_empty() {
+            out.push('@');
+        }
+        out.push_str(h);
+    }
+    out
+}
+
+#[cfg(test)]
+mod masking_tests {
+    use super::{masked, masked_uri};
+
+    #[test]
+    fn a_callers_uri_loses_its_display_name_and_user() {
+        assert_eq!(masked_uri("\"José Martínez\" <sip:+34600222333@10.0.0.1>;tag=9"), "sip:+*********33@10.0.0.1");
+        assert_eq!(masked_uri("sip:maria.lopez@example.org"), "sip:*********ez@example.org");
+        assert_eq!(masked_uri("sip:201@clinic"), "sip:201@clinic");
+        assert_eq!(masked_uri("tel:+34600222333"), "tel:+*********33");
+        assert_eq!(masked_uri("sip:clinic.example"), "sip:clinic.example");
+    }
+
+    #[test]
+    fn long_digit_runs_keep_their_last_two() {
+        assert_eq!(masked("+34600222333"), "+*********33");
+        assert_eq!(masked("sip:+34600222333@127.0.0.1:5060"), "sip:+*********33@127.0.0.1:5060");
+        assert_eq!(masked("\"José\" <sip:600222333@clinic>;tag=1234"), "\"José\" <sip:*******33@clinic>;tag=1234");
+        assert_eq!(masked("ext 201"), "ext 201");
+        assert_eq!(masked(""), "");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,6 @@
 #![cfg(feature = "whisper")]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,8 +90,7 @@ async fn call_detail(store: &Store, number: &str, nth_newest: usize) -> clinivox
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(clinivox_test_models), ignore = "set CLINIVOX_TEST_MODELS=1")]
 async fn keypad_booking_and_a_spoken_no_through_sip_and_rtp() {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "clinivox=info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    common::log_capture();
     let dir = tempfile::tempdir().unwrap();
     let sip_port = free_udp_port();
     let config = Arc::new(config(dir.path(), sip_port));
@@ -248,6 +246,12 @@ async fn keypad_booking_and_a_spoken_no_through_sip_and_rtp() {
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), service).await;
     eprintln!("total {:?}", began.elapsed());
+
+    // 7. The log a clinic keeps (info and above) holds none of it: not José's
+    // name, number or date of birth, not what he said, not what he was told.
+    let said = ["muchas gracias", "cambiar la hora", "San Rafael", "Martínez"];
+    let leaks = common::personal_data_in_log(&common::captured_log(), &said);
+    assert!(leaks.is_empty(), "personal data in the log:\n{}", leaks.join("\n"));
 }
 
 fn sipp_installed() -> bool {

@@ -17,7 +17,7 @@
 #![cfg(feature = "whisper")]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -166,6 +166,14 @@ fn best_correlation(hay: &[i16], needle: &[i16]) -> (f64, usize) {
     best
 }
 
+/// One test at a time looks at the process's log: each starts with it empty.
+fn fresh_log() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    common::log_capture().lock().unwrap_or_else(|p| p.into_inner()).clear();
+    guard
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
@@ -173,9 +181,15 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 #[cfg_attr(not(clinivox_test_models), ignore = "set CLINIVOX_TEST_MODELS=1")]
 fn a_recorded_call_is_announced_and_its_wav_holds_the_caller() {
+    let _log = fresh_log();
     let dir = tempfile::tempdir().unwrap();
     let recordings = dir.path().join("recordings");
-    let vars = [("CLINIVOX_CALLS__RECORD_AUDIO", "true".to_string()), ("CLINIVOX_CALLS__RECORDINGS_DIR", recordings.display().to_string())];
+    // Transcripts logged, as a clinic may choose: the log check below must see them.
+    let vars = [
+        ("CLINIVOX_CALLS__RECORD_AUDIO", "true".to_string()),
+        ("CLINIVOX_CALLS__RECORDINGS_DIR", recordings.display().to_string()),
+        ("CLINIVOX_LOGGING__TRANSCRIPTS", "true".to_string()),
+    ];
     let config = config(dir.path(), &vars);
     runtime().block_on(async {
         let (assistant, store, _) = assistant(config, dir.path()).await;
@@ -218,12 +232,24 @@ fn a_recorded_call_is_announced_and_its_wav_holds_the_caller() {
         let turns = store.call(&calls[0].id).await.unwrap().turns;
         let said: Vec<&str> = turns.iter().filter(|t| t.speaker == "assistant").map(|t| t.text.as_str()).collect();
         assert!(said.len() >= 2 && said[0].contains("San Rafael") && said[1] == notice, "{said:?}");
+
+        // Owner-only: the recording holds a patient's voice.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(Path::new(&path)), mode(&recordings)), (0o600, 0o700));
+        assert_eq!(mode(&dir.path().join("clinivox-test.db")), 0o600, "the database too");
+
+        // `[logging] transcripts = true`: what the assistant said is in the
+        // log, and the check that guards the default finds it.
+        let leaks = common::personal_data_in_log(&common::captured_log(), &["San Rafael"]);
+        assert!(!leaks.is_empty(), "with transcripts on, the greeting is logged");
     });
 }
 
 #[test]
 #[cfg_attr(not(clinivox_test_models), ignore = "set CLINIVOX_TEST_MODELS=1")]
 fn a_caller_turned_away_when_lines_are_busy_is_recorded_and_counted() {
+    let _log = fresh_log();
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &[("CLINIVOX_CALLS__MAX_ACTIVE", "1".to_string())]);
     runtime().block_on(async {
@@ -253,6 +279,8 @@ fn a_caller_turned_away_when_lines_are_busy_is_recorded_and_counted() {
         });
         assert_eq!(counted.map(|s| s.2), Some(1));
         assert!(metrics.render().contains("clinivox_calls_busy_total 1"), "the live counter of refusals too:\n{}", metrics.render());
+        let leaks = common::personal_data_in_log(&common::captured_log(), &[]);
+        assert!(leaks.is_empty(), "by default the log names no caller:\n{}", leaks.join("\n"));
     });
 }
 
@@ -263,6 +291,7 @@ fn a_caller_turned_away_when_lines_are_busy_is_recorded_and_counted() {
 /// Needs no model: that is the point.
 #[test]
 fn a_service_whose_assistant_cannot_start_stops_and_leaves_no_caller_waiting() {
+    let _log = fresh_log();
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let text = clinivox::config::DEMO_TOML.replace(
@@ -298,5 +327,10 @@ fn a_service_whose_assistant_cannot_start_stops_and_leaves_no_caller_waiting() {
         let mut buf = [0u8; 2048];
         let answer = tokio::time::timeout(Duration::from_secs(2), probe.recv(&mut buf)).await.expect("an answer at once, not silence");
         assert_eq!(answer.map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionRefused), "the SIP port is closed");
+        let log = common::captured_log();
+        assert!(
+            log.lines().any(|l| l.contains("ERROR") && l.contains("voice assistant cannot start") && l.contains("not installed")),
+            "the log says why the service stopped:\n{log}"
+        );
     });
 }

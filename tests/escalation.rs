@@ -205,7 +205,28 @@ mod refill {
     use super::*;
     use clinivox::escalation::refill::{OfferOutcome, Refill};
 
-    on_both_engines!(a_freed_slot_goes_to_the_first_waiting_patient_who_accepts, an_offer_booked_on_the_phone_is_not_booked_twice);
+    on_both_engines!(
+        a_freed_slot_goes_to_the_first_waiting_patient_who_accepts,
+        an_offer_booked_on_the_phone_is_not_booked_twice,
+        a_waiting_patient_without_contact_consent_is_never_called,
+    );
+
+    /// A place on the waiting list is no consent to be phoned: the patient
+    /// who withdrew `contact_consent` is skipped, the next one is offered.
+    async fn a_waiting_patient_without_contact_consent_is_never_called(store: Store, config: Config) {
+        let refill = Refill::new(store.clone(), Arc::new(config), "instance-a", Duration::minutes(15));
+        let a = appointment(&store, 1, "dr-sanchez", "2026-12-07T08:00:00Z").await;
+        let (opted_out, _) = waitlisted(&store, 3, 1, 31).await;
+        let (willing, e2) = waitlisted(&store, 4, 1, 31).await;
+        let patch = PatientPatch { contact_consent: Some(false), ..Default::default() };
+        store.update_patient(&opted_out.id, patch, &staff(), monday()).await.unwrap();
+        store.cancel(&a.id, &Actor::new("reception", Channel::Api), monday()).await.unwrap();
+        assert_eq!(refill.plan(monday()).await.unwrap(), 1);
+        let offer = refill.next_offer(monday()).await.unwrap().expect("an offer to the patient who agreed to calls");
+        assert_eq!((offer.entry.id.as_str(), offer.entry.patient_id.as_str()), (e2.id.as_str(), willing.id.as_str()));
+        refill.resolve(&offer, OfferOutcome::Declined, monday() + Duration::minutes(3)).await.unwrap();
+        assert!(refill.next_offer(monday() + Duration::minutes(4)).await.unwrap().is_none(), "the opted-out patient is never offered");
+    }
 
     async fn an_offer_booked_on_the_phone_is_not_booked_twice(store: Store, config: Config) {
         let refill = Refill::new(store.clone(), Arc::new(config), "instance-a", Duration::minutes(15));

@@ -170,7 +170,21 @@ async fn run_service(dir: &Path, scn: &str, limit: StdDuration, what: Seed) -> (
     let log = std::fs::File::create(dir.join("sipp.log")).unwrap();
     let mut sipp = Peer::spawn(
         std::process::Command::new("sipp")
-            .args(["-sf", &scenario(scn), "-i", "127.0.0.1", "-p", "5080", "-mi", "127.0.0.1", "-m", "1", "-nd", "-trace_err", "-trace_msg"])
+            .args([
+                "-sf",
+                &scenario(scn),
+                "-i",
+                "127.0.0.1",
+                "-p",
+                "5080",
+                "-mi",
+                "127.0.0.1",
+                "-m",
+                "1",
+                "-nd",
+                "-trace_err",
+                "-trace_msg",
+            ])
             .args(["-timeout", "200s", "-timeout_error"])
             .current_dir(dir)
             .stdout(log.try_clone().unwrap())

@@ -225,7 +225,7 @@ pub async fn serve(server: crate::sip::driver::SipServer, app: App, report: Repo
             Some(_) = calls.join_next(), if !calls.is_empty() => continue,
             call = in_rx.recv() => match call { Some(c) => c, None => break },
         };
-        report(format!("INCOMING {} from {} ({:?})", call.callee, call.caller, call.source));
+        report(format!("INCOMING {} from {} ({:?})", call.callee, crate::phone::masked_uri(&call.caller), call.source));
         let (sip, app, report) = (sip.clone(), app.clone(), report.clone());
         calls.spawn(async move {
             match app {

@@ -183,7 +183,7 @@ impl Assistant {
         let tts = CachedEngine::new(Espeak::new(espeak), TTS_CACHE_PROMPTS, None)?;
         if config.calls.record_audio {
             let dir = config.calls.recordings_dir.clone();
-            std::fs::create_dir_all(&dir).map_err(|e| AssistantError::Recordings(dir.display().to_string(), e))?;
+            crate::private_files::create_dir(&dir).map_err(|e| AssistantError::Recordings(dir.display().to_string(), e))?;
         }
         let reception = config.staff.iter().find_map(|s| s.uri.clone());
         let staff = config.staff.iter().map(|s| transfer::member_target(s.uri.as_deref().unwrap_or(&s.extension))).collect();
@@ -218,7 +218,7 @@ impl Assistant {
         let ctx = self.context(Direction::Inbound, number, &lang);
         let (session, first) = Session::start(self.store.clone(), ctx, wall_now()).await;
         let key = self.next_key();
-        report(format!("ASSISTANT call={} caller={caller} key={} language={lang}", handle.id.0, key.0));
+        report(format!("ASSISTANT call={} caller={} key={} language={lang}", handle.id.0, crate::phone::masked_uri(&caller), key.0));
         let (handle, recording) = super::recording::record_if_on(&self.config.calls, &self.store, session.call_id(), handle).await;
         // A clinic with several languages listens for the caller's first.
         let detect = self.languages.len() > 1;
@@ -525,6 +525,16 @@ impl Line {
         (self.report)(line)
     }
 
+    /// What was said on the call (a transcript, a reply, a summary): health
+    /// data, so it reaches the log only when the clinic turned
+    /// `[logging] transcripts` on. The event line beside it (`report`)
+    /// carries ids, counts and timings only.
+    fn transcript(&self, what: &str, text: &str) {
+        if self.assistant.config.logging.transcripts {
+            tracing::info!(target: "clinivox::transcript", call = self.handle.id.0, "{what} {text:?}");
+        }
+    }
+
     async fn run(&mut self, mut rx: mpsc::Receiver<Back>) {
         loop {
             let silence = self.silence_at;
@@ -662,7 +672,8 @@ impl Line {
                 }
                 Action::Transfer { group, summary } => {
                     tracing::info!(group = group.as_str(), "transfer to staff");
-                    self.report(format!("TRANSFER call={} group={} summary={summary:?}", self.handle.id.0, group.as_str()));
+                    self.report(format!("TRANSFER call={} group={}", self.handle.id.0, group.as_str()));
+                    self.transcript("TRANSFER summary", &summary);
                     self.then = Then::Transfer(group);
                 }
                 Action::Hangup => self.then = Then::Hangup,
@@ -698,7 +709,8 @@ impl Line {
         let (tts, tx) = (self.assistant.tts.clone(), self.tx.clone());
         let lang = self.lang.clone();
         for t in &texts {
-            self.report(format!("SAY call={} {t:?}", self.handle.id.0));
+            self.report(format!("SAY call={} chars={}", self.handle.id.0, t.chars().count()));
+            self.transcript("SAY", t);
         }
         tokio::task::spawn_blocking(move || {
             let mut error = None;

@@ -69,9 +69,11 @@ impl Line {
             return self.arm_silence();
         }
         let heard_at = Instant::now();
+        self.transcript("HEARD", text);
         self.report(format!(
-            "HEARD call={} text={text:?} asr_ms={} queued_ms={} decoding_ms={}",
+            "HEARD call={} words={} asr_ms={} queued_ms={} decoding_ms={}",
             self.handle.id.0,
+            text.split_whitespace().count(),
             heard_at.saturating_duration_since(speech_end).as_millis(),
             r.waited.as_millis(),
             r.decoding.as_millis()

@@ -48,7 +48,8 @@ impl Line {
         headers.push(("X-Clinivox-Summary".into(), conv.summary_text()));
         let plan = RingPlan { headers, ..plan };
         let briefing_text = conv.staff_briefing();
-        self.report(format!("RINGING call={} staff={} briefing={briefing_text:?}", self.handle.id.0, plan.members.len()));
+        self.report(format!("RINGING call={} staff={}", self.handle.id.0, plan.members.len()));
+        self.transcript("RINGING briefing", &briefing_text);
         self.then = Then::Ringing;
         let ringing = if plan.all_at_once { plan.ring_timeout } else { plan.ring_timeout * plan.members.len() as u32 };
         let _ = self.handle.commands.send(CallCommand::Play(transfer::ringback(ringing.as_secs() as usize / 4 + 1))).await;

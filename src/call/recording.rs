@@ -85,9 +85,13 @@ impl Recorder {
     pub async fn create(path: PathBuf) -> Result<Recorder, RecordingError> {
         let spec = hound::WavSpec { channels: 2, sample_rate: RATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
         let shown = path.display().to_string();
-        let created = tokio::task::spawn_blocking(move || hound::WavWriter::create(&path, spec))
-            .await
-            .map_err(|e| RecordingError::Join(e.to_string()))?;
+        // A patient's voice: owner-only, whatever the umask.
+        let created = tokio::task::spawn_blocking(move || {
+            let file = crate::private_files::create(&path).map_err(hound::Error::IoError)?;
+            hound::WavWriter::new(std::io::BufWriter::new(file), spec)
+        })
+        .await
+        .map_err(|e| RecordingError::Join(e.to_string()))?;
         let writer = created.map_err(|source| RecordingError::Create { path: shown.clone(), source })?;
         Ok(Recorder { writer, path: shown })
     }

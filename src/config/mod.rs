@@ -46,8 +46,21 @@ pub struct Config {
     pub calls: CallsConfig,
     /// Local speech; `None` when the configuration has no `[speech]`.
     pub speech: Option<SpeechConfig>,
+    /// What the log may hold (`[logging]`).
+    pub logging: LoggingConfig,
     /// True when this is the built-in demo clinic.
     pub demo: bool,
+}
+
+/// `[logging]`. By default the log holds call ids, timings, outcomes and
+/// counts, never what a caller said, whom they named or their number
+/// (masked): it is health data (GDPR Art. 9) and logs are copied, shipped
+/// and kept far beyond the clinic's retention periods.
+#[derive(Debug, Clone, Default)]
+pub struct LoggingConfig {
+    /// Transcripts, replies, transfer summaries and staff briefings at info
+    /// (default off; a warning at start when on).
+    pub transcripts: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +297,11 @@ fn list(errors: &[FieldError]) -> String {
 
 /// Loads configuration from `path`. When `path` is the default and no file is
 /// there, the demo clinic is used. Environment overrides apply in both cases.
+///
+/// Two mistakes that would expose patients are refused here: a clinic's own
+/// configuration that still holds the demo's well-known tokens or staff
+/// passwords (copied from `clinivox.demo.toml`), and the demo clinic
+/// listening beyond loopback without `CLINIVOX_DEMO_PUBLIC=1`.
 pub fn load(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
     let (text, origin, demo) = match std::fs::read_to_string(path) {
         Ok(text) => (text, path.display().to_string(), false),
@@ -292,9 +310,64 @@ pub fn load(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Re
         }
         Err(source) => return Err(ConfigError::Io { path: path.display().to_string(), source }),
     };
+    let vars: Vec<(String, String)> = vars.into_iter().collect();
+    let public_demo = vars.iter().any(|(k, v)| k == "CLINIVOX_DEMO_PUBLIC" && v == "1");
     let mut config = from_toml(&text, &origin, vars)?;
     config.demo = demo;
-    Ok(config)
+    let problems = if demo { demo_listens_publicly(&config, public_demo) } else { demo_credentials(&config) };
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+/// The demo's tokens and passwords are published in this repository: a
+/// configuration holding any of them lets anyone read patients or take a
+/// desk phone's calls.
+fn demo_credentials(config: &Config) -> Vec<FieldError> {
+    let demo = from_toml(DEMO_TOML, "built-in demo clinic", []).expect("the built-in demo configuration is valid (tested)");
+    let mut problems = Vec::new();
+    for t in &config.api.tokens {
+        if demo.api.tokens.iter().any(|d| d.sha256 == t.sha256) {
+            problems.push(FieldError {
+                key: format!("api.tokens ({})", t.name),
+                message: "is one of the demo's published tokens; make a new one (e.g. `openssl rand -hex 32`) and store its hash (`clinivox token hash`)".into(),
+            });
+        }
+    }
+    let demo_passwords: Vec<&String> = demo.staff.iter().filter_map(|s| s.password.as_ref()).collect();
+    for s in &config.staff {
+        if s.password.as_ref().is_some_and(|p| demo_passwords.contains(&p)) {
+            problems.push(FieldError {
+                key: format!("staff ({})", s.extension),
+                message: "password is one of the demo's published passwords; give each desk phone its own".into(),
+            });
+        }
+    }
+    problems
+}
+
+/// The demo clinic has well-known credentials: it stays on loopback unless
+/// someone says, explicitly, that it may not.
+fn demo_listens_publicly(config: &Config, allowed: bool) -> Vec<FieldError> {
+    if allowed {
+        return Vec::new();
+    }
+    let mut addrs = vec![("http.listen".to_string(), config.http.listen)];
+    if let Some(sip) = &config.sip {
+        addrs.extend(sip.listen.iter().map(|l| ("sip.listen".to_string(), l.addr)));
+    }
+    addrs
+        .into_iter()
+        .filter(|(_, a)| !a.ip().is_loopback())
+        .map(|(key, a)| FieldError {
+            key,
+            message: format!(
+                "the demo clinic (published tokens and passwords) listens on loopback only, not {a}; write a clinivox.toml of your own, or set CLINIVOX_DEMO_PUBLIC=1 to expose the demo anyway"
+            ),
+        })
+        .collect()
 }
 
 /// Parses and validates configuration text, applying `CLINIVOX_…` overrides.

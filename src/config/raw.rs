@@ -24,6 +24,16 @@ pub struct RawConfig {
     pub sip: Option<toml::Value>,
     pub calls: RawCalls,
     pub speech: Option<RawSpeech>,
+    pub logging: RawLogging,
+}
+
+/// `[logging]`: what the log may hold beyond ids, timings and outcomes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLogging {
+    /// Write what callers said and what the assistant answered to the log
+    /// (health data: off unless a clinic turns it on, with a warning at start).
+    pub transcripts: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -254,3 +254,44 @@ fn call_admission_limits() {
     let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["calls.max_active", "calls.max_recognition_queue"]);
 }
+
+#[test]
+fn a_clinics_configuration_with_the_demos_credentials_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clinivox.toml");
+    // Copied as the README says, and only the clinic's name changed.
+    std::fs::write(&path, DEMO_TOML.replace("Clínica San Rafael", "Clínica Nueva")).unwrap();
+    let Err(ConfigError::Invalid(errors)) = load(&path, env(&[])) else { panic!("the demo's credentials must be refused") };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert!(keys.iter().filter(|k| k.starts_with("api.tokens")).count() == 2, "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("staff (201)")) && keys.iter().any(|k| k.starts_with("staff (202)")), "{keys:?}");
+    assert!(errors.iter().all(|e| e.message.contains("demo")), "{errors:?}");
+
+    // With tokens and passwords of its own, it loads.
+    let own = DEMO_TOML
+        .replace(&hash_token("demo-read-token"), &hash_token("a-read-token-of-the-clinics-own"))
+        .replace(&hash_token("demo-write-token"), &hash_token("a-write-token-of-the-clinics-own"))
+        .replace("demo-201-secret", "correct-horse-201")
+        .replace("demo-202-secret", "battery-staple-202");
+    std::fs::write(&path, own).unwrap();
+    let c = load(&path, env(&[])).expect("a configuration with its own credentials loads");
+    assert!(!c.demo);
+}
+
+#[test]
+fn the_demo_clinic_stays_on_loopback_unless_told_otherwise() {
+    let cwd_relative_default = Path::new(DEFAULT_PATH);
+    // The default path is relative to the working directory: only run the
+    // demo branch when no clinivox.toml sits there.
+    if cwd_relative_default.exists() {
+        return;
+    }
+    let c = load(cwd_relative_default, env(&[])).expect("the demo on loopback loads");
+    assert!(c.demo);
+    let public = [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:8080")];
+    let Err(ConfigError::Invalid(errors)) = load(cwd_relative_default, env(&public)) else { panic!("a public demo must be refused") };
+    assert_eq!(errors.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["http.listen"]);
+    assert!(errors[0].message.contains("CLINIVOX_DEMO_PUBLIC=1"), "{errors:?}");
+    let told = [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:8080"), ("CLINIVOX_DEMO_PUBLIC", "1")];
+    assert!(load(cwd_relative_default, env(&told)).is_ok());
+}

@@ -229,6 +229,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         calls_app,
         calls,
         speech,
+        logging: LoggingConfig { transcripts: raw.logging.transcripts.unwrap_or(false) },
         demo: false,
     })
 }

@@ -185,7 +185,11 @@ impl Conversation {
             return;
         }
         if reply != StoreReply::Done {
-            tracing::warn!(?reply, "callback request not stored");
+            // The reply itself may hold patients: only the error text is logged.
+            match &reply {
+                StoreReply::Failed(e) => tracing::warn!(error = %e, "callback request not stored"),
+                _ => tracing::warn!("callback request not stored: unexpected store reply"),
+            }
             return self.callback_give_up();
         }
         let (_, when) = self.callback_promise();

@@ -76,7 +76,8 @@ impl BindingStore for JsonFileStore {
     }
     fn save(&mut self, all: &[Binding]) -> Result<(), StoreError> {
         let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(all)?)?;
+        // Phones' addresses and the staff extensions behind them: owner-only.
+        std::io::Write::write_all(&mut crate::private_files::create(&tmp)?, &serde_json::to_vec_pretty(all)?)?;
         std::fs::rename(&tmp, &self.path)?;
         Ok(())
     }

@@ -58,6 +58,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("database file: {0}")]
+    Io(std::io::Error),
 }
 
 impl StoreError {
@@ -98,6 +100,15 @@ impl Store {
             }
             _ => url.to_string(),
         };
+        // The database holds patients' health data: owner-only, created so
+        // before SQLite first opens it (its WAL and shared-memory files take
+        // the database file's mode).
+        let sqlite_file = sqlite_path(&url);
+        if let Some(path) = &sqlite_file {
+            if !path.exists() {
+                crate::private_files::create(path).map_err(StoreError::Io)?;
+            }
+        }
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
@@ -111,6 +122,14 @@ impl Store {
                 SQLITE_MIGRATIONS.run(&pool).await?;
             }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        if let Some(path) = sqlite_file {
+            // Files an older version left world-readable are tightened too.
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                crate::private_files::restrict(std::path::Path::new(&p)).map_err(StoreError::Io)?;
+            }
         }
         Ok(Store { pool, backend, tz })
     }
@@ -196,4 +215,12 @@ fn new_id() -> String {
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// The file behind a `sqlite:` URL (`sqlite://data/c.db?mode=rwc` →
+/// `data/c.db`); `None` for PostgreSQL and in-memory databases.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
 }

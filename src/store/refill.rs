@@ -25,7 +25,9 @@ impl Store {
     /// Waiting-list entries the freed slot of `freed` suits, first come first
     /// served: same specialty (and provider, if they asked for one), the date
     /// inside their range, not the patient who cancelled, not offered yet in
-    /// this job, and earlier than any appointment they already hold for it.
+    /// this job, earlier than any appointment they already hold for it, and
+    /// only patients who agreed to be called (`contact_consent`, GDPR Art. 6/21:
+    /// a waiting-list entry is no consent to be phoned).
     pub async fn refill_matches(&self, freed: &Appointment, job_id: &str, now: DateTime<Utc>) -> Result<Vec<WaitlistEntry>> {
         let day = super::availability::local_date(self.tz, freed.starts_at);
         let mut out = Vec::new();
@@ -43,6 +45,13 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?;
             if offered > 0 {
+                continue;
+            }
+            let consent: Option<i64> = sqlx::query_scalar("SELECT contact_consent FROM patients WHERE id = $1")
+                .bind(&entry.patient_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            if consent != Some(1) {
                 continue;
             }
             let held = self.appointments_for_patient(&entry.patient_id, true, now).await?;

@@ -154,6 +154,9 @@ pub fn rerun_isolated(inside: &str, test: &str, timeout_s: u64) {
     let (ok, out) = run_isolated(&script, timeout_s);
     println!("{out}");
     assert!(ok && out.contains("test result: ok. 1 passed"), "the isolated run of {test} failed:\n{out}");
+    // Whatever the call did, the log a clinic keeps names no patient.
+    let leaks = personal_data_in_log(&out, &[]);
+    assert!(leaks.is_empty(), "personal data in the log of {test}:\n{}", leaks.join("\n"));
 }
 
 /// The demo clinic's TOML for a whole service inside a namespace: SIP on
@@ -263,5 +266,76 @@ impl Drop for Peer {
         let group = format!("-{}", self.0.id());
         let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).stderr(std::process::Stdio::null()).status();
         let _ = self.0.wait();
+    }
+}
+
+/// The log lines a clinic would keep (INFO, WARN, ERROR) that hold any of
+/// the demo patients' identifiers (`clinivox::demo::identifiers`) or any of
+/// `also` (what a test's caller said, what the assistant answered). Colour
+/// codes are ignored; DEBUG and TRACE lines and a test's own prints are not
+/// log lines a clinic keeps, and are not looked at.
+pub fn personal_data_in_log(log: &str, also: &[&str]) -> Vec<String> {
+    let mut needles = clinivox::demo::identifiers();
+    needles.extend(also.iter().map(|s| s.to_string()));
+    let mut found = Vec::new();
+    for raw in log.lines() {
+        let line = strip_ansi(raw);
+        let level = line.split_whitespace().nth(1).unwrap_or("");
+        if !matches!(level, "INFO" | "WARN" | "ERROR") {
+            continue;
+        }
+        if let Some(n) = needles.iter().find(|n| line.contains(n.as_str())) {
+            found.push(format!("{n:?} in: {line}"));
+        }
+    }
+    found
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters… final byte in @..~
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Everything the service logs in this test process, at the level a
+/// clinic runs (`info`, or RUST_LOG), also echoed to the test's output.
+/// Installed once per test binary as the global subscriber.
+pub fn log_capture() -> &'static std::sync::Mutex<Vec<u8>> {
+    static BUFFER: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> = std::sync::OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer: &'static std::sync::Mutex<Vec<u8>> = Box::leak(Box::new(std::sync::Mutex::new(Vec::new())));
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(move || CaptureWriter(buffer)).try_init();
+        buffer
+    })
+}
+
+/// The captured log so far, as text.
+pub fn captured_log() -> String {
+    String::from_utf8_lossy(&log_capture().lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+struct CaptureWriter(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        eprint!("{}", String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
