@@ -152,6 +152,31 @@ mod outbound {
     }
 }
 
+/// How often data past its retention period is looked for.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Purges data past its retention period at start and every hour, until
+/// `stop`. Runs on every node: the purge is idempotent.
+async fn purge_loop(store: Store, keep: crate::store::Retention, clock: Arc<dyn Clock>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        match store.purge(&keep, clock.now(), false).await {
+            Ok(report) => {
+                let removed: u64 = report.rows().iter().map(|(_, n)| n).sum();
+                if removed > 0 {
+                    let rows: Vec<String> = report.rows().iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k}: {n}")).collect();
+                    tracing::info!("retention: removed {}", rows.join(", "));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "retention purge failed; retrying in an hour"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(PURGE_EVERY) => {}
+        }
+    }
+}
+
 /// Serves until `shutdown` completes, then drains in-flight requests.
 pub async fn run(
     config: Arc<Config>,
@@ -196,6 +221,7 @@ pub async fn run(
             None
         }
     };
+    tokio::spawn(purge_loop(store.clone(), config.retention.clone(), clock.clone(), stopped(stop_rx.clone())));
     let state = AppState { store: store.clone(), config, clock, metrics };
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(address = %http.local_addr()?, "HTTP API listening");

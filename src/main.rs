@@ -27,6 +27,12 @@ enum Command {
     Demo,
     /// Check the configuration and report every problem.
     CheckConfig,
+    /// Remove patients' data past its `[privacy]` retention period now
+    /// (the service also does it every hour); `--dry-run` only reports it.
+    Purge {
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Run a telephony test application on its own, printing one line per event
@@ -199,6 +205,17 @@ async fn main() -> anyhow::Result<()> {
             println!("configuration OK: {} ({} specialties, {} providers)", c.clinic.name, c.specialties.len(), c.providers.len());
         }
         Command::Serve => serve(load(&cli.config)?).await?,
+        Command::Purge { dry_run } => {
+            let c = load(&cli.config)?;
+            let store =
+                clinivox::store::Store::connect(&c.database.url, 2, c.clinic.timezone).await.context("opening the clinic's database")?;
+            let report = store.purge(&c.retention, chrono::Utc::now(), dry_run).await?;
+            println!("| {} | count |\n|---|---:|", if dry_run { "would remove" } else { "removed" });
+            for (what, n) in report.rows() {
+                println!("| {what} | {n} |");
+            }
+            store.close().await;
+        }
         Command::Demo => demo(load(&cli.config)?).await?,
         Command::Nlu { lang, now, prompts, text } => {
             let c = load(&cli.config)?;

@@ -36,7 +36,148 @@ on_both_engines!(
     dst_sundays_on_a_sunday_clinic,
     assistant_turns_carry_their_timings,
     unanswered_calls_are_recorded_whole,
+    retention_removes_what_is_past_its_period_and_nothing_younger,
 );
+
+/// `[privacy]` retention with simulated time: data older than its period
+/// goes (recordings from disk too), younger data and the call records
+/// themselves stay; a dry run counts the same and changes nothing.
+async fn retention_removes_what_is_past_its_period_and_nothing_younger(store: Store, _: Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let old = now() - Duration::days(40);
+    let young = now() - Duration::days(5);
+    let p = store
+        .create_patient(
+            NewPatient {
+                name: "Retención Antigua".into(),
+                phones: vec![E164::parse("+34600777111").unwrap()],
+                date_of_birth: NaiveDate::from_ymd_opt(1950, 1, 2).unwrap(),
+                national_id: Some("99999999R".into()),
+                preferred_language: "es".into(),
+                contact_consent: true,
+            },
+            &staff(),
+            old,
+        )
+        .await
+        .unwrap();
+    store
+        .update_patient(&p.id, PatientPatch { preferred_language: Some("en".into()), ..Default::default() }, &staff(), young)
+        .await
+        .unwrap();
+
+    let mut calls = Vec::new();
+    for (at, name) in [(old, "old"), (young, "young")] {
+        let new = NewCall {
+            direction: "inbound".into(),
+            remote_number: "+34600777111".into(),
+            patient_id: Some(p.id.clone()),
+            language: None,
+            appointment_id: None,
+        };
+        let call = store.start_call(new, at).await.unwrap();
+        let turn = NewTurn { speaker: "caller".into(), text: format!("mi cita {name}"), confidence: None, intent: None, latency_ms: None };
+        store.add_turn(&call.id, turn, at).await.unwrap();
+        store.finish_call(&call.id, "transferred", Some(&p.id), Some("reception"), Some("dermatología, urgente"), at).await.unwrap();
+        let wav = dir.path().join(format!("{name}.wav"));
+        std::fs::write(&wav, b"RIFF").unwrap();
+        store.set_call_recording(&call.id, &wav.display().to_string()).await.unwrap();
+        calls.push((call.id, wav));
+    }
+    for (at, key) in [(now() - Duration::days(2), "old-key"), (now() - Duration::hours(1), "young-key")] {
+        assert!(matches!(store.idempotency_start("api", key, "h", at).await.unwrap(), IdempotencyStart::Proceed));
+        store.idempotency_finish("api", key, 201, "{\"patient\":\"…\"}").await.unwrap();
+    }
+    for (at, hour) in [(old, "09"), (young, "10")] {
+        let a = store
+            .book(
+                NewAppointment {
+                    patient_id: p.id.clone(),
+                    provider_id: "dr-sanchez".into(),
+                    starts_at: utc(&format!("2026-12-07T{hour}:00:00Z")),
+                    hold_token: None,
+                    notes: None,
+                },
+                &staff(),
+                at,
+            )
+            .await
+            .unwrap();
+        store.enqueue_job("escalation", &a.id, &p.id, at, at).await.unwrap().expect("a new job");
+        let job = store.claim_job("escalation", "node-a", Duration::minutes(15), at).await.unwrap().expect("due");
+        store.finish_attempt(&job.id, "node-a", "confirmed", None, at).await.unwrap();
+        let new = NewCallback {
+            call_id: None,
+            patient_id: Some(p.id.clone()),
+            name: "Retención".into(),
+            phone: "+34600777111".into(),
+            reason: "r".into(),
+            language: "es".into(),
+            promised: "2026-10-14 09:00".into(),
+        };
+        let cb = store.create_callback(new, &staff(), at).await.unwrap();
+        store.callback_done(&cb.id, &staff(), at).await.unwrap();
+    }
+    let open = NewCallback {
+        call_id: None,
+        patient_id: Some(p.id.clone()),
+        name: "Abierta".into(),
+        phone: "+34600777111".into(),
+        reason: "r".into(),
+        language: "es".into(),
+        promised: "2026-10-14 09:00".into(),
+    };
+    store.create_callback(open, &staff(), old).await.unwrap();
+
+    let keep = Retention {
+        transcripts: Duration::days(30),
+        recordings: Duration::days(30),
+        audit_snapshots: Duration::days(30),
+        idempotency: Duration::days(1),
+        finished_jobs: Duration::days(30),
+        callbacks: Duration::days(30),
+    };
+    let expected = PurgeReport {
+        transcript_turns: 1,
+        call_summaries: 1,
+        recordings: 1,
+        audit_snapshots: 0,
+        idempotency_keys: 1,
+        finished_jobs: 1,
+        callbacks: 1,
+    };
+    let dry = store.purge(&keep, now(), true).await.unwrap();
+    // Audit entries: the patient's creation, the old booking and the old callback's writes.
+    assert!(dry.audit_snapshots >= 2, "{dry:?}");
+    assert_eq!(PurgeReport { audit_snapshots: 0, ..dry.clone() }, expected);
+    assert_eq!(store.purge(&keep, now(), true).await.unwrap(), dry, "a dry run changes nothing");
+    assert!(calls[0].1.exists());
+
+    let done = store.purge(&keep, now(), false).await.unwrap();
+    assert_eq!(done, dry, "the purge removes what the dry run counted");
+    assert_eq!(store.purge(&keep, now(), false).await.unwrap(), PurgeReport::default(), "and a second run finds nothing");
+
+    let (old_call, young_call) = (store.call(&calls[0].0).await.unwrap(), store.call(&calls[1].0).await.unwrap());
+    assert!(old_call.turns.is_empty() && old_call.call.summary.is_none() && old_call.call.recording_path.is_none(), "{old_call:?}");
+    assert_eq!(old_call.call.outcome.as_deref(), Some("transferred"), "the call record stays for the KPIs");
+    assert!(!calls[0].1.exists(), "the old recording is deleted from disk");
+    assert_eq!(young_call.turns.len(), 1);
+    assert!(young_call.call.summary.is_some() && young_call.call.recording_path.is_some() && calls[1].1.exists());
+
+    let audit = store.audit_log("patient", &p.id).await.unwrap();
+    assert_eq!(audit.len(), 2, "entries stay: who did what, when");
+    assert!(audit.iter().filter(|e| e.at < now() - Duration::days(30)).all(|e| e.before.is_none() && e.after.is_none()), "{audit:?}");
+    assert!(audit.iter().any(|e| e.at == young && e.after.is_some()), "the young snapshot stays");
+
+    assert!(matches!(store.idempotency_start("api", "old-key", "h", now()).await.unwrap(), IdempotencyStart::Proceed), "old key forgotten");
+    assert!(matches!(store.idempotency_start("api", "young-key", "h", now()).await.unwrap(), IdempotencyStart::Replay { .. }));
+    let jobs = store.jobs(None, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].due_at, young);
+    let callbacks = store.callbacks(None).await.unwrap();
+    assert_eq!(callbacks.len(), 2, "the young done one and the open one: {callbacks:?}");
+    assert!(callbacks.iter().any(|c| c.status == CallbackStatus::Open));
+}
 
 async fn patient(store: &Store, name: &str, phone: &str) -> Patient {
     store

@@ -48,6 +48,8 @@ pub struct Config {
     pub speech: Option<SpeechConfig>,
     /// What the log may hold (`[logging]`).
     pub logging: LoggingConfig,
+    /// How long patients' data is kept (`[privacy]`).
+    pub retention: crate::store::Retention,
     /// True when this is the built-in demo clinic.
     pub demo: bool,
 }

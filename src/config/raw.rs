@@ -25,6 +25,19 @@ pub struct RawConfig {
     pub calls: RawCalls,
     pub speech: Option<RawSpeech>,
     pub logging: RawLogging,
+    pub privacy: RawPrivacy,
+}
+
+/// `[privacy]`: retention periods, in days (idempotency keys: hours).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPrivacy {
+    pub transcripts_days: Option<i64>,
+    pub recordings_days: Option<i64>,
+    pub audit_snapshots_days: Option<i64>,
+    pub idempotency_hours: Option<i64>,
+    pub finished_jobs_days: Option<i64>,
+    pub callbacks_days: Option<i64>,
 }
 
 /// `[logging]`: what the log may hold beyond ids, timings and outcomes.

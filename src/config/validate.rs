@@ -200,6 +200,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     };
 
     let calls = calls(&mut e, &raw.calls, calls_app);
+    let retention = retention(&mut e, &raw.privacy);
 
     if !e.0.is_empty() {
         return Err(ConfigError::Invalid(e.0));
@@ -230,6 +231,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         calls,
         speech,
         logging: LoggingConfig { transcripts: raw.logging.transcripts.unwrap_or(false) },
+        retention,
         demo: false,
     })
 }
@@ -535,4 +537,27 @@ fn parse_hash(s: &str) -> Option<[u8; 32]> {
     let hex = s.strip_prefix("sha256:")?;
     let bytes = hex::decode(hex).ok()?;
     bytes.try_into().ok()
+}
+
+/// `[privacy]`: each period at least a day (an hour for idempotency keys,
+/// which a client's retry needs) and at most ten years.
+fn retention(e: &mut Errors, r: &RawPrivacy) -> crate::store::Retention {
+    let d = crate::store::Retention::default();
+    let mut period = |key: &str, v: Option<i64>, default: chrono::Duration, unit: fn(i64) -> chrono::Duration, max: i64| match v {
+        None => default,
+        Some(n) if (1..=max).contains(&n) => unit(n),
+        Some(_) => {
+            e.push(format!("privacy.{key}"), format!("must be between 1 and {max}"));
+            default
+        }
+    };
+    let days = chrono::Duration::days;
+    crate::store::Retention {
+        transcripts: period("transcripts_days", r.transcripts_days, d.transcripts, days, 3650),
+        recordings: period("recordings_days", r.recordings_days, d.recordings, days, 3650),
+        audit_snapshots: period("audit_snapshots_days", r.audit_snapshots_days, d.audit_snapshots, days, 3650),
+        idempotency: period("idempotency_hours", r.idempotency_hours, d.idempotency, chrono::Duration::hours, 24 * 90),
+        finished_jobs: period("finished_jobs_days", r.finished_jobs_days, d.finished_jobs, days, 3650),
+        callbacks: period("callbacks_days", r.callbacks_days, d.callbacks, days, 3650),
+    }
 }

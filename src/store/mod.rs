@@ -24,6 +24,7 @@ mod models;
 mod patients;
 mod refill;
 mod reminders;
+mod retention;
 mod waitlist;
 
 use std::str::FromStr;
@@ -42,6 +43,7 @@ pub use metrics::Sample;
 pub use models::*;
 pub use patients::{NewPatient, PatientPatch};
 pub use reminders::{NewReminder, Reminder, ReminderChannel, ReplyKind};
+pub use retention::{PurgeReport, Retention};
 pub use waitlist::NewWaitlistEntry;
 
 #[derive(Debug, thiserror::Error)]
