@@ -59,6 +59,14 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Print the `ha1_sha256`/`ha1_md5` lines for a staff extension, reading
+    /// its password from standard input (so it stays out of shell history).
+    Ha1 {
+        extension: String,
+        /// The `[sip] realm` (HA1 depends on it).
+        #[arg(long, default_value = "clinivox")]
+        realm: String,
+    },
     /// Token helpers.
     Token {
         #[command(subcommand)]
@@ -194,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Ha1 { extension, realm } => ha1(&extension, &realm)?,
         Command::Token { action: TokenAction::Hash { token } } => println!("{}", config::hash_token(&token)),
         Command::Models { args } => speech_cli("models", args)?,
         Command::Transcribe { args } => speech_cli("transcribe", args)?,
@@ -404,4 +413,17 @@ fn speech_cli(command: &str, mut args: Vec<String>) -> anyhow::Result<()> {
         args.insert(0, command.to_string());
     }
     clinivox::speech::cli::run(&args).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `clinivox ha1 201 --realm clinivox < password.txt`
+fn ha1(extension: &str, realm: &str) -> anyhow::Result<()> {
+    use clinivox::sip::digest::{ha1, Algorithm};
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let min = clinivox::sip::config::MIN_PASSWORD_LEN;
+    anyhow::ensure!(password.chars().count() >= min, "the password must have at least {min} characters");
+    println!("ha1_sha256 = \"{}\"", ha1(Algorithm::Sha256, extension, realm, password));
+    println!("ha1_md5 = \"{}\"", ha1(Algorithm::Md5, extension, realm, password));
+    Ok(())
 }

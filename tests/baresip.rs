@@ -100,7 +100,7 @@ name = "loop"
 cidrs = ["127.0.0.0/8"]
 [[extensions]]
 number = "201"
-password = "secret201"
+password = "desk-201-secret"
 "#;
 
 /// baresip calls the echo app and plays a sweep; what it records is that
@@ -160,7 +160,7 @@ fn desk_phone_registers_and_is_bridged_to_a_caller_both_ways() {
     let script = format!(
         "cd {root}\n{bin} {cfg} bridge 201 > server.log 2>&1 &\nSRV=$!\nsleep 0.5\n\
          {sipp} -sf reg_refused.xml -au 201 -ap guess > refused.out 2>&1; echo \"REFUSED_RC=$?\"\n\
-         {sipp} -sf reg_ok.xml -au 201 -ap secret201 > registered.out 2>&1; echo \"REGISTERED_RC=$?\"\n\
+         {sipp} -sf reg_ok.xml -au 201 -ap desk-201-secret > registered.out 2>&1; echo \"REGISTERED_RC=$?\"\n\
          {sipp} -sf {desk} -rtp_echo > desk.out 2>&1 &\nDESK=$!\nsleep 0.5\n{call}\nwait $DESK; echo \"DESK_RC=$?\"\n\
          sleep 0.3\nkill $SRV\ncat server.log",
         root = root.path().display(),

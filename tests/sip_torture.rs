@@ -151,3 +151,82 @@ async fn torture_messages_udp_and_tcp() {
     }
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// One REGISTER for extension 201 over UDP from `s`; the whole response.
+async fn register(s: &tokio::net::UdpSocket, to: std::net::SocketAddr, n: u32, contact: &str, auth: Option<&str>) -> String {
+    let me = s.local_addr().unwrap();
+    let mut msg = format!(
+        "REGISTER sip:clinivox.local SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbf{n}x{}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:201@clinivox.local>;tag=bf{n}\r\nTo: <sip:201@clinivox.local>\r\n\
+         Call-ID: bf{}@test\r\nCSeq: {n} REGISTER\r\nContact: <{contact}>\r\nExpires: 600\r\n",
+        me.port(),
+        me.port()
+    );
+    if let Some(a) = auth {
+        msg.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    msg.push_str("Content-Length: 0\r\n\r\n");
+    s.send_to(msg.as_bytes(), to).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (len, _) = tokio::time::timeout(Duration::from_secs(3), s.recv_from(&mut buf)).await.expect("an answer to REGISTER").unwrap();
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
+fn status_of(resp: &str) -> u16 {
+    status(&resp.lines().next().map(str::to_string)).expect("a status line")
+}
+
+/// Asks for a challenge and answers it with `password`: (the final
+/// response, the Authorization sent).
+async fn register_with(s: &tokio::net::UdpSocket, to: std::net::SocketAddr, n: u32, password: &str) -> (String, String) {
+    let me = s.local_addr().unwrap();
+    let contact = format!("sip:201@{me}");
+    let challenge = register(s, to, 2 * n, &contact, None).await;
+    assert_eq!(status_of(&challenge), 401, "{challenge}");
+    let values: Vec<&str> = challenge.lines().filter_map(|l| l.strip_prefix("WWW-Authenticate: ")).collect();
+    let ch = clinivox::sip::digest::best_challenge(values.into_iter()).expect("a digest challenge");
+    let auth = clinivox::sip::digest::authorize(&ch, "201", password, "REGISTER", "sip:clinivox.local", &format!("cn{n}")).unwrap();
+    (register(s, to, 2 * n + 1, &contact, Some(&auth)).await, auth)
+}
+
+/// Issue 13: a dictionary attack on a real extension over UDP. After a
+/// handful of wrong passwords the extension and the address are locked:
+/// the real password, late in the dictionary, is refused like the rest, and
+/// so it is from another address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_brute_force_is_locked_out() {
+    let srv = start(BASE_CONFIG).await;
+    let to = srv.addr(Transport::Udp, false);
+    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dictionary = ["123456", "password", "201", "secret201", "letmein", "qwerty", "clinic2024", "admin", "desk-201-secret"];
+    let mut answers = Vec::new();
+    for (n, word) in dictionary.iter().enumerate() {
+        let (resp, _) = register_with(&s, to, n as u32 + 1, word).await;
+        answers.push((*word, status_of(&resp)));
+    }
+    assert!(answers.iter().all(|(_, code)| *code == 403), "every guess refused, the real password too: {answers:?}");
+    // The extension is locked, not only the attacking address.
+    let other = tokio::net::UdpSocket::bind("127.0.0.3:0").await.unwrap();
+    let (resp, _) = register_with(&other, to, 50, "desk-201-secret").await;
+    assert_eq!(status_of(&resp), 403, "the real phone must wait out the lockout too:\n{resp}");
+}
+
+/// Issue 13: an `Authorization` captured from a phone's REGISTER, replayed
+/// from another host (127.0.0.2) with its own Contact, is refused; so is
+/// the same replay from the phone's own address (its nonce and nc are spent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_register_authorization_is_refused() {
+    let srv = start(BASE_CONFIG).await;
+    let to = srv.addr(Transport::Udp, false);
+    let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (resp, auth) = register_with(&phone, to, 1, "desk-201-secret").await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let contact = format!("sip:201@{}", attacker.local_addr().unwrap());
+    for n in 0..3 {
+        let resp = register(&attacker, to, 10 + n, &contact, Some(&auth)).await;
+        assert_eq!(status_of(&resp), 401, "a replay from another address must be re-challenged:\n{resp}");
+    }
+    let resp = register(&phone, to, 20, "sip:201@127.0.0.1:9", Some(&auth)).await;
+    assert_eq!(status_of(&resp), 401, "a replayed (nonce, nc) must be re-challenged:\n{resp}");
+}

@@ -116,6 +116,9 @@ pub struct Extension {
     pub name: String,
     pub uri: Option<String>,
     pub password: Option<String>,
+    /// Digest HA1s stored instead of the password (`[sip]` checks them).
+    pub ha1_sha256: Option<String>,
+    pub ha1_md5: Option<String>,
 }
 
 /// Who is called when the conversation hands a caller over

@@ -91,6 +91,9 @@ pub struct RawExtension {
     /// Optional static SIP URI (a desk phone on the clinic's PBX).
     pub uri: Option<String>,
     pub password: Option<String>,
+    /// Instead of `password`: the stored HA1s (`clinivox ha1` prints them).
+    pub ha1_sha256: Option<String>,
+    pub ha1_md5: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -295,3 +295,15 @@ fn the_demo_clinic_stays_on_loopback_unless_told_otherwise() {
     let told = [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:8080"), ("CLINIVOX_DEMO_PUBLIC", "1")];
     assert!(load(cwd_relative_default, env(&told)).is_ok());
 }
+
+#[test]
+fn short_staff_passwords_are_errors_named_by_their_staff_key() {
+    let text = DEMO_TOML
+        .replace("password = \"demo-201-secret\"", "password = \"1234\"")
+        .replace("password = \"demo-202-secret\"", "ha1_sha256 = \"not-hex\"");
+    let Err(ConfigError::Invalid(errors)) = from_toml(&text, "t", env(&[])) else { panic!("expected validation errors") };
+    assert!(errors.iter().any(|e| e.key == "staff[0].password" && e.message.contains("12")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.key == "staff[1].ha1_sha256"), "{errors:?}");
+    // The demo offers MD5 too: an HA1-only extension needs its MD5 HA1.
+    assert!(errors.iter().any(|e| e.key == "staff[1].ha1_md5"), "{errors:?}");
+}

@@ -125,7 +125,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 e.push(format!("{key}.extension"), "must be digits, like 201");
             }
         }
-        if x.uri.is_none() && x.password.is_none() {
+        if x.uri.is_none() && x.password.is_none() && x.ha1_sha256.is_none() && x.ha1_md5.is_none() {
             e.push(key.clone(), "needs a password (to register) or a static uri");
         }
         if let Some(uri) = &x.uri {
@@ -135,7 +135,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         if let Some(extension) = extension {
             let name = x.name.clone().unwrap_or_else(|| extension.clone());
-            staff.push(Extension { extension, name, uri: x.uri.clone(), password: x.password.clone() });
+            staff.push(Extension {
+                extension,
+                name,
+                uri: x.uri.clone(),
+                password: x.password.clone(),
+                ha1_sha256: x.ha1_sha256.clone(),
+                ha1_md5: x.ha1_md5.clone(),
+            });
         }
     }
 
@@ -418,21 +425,31 @@ fn sip(e: &mut Errors, raw: Option<toml::Value>, staff: &[Extension]) -> Option<
             return None;
         }
     };
+    // Registrar accounts made from [[staff]]: remember which staff entry
+    // each came from, so errors name the key the operator wrote.
+    let mut from_staff = Vec::new();
     if cfg.extensions.is_empty() {
-        cfg.extensions = staff
-            .iter()
-            .filter_map(|x| {
-                Some(crate::sip::config::Extension {
-                    number: x.extension.clone(),
-                    password: x.password.clone()?,
-                    display_name: Some(x.name.clone()),
-                })
-            })
-            .collect();
+        for (i, x) in staff.iter().enumerate() {
+            if x.password.is_none() && x.ha1_sha256.is_none() && x.ha1_md5.is_none() {
+                continue;
+            }
+            from_staff.push(i);
+            cfg.extensions.push(crate::sip::config::Extension {
+                number: x.extension.clone(),
+                password: x.password.clone(),
+                ha1_sha256: x.ha1_sha256.clone(),
+                ha1_md5: x.ha1_md5.clone(),
+                display_name: Some(x.name.clone()),
+            });
+        }
     }
     if let Err(errors) = cfg.validate() {
         for (key, message) in errors {
-            e.push(key, message);
+            let staff_key = from_staff
+                .iter()
+                .enumerate()
+                .find_map(|(k, i)| key.strip_prefix(&format!("sip.extensions[{k}]")).map(|rest| format!("staff[{i}]{rest}")));
+            e.push(staff_key.unwrap_or(key), message);
         }
     }
     Some(cfg)

@@ -140,14 +140,51 @@ impl<'de> Deserialize<'de> for HostPort {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Extension {
     /// Extension number, e.g. "201"; also the digest username.
     pub number: String,
-    pub password: String,
+    /// At least [`MIN_PASSWORD_LEN`] characters; or give the HA1s instead.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Stored HA1 = SHA-256("number:realm:password") in hex (`clinivox ha1`
+    /// prints it), so the configuration need not hold the password.
+    #[serde(default)]
+    pub ha1_sha256: Option<String>,
+    /// The same with MD5, for phones that only speak MD5.
+    #[serde(default)]
+    pub ha1_md5: Option<String>,
     #[serde(default)]
     pub display_name: Option<String>,
+}
+
+/// Shortest extension password accepted. A desk phone's password is
+/// attacked offline once one digest exchange is captured (RFC 7616 §5.2),
+/// so the lockout does not make a short password safe.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// Limits on digest authentication (`[sip.auth]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthLimits {
+    /// Failures (per source address, and per extension) before a lockout.
+    pub max_failures: u32,
+    /// First lockout; each further one doubles, up to `max_lockout_s`.
+    pub lockout_s: u64,
+    pub max_lockout_s: u64,
+    /// Failures and strikes are forgotten after this long without one.
+    pub forget_after_s: u64,
+    /// Source addresses tracked at most (oldest forgotten first).
+    pub max_tracked: usize,
+    /// Used nonces remembered at most (replay protection; older ones become stale).
+    pub max_nonces: usize,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        AuthLimits { max_failures: 5, lockout_s: 60, max_lockout_s: 3_600, forget_after_s: 3_600, max_tracked: 4_096, max_nonces: 8_192 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,7 +256,15 @@ pub struct SipConfig {
     pub nonce_secret: String,
     /// Digest challenges offered to phones, in order of preference. Some
     /// phones (and SIPp) read only the first: put "MD5" first, or alone, for them.
+    /// Answers with an algorithm not listed are refused.
     pub digest_algorithms: Vec<String>,
+    /// Lockout after failed authentications, nonce table size.
+    pub auth: AuthLimits,
+    /// Contacts one extension may have registered; a REGISTER beyond it
+    /// replaces the least recently refreshed ones.
+    pub max_contacts_per_extension: usize,
+    /// Bindings of all extensions together; beyond it new ones get 503.
+    pub max_bindings: usize,
 }
 
 impl Default for SipConfig {
@@ -244,6 +289,9 @@ impl Default for SipConfig {
             bindings_file: None,
             nonce_secret: String::new(),
             digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
+            auth: AuthLimits::default(),
+            max_contacts_per_extension: 5,
+            max_bindings: 1_000,
         }
     }
 }
@@ -284,8 +332,27 @@ impl SipConfig {
             if x.number.is_empty() || !x.number.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 e(format!("sip.extensions[{i}].number"), "must be alphanumeric");
             }
-            if x.password.len() < 4 {
-                e(format!("sip.extensions[{i}].password"), "too short (min 4)");
+            let k = |f: &str| format!("sip.extensions[{i}].{f}");
+            let has_ha1 = x.ha1_sha256.is_some() || x.ha1_md5.is_some();
+            match &x.password {
+                Some(p) if p.chars().count() < MIN_PASSWORD_LEN => {
+                    e(k("password"), &format!("too short: at least {MIN_PASSWORD_LEN} characters (a short one falls to a dictionary)"))
+                }
+                Some(_) if has_ha1 => e(k("password"), "give a password or ha1_sha256/ha1_md5, not both"),
+                None if !has_ha1 => e(k("password"), "needed (or ha1_sha256/ha1_md5)"),
+                _ => {}
+            }
+            for (field, value, len, alg) in [("ha1_sha256", &x.ha1_sha256, 64, "SHA-256"), ("ha1_md5", &x.ha1_md5, 32, "MD5")] {
+                if let Some(v) = value {
+                    if v.len() != len || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        e(k(field), &format!("must be {len} hex digits (`clinivox ha1` prints it)"));
+                    }
+                }
+                // With HA1s only, an algorithm offered but lacking its HA1
+                // would fail for every phone that picks it.
+                if has_ha1 && value.is_none() && self.digest_algorithms.iter().any(|a| a.eq_ignore_ascii_case(alg)) {
+                    e(k(field), &format!("needed: digest_algorithms offers {alg} (or drop {alg} from it)"));
+                }
             }
             if !seen.insert(&x.number) {
                 e(format!("sip.extensions[{i}].number"), "duplicate extension");
@@ -295,6 +362,16 @@ impl SipConfig {
             || self.digest_algorithms.iter().any(|a| crate::sip::digest::Algorithm::parse(Some(a.as_str())).is_none())
         {
             e("sip.digest_algorithms".into(), "list of \"SHA-256\" and/or \"MD5\"");
+        }
+        let a = &self.auth;
+        if a.max_failures == 0 || a.lockout_s == 0 || a.max_lockout_s < a.lockout_s {
+            e("sip.auth".into(), "need max_failures >= 1 and 0 < lockout_s <= max_lockout_s");
+        }
+        if a.max_tracked == 0 || a.max_nonces == 0 {
+            e("sip.auth".into(), "max_tracked and max_nonces must be positive");
+        }
+        if self.max_contacts_per_extension == 0 || self.max_bindings < self.max_contacts_per_extension {
+            e("sip.max_contacts_per_extension".into(), "need 1 <= max_contacts_per_extension <= max_bindings");
         }
         let t = &self.timers;
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms {

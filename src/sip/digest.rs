@@ -1,8 +1,8 @@
 //! HTTP Digest for SIP (RFC 3261 §22, RFC 7616, RFC 8760: SHA-256 and MD5).
 //!
-//! Server side: stateless nonces (`timestamp.mac`) so a restart or a second
-//! worker still verifies them, with a freshness window instead of a nonce
-//! table. Client side: answering a 401/407 challenge with trunk credentials.
+//! The computations both sides share: HA1, `response`, challenges, and
+//! answering a 401/407 challenge with trunk credentials (client side). The
+//! server's checks (nonces, replay, lockout) are in `auth`.
 //! `qop=auth` only (auth-int is never offered); `-sess` variants rejected.
 
 use md5::{Digest as _, Md5};
@@ -58,50 +58,8 @@ pub struct DigestInput<'a> {
 
 /// `response` value (RFC 7616 §3.4.1).
 pub fn response(i: &DigestInput<'_>) -> String {
-    let a = i.algorithm;
-    let ha1 = a.hash(&format!("{}:{}:{}", i.username, i.realm, i.password));
-    let ha2 = a.hash(&format!("{}:{}", i.method, i.uri));
-    match i.qop_auth {
-        Some((nc, cnonce)) => a.hash(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", i.nonce)),
-        None => a.hash(&format!("{ha1}:{}:{ha2}", i.nonce)),
-    }
-}
-
-/// Issues and checks nonces. `secret` should be random per installation.
-#[derive(Debug, Clone)]
-pub struct NonceSource {
-    secret: String,
-    /// Seconds a nonce stays fresh.
-    pub lifetime: u64,
-}
-
-impl NonceSource {
-    pub fn new(secret: impl Into<String>, lifetime: u64) -> Self {
-        NonceSource { secret: secret.into(), lifetime }
-    }
-
-    /// `now` is Unix seconds (passed in: sans-IO).
-    pub fn issue(&self, now: u64) -> String {
-        format!("{now:x}.{}", self.mac(now))
-    }
-
-    /// `Ok(())`, or `Err(stale)`: stale=true means well-formed but expired.
-    pub fn check(&self, nonce: &str, now: u64) -> Result<(), bool> {
-        let (ts, mac) = nonce.split_once('.').ok_or(false)?;
-        let ts = u64::from_str_radix(ts, 16).map_err(|_| false)?;
-        if mac != self.mac(ts) {
-            return Err(false);
-        }
-        if now > ts.saturating_add(self.lifetime) || ts > now.saturating_add(60) {
-            return Err(true);
-        }
-        Ok(())
-    }
-
-    fn mac(&self, ts: u64) -> String {
-        let full = Algorithm::Sha256.hash(&format!("{}:{ts:x}", self.secret));
-        full[..32].to_string()
-    }
+    let ha1 = ha1(i.algorithm, i.username, i.realm, i.password);
+    response_from_ha1(i.algorithm, &ha1, i.method, i.uri, i.nonce, i.qop_auth)
 }
 
 /// `WWW-Authenticate` values, one per algorithm in order of preference
@@ -119,61 +77,33 @@ pub fn challenges(realm: &str, nonce: &str, stale: bool, algorithms: &[Algorithm
         .collect()
 }
 
-/// Outcome of checking an Authorization header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Ok,
-    /// Wrong password or unknown user: challenge again (or 403).
-    Bad,
-    /// Nonce expired but the response was right for it: re-challenge stale=true.
-    Stale,
+/// HA1 = H(username:realm:password) (RFC 7616 §3.4.2), what a server may
+/// store instead of the password.
+pub fn ha1(algorithm: Algorithm, username: &str, realm: &str, password: &str) -> String {
+    algorithm.hash(&format!("{username}:{realm}:{password}"))
 }
 
-/// Verify credentials for `method`; `password_of(user)` looks up the secret.
-pub fn verify(
-    creds: &AuthParams,
-    method: &str,
-    realm: &str,
-    nonces: &NonceSource,
-    now: u64,
-    password_of: impl Fn(&str) -> Option<String>,
-) -> Verdict {
-    if !creds.scheme.eq_ignore_ascii_case("Digest") {
-        return Verdict::Bad;
+/// `response` from a stored HA1 (server side: no password needed).
+pub fn response_from_ha1(algorithm: Algorithm, ha1: &str, method: &str, uri: &str, nonce: &str, qop_auth: Option<(&str, &str)>) -> String {
+    let ha2 = algorithm.hash(&format!("{method}:{uri}"));
+    match qop_auth {
+        Some((nc, cnonce)) => algorithm.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")),
+        None => algorithm.hash(&format!("{ha1}:{nonce}:{ha2}")),
     }
-    let (Some(user), Some(nonce), Some(uri), Some(resp)) =
-        (creds.get("username"), creds.get("nonce"), creds.get("uri"), creds.get("response"))
-    else {
-        return Verdict::Bad;
-    };
-    let Some(algorithm) = Algorithm::parse(creds.get("algorithm")) else {
-        return Verdict::Bad;
-    };
-    if creds.get("realm") != Some(realm) {
-        return Verdict::Bad;
+}
+
+/// Whether a received hex `response` equals the expected one, in time that
+/// does not depend on where they differ (RFC 7616 §5.13 asks servers not to
+/// leak through timing). Case-insensitive: some clients send upper-case hex.
+pub fn responses_match(expected: &str, received: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    // Lengths are public (they follow from the algorithm), so an early
+    // return on them leaks nothing.
+    if expected.len() != received.len() {
+        return false;
     }
-    let qop = match creds.get("qop") {
-        None => None,
-        Some(q) if q.eq_ignore_ascii_case("auth") => match (creds.get("nc"), creds.get("cnonce")) {
-            (Some(nc), Some(c)) => Some((nc, c)),
-            _ => return Verdict::Bad,
-        },
-        Some(_) => return Verdict::Bad,
-    };
-    let Some(password) = password_of(user) else {
-        return Verdict::Bad;
-    };
-    let expected = response(&DigestInput { algorithm, username: user, realm, password: &password, method, uri, nonce, qop_auth: qop });
-    // Length-independent comparison is unnecessary for hex of fixed length,
-    // but compare case-insensitively: some clients send upper-case hex.
-    if !expected.eq_ignore_ascii_case(resp) {
-        return Verdict::Bad;
-    }
-    match nonces.check(nonce, now) {
-        Ok(()) => Verdict::Ok,
-        Err(true) => Verdict::Stale,
-        Err(false) => Verdict::Bad,
-    }
+    let received = received.to_ascii_lowercase();
+    expected.as_bytes().ct_eq(received.as_bytes()).into()
 }
 
 /// Build an Authorization value answering `challenge` (client side).
@@ -256,20 +186,22 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_both_algorithms_and_staleness() {
-        let nonces = NonceSource::new("s3cret", 300);
-        let nonce = nonces.issue(1_000);
-        for ch in challenges("clinic", &nonce, false, &[Algorithm::Sha256, Algorithm::Md5]) {
-            let ch = AuthParams::parse(&ch).unwrap();
-            let auth = authorize(&ch, "201", "pw", "REGISTER", "sip:clinic", "cn").unwrap();
-            let creds = AuthParams::parse(&auth).unwrap();
-            let pw = |u: &str| (u == "201").then(|| "pw".to_string());
-            assert_eq!(verify(&creds, "REGISTER", "clinic", &nonces, 1_100, pw), Verdict::Ok);
-            assert_eq!(verify(&creds, "REGISTER", "clinic", &nonces, 1_400, pw), Verdict::Stale);
-            let wrong = |_: &str| Some("nope".to_string());
-            assert_eq!(verify(&creds, "REGISTER", "clinic", &nonces, 1_100, wrong), Verdict::Bad);
-        }
-        assert_eq!(nonces.check("12.deadbeef", 13), Err(false));
+    fn response_from_stored_ha1_matches_and_comparison_ignores_case() {
+        let h = ha1(Algorithm::Sha256, "201", "clinic", "pw");
+        let direct = response(&DigestInput {
+            algorithm: Algorithm::Sha256,
+            username: "201",
+            realm: "clinic",
+            password: "pw",
+            method: "REGISTER",
+            uri: "sip:clinic",
+            nonce: "n",
+            qop_auth: Some(("00000001", "c")),
+        });
+        assert_eq!(response_from_ha1(Algorithm::Sha256, &h, "REGISTER", "sip:clinic", "n", Some(("00000001", "c"))), direct);
+        assert!(responses_match(&direct, &direct.to_ascii_uppercase()));
+        assert!(!responses_match(&direct, &direct[1..]));
+        assert!(!responses_match(&direct, &format!("0{}", &direct[1..])) || direct.starts_with('0'));
     }
 
     #[test]

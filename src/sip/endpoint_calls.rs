@@ -148,7 +148,7 @@ impl Endpoint {
         let source = if let Some(t) = self.cfg.trunk_for_source(ctx.peer.addr.ip()) {
             CallSource::Trunk(t.name.clone())
         } else if self.registrar.is_registered_source(ctx.peer.addr, wall).is_some() {
-            match self.registrar.authenticate(&req, wall) {
+            match self.registrar.authenticate(&req, ctx.peer.addr, wall) {
                 Ok(ext) => CallSource::Extension(ext),
                 Err(out) => {
                     let mut resp = self.response(&req, &ctx, out.code);

@@ -1,13 +1,16 @@
 //! SIP signalling: message parsing, transactions, dialogs, registrar, digest
 //! auth (sans-IO cores) and the tokio driver that owns the sockets.
 
+pub mod auth;
 pub mod config;
 pub mod dialog;
 pub mod digest;
 pub mod driver;
 pub mod endpoint;
 pub mod headers;
+pub mod lockout;
 pub mod message;
+pub mod nonce;
 pub mod registrar;
 pub mod transaction;
 pub mod uri;

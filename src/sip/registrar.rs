@@ -1,7 +1,9 @@
 //! Built-in registrar for staff extensions (RFC 3261 §10.3) with digest
-//! authentication (RFC 8760). Sans-IO: wall-clock time (Unix seconds) is
-//! passed in, bindings are persisted through a small [`BindingStore`] trait
-//! (a JSON file here; the integrator may back it with the SQL store).
+//! authentication (RFC 8760, see `auth`). Sans-IO: wall-clock time (Unix
+//! seconds) is passed in, bindings are persisted through a small
+//! [`BindingStore`] trait (a JSON file here; the integrator may back it with
+//! the SQL store). Bindings are bounded: per extension
+//! (`max_contacts_per_extension`) and overall (`max_bindings`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,9 +12,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::auth::{Authenticator, Refusal};
 use super::config::{SipConfig, Transport};
-use super::digest::{self, NonceSource, Verdict};
-use super::headers::{param, split_commas, AuthParams, NameAddr};
+use super::headers::{param, split_commas, NameAddr};
 use super::message::Request;
 use super::uri::Uri;
 use super::validate::RequestInfo;
@@ -27,6 +29,10 @@ pub struct Binding {
     pub expires_at: u64,
     pub call_id: String,
     pub cseq: u32,
+    /// Unix seconds of the last REGISTER that added or refreshed it (the
+    /// least recent goes first when an extension has too many).
+    #[serde(default)]
+    pub registered_at: u64,
     /// Where the REGISTER came from (used instead of the Contact host when
     /// the phone is behind NAT or wrote an unreachable address).
     pub source: Option<SocketAddr>,
@@ -96,14 +102,23 @@ impl RegisterOutcome {
     }
 }
 
+impl From<Refusal> for RegisterOutcome {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Challenge(values) => {
+                RegisterOutcome { code: 401, headers: values.into_iter().map(|c| ("WWW-Authenticate", c)).collect() }
+            }
+            Refusal::Forbidden => RegisterOutcome::code(403),
+        }
+    }
+}
+
 pub struct Registrar {
     bindings: HashMap<String, Vec<Binding>>,
     store: Box<dyn BindingStore>,
-    nonces: NonceSource,
-    realm: String,
-    /// Challenges offered, in order (`[sip] digest_algorithms`).
-    algorithms: Vec<digest::Algorithm>,
-    passwords: HashMap<String, String>,
+    auth: Authenticator,
+    max_contacts: usize,
+    max_bindings: usize,
     min_expires: u32,
     max_expires: u32,
     default_expires: u32,
@@ -124,10 +139,9 @@ impl Registrar {
         Ok(Registrar {
             bindings,
             store,
-            nonces: NonceSource::new(nonce_secret, t.nonce_lifetime_s),
-            realm: cfg.realm.clone(),
-            algorithms: cfg.digest_algorithms.iter().filter_map(|a| digest::Algorithm::parse(Some(a.as_str()))).collect(),
-            passwords: cfg.extensions.iter().map(|x| (x.number.clone(), x.password.clone())).collect(),
+            auth: Authenticator::new(cfg, nonce_secret, now),
+            max_contacts: cfg.max_contacts_per_extension.max(1),
+            max_bindings: cfg.max_bindings.max(1),
             min_expires: t.register_min_expires_s,
             max_expires: t.register_max_expires_s,
             default_expires: t.register_default_expires_s,
@@ -153,32 +167,14 @@ impl Registrar {
     }
 
     /// Check digest credentials on a non-REGISTER request (e.g. an INVITE
-    /// from an extension). Returns the extension on success.
-    pub fn authenticate(&self, req: &Request, now: u64) -> Result<String, RegisterOutcome> {
-        let creds = req.headers.get("Authorization").and_then(|v| AuthParams::parse(v).ok());
-        let Some(creds) = creds else {
-            return Err(self.challenge(now, false));
-        };
-        let pw = |u: &str| self.passwords.get(u).cloned();
-        match digest::verify(&creds, req.method.as_str(), &self.realm, &self.nonces, now, pw) {
-            Verdict::Ok => Ok(creds.get("username").unwrap_or("").to_string()),
-            Verdict::Stale => Err(self.challenge(now, true)),
-            // A response computed over one of our nonces but wrong: a bad
-            // password, refused outright rather than re-challenged forever.
-            Verdict::Bad if creds.get("nonce").is_some_and(|n| self.nonces.check(n, now).is_ok()) => Err(RegisterOutcome::code(403)),
-            Verdict::Bad => Err(self.challenge(now, false)),
-        }
+    /// from an extension) from `source`. Returns the extension on success.
+    pub fn authenticate(&mut self, req: &Request, source: SocketAddr, now: u64) -> Result<String, RegisterOutcome> {
+        self.auth.authenticate(now, req, source.ip()).map_err(RegisterOutcome::from)
     }
 
-    fn challenge(&self, now: u64, stale: bool) -> RegisterOutcome {
-        let nonce = self.nonces.issue(now);
-        RegisterOutcome {
-            code: 401,
-            headers: digest::challenges(&self.realm, &nonce, stale, &self.algorithms)
-                .into_iter()
-                .map(|c| ("WWW-Authenticate", c))
-                .collect(),
-        }
+    /// Bindings of all extensions together.
+    pub fn binding_count(&self) -> usize {
+        self.bindings.values().map(Vec::len).sum()
     }
 
     /// Process one REGISTER (already validated) at Unix time `now`.
@@ -196,12 +192,18 @@ impl Registrar {
         // An unknown extension is challenged like a known one and then
         // refused 403, never answered 404 up front: the answer must not tell
         // a scanner which extensions exist.
-        match self.authenticate(req, now) {
+        match self.authenticate(req, source, now) {
             Ok(user) if user == ext => {}
             Ok(_) => return RegisterOutcome::code(403),
             Err(o) => return o,
         }
         let contacts: Vec<&str> = req.headers.get_all("Contact").flat_map(split_commas).filter(|c| !c.is_empty()).collect();
+        // More contacts in one REGISTER than an extension may hold: refused
+        // whole, since §10.3 commits a REGISTER's bindings all or none, and
+        // no phone needs more than a couple.
+        if contacts.len() > self.max_contacts {
+            return RegisterOutcome::code(403);
+        }
         let header_expires = info.expires;
         let mut changed = false;
         if contacts.iter().any(|c| *c == "*") {
@@ -225,7 +227,9 @@ impl Registrar {
                 }
                 parsed.push((na.uri, expires.min(self.max_expires as u64)));
             }
+            let total_elsewhere = self.binding_count() - self.bindings.get(&ext).map_or(0, Vec::len);
             let list = self.bindings.entry(ext.clone()).or_default();
+            let before = list.clone();
             for (uri, expires) in parsed {
                 let existing = list.iter().position(|b| b.contact == uri);
                 if let Some(i) = existing {
@@ -242,6 +246,7 @@ impl Registrar {
                         extension: ext.clone(),
                         contact: uri,
                         expires_at: now + expires,
+                        registered_at: now,
                         call_id: info.call_id.clone(),
                         cseq: info.cseq.seq,
                         source: Some(source),
@@ -249,6 +254,28 @@ impl Registrar {
                     });
                     changed = true;
                 }
+            }
+            // Over the per-extension limit: the least recently refreshed
+            // bindings go (RFC 3261 §10.3 lets the registrar decide how long
+            // a binding lives). Refusing instead would lock a phone out after
+            // a few reboots, each leaving a stale Contact (a new port) behind
+            // until it expires.
+            list.retain(|b| b.expires_at > now);
+            while list.len() > self.max_contacts {
+                let Some(i) = list.iter().enumerate().min_by_key(|(_, b)| (b.registered_at, b.expires_at)).map(|(i, _)| i) else {
+                    break;
+                };
+                list.remove(i);
+                changed = true;
+            }
+            // Overall limit, only when this REGISTER adds bindings: nothing
+            // is committed (§10.3: all or none) and the phone retries later.
+            if list.len() > before.len() && total_elsewhere + list.len() > self.max_bindings {
+                *list = before;
+                if list.is_empty() {
+                    self.bindings.remove(&ext);
+                }
+                return RegisterOutcome { code: 503, headers: vec![("Retry-After", "300".to_string())] };
             }
             if list.is_empty() {
                 self.bindings.remove(&ext);
@@ -263,7 +290,9 @@ impl Registrar {
     }
 
     /// Drop expired bindings (call now and then); persists if any went.
+    /// Also forgets quiet lockout entries.
     pub fn expire(&mut self, now: u64) {
+        self.auth.handle_timeout(now);
         let before: usize = self.bindings.values().map(Vec::len).sum();
         for list in self.bindings.values_mut() {
             list.retain(|b| b.expires_at > now);

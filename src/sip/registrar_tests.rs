@@ -3,15 +3,17 @@
 
 use super::*;
 use crate::sip::config::Extension;
+use crate::sip::digest;
 use crate::sip::headers::AuthParams;
 use crate::sip::message::{parse, SipMessage};
 use crate::sip::validate::check_request;
 
 const SRC: &str = "127.0.0.1:5070";
+const PW: &str = "desk-201-secret";
 
 fn cfg() -> SipConfig {
     let mut c = SipConfig::default();
-    c.extensions.push(Extension { number: "201".into(), password: "secret201".into(), display_name: None });
+    c.extensions.push(Extension { number: "201".into(), password: Some(PW.into()), ..Default::default() });
     c
 }
 
@@ -70,13 +72,13 @@ fn registrar(store: Box<dyn BindingStore>, now: u64) -> Registrar {
 #[test]
 fn sha256_and_md5_register_expire_and_refresh() {
     let mut r = registrar(Box::new(MemoryStore::default()), 1_000);
-    let out = do_register(&mut r, 1_000, 1, &["<sip:201@127.0.0.1:5070>"], Some(120), "secret201", "SHA-256");
+    let out = do_register(&mut r, 1_000, 1, &["<sip:201@127.0.0.1:5070>"], Some(120), PW, "SHA-256");
     assert_eq!(out.code, 200);
     assert_eq!(out.headers, vec![("Contact", "<sip:201@127.0.0.1:5070>;expires=120".to_string())]);
     assert_eq!(r.contacts("201", 1_119).len(), 1);
     assert!(r.contacts("201", 1_120).is_empty(), "expired at 120 s");
     // Refresh with MD5 before expiry extends it.
-    let out = do_register(&mut r, 1_100, 3, &["<sip:201@127.0.0.1:5070>"], Some(300), "secret201", "MD5");
+    let out = do_register(&mut r, 1_100, 3, &["<sip:201@127.0.0.1:5070>"], Some(300), PW, "MD5");
     assert_eq!(out.code, 200);
     assert_eq!(r.contacts("201", 1_399).len(), 1);
 }
@@ -84,17 +86,17 @@ fn sha256_and_md5_register_expire_and_refresh() {
 #[test]
 fn several_contacts_min_expires_and_unregister() {
     let mut r = registrar(Box::new(MemoryStore::default()), 0);
-    let out = do_register(&mut r, 0, 1, &["<sip:201@10.0.0.1>", "<sip:201@10.0.0.2>;expires=600"], None, "secret201", "SHA-256");
+    let out = do_register(&mut r, 0, 1, &["<sip:201@10.0.0.1>", "<sip:201@10.0.0.2>;expires=600"], None, PW, "SHA-256");
     assert_eq!(out.code, 200);
     assert_eq!(r.contacts("201", 10).len(), 2);
-    let out = do_register(&mut r, 10, 3, &["<sip:201@10.0.0.3>"], Some(5), "secret201", "SHA-256");
+    let out = do_register(&mut r, 10, 3, &["<sip:201@10.0.0.3>"], Some(5), PW, "SHA-256");
     assert_eq!(out.code, 423);
     assert!(out.headers.contains(&("Min-Expires", "60".into())));
     // One contact removed by expires=0, then all by "*".
-    let out = do_register(&mut r, 20, 5, &["<sip:201@10.0.0.1>;expires=0"], None, "secret201", "SHA-256");
+    let out = do_register(&mut r, 20, 5, &["<sip:201@10.0.0.1>;expires=0"], None, PW, "SHA-256");
     assert_eq!(out.code, 200);
     assert_eq!(r.contacts("201", 21).len(), 1);
-    let out = do_register(&mut r, 30, 7, &["*"], Some(0), "secret201", "SHA-256");
+    let out = do_register(&mut r, 30, 7, &["*"], Some(0), PW, "SHA-256");
     assert_eq!(out.code, 200);
     assert!(r.contacts("201", 31).is_empty());
 }
@@ -129,7 +131,7 @@ fn stale_nonce_is_rechallenged_with_stale_flag() {
     let info = check_request(&req).unwrap();
     let out = r.handle_register(0, &req, &info, SRC.parse().unwrap(), Transport::Udp);
     let ch = AuthParams::parse(&out.headers[0].1).unwrap();
-    let auth = digest::authorize(&ch, "201", "secret201", "REGISTER", "sip:clinivox.local", "c").unwrap();
+    let auth = digest::authorize(&ch, "201", PW, "REGISTER", "sip:clinivox.local", "c").unwrap();
     let req = register(2, &["<sip:201@10.0.0.1>"], None, Some(auth));
     let info = check_request(&req).unwrap();
     // 10 minutes later the nonce (lifetime 300 s) is stale.
@@ -143,7 +145,7 @@ fn bindings_survive_a_restart_in_a_json_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bindings.json");
     let mut r = registrar(Box::new(JsonFileStore { path: path.clone() }), 0);
-    assert_eq!(do_register(&mut r, 0, 1, &["<sip:201@10.0.0.9:5062>"], Some(3600), "secret201", "SHA-256").code, 200);
+    assert_eq!(do_register(&mut r, 0, 1, &["<sip:201@10.0.0.9:5062>"], Some(3600), PW, "SHA-256").code, 200);
     drop(r);
     let r = registrar(Box::new(JsonFileStore { path: path.clone() }), 100);
     let c = r.contacts("201", 100);
@@ -152,4 +154,50 @@ fn bindings_survive_a_restart_in_a_json_file() {
     // Loaded after expiry: dropped.
     let r = registrar(Box::new(JsonFileStore { path }), 4_000);
     assert!(r.contacts("201", 4_000).is_empty());
+}
+
+#[test]
+fn contacts_per_extension_are_capped_oldest_replaced() {
+    let mut r = registrar(Box::new(MemoryStore::default()), 0);
+    // A phone rebooting seven times, each time with a new port: the five
+    // most recent contacts stay, the real phone is never locked out.
+    for i in 0..7u32 {
+        let contact = format!("<sip:201@10.0.0.1:{}>", 5060 + i);
+        let out = do_register(&mut r, 10 * i as u64, 2 * i + 1, &[&contact], Some(3600), PW, "SHA-256");
+        assert_eq!(out.code, 200);
+        assert!(out.headers.len() <= 5, "{:?}", out.headers);
+    }
+    let live: Vec<String> = r.contacts("201", 100).into_iter().map(|b| b.contact).collect();
+    assert_eq!(live.len(), 5);
+    assert!(live.contains(&"sip:201@10.0.0.1:5066".to_string()), "newest kept: {live:?}");
+    assert!(!live.contains(&"sip:201@10.0.0.1:5060".to_string()), "oldest replaced: {live:?}");
+    // One REGISTER with more contacts than allowed is refused whole.
+    let many: Vec<String> = (0..6).map(|i| format!("<sip:201@10.0.1.{i}>")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(do_register(&mut r, 200, 100, &many, Some(3600), PW, "SHA-256").code, 403);
+    assert_eq!(r.contacts("201", 200).len(), 5);
+}
+
+#[test]
+fn bindings_overall_are_capped() {
+    let mut c = cfg();
+    c.max_contacts_per_extension = 2;
+    c.max_bindings = 2;
+    let mut r = Registrar::new(&c, Box::new(MemoryStore::default()), "k", 0).unwrap();
+    let out = do_register(&mut r, 0, 1, &["<sip:201@10.0.0.1>", "<sip:201@10.0.0.2>"], Some(3600), PW, "SHA-256");
+    assert_eq!(out.code, 200);
+    // Reloaded with a lower overall limit: a REGISTER adding a binding is
+    // refused with 503 and nothing changes; a refresh still works.
+    let mut store = MemoryStore::default();
+    store.0 = r.contacts("201", 0);
+    let mut c2 = cfg();
+    c2.max_contacts_per_extension = 3;
+    c2.max_bindings = 2;
+    let mut r = Registrar::new(&c2, Box::new(store), "k", 0).unwrap();
+    let out = do_register(&mut r, 1, 3, &["<sip:201@10.0.0.3>"], Some(3600), PW, "SHA-256");
+    assert_eq!(out.code, 503);
+    assert!(out.headers.iter().any(|(n, _)| *n == "Retry-After"));
+    assert_eq!(r.binding_count(), 2);
+    let out = do_register(&mut r, 2, 5, &["<sip:201@10.0.0.1>"], Some(3600), PW, "SHA-256");
+    assert_eq!(out.code, 200);
 }

@@ -37,7 +37,7 @@ name = "loop"
 cidrs = ["127.0.0.0/8", "::1/128"]
 [[extensions]]
 number = "201"
-password = "secret201"
+password = "desk-201-secret"
 "#;
 
 pub struct Running {
