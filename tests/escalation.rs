@@ -29,7 +29,70 @@ on_both_engines!(
     a_silent_patient_is_called_and_retried_per_policy,
     two_instances_never_claim_the_same_job,
     a_job_whose_instance_died_is_retried_once,
+    a_call_longer_than_its_lease_is_placed_once,
 );
+
+/// A call that lasts until the test hangs it up; counts the calls placed.
+#[derive(Default)]
+struct LongCall {
+    placed: std::sync::atomic::AtomicUsize,
+    hang_up: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl clinivox::escalation::scheduler::Dialer for LongCall {
+    async fn call(&self, _job: Job) -> CallOutcome {
+        self.placed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.hang_up.notified().await;
+        CallOutcome::Confirmed
+    }
+}
+
+/// Two nodes, and a patient who talks for twice the job's lease: the node
+/// on the call keeps renewing the lease, so the other never calls the
+/// patient a second time.
+async fn a_call_longer_than_its_lease_is_placed_once(store: Store, config: Config) {
+    use clinivox::clock::{Clock, ManualClock};
+    use std::sync::atomic::Ordering::SeqCst;
+    let config = Arc::new(config);
+    let a = appointment(&store, 1, "dr-garcia", "2026-11-26T09:00:00Z").await;
+    remind(&store, &a, monday()).await;
+    let clock = Arc::new(ManualClock::new(utc("2026-11-24T09:00:00Z")));
+    // Seconds, not minutes, so that the test runs in a few.
+    let lease = Duration::seconds(3);
+    let tick = std::time::Duration::from_millis(100);
+    let (on_call, other) = (Arc::new(LongCall::default()), Arc::new(LongCall::default()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let node = |name: &'static str| Arc::new(Scheduler::new(store.clone(), config.clone(), name, lease));
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    tokio::spawn(node("node-a").run(on_call.clone(), dyn_clock.clone(), tick, stopped(stop_rx.clone())));
+    let started = std::time::Instant::now();
+    while on_call.placed.load(SeqCst) == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "node A never called");
+        tokio::time::sleep(tick).await;
+    }
+    tokio::spawn(node("node-b").run(other.clone(), dyn_clock, tick, stopped(stop_rx.clone())));
+    for _ in 0..6 {
+        clock.advance(Duration::seconds(1));
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    }
+    assert_eq!(other.placed.load(SeqCst), 0, "the second node called the patient during the first node's call");
+    on_call.hang_up.notify_one();
+    let job = loop {
+        let job = store.jobs(None, 10).await.unwrap().remove(0);
+        if job.status == "done" {
+            break job;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the call's outcome was never recorded: {job:?}");
+        tokio::time::sleep(tick).await;
+    };
+    let _ = stop_tx.send(true);
+    assert_eq!((job.attempts, job.last_outcome.as_deref()), (1, Some("confirmed")));
+    assert_eq!((on_call.placed.load(SeqCst), other.placed.load(SeqCst)), (1, 0), "the patient was called once");
+}
 
 async fn patient(store: &Store, i: usize) -> Patient {
     let new = NewPatient {

@@ -37,6 +37,7 @@ on_both_engines!(
     assistant_turns_carry_their_timings,
     unanswered_calls_are_recorded_whole,
     retention_removes_what_is_past_its_period_and_nothing_younger,
+    an_abandoned_booking_is_answered_on_retry_and_never_booked_twice,
 );
 
 /// `[privacy]` retention with simulated time: data older than its period
@@ -432,6 +433,36 @@ async fn idempotency_keys_replay_and_detect_mismatch(store: Store, _: Config) {
     assert_eq!(store.idempotency_start("other", "k1", "h2", now()).await.unwrap(), IdempotencyStart::Proceed);
     store.idempotency_abandon("other", "k1").await.unwrap();
     assert_eq!(store.idempotency_start("other", "k1", "h2", now()).await.unwrap(), IdempotencyStart::Proceed);
+}
+
+/// The process dies between a booking's commit and its answer: the claim
+/// stays "in flight". Once that is older than any request runs, the
+/// client's retry takes it over (one retry, not two) and runs again; the
+/// booking it repeats answers with the appointment already made.
+async fn an_abandoned_booking_is_answered_on_retry_and_never_booked_twice(store: Store, _: Config) {
+    let ana = patient(&store, "Ana Pérez", "+34600111222").await;
+    let new = || NewAppointment {
+        patient_id: ana.id.clone(),
+        provider_id: "dr-sanchez".into(),
+        starts_at: utc("2026-11-25T09:00:00Z"),
+        hold_token: None,
+        notes: None,
+    };
+    assert_eq!(store.idempotency_start("t", "book-1", "h", now()).await.unwrap(), IdempotencyStart::Proceed);
+    let first = store.book(new(), &staff(), now()).await.unwrap();
+    // … killed here: no idempotency_finish.
+    let soon = now() + Duration::seconds(10);
+    assert_eq!(store.idempotency_start("t", "book-1", "h", soon).await.unwrap(), IdempotencyStart::InFlight, "maybe still running");
+    let later = now() + IN_FLIGHT_LIMIT + Duration::seconds(1);
+    assert_eq!(store.idempotency_start("t", "book-1", "h", later).await.unwrap(), IdempotencyStart::Resume, "abandoned: taken over");
+    assert_eq!(store.idempotency_start("t", "book-1", "h", later).await.unwrap(), IdempotencyStart::InFlight, "by one retry only");
+    assert!(matches!(store.book(new(), &staff(), later).await, Err(StoreError::Conflict(_))), "a plain booking is refused");
+    let again = store.book_retry(new(), &staff(), later).await.unwrap();
+    assert_eq!(again.id, first.id, "the retry learns of the booking that was made");
+    assert_eq!(store.appointments_for_patient(&ana.id, true, now()).await.unwrap().len(), 1, "and nothing is booked twice");
+    let other = patient(&store, "Luis Gil", "+34600111333").await;
+    let theirs = NewAppointment { patient_id: other.id, ..new() };
+    assert!(matches!(store.book(theirs, &staff(), later).await, Err(StoreError::Conflict(_))), "the slot is still taken for others");
 }
 
 async fn waitlist_add_list_remove(store: Store, _: Config) {

@@ -48,6 +48,7 @@ pub struct ListQuery {
 pub async fn book(
     State(s): State<AppState>,
     actor: Actor,
+    resumed: Option<axum::Extension<super::idempotency::Resumed>>,
     ApiJson(b): ApiJson<BookRequest>,
 ) -> Result<(StatusCode, Json<Appointment>), Problem> {
     if b.notes.as_ref().is_some_and(|n| n.chars().count() > 2000) {
@@ -60,7 +61,12 @@ pub async fn book(
         hold_token: b.hold_token,
         notes: b.notes,
     };
-    let booked = s.store.book(new, &actor, s.clock.now()).await.map_err(|e| match e {
+    let booked = if resumed.is_some() {
+        s.store.book_retry(new, &actor, s.clock.now()).await
+    } else {
+        s.store.book(new, &actor, s.clock.now()).await
+    };
+    let booked = booked.map_err(|e| match e {
         crate::store::StoreError::NotFound(what) => {
             Problem::invalid(if what == "patient" { "patient_id" } else { "provider_id" }, format!("no such {what}"))
         }

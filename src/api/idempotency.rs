@@ -14,6 +14,12 @@ use super::{AppState, Problem};
 use crate::store::IdempotencyStart;
 
 pub const HEADER: &str = "idempotency-key";
+
+/// On a request that retries an abandoned first attempt (see
+/// `IdempotencyStart::Resume`): handlers whose write may already have
+/// happened answer with what it made.
+#[derive(Debug, Clone, Copy)]
+pub struct Resumed;
 const MAX_BODY: usize = 1 << 20;
 
 pub async fn idempotent_writes(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -26,7 +32,7 @@ pub async fn idempotent_writes(State(state): State<AppState>, req: Request, next
         _ => return Problem::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters").into_response(),
     };
     let Some(caller) = req.extensions().get::<Caller>().cloned() else { return Problem::unauthorized().into_response() };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
         return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The body is too large", None).into_response();
     };
@@ -55,6 +61,9 @@ pub async fn idempotent_writes(State(state): State<AppState>, req: Request, next
             return r;
         }
         Ok(IdempotencyStart::Proceed) => {}
+        Ok(IdempotencyStart::Resume) => {
+            parts.extensions.insert(Resumed);
+        }
     }
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let (parts, body) = response.into_parts();

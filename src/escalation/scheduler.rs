@@ -146,6 +146,27 @@ impl Scheduler {
         Ok(decide(&c.escalation, c.clinic.timezone, &c.clinic.holidays, &facts, now))
     }
 
+    /// Places the call, renewing the job's lease every third of it while
+    /// the call lasts: a call longer than the lease (a patient who talks
+    /// for twenty minutes) must not let another node claim the job and
+    /// phone the patient a second time.
+    async fn call_keeping_the_lease(&self, dialer: &dyn Dialer, job: &Job, clock: &dyn Clock) -> CallOutcome {
+        let every = (self.lease / 3).to_std().unwrap_or(std::time::Duration::from_secs(60)).max(std::time::Duration::from_secs(1));
+        let call = dialer.call(job.clone());
+        tokio::pin!(call);
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                outcome = &mut call => return outcome,
+                _ = renew.tick() => {
+                    if let Err(e) = self.store.renew_lease(&job.id, &self.instance, self.lease, clock.now()).await {
+                        tracing::warn!(job = %job.id, error = %e, "could not renew an escalation call's lease");
+                    }
+                }
+            }
+        }
+    }
+
     /// The driver: every `tick`, plan and place due calls, at most
     /// `max_concurrent_calls` at once, until `shutdown` completes.
     pub async fn run(
@@ -177,16 +198,34 @@ impl Scheduler {
                         break;
                     }
                 };
-                active.fetch_add(1, Ordering::SeqCst);
-                let (this, dialer, clock, active) = (self.clone(), dialer.clone(), clock.clone(), active.clone());
+                let slot = CallSlot::take(&active);
+                let (this, dialer, clock) = (self.clone(), dialer.clone(), clock.clone());
                 tokio::spawn(async move {
-                    let outcome = dialer.call(job.clone()).await;
+                    // Held until this task ends, however it ends: a call
+                    // task that panics gives its slot back as it unwinds.
+                    let _slot = slot;
+                    let outcome = this.call_keeping_the_lease(dialer.as_ref(), &job, clock.as_ref()).await;
                     if let Err(e) = this.record(&job, outcome, clock.now()).await {
                         tracing::warn!(job = %job.id, error = %e, "recording an escalation outcome failed");
                     }
-                    active.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         }
+    }
+}
+
+/// One of the scheduler's `max_concurrent_calls`, given back on drop.
+struct CallSlot(Arc<AtomicUsize>);
+
+impl CallSlot {
+    fn take(active: &Arc<AtomicUsize>) -> CallSlot {
+        active.fetch_add(1, Ordering::SeqCst);
+        CallSlot(active.clone())
+    }
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

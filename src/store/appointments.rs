@@ -128,10 +128,37 @@ impl Store {
     }
 
     pub async fn book(&self, new: NewAppointment, actor: &Actor, now: DateTime<Utc>) -> Result<Appointment> {
+        self.book_inner(new, actor, now, false).await
+    }
+
+    /// [`Store::book`] for the retry of a request whose first run may have
+    /// committed before its answer was lost (the API's abandoned
+    /// `Idempotency-Key` claims): if the patient already holds exactly this
+    /// slot, that appointment is the answer, instead of "the slot is taken".
+    pub async fn book_retry(&self, new: NewAppointment, actor: &Actor, now: DateTime<Utc>) -> Result<Appointment> {
+        self.book_inner(new, actor, now, true).await
+    }
+
+    async fn book_inner(&self, new: NewAppointment, actor: &Actor, now: DateTime<Utc>, retry: bool) -> Result<Appointment> {
         self.patient(&new.patient_id).await?;
         let provider = self.provider(&new.provider_id).await?;
         self.check_bookable(&provider, new.starts_at, now).await?;
         let ends_at = new.starts_at + Duration::minutes(provider.slot_minutes);
+        let existing: Option<String> = if !retry {
+            None
+        } else {
+            sqlx::query_scalar(
+            "SELECT id FROM appointments WHERE patient_id = $1 AND provider_id = $2 AND starts_at = $3 AND status IN ('booked', 'confirmed')",
+        )
+        .bind(&new.patient_id)
+        .bind(&provider.id)
+            .bind(new.starts_at.timestamp())
+            .fetch_optional(&self.pool)
+            .await?
+        };
+        if let Some(id) = existing {
+            return self.appointment(&id).await;
+        }
         let id = new_id();
         let mut tx = self.pool.begin().await?;
         self.take_slot(&mut tx, &provider.id, new.starts_at, ends_at, new.hold_token.as_deref(), None, now).await?;

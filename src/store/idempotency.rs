@@ -7,6 +7,10 @@ use sqlx::Row;
 
 use super::{is_unique_violation, Result, Store};
 
+/// Longer than any API request runs (the HTTP request timeout is shorter):
+/// a claim still in flight after this was abandoned.
+pub const IN_FLIGHT_LIMIT: chrono::Duration = chrono::Duration::seconds(30);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyStart {
     /// First time: go ahead, then call [`Store::idempotency_finish`].
@@ -17,6 +21,11 @@ pub enum IdempotencyStart {
     Mismatch,
     /// The first request with this key has not finished yet.
     InFlight,
+    /// The first request never finished (abandoned past
+    /// [`IN_FLIGHT_LIMIT`]): go ahead as its retry, then finish. It may
+    /// have committed before it died, so writes it repeats must recognise
+    /// their own effect ([`Store::book_retry`]).
+    Resume,
 }
 
 impl Store {
@@ -43,7 +52,26 @@ impl Store {
         Ok(if hash != request_hash {
             IdempotencyStart::Mismatch
         } else if status == 0 {
-            IdempotencyStart::InFlight
+            // A first request that never finished (its client gone, the
+            // process killed between its commit and its answer) is taken
+            // over once it is older than any request runs: the retry runs
+            // again, and the writes it repeats are idempotent (a booking the
+            // patient already holds answers with that booking). One retry
+            // wins the takeover; the others still see it in flight.
+            let cutoff = (now - IN_FLIGHT_LIMIT).timestamp();
+            let taken =
+                sqlx::query("UPDATE idempotency_keys SET created_at = $1 WHERE actor = $2 AND key = $3 AND status = 0 AND created_at < $4")
+                    .bind(now.timestamp())
+                    .bind(actor)
+                    .bind(key)
+                    .bind(cutoff)
+                    .execute(&self.pool)
+                    .await?;
+            if taken.rows_affected() == 1 {
+                IdempotencyStart::Resume
+            } else {
+                IdempotencyStart::InFlight
+            }
         } else {
             IdempotencyStart::Replay { status: status as u16, body: row.try_get::<Option<String>, _>("body")?.unwrap_or_default() }
         })

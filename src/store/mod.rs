@@ -37,7 +37,7 @@ use sqlx::{AnyPool, Row};
 pub use appointments::{NewAppointment, Reschedule, SlotQuery};
 pub use callbacks::{CallbackRequest, CallbackStatus, NewCallback};
 pub use calls::{NewCall, NewTurn};
-pub use idempotency::IdempotencyStart;
+pub use idempotency::{IdempotencyStart, IN_FLIGHT_LIMIT};
 pub use jobs::{Job, JobAttempt};
 pub use metrics::Sample;
 pub use models::*;
