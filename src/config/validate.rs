@@ -423,6 +423,7 @@ fn sip(e: &mut Errors, raw: Option<toml::Value>, staff: &[Extension]) -> Option<
                     number: x.extension.clone(),
                     password: x.password.clone()?,
                     display_name: Some(x.name.clone()),
+                    nat: false,
                 })
             })
             .collect();

@@ -11,7 +11,7 @@ const SRC: &str = "127.0.0.1:5070";
 
 fn cfg() -> SipConfig {
     let mut c = SipConfig::default();
-    c.extensions.push(Extension { number: "201".into(), password: "secret201".into(), display_name: None });
+    c.extensions.push(Extension { number: "201".into(), password: "secret201".into(), display_name: None, nat: false });
     c
 }
 
