@@ -86,7 +86,7 @@ async fn call(assistant: Arc<Assistant>, pcm: Vec<i16>) -> Caller {
     let (sip_tx, mut sip_rx) = tokio::sync::mpsc::channel(16);
     // The SIP side's commands (hang-up, REFER) have nowhere to go here.
     tokio::spawn(async move { while sip_rx.recv().await.is_some() {} });
-    let (handle, signals) = clinivox::call::spawn(CallId(1), ours, Some(media), &SipConfig::default(), sip_tx);
+    let (handle, signals) = clinivox::call::spawn(CallId(1), ours, Some(media), &SipConfig::default(), Default::default(), sip_tx);
     let report: clinivox::call::apps::Report = Arc::new(|line| println!("{line}"));
     let answered = tokio::spawn(assistant.answer(handle, CALLER.to_string(), None, report));
 

@@ -1,14 +1,19 @@
 //! Every RFC 4475 / RFC 5118 torture message over UDP and TCP: the server
 //! answers as the RFCs expect (or drops what cannot be answered), never
 //! crashes or hangs, and still answers OPTIONS afterwards on v4 and v6.
+//! And a stranger on the same host who knows a live call's RTP port and
+//! dialog identifiers can neither hear, talk into, nor end it.
 
 #[path = "sip/common.rs"]
 mod common;
 
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clinivox::sip::config::Transport;
 use common::*;
+use tokio::net::UdpSocket;
 
 /// (file, expected first status over UDP; None = no answer). The policy
 /// answers (404 unknown number, 481 no dialog) come from our test config:
@@ -229,4 +234,156 @@ async fn replayed_register_authorization_is_refused() {
     }
     let resp = register(&phone, to, 20, "sip:201@127.0.0.1:9", Some(&auth)).await;
     assert_eq!(status_of(&resp), 401, "a replayed (nonce, nc) must be re-challenged:\n{resp}");
+}
+
+/// A SIP message from `sock`; the next one whose CSeq names `method` and
+/// whose status is final.
+async fn final_response(sock: &UdpSocket, method: &str) -> String {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await.expect("a response").unwrap();
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        let cseq_ok = msg.lines().any(|l| l.starts_with("CSeq:") && l.ends_with(method));
+        if cseq_ok && msg.starts_with("SIP/2.0 ") && !msg.starts_with("SIP/2.0 1") {
+            return msg;
+        }
+    }
+}
+
+fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend(seq.to_be_bytes());
+    p.extend(ts.to_be_bytes());
+    p.extend(ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Packets received on a socket: all of them, and those whose payload is
+/// nothing but one of two µ-law codes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Heard {
+    packets: usize,
+    only: [usize; 2],
+}
+
+fn count_rtp(sock: Arc<UdpSocket>, codes: [u8; 2]) -> Arc<Mutex<Heard>> {
+    let seen = Arc::new(Mutex::new(Heard::default()));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+            let mut s = out.lock().unwrap();
+            s.packets += 1;
+            for (k, code) in codes.iter().enumerate() {
+                if n > 12 && buf[12..n].iter().all(|b| b == code) {
+                    s.only[k] += 1;
+                }
+            }
+        }
+    });
+    seen
+}
+
+/// The echo app answers a trunk call from 127.0.0.1. A stranger at
+/// 127.0.0.2 sends RTP (audio and RFC 4733 key presses) to the call's port
+/// and a BYE with the dialog's identifiers: it hears nothing, its audio is
+/// not echoed, its key is not reported, its BYE is refused, and the caller
+/// keeps its echo until its own BYE ends the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_hear_talk_into_or_end_a_call() {
+    // The trunk is 127.0.0.1 alone: anything else on loopback is a stranger.
+    let cfg = BASE_CONFIG.replace("\"127.0.0.0/8\"", "\"127.0.0.1/32\"");
+    assert_ne!(cfg, BASE_CONFIG, "BASE_CONFIG's trunk CIDR changed; update the test");
+    let mut srv = start(&cfg).await;
+    let server = srv.addr(Transport::Udp, false);
+    let sip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sip.local_addr().unwrap();
+    let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let stranger_rtp = Arc::new(UdpSocket::bind("127.0.0.2:0").await.expect("127.0.0.2 is loopback on Linux"));
+    let stranger_sip = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\n\
+         a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+        rtp.local_addr().unwrap().port()
+    );
+    let dialog = "From: <sip:caller@127.0.0.1>;tag=c1\r\nCall-ID: hijack@test\r\nMax-Forwards: 70\r\n";
+    let invite = format!(
+        "INVITE sip:1000@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKinv1\r\n{dialog}To: <sip:1000@{server}>\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    sip.send_to(invite.as_bytes(), server).await.unwrap();
+    let ok = final_response(&sip, "INVITE").await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let to = ok.lines().find_map(|l| l.strip_prefix("To: ")).expect("To in the 200").to_string();
+    let port: u16 = ok.lines().find_map(|l| l.strip_prefix("m=audio ")).and_then(|m| m.split(' ').next()?.parse().ok()).unwrap();
+    let media: SocketAddr = SocketAddr::new(server.ip(), port);
+    let ack = format!("ACK sip:clinivox@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKack1\r\n{dialog}To: {to}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
+    sip.send_to(ack.as_bytes(), server).await.unwrap();
+
+    let call = tokio::time::timeout(Duration::from_secs(5), srv.incoming.recv()).await.expect("the call is handed over").unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let echo = tokio::spawn(clinivox::call::apps::echo(call.handle, Arc::new(move |l| sink.lock().unwrap().push(l))));
+
+    // µ-law codes: the caller's audio, and the stranger's.
+    let (mine, theirs) = (0x90u8, 0x10u8);
+    let caller_heard = count_rtp(rtp.clone(), [mine, theirs]);
+    let stranger_heard = count_rtp(stranger_rtp.clone(), [mine, theirs]);
+    // The caller talks all along, paced like a phone, until its BYE.
+    let talking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (caller, still) = (rtp.clone(), talking.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for i in 0u16.. {
+            tick.tick().await;
+            if !still.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            let _ = caller.send_to(&rtp_packet(0, i, u32::from(i) * 160, 0x1111, &[mine; 160]), media).await;
+        }
+    });
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for i in 0..100u16 {
+        tick.tick().await;
+        // Every tenth packet a complete press of key 1 (end bit set), else audio.
+        let p = if i % 10 == 9 {
+            rtp_packet(101, i, u32::from(i) * 160, 0xBAD, &[1, 0x80 | 10, 0x03, 0x20])
+        } else {
+            rtp_packet(0, i, u32::from(i) * 160, 0xBAD, &[theirs; 160])
+        };
+        stranger_rtp.send_to(&p, media).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stranger_heard.lock().unwrap().packets, 0, "the stranger must not receive the call's audio");
+    let heard = *caller_heard.lock().unwrap();
+    assert!(heard.only[0] >= 50, "the caller hears its echo: {heard:?}");
+    assert_eq!(heard.only[1], 0, "the stranger's audio must not be echoed: {heard:?}");
+    assert!(!lines.lock().unwrap().iter().any(|l| l.starts_with("DTMF")), "{:?}", lines.lock().unwrap());
+
+    // A BYE with the dialog's identifiers from the stranger: refused.
+    let bye = |from: SocketAddr, branch: &str, cseq: u32| {
+        format!(
+            "BYE sip:clinivox@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch={branch}\r\n{dialog}To: {to}\r\n\
+             CSeq: {cseq} BYE\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let stranger = stranger_sip.local_addr().unwrap();
+    stranger_sip.send_to(bye(stranger, "z9hG4bKbye1", 2).as_bytes(), server).await.unwrap();
+    let refused = final_response(&stranger_sip, "BYE").await;
+    assert!(refused.starts_with("SIP/2.0 403"), "{refused}");
+    // The call goes on: the caller is still echoed.
+    let before = caller_heard.lock().unwrap().only[0];
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(caller_heard.lock().unwrap().only[0] >= before + 15, "the echo continues after the stranger's BYE");
+    // The caller's own BYE ends it.
+    sip.send_to(bye(me, "z9hG4bKbye2", 3).as_bytes(), server).await.unwrap();
+    let ended = final_response(&sip, "BYE").await;
+    talking.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(ended.starts_with("SIP/2.0 200"), "{ended}");
+    tokio::time::timeout(Duration::from_secs(5), echo).await.expect("the echo app sees the hang-up").unwrap();
+    let lines = lines.lock().unwrap();
+    assert!(lines.iter().any(|l| l.starts_with("HANGUP Remote")), "{lines:?}");
 }

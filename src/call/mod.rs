@@ -27,7 +27,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::media::g711::FRAME_SAMPLES;
-use crate::media::rtp_session::RtpConfig;
+use crate::media::rtp_session::{RtpConfig, SourcePolicy};
 use crate::media::sdp::Negotiated;
 use crate::sip::config::SipConfig;
 use crate::sip::driver::SipCommand;
@@ -133,19 +133,21 @@ enum CallInput {
 }
 
 /// Start the task for one call. `media` is known for answered inbound
-/// calls; outbound calls get it with `CallSignal::Answered`.
+/// calls; outbound calls get it with `CallSignal::Answered`. `source` says
+/// whose RTP is accepted (the SDP's address, or latched behind NAT).
 pub fn spawn(
     id: CallId,
     sock: UdpSocket,
     media: Option<Negotiated>,
     cfg: &SipConfig,
+    source: SourcePolicy,
     sip: mpsc::Sender<SipCommand>,
 ) -> (CallHandle, mpsc::UnboundedSender<CallSignal>) {
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::channel(512);
     let (sig_tx, sig_rx) = mpsc::unbounded_channel();
     let (br_tx, br_rx) = mpsc::channel(16);
-    let rtp_cfg = RtpConfig { rtp_timeout: Duration::from_secs(cfg.timers.rtp_timeout_s), ..RtpConfig::default() };
+    let rtp_cfg = RtpConfig { rtp_timeout: Duration::from_secs(cfg.timers.rtp_timeout_s), source, ..RtpConfig::default() };
     let max = Duration::from_secs(cfg.timers.max_call_s);
     let core = CallCore::new(Instant::now(), media, rtp_cfg, max, rand::random());
     tokio::spawn(run(id, core, sock, cmd_rx, ev_tx, sig_rx, br_rx, sip));

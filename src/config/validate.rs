@@ -440,6 +440,7 @@ fn sip(e: &mut Errors, raw: Option<toml::Value>, staff: &[Extension]) -> Option<
                 ha1_sha256: x.ha1_sha256.clone(),
                 ha1_md5: x.ha1_md5.clone(),
                 display_name: Some(x.name.clone()),
+                nat: false,
             });
         }
     }

@@ -6,10 +6,17 @@
 //! to send). `poll_timeout()` says when to call back. RTCP multiplexed on the
 //! RTP port (RFC 5761) is recognised and ignored; no RTCP is generated.
 //!
-//! Symmetric RTP: we send to the signalled address until the first valid
-//! packet arrives, then to that packet's source. After latching, packets from
-//! other addresses are dropped unless one keeps sending [`RELATCH_PACKETS`]
-//! valid packets in a row (NAT rebinding), which moves the latch.
+//! Where RTP may come from ([`SourcePolicy`]). By default only from the
+//! transport address the peer signalled (SDP c=/m=, RFC 4566 §5.7, §5.14),
+//! and we send only there: the SDP came through the authenticated signalling
+//! path, an RTP packet's source address did not. Anyone who can reach our
+//! port could otherwise listen to the call, talk into it and press keys as
+//! the caller. A peer marked as behind NAT gets symmetric RTP (RFC 4961):
+//! we send to the signalled address until the first valid packet arrives,
+//! then latch to that packet's source and SSRC. The latch moves to another
+//! address or SSRC only after the latched stream has been silent for
+//! [`RELATCH_SILENCE`] (NAT rebinding, a restarted stream), so an injector
+//! cannot take over a stream that is alive.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -25,8 +32,13 @@ use super::g711::FRAME_SAMPLES;
 use super::jitter::{JitterBuffer, JitterConfig, JitterStats, RtpMeta};
 use super::sdp::Negotiated;
 
-/// Consecutive packets from a new address needed to move the latch.
-pub const RELATCH_PACKETS: u32 = 3;
+/// NAT latching: how long the latched stream must have been silent before
+/// another address or SSRC may take the latch. A live peer sends every
+/// packetisation interval (20 ms) and comfort noise during silence, so two
+/// seconds without a packet means its stream really stopped (its NAT mapping
+/// changed, or it restarted the stream); an injector sending meanwhile is
+/// dropped. Longer would leave a peer whose NAT rebound mute for longer.
+pub const RELATCH_SILENCE: Duration = Duration::from_secs(2);
 /// Gap between queued DTMF presses.
 const INTER_DIGIT_GAP: Duration = Duration::from_millis(60);
 const RTP_HEADER_LEN: usize = 12;
@@ -43,17 +55,29 @@ pub enum RtpError {
     DtmfNotNegotiated,
 }
 
+/// Which sources a session accepts RTP (and RFC 4733 events) from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SourcePolicy {
+    /// Only the address:port the peer signalled in SDP; we send only there.
+    #[default]
+    Signalled,
+    /// The peer may be behind NAT: latch to the first source (and its SSRC),
+    /// move only after [`RELATCH_SILENCE`] (symmetric RTP, RFC 4961).
+    NatLatch,
+}
+
 /// Session settings beyond what SDP negotiated.
 #[derive(Debug, Clone, Copy)]
 pub struct RtpConfig {
     pub jitter: JitterConfig,
     /// Emit [`MediaEvent::Timeout`] after this long without valid RTP.
     pub rtp_timeout: Duration,
+    pub source: SourcePolicy,
 }
 
 impl Default for RtpConfig {
     fn default() -> Self {
-        RtpConfig { jitter: JitterConfig::default(), rtp_timeout: Duration::from_secs(30) }
+        RtpConfig { jitter: JitterConfig::default(), rtp_timeout: Duration::from_secs(30), source: SourcePolicy::Signalled }
     }
 }
 
@@ -77,8 +101,12 @@ pub struct RtpStats {
     pub rtcp_ignored: u64,
     pub malformed: u64,
     pub unknown_pt: u64,
-    /// Dropped because they came from an address other than the latched one.
+    /// Dropped because they came from an address other than the signalled
+    /// one (or, NAT latching, the latched one while it was live).
     pub wrong_source: u64,
+    /// NAT latching: dropped because they came from the latched address
+    /// with another SSRC while the latched stream was live.
+    pub wrong_ssrc: u64,
     pub relatches: u64,
     pub packets_out: u64,
     /// Audio frames not sent (direction, DTMF in progress, no address).
@@ -92,8 +120,8 @@ pub struct RtpSession {
     cfg: RtpConfig,
     jitter: JitterBuffer,
     dtmf_rx: DtmfReceiver,
-    latched: Option<SocketAddr>,
-    candidate: Option<(SocketAddr, u32)>,
+    /// NAT latching only: the stream we follow.
+    latched: Option<Latch>,
     last_rx: Instant,
     timed_out: bool,
     // Sender state.
@@ -119,7 +147,6 @@ impl RtpSession {
             jitter: JitterBuffer::new(cfg.jitter),
             dtmf_rx: DtmfReceiver::default(),
             latched: None,
-            candidate: None,
             last_rx: now,
             timed_out: false,
             ssrc: rng.next_u32(),
@@ -134,11 +161,11 @@ impl RtpSession {
         }
     }
 
-    /// Apply a renegotiation (re-INVITE): a new remote address drops the latch.
+    /// Apply a renegotiation (re-INVITE). A new remote address is where RTP
+    /// is expected from now on (RFC 3264 §8.3.1); NAT latching starts over.
     pub fn update_negotiated(&mut self, neg: Negotiated) {
         if neg.remote != self.neg.remote {
             self.latched = None;
-            self.candidate = None;
         }
         if neg.direction.sends() && !self.neg.direction.sends() {
             self.marker_next = true;
@@ -156,7 +183,7 @@ impl RtpSession {
 
     /// Where outgoing RTP goes now (latched source, else the signalled address).
     pub fn remote(&self) -> SocketAddr {
-        self.latched.unwrap_or(self.neg.remote)
+        self.latched.map_or(self.neg.remote, |l| l.addr)
     }
 
     pub fn stats(&self) -> RtpStats {
@@ -188,12 +215,15 @@ impl RtpSession {
         let is_audio = pt == self.neg.codec_pt;
         let is_dtmf = Some(pt) == self.neg.dtmf_pt;
         if !is_audio && !is_dtmf {
-            // Comfort noise (PT 13), un-negotiated codecs: ignored.
+            // Comfort noise (PT 13), un-negotiated codecs: ignored, but CN
+            // from the latched stream shows it is alive (RFC 3389).
             self.stats.unknown_pt += 1;
+            if let Some(l) = self.latched.as_mut().filter(|l| same_addr(l.addr, from) && l.ssrc == header.ssrc) {
+                l.heard = now;
+            }
             return Ok(());
         }
-        if !self.accept_source(from) {
-            self.stats.wrong_source += 1;
+        if !self.accept_source(now, from, header.ssrc) {
             return Ok(());
         }
         self.stats.packets_in += 1;
@@ -276,31 +306,36 @@ impl RtpSession {
         self.neg.direction.sends() && !self.remote().ip().is_unspecified()
     }
 
-    /// Latching policy; returns whether a packet from `from` is accepted.
-    fn accept_source(&mut self, from: SocketAddr) -> bool {
-        match self.latched {
-            None => {
-                self.latched = Some(from);
+    /// Source policy; returns whether a packet from `from` is accepted and
+    /// counts the drop if not.
+    fn accept_source(&mut self, now: Instant, from: SocketAddr, ssrc: u32) -> bool {
+        if self.cfg.source == SourcePolicy::Signalled {
+            let ok = same_addr(from, self.neg.remote);
+            if !ok {
+                self.stats.wrong_source += 1;
+            }
+            return ok;
+        }
+        match self.latched.as_mut() {
+            Some(l) if same_addr(l.addr, from) && l.ssrc == ssrc => {
+                l.heard = now;
                 true
             }
-            Some(addr) if addr == from => {
-                self.candidate = None;
-                true
-            }
-            Some(_) => {
-                let n = match self.candidate {
-                    Some((a, n)) if a == from => n + 1,
-                    _ => 1,
-                };
-                self.candidate = Some((from, n));
-                if n >= RELATCH_PACKETS {
-                    self.latched = Some(from);
-                    self.candidate = None;
-                    self.stats.relatches += 1;
-                    true
+            // The latched stream is live: whoever else sends is dropped.
+            Some(l) if now < l.heard + RELATCH_SILENCE => {
+                if same_addr(l.addr, from) {
+                    self.stats.wrong_ssrc += 1;
                 } else {
-                    false
+                    self.stats.wrong_source += 1;
                 }
+                false
+            }
+            previous => {
+                if previous.is_some() {
+                    self.stats.relatches += 1;
+                }
+                self.latched = Some(Latch { addr: from, ssrc, heard: now });
+                true
             }
         }
     }
@@ -384,6 +419,24 @@ impl RtpSession {
         let to = self.remote();
         self.out.push_back((to, buf));
     }
+}
+
+/// NAT latching: the stream we follow and when we last heard it.
+#[derive(Debug, Clone, Copy)]
+struct Latch {
+    addr: SocketAddr,
+    ssrc: u32,
+    heard: Instant,
+}
+
+/// Equal transport addresses, an IPv4-mapped IPv6 source (a dual-stack
+/// socket) comparing equal to its IPv4 form.
+fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
+    let canon = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    a.port() == b.port() && canon(a.ip()) == canon(b.ip())
 }
 
 #[derive(Debug)]

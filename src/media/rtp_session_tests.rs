@@ -37,11 +37,21 @@ struct Peer {
     sent_frames: usize,
 }
 
+/// A third party who knows B's RTP port and sends to it every 20 ms.
+struct Intruder {
+    addr: SocketAddr,
+    ssrc: u32,
+    seq: u16,
+    /// Sends a key press ('1') instead of audio.
+    dtmf: bool,
+}
+
 struct Sim {
     t0: Instant,
     ms: u64,
     a: Peer,
     b: Peer,
+    intruder: Option<Intruder>,
     wire: Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)>,
     latency_ms: u64,
     sent_packets: usize,
@@ -50,20 +60,27 @@ struct Sim {
 }
 
 impl Sim {
-    /// A sits behind NAT: signals `a_sig`, really sends from `a_real`.
+    /// B accepts only the signalled address (the default policy).
     fn new(a_sig: &str, a_real: &str) -> Sim {
+        Sim::with_policy(a_sig, a_real, SourcePolicy::Signalled)
+    }
+
+    /// A may sit behind NAT: signals `a_sig`, really sends from `a_real`;
+    /// B applies `policy` to what it receives.
+    fn with_policy(a_sig: &str, a_real: &str, policy: SourcePolicy) -> Sim {
         let t0 = Instant::now();
         let b_addr = addr("192.0.2.20:30000");
         let mut rng = StdRng::seed_from_u64(7);
         let cfg = RtpConfig::default();
         let a = RtpSession::new(t0, neg(b_addr), cfg, &mut rng);
-        let b = RtpSession::new(t0, neg(addr(a_sig)), cfg, &mut rng);
+        let b = RtpSession::new(t0, neg(addr(a_sig)), RtpConfig { source: policy, ..cfg }, &mut rng);
         let peer = |s, addr| Peer { s, addr, events: Vec::new(), sending: true, sent_frames: 0 };
         Sim {
             t0,
             ms: 0,
             a: peer(a, addr(a_real)),
             b: peer(b, b_addr),
+            intruder: None,
             wire: Vec::new(),
             latency_ms: 30,
             sent_packets: 0,
@@ -90,6 +107,18 @@ impl Sim {
                     self.sent_packets += 1;
                 }
             }
+            if let Some(i) = self.intruder.as_mut().filter(|_| self.ms.is_multiple_of(20)) {
+                i.seq = i.seq.wrapping_add(1);
+                let ts = i.seq as u32 * 160;
+                let bytes = if i.dtmf {
+                    // Key '1', a new press every 10 packets, each ended at once.
+                    let ev = [1, 0x80 | 10, 0x03, 0x20];
+                    rtp(101, i.seq, ts / 1600 * 1600, i.ssrc, &ev)
+                } else {
+                    rtp(0, i.seq, ts, i.ssrc, &[INTRUDER_CODE; 160])
+                };
+                self.wire.push((self.ms, i.addr, self.b.addr, bytes));
+            }
             let (due, rest): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|w| w.0 <= self.ms);
             self.wire = rest;
             for (_, from, to, bytes) in due {
@@ -108,6 +137,23 @@ impl Sim {
             self.ms += 1;
         }
     }
+}
+
+/// µ-law code of the intruder's audio; A's tagged frames never use it.
+const INTRUDER_CODE: u8 = 0x10;
+
+fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend(seq.to_be_bytes());
+    p.extend(ts.to_be_bytes());
+    p.extend(ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+fn intruder_frames(events: &[(u64, MediaEvent)]) -> usize {
+    let level = Codec::Pcmu.decode(INTRUDER_CODE);
+    events.iter().filter(|(_, e)| matches!(e, MediaEvent::Frame(f) if f.iter().all(|s| *s == level))).count()
 }
 
 fn tags(events: &[(u64, MediaEvent)]) -> Vec<usize> {
@@ -195,28 +241,104 @@ fn reorder_and_loss_are_handled() {
 }
 
 #[test]
-fn symmetric_rtp_latches_and_relatches() {
+fn rtp_from_a_third_address_is_neither_delivered_nor_latched() {
+    let a = "198.51.100.1:5000";
+    let mut sim = Sim::new(a, a);
+    // The intruder starts before the caller's first packet, and keeps going.
+    sim.a.sending = false;
+    sim.intruder = Some(Intruder { addr: addr("203.0.113.66:5000"), ssrc: 0x1234, seq: 0, dtmf: false });
+    sim.run_until(200);
+    sim.a.sending = true;
+    sim.run_until(3000);
+    assert_eq!(intruder_frames(&sim.b.events), 0, "the intruder's audio must not be played out");
+    assert_eq!(sim.b.s.remote(), addr(a), "we keep sending to the signalled address only");
+    assert!(tags(&sim.b.events).len() > 100, "the caller is still heard");
+    let s = sim.b.s.stats();
+    assert!(s.wrong_source >= 149, "{s:?}");
+    assert_eq!(s.relatches, 0);
+    // Its key presses are not the caller's either.
+    sim.intruder.as_mut().unwrap().dtmf = true;
+    sim.run_until(4000);
+    assert!(digits(&sim.b.events).is_empty());
+}
+
+#[test]
+fn only_the_signalled_port_is_accepted_and_a_reinvite_moves_it() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let t0 = Instant::now();
+    let sig = addr("198.51.100.1:5000");
+    let mut s = RtpSession::new(t0, neg(sig), RtpConfig::default(), &mut rng);
+    let pkt = |seq| rtp(0, seq, seq as u32 * 160, 42, &[0x90; 160]);
+    // Same IP, another port: still a stranger.
+    s.handle_datagram(t0, addr("198.51.100.1:5002"), &pkt(1)).unwrap();
+    assert_eq!((s.stats().packets_in, s.stats().wrong_source), (0, 1));
+    s.handle_datagram(t0, sig, &pkt(2)).unwrap();
+    // A dual-stack socket sees the same peer as an IPv4-mapped address.
+    s.handle_datagram(t0, addr("[::ffff:198.51.100.1]:5000"), &pkt(3)).unwrap();
+    assert_eq!(s.stats().packets_in, 2);
+    // re-INVITE to a new address: the old one becomes a stranger.
+    let moved = addr("198.51.100.9:7000");
+    s.update_negotiated(neg(moved));
+    assert_eq!(s.remote(), moved);
+    s.handle_datagram(t0, sig, &pkt(4)).unwrap();
+    s.handle_datagram(t0, moved, &pkt(5)).unwrap();
+    assert_eq!((s.stats().packets_in, s.stats().wrong_source), (3, 2));
+}
+
+#[test]
+fn nat_latching_follows_the_real_source_and_ignores_an_intruder_while_it_talks() {
     // A signals a private address that is unreachable; its NAT maps it elsewhere.
-    let mut sim = Sim::new("10.0.0.1:4000", "198.51.100.1:5000");
+    let mut sim = Sim::with_policy("10.0.0.1:4000", "198.51.100.1:5000", SourcePolicy::NatLatch);
     assert_eq!(sim.b.s.remote(), addr("10.0.0.1:4000"));
     sim.run_until(400);
     assert_eq!(sim.b.s.remote(), addr("198.51.100.1:5000"));
     // B's audio reaches A only thanks to latching.
     assert!(tags(&sim.a.events).len() > 10);
-    // A single spoofed packet from elsewhere does not move the latch.
-    let now = sim.now();
-    let mut spoof = sim.a.s.packet_buf(0, false, 1, 160);
-    spoof.truncate(12 + 160);
-    sim.b.s.handle_datagram(now, addr("203.0.113.66:9999"), &spoof).unwrap();
-    assert_eq!(sim.b.s.stats().wrong_source, 1);
+    // An intruder as loud as A, for longer than the silence needed to relatch.
+    sim.intruder = Some(Intruder { addr: addr("203.0.113.66:9999"), ssrc: 0x1234, seq: 0, dtmf: false });
+    sim.run_until(400 + 3 * RELATCH_SILENCE.as_millis() as u64);
     assert_eq!(sim.b.s.remote(), addr("198.51.100.1:5000"));
-    // NAT rebinding: A's packets now come from a new port; the latch follows.
+    assert_eq!(intruder_frames(&sim.b.events), 0);
+    let s = sim.b.s.stats();
+    assert_eq!(s.relatches, 0);
+    assert!(s.wrong_source >= 290, "{s:?}");
+}
+
+#[test]
+fn nat_latching_moves_only_after_the_latched_source_falls_silent() {
+    let mut sim = Sim::with_policy("10.0.0.1:4000", "198.51.100.1:5000", SourcePolicy::NatLatch);
+    sim.run_until(400);
+    // NAT rebinding: A's packets now come from a new port. The old mapping
+    // went silent at once, but the latch waits out RELATCH_SILENCE.
     sim.a.addr = addr("198.51.100.1:6000");
-    sim.run_until(1000);
+    let silence = RELATCH_SILENCE.as_millis() as u64;
+    sim.run_until(400 + silence - 100);
+    assert_eq!(sim.b.s.remote(), addr("198.51.100.1:5000"));
+    assert_eq!(sim.b.s.stats().relatches, 0);
+    sim.run_until(400 + silence + 600);
     assert_eq!(sim.b.s.remote(), addr("198.51.100.1:6000"));
     assert_eq!(sim.b.s.stats().relatches, 1);
-    let recent: Vec<_> = sim.a.events.iter().filter(|(t, _)| *t > 800).cloned().collect();
-    assert!(tags(&recent).len() > 5);
+    let recent: Vec<_> = sim.a.events.iter().filter(|(t, _)| *t > 400 + silence + 300).cloned().collect();
+    assert!(tags(&recent).len() > 5, "A hears B again at its new address");
+}
+
+#[test]
+fn nat_latching_drops_a_foreign_ssrc_from_the_latched_address_until_silence() {
+    let real = "198.51.100.1:5000";
+    let mut sim = Sim::with_policy("10.0.0.1:4000", real, SourcePolicy::NatLatch);
+    sim.run_until(400);
+    // Someone spoofing A's address, with its own SSRC, while A talks.
+    sim.intruder = Some(Intruder { addr: addr(real), ssrc: 0x1234, seq: 0, dtmf: true });
+    sim.run_until(2400);
+    assert!(digits(&sim.b.events).is_empty());
+    let s = sim.b.s.stats();
+    assert!(s.wrong_ssrc >= 99, "{s:?}");
+    assert_eq!((s.wrong_source, s.relatches), (0, 0));
+    // A stops; after RELATCH_SILENCE a new SSRC on that address is a new stream.
+    sim.a.sending = false;
+    sim.run_until(2400 + RELATCH_SILENCE.as_millis() as u64 + 500);
+    assert_eq!(sim.b.s.stats().relatches, 1);
+    assert!(digits(&sim.b.events).iter().any(|d| d.digit == '1'));
 }
 
 #[test]

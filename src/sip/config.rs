@@ -78,6 +78,18 @@ pub struct Trunk {
     pub register_expires_s: Option<u32>,
     /// Caller ID (user part of From) on outbound calls.
     pub caller_id: Option<String>,
+    /// The carrier's media may come from somewhere else than its SDP says
+    /// (it sits behind NAT): latch to where its RTP really comes from.
+    /// Off, RTP is accepted only from the address its SDP names.
+    pub nat: bool,
+}
+
+impl Trunk {
+    /// Whether `ip` is one of this trunk's sources (CIDRs or proxy addresses).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.cidrs.iter().any(|n| n.contains(&ip)) || self.proxy_addrs.iter().any(|a| canonical_ip(a.ip()) == ip)
+    }
 }
 
 /// `host:port` as written in configuration: an IP literal or a DNS name.
@@ -157,6 +169,10 @@ pub struct Extension {
     pub ha1_md5: Option<String>,
     #[serde(default)]
     pub display_name: Option<String>,
+    /// The phone is behind NAT: its RTP is latched to where it comes from
+    /// rather than accepted only from the address its SDP names.
+    #[serde(default)]
+    pub nat: bool,
 }
 
 /// Shortest extension password accepted. A desk phone's password is
@@ -392,8 +408,11 @@ impl SipConfig {
 
     /// The trunk whose CIDRs, or proxy addresses, contain `ip`, if any.
     pub fn trunk_for_source(&self, ip: IpAddr) -> Option<&Trunk> {
-        let ip = canonical_ip(ip);
-        self.trunks.iter().find(|t| t.cidrs.iter().any(|n| n.contains(&ip)) || t.proxy_addrs.iter().any(|a| canonical_ip(a.ip()) == ip))
+        self.trunks.iter().find(|t| t.contains(ip))
+    }
+
+    pub fn trunk(&self, name: &str) -> Option<&Trunk> {
+        self.trunks.iter().find(|t| t.name == name)
     }
 
     /// Fills `proxy_addrs` of trunks whose proxy is an IP literal.

@@ -10,6 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -21,6 +23,7 @@ use super::message::{frame, Frame, MAX_MESSAGE_LEN};
 use super::registrar::{BindingStore, JsonFileStore, MemoryStore, Registrar, StoreError};
 use super::transaction::{Peer, Transmit};
 use crate::call::{self, CallHandle, CallSignal};
+use crate::media::rtp_session::SourcePolicy;
 
 #[derive(Debug, Error)]
 pub enum DriverError {
@@ -159,7 +162,7 @@ impl SipServer {
             udp,
             tcp: HashMap::new(),
             calls: HashMap::new(),
-            rtp_cursor: cfg.rtp.min,
+            rng: StdRng::from_entropy(),
             cfg,
             cmd_tx,
             net_tx: net_tx.clone(),
@@ -199,7 +202,8 @@ struct State {
     udp: Vec<Arc<UdpSocket>>,
     tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     calls: HashMap<CallId, mpsc::UnboundedSender<CallSignal>>,
-    rtp_cursor: u16,
+    /// Picks RTP ports; seeded from the OS so they cannot be predicted.
+    rng: StdRng,
     cfg: SipConfig,
     cmd_tx: mpsc::Sender<SipCommand>,
     net_tx: mpsc::Sender<DriverEvent>,
@@ -228,7 +232,7 @@ impl State {
                 };
                 match ep.dial_with_headers(now, wall, target, rtp, &headers) {
                     Ok(id) => {
-                        let (handle, sig) = call::spawn(id, sock, None, &self.cfg, self.cmd_tx.clone());
+                        let (handle, sig) = call::spawn(id, sock, None, &self.cfg, media_source(ep, id), self.cmd_tx.clone());
                         self.calls.insert(id, sig);
                         let _ = reply.send(Ok(handle));
                     }
@@ -246,20 +250,13 @@ impl State {
         }
     }
 
-    /// An RTP socket from the configured range (even ports, round robin).
+    /// An RTP socket on a random even port of the configured range.
     fn bind_rtp(&mut self, ep: &Endpoint, v6: bool) -> Option<(UdpSocket, SocketAddr)> {
         let ip: IpAddr = match self.cfg.rtp.bind_ip {
             Some(ip) => ip,
             None => ep.local_ip(v6),
         };
-        let (min, max) = (self.cfg.rtp.min & !1, self.cfg.rtp.max);
-        let span = ((max - min) / 2 + 1) as usize;
-        for _ in 0..span {
-            let port = self.rtp_cursor & !1;
-            self.rtp_cursor = if port + 2 > max { min } else { port + 2 };
-            if port < min {
-                continue;
-            }
+        for port in rtp_port_candidates(self.cfg.rtp.min, self.cfg.rtp.max, &mut self.rng) {
             if let Ok(s) = bind_udp(SocketAddr::new(ip, port)) {
                 let mut advertised = SocketAddr::new(ip, port);
                 if ip.is_unspecified() {
@@ -286,7 +283,7 @@ impl State {
                     let _ = ep.ring(now, id);
                     match ep.answer(now, id, rtp) {
                         Ok(media) => {
-                            let (handle, sig) = call::spawn(id, sock, media, &self.cfg, self.cmd_tx.clone());
+                            let (handle, sig) = call::spawn(id, sock, media, &self.cfg, media_source(ep, id), self.cmd_tx.clone());
                             self.calls.insert(id, sig);
                             let call = IncomingCall { source, callee, caller, handle };
                             if self.incoming.try_send(call).is_err() {
@@ -347,6 +344,45 @@ impl State {
                 }
             },
         }
+    }
+}
+
+/// Every even port of `min..=max` once, in an order drawn from `rng`. Ports
+/// handed out in sequence let anyone find a live call's media by probing
+/// the ports after one they saw (plain RTP has no protection against
+/// injection, RFC 3550 §9). A random start and a random stride coprime with
+/// the number of ports visit them all without allocating, so a nearly full
+/// range still yields its free port, and nothing hints at the next call's.
+fn rtp_port_candidates(min: u16, max: u16, rng: &mut impl Rng) -> impl Iterator<Item = u16> {
+    // RTP takes even ports (RFC 3550 §11); RTCP, when not multiplexed, the next one.
+    let lo = (u32::from(min) + 1) & !1;
+    let hi = u32::from(max) & !1;
+    let n = if hi >= lo { (hi - lo) / 2 + 1 } else { 0 };
+    let start = if n > 0 { rng.gen_range(0..n) } else { 0 };
+    // A stride of ±1 would be a sequential scan again: avoided where the
+    // range allows another (n > 6); 64 draws find one but in freak cases.
+    let stride = (0..64).map(|_| rng.gen_range(1..n.max(2))).find(|&s| gcd(s, n) == 1 && (n <= 6 || (s != 1 && s != n - 1))).unwrap_or(1);
+    // u64: start + i * stride stays far from overflow for any u16 range.
+    (0..u64::from(n)).map(move |i| {
+        let k = (u64::from(start) + i * u64::from(stride)) % u64::from(n);
+        (u64::from(lo) + 2 * k) as u16
+    })
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Where a call's RTP may come from: its SDP's address, unless the trunk or
+/// extension at the other end is marked `nat`.
+fn media_source(ep: &Endpoint, id: CallId) -> SourcePolicy {
+    if ep.call_behind_nat(id) {
+        SourcePolicy::NatLatch
+    } else {
+        SourcePolicy::Signalled
     }
 }
 
@@ -470,5 +506,38 @@ async fn refresh_dns(trunk: String, host: String, port: u16, tx: mpsc::Sender<Dr
             return;
         }
         tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::rtp_port_candidates;
+
+    #[test]
+    fn rtp_ports_are_random_even_and_all_tried() {
+        let mut rng = StdRng::seed_from_u64(1);
+        // An odd bound at each end: only the even ports inside are used.
+        let mut all: Vec<u16> = rtp_port_candidates(10_001, 10_201, &mut rng).collect();
+        let order = all.clone();
+        all.sort_unstable();
+        assert_eq!(all, (10_002..=10_200).step_by(2).collect::<Vec<_>>(), "every even port once");
+        let steps = order.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert_eq!(steps, 0, "not handed out in sequence: {order:?}");
+        // Successive calls start anywhere in the range, not after each other.
+        let firsts: Vec<u16> = (0..50).map(|_| rtp_port_candidates(10_000, 20_000, &mut rng).next().unwrap()).collect();
+        assert!(firsts.iter().all(|p| p % 2 == 0 && (10_000..=20_000).contains(p)));
+        assert!(firsts.windows(2).all(|w| w[1].abs_diff(w[0]) != 2), "{firsts:?}");
+        let mut distinct = firsts.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(distinct.len() > 45, "{firsts:?}");
+        assert!(firsts.iter().any(|p| *p < 15_000) && firsts.iter().any(|p| *p >= 15_000), "{firsts:?}");
+        // Degenerate ranges.
+        assert_eq!(rtp_port_candidates(10_000, 10_001, &mut rng).collect::<Vec<_>>(), [10_000]);
+        assert_eq!(rtp_port_candidates(10_001, 10_001, &mut rng).count(), 0);
+        assert_eq!(rtp_port_candidates(65_534, 65_535, &mut rng).collect::<Vec<_>>(), [65_534]);
     }
 }

@@ -33,6 +33,9 @@ mod calls;
 #[cfg(test)]
 #[path = "dial_tests.rs"]
 mod dial_tests;
+#[cfg(test)]
+#[path = "dialog_peer_tests.rs"]
+mod dialog_peer_tests;
 #[path = "registration.rs"]
 mod registration;
 #[cfg(test)]
@@ -124,6 +127,9 @@ pub struct EndpointStats {
     pub responses: u64,
     pub unparsable: u64,
     pub rejected: u64,
+    /// In-dialog requests (and CANCELs) refused because they came from
+    /// outside the dialog.
+    pub strangers: u64,
 }
 
 impl Endpoint {
@@ -323,10 +329,10 @@ impl Endpoint {
                 }
                 self.send_response(now, &ctx, resp);
             }
-            Method::Ack => self.on_ack(now, &req, &ctx),
-            Method::Cancel => self.on_cancel(now, &req, &ctx),
+            Method::Ack => self.on_ack(now, wall, &req, &ctx),
+            Method::Cancel => self.on_cancel(now, wall, &req, &ctx),
             Method::Invite => self.on_invite(now, wall, req, ctx),
-            Method::Bye | Method::Info | Method::Notify | Method::Refer => self.on_in_dialog(now, &req, &ctx),
+            Method::Bye | Method::Info | Method::Notify | Method::Refer => self.on_in_dialog(now, wall, &req, &ctx),
             Method::Subscribe | Method::Message | Method::Update | Method::Prack | Method::Publish | Method::Other(_) => {}
         }
     }

@@ -89,6 +89,9 @@ pub(super) struct Call {
     pub ack: Option<Vec<u8>>,
     /// We sent an offer in a 2xx (late offer): the answer comes in the ACK.
     pub awaiting_ack_answer: bool,
+    /// The trunk or extension at the other end, when it is one of ours:
+    /// its `nat` flag and, for a trunk, its addresses apply to the call.
+    pub source: Option<CallSource>,
 }
 
 impl Call {
@@ -114,6 +117,49 @@ impl Endpoint {
         self.dialogs.get(&(call_id.to_string(), local_tag?.to_string())).copied()
     }
 
+    /// Whether the call's peer is marked as behind NAT (`nat` on its trunk
+    /// or extension): its RTP is then latched rather than held to its SDP.
+    pub fn call_behind_nat(&self, id: CallId) -> bool {
+        match self.calls.get(&id).and_then(|c| c.source.as_ref()) {
+            Some(CallSource::Trunk(name)) => self.cfg.trunk(name).is_some_and(|t| t.nat),
+            Some(CallSource::Extension(ext)) => self.cfg.extension(ext).is_some_and(|x| x.nat),
+            None => false,
+        }
+    }
+
+    /// Whether a request from `from` may act in call `id`'s dialog. RFC 3261
+    /// §12.2.2 matches requests to a dialog by Call-ID and tags alone, which
+    /// anyone who learns them (a log, a trace, a forwarded message) could
+    /// use to hang up or redirect a live call. So the request must also come
+    /// from the dialog's peer: the transport address its requests came from
+    /// (or ours go to), its remote target, where the extension is registered
+    /// now (a NAT mapping may change mid-call), or, for a trunk, any of the
+    /// trunk's addresses (carriers spread a call over several proxies).
+    fn from_dialog_peer(&self, id: CallId, from: Peer, wall: u64) -> bool {
+        let Some(call) = self.calls.get(&id) else { return false };
+        let same = |a: SocketAddr, b: SocketAddr| {
+            a.port() == b.port() && crate::sip::config::canonical_ip(a.ip()) == crate::sip::config::canonical_ip(b.ip())
+        };
+        if same(from.addr, call.dialog.peer.addr) {
+            return true;
+        }
+        if dial::uri_addr(&call.dialog.remote_target).is_ok_and(|a| same(from.addr, a)) {
+            return true;
+        }
+        match &call.source {
+            Some(CallSource::Trunk(name)) => self.cfg.trunk(name).is_some_and(|t| t.contains(from.addr.ip())),
+            Some(CallSource::Extension(ext)) => self.registrar.is_registered_source(from.addr, wall) == Some(ext.as_str()),
+            None => false,
+        }
+    }
+
+    /// 403 to a request from outside the dialog; the call is not touched.
+    fn refuse_stranger(&mut self, now: Instant, req: &Request, ctx: &Ctx) {
+        self.stats.strangers += 1;
+        let resp = self.response(req, ctx, 403);
+        self.send_response(now, ctx, resp);
+    }
+
     fn contact(&self, peer: Peer) -> String {
         let l = self.local_for(peer);
         let t = match peer.transport {
@@ -133,7 +179,7 @@ impl Endpoint {
 
     pub(super) fn on_invite(&mut self, now: Instant, wall: u64, req: Request, ctx: Ctx) {
         if ctx.info.to.tag().is_some() {
-            return self.on_reinvite(now, &req, &ctx);
+            return self.on_reinvite(now, wall, &req, &ctx);
         }
         if let Err(rej) = validate::check_sdp_content(&req) {
             let mut resp = self.response(&req, &ctx, rej.code);
@@ -195,16 +241,21 @@ impl Endpoint {
                 retrans: None,
                 ack: None,
                 awaiting_ack_answer: false,
+                source: Some(source.clone()),
             },
         );
         self.events.push_back(EndpointEvent::Incoming { call: id, source, callee, caller });
     }
 
-    fn on_reinvite(&mut self, now: Instant, req: &Request, ctx: &Ctx) {
+    fn on_reinvite(&mut self, now: Instant, wall: u64, req: &Request, ctx: &Ctx) {
         let Some(id) = self.find_dialog(&ctx.info.call_id, ctx.info.to.tag()) else {
             let resp = self.response(req, ctx, 481);
             return self.send_response(now, ctx, resp);
         };
+        // A new SDP from a stranger would redirect the call's media to it.
+        if !self.from_dialog_peer(id, ctx.peer, wall) {
+            return self.refuse_stranger(now, req, ctx);
+        }
         if let Err(rej) = validate::check_sdp_content(req) {
             let resp = self.response(req, ctx, rej.code);
             return self.send_response(now, ctx, resp);
@@ -250,10 +301,16 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn on_ack(&mut self, _now: Instant, req: &Request, ctx: &Ctx) {
+    pub(super) fn on_ack(&mut self, _now: Instant, wall: u64, req: &Request, ctx: &Ctx) {
         let Some(id) = self.find_dialog(&ctx.info.call_id, ctx.info.to.tag()) else {
             return;
         };
+        // An ACK is never answered (§17.1.1.3); a stranger's, which could
+        // carry a late answer's SDP, is simply ignored.
+        if !self.from_dialog_peer(id, ctx.peer, wall) {
+            self.stats.strangers += 1;
+            return;
+        }
         let Some(call) = self.calls.get_mut(&id) else { return };
         call.retrans = None;
         if call.awaiting_ack_answer && !req.body.is_empty() {
@@ -267,7 +324,7 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn on_cancel(&mut self, now: Instant, req: &Request, ctx: &Ctx) {
+    pub(super) fn on_cancel(&mut self, now: Instant, wall: u64, req: &Request, ctx: &Ctx) {
         let invite_key = TxKey { id: ctx.key.id.clone(), method: "INVITE".into() };
         let found = self.calls.iter().find_map(|(id, c)| match &c.phase {
             Phase::Offered { key, invite, .. } if *key == invite_key => Some((*id, invite.clone(), c.dialog.local_tag.clone())),
@@ -277,6 +334,10 @@ impl Endpoint {
             let resp = self.response(req, ctx, 481);
             return self.send_response(now, ctx, resp);
         };
+        // §9.2: a CANCEL comes from where its INVITE came from.
+        if !self.from_dialog_peer(id, ctx.peer, wall) {
+            return self.refuse_stranger(now, req, ctx);
+        }
         let ok = self.response(req, ctx, 200);
         self.send_response(now, ctx, ok);
         let terminated = response_for(&invite, 487, Some(&tag));
@@ -284,12 +345,15 @@ impl Endpoint {
         self.end_call(id, EndReason::Cancelled);
     }
 
-    /// BYE, INFO, NOTIFY, REFER: need an existing dialog.
-    pub(super) fn on_in_dialog(&mut self, now: Instant, req: &Request, ctx: &Ctx) {
+    /// BYE, INFO, NOTIFY, REFER: need an existing dialog, and its peer.
+    pub(super) fn on_in_dialog(&mut self, now: Instant, wall: u64, req: &Request, ctx: &Ctx) {
         let Some(id) = self.find_dialog(&ctx.info.call_id, ctx.info.to.tag()) else {
             let resp = self.response(req, ctx, 481);
             return self.send_response(now, ctx, resp);
         };
+        if !self.from_dialog_peer(id, ctx.peer, wall) {
+            return self.refuse_stranger(now, req, ctx);
+        }
         let code = match req.method {
             Method::Bye => {
                 let resp = self.response(req, ctx, 200);

@@ -11,7 +11,7 @@ use crate::media::sdp::{Direction, SdpConfig, SdpSession, SessionDescription};
 use crate::sip::config::Transport;
 use crate::sip::dialog::{new_branch, new_tag, via_value, Dialog};
 use crate::sip::digest;
-use crate::sip::endpoint::{CallId, EndReason, Endpoint, EndpointEvent};
+use crate::sip::endpoint::{CallId, CallSource, EndReason, Endpoint, EndpointEvent};
 use crate::sip::headers::{split_commas, CSeq, NameAddr};
 use crate::sip::message::{Method, Request, Response};
 use crate::sip::transaction::{Peer, Transmit, TxKey};
@@ -37,6 +37,13 @@ impl Endpoint {
             return Err(CallError::BadTarget(format!("header name {bad:?}")));
         }
         let (uri, peer, creds, from_user, domain) = self.resolve(wall, &target)?;
+        // Whose call this is: the trunk or extension dialled, or the trunk
+        // a URI's host belongs to (its addresses and `nat` flag apply).
+        let source = match &target {
+            DialTarget::Extension(ext) => Some(CallSource::Extension(ext.clone())),
+            DialTarget::Number { .. } => self.trunk_of_number_call(&target).map(CallSource::Trunk),
+            DialTarget::Uri(_) => self.cfg.trunk_for_source(peer.addr.ip()).map(|t| CallSource::Trunk(t.name.clone())),
+        };
         let id = CallId(self.next_call);
         self.next_call += 1;
         let tag = new_tag(&mut self.rng);
@@ -93,9 +100,16 @@ impl Endpoint {
                 retrans: None,
                 ack: None,
                 awaiting_ack_answer: false,
+                source,
             },
         );
         Ok(id)
+    }
+
+    /// The trunk a `DialTarget::Number` goes out through (as `resolve` picks it).
+    fn trunk_of_number_call(&self, target: &DialTarget) -> Option<String> {
+        let DialTarget::Number { trunk, .. } = target else { return None };
+        self.cfg.trunks.iter().filter(|t| t.proxy.is_some()).find(|t| trunk.as_ref().is_none_or(|n| *n == t.name)).map(|t| t.name.clone())
     }
 
     /// Target → (Request-URI, next hop, credentials, From user, From domain).
@@ -327,7 +341,7 @@ impl Endpoint {
 }
 
 /// Next hop for a URI with an IP host (no DNS in the core).
-fn uri_addr(u: &str) -> Result<SocketAddr, CallError> {
+pub(super) fn uri_addr(u: &str) -> Result<SocketAddr, CallError> {
     let s = SipUri::parse(u).map_err(|e| CallError::BadTarget(e.to_string()))?;
     match s.host {
         Host::Ip(ip) => Ok(SocketAddr::new(ip, s.port.unwrap_or(5060))),
