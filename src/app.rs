@@ -222,14 +222,15 @@ pub async fn run(
         }
     };
     tokio::spawn(purge_loop(store.clone(), config.retention.clone(), clock.clone(), stopped(stop_rx.clone())));
-    let state = AppState { store: store.clone(), config, clock, metrics };
+    let limits = config.http.clone();
+    let state = AppState::new(store.clone(), config, clock, metrics);
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(address = %http.local_addr()?, "HTTP API listening");
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx)).await?;
+    api::server::serve(http, app, &limits, stopped(stop_rx)).await?;
     if let Some(sip) = sip {
         let _ = sip.await;
     }

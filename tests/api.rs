@@ -1,6 +1,9 @@
 //! The HTTP API in-process (tower `oneshot`), on SQLite and on PostgreSQL:
 //! auth and scopes, problem JSON, 422s naming the field, idempotency, the
-//! booking race through HTTP, and the OpenAPI document.
+//! booking race through HTTP, and the OpenAPI document. Then the protections
+//! for a public address: pagination, input bounds, the `/metrics` token and
+//! cache, and the real listener on loopback (header and request timeouts,
+//! the connection limit).
 
 #[macro_use]
 mod support;
@@ -38,6 +41,9 @@ on_both_engines!(
     callback_requests,
     live_metrics,
     call_records_show_links_recordings_and_refusals,
+    lists_are_paginated,
+    input_is_bounded,
+    metrics_need_a_token_and_are_cached,
 );
 
 fn app(store: Store, config: Config) -> Router {
@@ -45,7 +51,14 @@ fn app(store: Store, config: Config) -> Router {
 }
 
 fn app_with(store: Store, config: Config, metrics: Arc<clinivox::metrics::Metrics>) -> Router {
-    router(AppState { store, config: Arc::new(config), clock: Arc::new(ManualClock::new(now())), metrics })
+    router(AppState::new(store, Arc::new(config), Arc::new(ManualClock::new(now())), metrics))
+}
+
+/// The app and its clock, to move time on.
+fn app_and_clock(store: Store, config: Config) -> (Router, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(now()));
+    let state = AppState::new(store, Arc::new(config), clock.clone(), clinivox::metrics::Metrics::new());
+    (router(state), clock)
 }
 
 struct Reply {
@@ -381,7 +394,7 @@ async fn reminders_and_replies(store: Store, config: Config) {
     assert_eq!((a.json["status"].as_str(), a.json["updated_channel"].as_str()), (Some("confirmed"), Some("sms")));
     assert_problem(&call(&app, "POST", "/api/v1/reminders/nope/reply", Some(WRITE), Some(json!({"reply": "cancelled"})), &[]).await, 404);
     assert_eq!(call(&app, "GET", "/api/v1/jobs?status=pending", Some(READ), None, &[]).await.json, json!([]));
-    let metrics = call(&app, "GET", "/metrics", None, None, &[]).await;
+    let metrics = call(&app, "GET", "/metrics", Some(READ), None, &[]).await;
     assert_eq!(metrics.status, StatusCode::OK);
     let text = metrics.json.as_str().unwrap().to_string();
     assert!(text.contains("# TYPE clinivox_appointments gauge"), "{text}");
@@ -462,7 +475,7 @@ async fn live_metrics(store: Store, config: Config) {
     for ms in [200, 900, 1100, 1400, 2500, 7000] {
         metrics.observe_turn_latency(Duration::from_millis(ms));
     }
-    let r = call(&app, "GET", "/metrics", None, None, &[]).await;
+    let r = call(&app, "GET", "/metrics", Some(READ), None, &[]).await;
     assert_eq!(r.status, StatusCode::OK);
     let text = r.json.as_str().unwrap().to_string();
     for line in [
@@ -518,10 +531,293 @@ async fn call_records_show_links_recordings_and_refusals(store: Store, config: C
     assert_eq!(busy.len(), 1, "{list}");
     assert!(busy[0]["ended_at"].is_string() && busy[0]["recording_path"].is_null());
 
-    let text = call(&app, "GET", "/metrics", None, None, &[]).await.json.as_str().unwrap().to_string();
+    let text = call(&app, "GET", "/metrics", Some(READ), None, &[]).await.json.as_str().unwrap().to_string();
     assert!(text.contains("clinivox_calls_total{direction=\"inbound\",outcome=\"busy\"} 1"), "{text}");
     let doc = call(&app, "GET", "/api/v1/openapi.json", Some(READ), None, &[]).await.json;
     let schema = &doc["components"]["schemas"]["Call"];
     assert!(schema["properties"]["recording_path"].is_object() && schema["properties"]["appointment_id"].is_object(), "{schema}");
     assert!(schema["properties"]["outcome"]["description"].as_str().is_some_and(|d| d.contains("busy")), "{schema}");
+}
+
+/// Every list endpoint takes `limit` (at most 500) and `offset`, and names
+/// the next page in a `Link` header; the OpenAPI document says so.
+async fn lists_are_paginated(store: Store, config: Config) {
+    use clinivox::store::{Actor, Channel, NewCallback};
+    let app = app(store.clone(), config);
+    let assistant = Actor::new("assistant", Channel::Phone);
+    for i in 0..5 {
+        let new = NewCallback {
+            call_id: None,
+            patient_id: None,
+            name: format!("Paciente {i}"),
+            phone: "+34600111222".into(),
+            reason: "quiere cambiar su cita".into(),
+            language: "es".into(),
+            promised: "2026-11-24 08:00".into(),
+        };
+        store.create_callback(new, &assistant, now() + chrono::Duration::minutes(i)).await.unwrap();
+    }
+    // Walk the pages by their Link headers.
+    let mut uri = "/api/v1/callbacks?status=open&limit=2".to_string();
+    let mut names = Vec::new();
+    let mut pages = 0;
+    loop {
+        let r = call(&app, "GET", &uri, Some(READ), None, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        let page = r.json.as_array().unwrap();
+        assert!(page.len() <= 2, "{page:?}");
+        names.extend(page.iter().map(|c| c["name"].as_str().unwrap().to_string()));
+        pages += 1;
+        let Some(link) = r.headers.get(header::LINK) else { break };
+        let link = link.to_str().unwrap();
+        assert!(link.ends_with(">; rel=\"next\"") && link.contains("status=open"), "{link}");
+        uri = link.trim_start_matches('<').split('>').next().unwrap().to_string();
+        assert!(pages < 10, "the pages never end");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, (0..5).map(|i| format!("Paciente {i}")).collect::<Vec<_>>(), "each once, oldest first");
+    let r = call(&app, "GET", "/api/v1/callbacks?offset=4&limit=2", Some(READ), None, &[]).await;
+    assert_eq!(r.json.as_array().unwrap().len(), 1);
+    assert!(r.headers.get(header::LINK).is_none());
+
+    // The same parameters everywhere, bounded.
+    let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
+    for list in [
+        "/api/v1/callbacks?",
+        "/api/v1/waitlist?",
+        "/api/v1/calls?",
+        "/api/v1/jobs?",
+        "/api/v1/specialties?",
+        "/api/v1/providers?",
+        "/api/v1/patients?phone=%2B34600111222&",
+        &format!("/api/v1/appointments?patient_id={patient}&"),
+        "/api/v1/appointments?date=2026-11-24&",
+    ] {
+        let r = call(&app, "GET", &format!("{list}limit=501"), Some(READ), None, &[]).await;
+        assert_problem(&r, 422);
+        assert_eq!(field(&r), "limit", "{list}");
+        assert_eq!(field(&call(&app, "GET", &format!("{list}offset=-1"), Some(READ), None, &[]).await), "offset", "{list}");
+        let r = call(&app, "GET", &format!("{list}limit=500"), Some(READ), None, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{list}: {}", r.json);
+    }
+    let specialties = call(&app, "GET", "/api/v1/specialties?limit=3&offset=6", Some(READ), None, &[]).await;
+    assert_eq!(specialties.json.as_array().unwrap().len(), 2, "8 specialties: the last page has 2");
+
+    let doc = call(&app, "GET", "/api/v1/openapi.json", Some(READ), None, &[]).await.json;
+    for path in [
+        "/api/v1/callbacks",
+        "/api/v1/waitlist",
+        "/api/v1/calls",
+        "/api/v1/jobs",
+        "/api/v1/specialties",
+        "/api/v1/providers",
+        "/api/v1/patients",
+        "/api/v1/appointments",
+        "/api/v1/appointments/{id}/history",
+    ] {
+        let params: Vec<&str> =
+            doc["paths"][path]["get"]["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert!(params.contains(&"limit") && params.contains(&"offset"), "{path}: {params:?}");
+        assert!(doc["paths"][path]["get"]["responses"]["200"]["headers"]["link"].is_object(), "{path}: no Link header documented");
+    }
+}
+
+/// Names and free text without control characters, at most 5 phones, and a
+/// body over the limit is a 413; nothing refused is stored.
+async fn input_is_bounded(store: Store, config: Config) {
+    let app = app(store.clone(), config);
+    let post = |body: Value| call(&app, "POST", "/api/v1/patients", Some(WRITE), Some(body), &[]);
+    let r = post(json!({"name": "Ana\u{0}Pérez", "phones": ["+34600111222"], "date_of_birth": "1950-05-03"})).await;
+    assert_problem(&r, 422);
+    assert_eq!(field(&r), "name");
+    let r = post(json!({"name": "Ana\u{1b}[2J", "phones": ["+34600111222"], "date_of_birth": "1950-05-03"})).await;
+    assert_eq!(field(&r), "name");
+    let r = post(json!({"name": "Ana", "phones": ["+34600111222"], "date_of_birth": "1950-05-03", "national_id": "1\u{0}"})).await;
+    assert_eq!(field(&r), "national_id");
+    let six: Vec<String> = (0..6).map(|i| format!("+3460011122{i}")).collect();
+    let r = post(json!({"name": "Ana", "phones": six, "date_of_birth": "1950-05-03"})).await;
+    assert_problem(&r, 422);
+    assert_eq!(field(&r), "phones");
+    let many: Vec<String> = (0..10_000).map(|i| format!("+346{i:08}")).collect();
+    let r = post(json!({"name": "Ana", "phones": many, "date_of_birth": "1950-05-03"})).await;
+    assert_eq!(field(&r), "phones");
+    let phone = clinivox::phone::E164::parse("+34600111222").unwrap();
+    assert!(store.patients_by_phone(&phone).await.unwrap().is_empty(), "nothing refused was stored");
+
+    // Five is fine; the same bounds on a change.
+    let five: Vec<String> = (0..5).map(|i| format!("+3460011122{i}")).collect();
+    let r = post(json!({"name": "Ana Pérez", "phones": five, "date_of_birth": "1950-05-03"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let uri = format!("/api/v1/patients/{id}");
+    let patch = |body: Value| call(&app, "PATCH", &uri, Some(WRITE), Some(body), &[]);
+    assert_eq!(field(&patch(json!({"name": "\u{0}"})).await), "name");
+    let six: Vec<String> = (0..6).map(|i| format!("+3460011122{i}")).collect();
+    assert_eq!(field(&patch(json!({"phones": six})).await), "phones");
+    assert_eq!(field(&patch(json!({"name": "x".repeat(201)})).await), "name");
+    assert_eq!(store.patient(&id).await.unwrap().name, "Ana Pérez");
+
+    // Free text: lines are fine, NUL is not.
+    let book = |notes: &str| {
+        let body = json!({"patient_id": id, "provider_id": "dr-garcia", "starts_at": SLOT, "notes": notes});
+        call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body), &[])
+    };
+    assert_eq!(field(&book("mole\u{0}check").await), "notes");
+    assert_eq!(book("mole check\nleft arm").await.status, StatusCode::CREATED);
+    let waitlist =
+        json!({"patient_id": id, "specialty_id": "dermatology", "earliest": "2026-11-24", "latest": "2026-12-04", "notes": "\u{7}"});
+    assert_eq!(field(&call(&app, "POST", "/api/v1/waitlist", Some(WRITE), Some(waitlist), &[]).await), "notes");
+
+    // Over the body limit: 413 as problem JSON, with or without an Idempotency-Key.
+    let huge = json!({"name": "A".repeat(clinivox::api::MAX_BODY), "phones": ["+34600999888"], "date_of_birth": "1950-05-03"});
+    assert_problem(&post(huge.clone()).await, 413);
+    let r = call(&app, "POST", "/api/v1/patients", Some(WRITE), Some(huge), &[("Idempotency-Key", "huge-1")]).await;
+    assert_problem(&r, 413);
+}
+
+/// `/metrics` needs a token (a `metrics` one may do nothing else), and the
+/// database's counts are read at most every 15 s.
+async fn metrics_need_a_token_and_are_cached(store: Store, mut config: Config) {
+    use sha2::{Digest, Sha256};
+    config.api.tokens.push(clinivox::config::ApiToken {
+        name: "prometheus".into(),
+        sha256: Sha256::digest(b"scrape-token").into(),
+        scope: clinivox::config::Scope::Metrics,
+    });
+    let (app, clock) = app_and_clock(store, config);
+    assert_problem(&call(&app, "GET", "/metrics", None, None, &[]).await, 401);
+    assert_problem(&call(&app, "GET", "/metrics", Some("not-a-token"), None, &[]).await, 401);
+    let scrape = || async { call(&app, "GET", "/metrics", Some("scrape-token"), None, &[]).await };
+    let first = scrape().await;
+    assert_eq!(first.status, StatusCode::OK);
+    let text = first.json.as_str().unwrap().to_string();
+    assert!(text.contains("# TYPE clinivox_appointments gauge"), "{text}");
+    let booked = |text: &str| text.lines().any(|l| l == "clinivox_appointments{status=\"booked\"} 1");
+    assert!(!booked(&text), "{text}");
+    // The metrics token reads nothing else.
+    assert_problem(&call(&app, "GET", "/api/v1/specialties", Some("scrape-token"), None, &[]).await, 403);
+
+    let patient = new_patient(&app, "Ana Pérez", "+34600111222").await;
+    let body = json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": SLOT});
+    assert_eq!(call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(body), &[]).await.status, StatusCode::CREATED);
+    clock.advance(chrono::Duration::seconds(14));
+    let cached = scrape().await.json.as_str().unwrap().to_string();
+    assert!(!booked(&cached), "within 15 s the stored counts come from the cache:\n{cached}");
+    clock.advance(chrono::Duration::seconds(2));
+    let fresh = scrape().await.json.as_str().unwrap().to_string();
+    assert!(booked(&fresh), "after 15 s they are read again:\n{fresh}");
+}
+
+/// The real listener on loopback with the given limits; dropping the sender stops it.
+mod listener {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use clinivox::config::HttpConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub struct Server {
+        pub addr: SocketAddr,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<std::io::Result<()>>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Server {
+        pub async fn start(limits: impl FnOnce(&mut HttpConfig)) -> Server {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = clinivox::testing::demo_config();
+            limits(&mut config.http);
+            let store = clinivox::testing::sqlite_store(dir.path(), &config).await.unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let http = config.http.clone();
+            let app = super::app(store, config);
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                clinivox::api::server::serve(listener, app, &http, async move {
+                    let _ = stopped.await;
+                })
+                .await
+            });
+            Server { addr, stop: Some(stop), task, _dir: dir }
+        }
+
+        /// Shuts down and waits (bounded) for the listener to finish.
+        pub async fn stop(mut self) {
+            drop(self.stop.take());
+            let done = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+            done.expect("the server stops promptly").unwrap().unwrap();
+        }
+    }
+
+    /// Everything the server sends until it closes, or None after `within`.
+    pub async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<String> {
+        let mut out = Vec::new();
+        match tokio::time::timeout(within, s.read_to_end(&mut out)).await {
+            Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+            Err(_) => None,
+        }
+    }
+
+    pub async fn get_healthz(addr: SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        read_until_closed(&mut s, Duration::from_secs(5)).await.expect("an answer")
+    }
+
+    /// A client that never finishes its headers (slow-loris), and one that
+    /// sends nothing, are cut off after the header timeout; others are served.
+    #[tokio::test]
+    async fn slow_headers_are_cut_off() {
+        let server = Server::start(|h| h.header_read_timeout = Duration::from_millis(300)).await;
+        let start = Instant::now();
+        let mut slow = TcpStream::connect(server.addr).await.unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Never-Ends: aaaa").await.unwrap();
+        let mut silent = TcpStream::connect(server.addr).await.unwrap();
+        assert!(read_until_closed(&mut slow, Duration::from_secs(5)).await.is_some(), "the slow client was never cut off");
+        assert!(read_until_closed(&mut silent, Duration::from_secs(5)).await.is_some(), "the silent client was never cut off");
+        assert!(start.elapsed() >= Duration::from_millis(250), "cut off after the timeout, not before: {:?}", start.elapsed());
+        assert!(get_healthz(server.addr).await.starts_with("HTTP/1.1 200"));
+        server.stop().await;
+    }
+
+    /// A body that never arrives gets a 408 problem after the request timeout.
+    #[tokio::test]
+    async fn slow_body_gets_408() {
+        let server = Server::start(|h| h.request_timeout = Duration::from_millis(300)).await;
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "POST /api/v1/patients HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"na",
+            super::WRITE
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let answer = read_until_closed(&mut s, Duration::from_secs(5)).await.expect("the request was never timed out");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+        server.stop().await;
+    }
+
+    /// Past `max_connections` nothing more is accepted until a connection
+    /// ends; then the waiting client is served. Shutdown still works.
+    #[tokio::test]
+    async fn connections_are_limited() {
+        let server = Server::start(|h| {
+            h.max_connections = 2;
+            h.header_read_timeout = Duration::from_secs(30);
+        })
+        .await;
+        let first = TcpStream::connect(server.addr).await.unwrap();
+        let _second = TcpStream::connect(server.addr).await.unwrap();
+        // Both are accepted and now hold the two slots.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut third = TcpStream::connect(server.addr).await.unwrap();
+        third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        assert_eq!(read_until_closed(&mut third, Duration::from_millis(700)).await, None, "a third connection was served");
+        drop(first);
+        let answer = read_until_closed(&mut third, Duration::from_secs(5)).await.expect("served once a slot is free");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        server.stop().await;
+    }
 }

@@ -2,11 +2,15 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::Uri;
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::bounds::{self, MAX_CODE, MAX_TEXT};
+use super::page::Page;
 use super::{ApiJson, ApiQuery, AppState, Problem};
 use crate::store::{Actor, Appointment, AuditEntry, NewAppointment, Reschedule};
 
@@ -41,6 +45,19 @@ pub struct ListQuery {
     /// With patient_id: only live appointments still to come.
     #[serde(default)]
     upcoming: bool,
+    /// At most this many (default 100, at most 500).
+    limit: Option<i64>,
+    /// Skip this many first (default 0).
+    offset: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// At most this many (default 100, at most 500).
+    limit: Option<i64>,
+    /// Skip this many first (default 0).
+    offset: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/appointments", tag = "appointments", request_body = BookRequest,
@@ -51,9 +68,10 @@ pub async fn book(
     resumed: Option<axum::Extension<super::idempotency::Resumed>>,
     ApiJson(b): ApiJson<BookRequest>,
 ) -> Result<(StatusCode, Json<Appointment>), Problem> {
-    if b.notes.as_ref().is_some_and(|n| n.chars().count() > 2000) {
-        return Err(Problem::invalid("notes", "at most 2000 characters"));
-    }
+    bounds::line("patient_id", &b.patient_id, MAX_CODE)?;
+    bounds::line("provider_id", &b.provider_id, MAX_CODE)?;
+    bounds::opt_line("hold_token", b.hold_token.as_deref(), MAX_CODE)?;
+    bounds::opt_text("notes", b.notes.as_deref(), MAX_TEXT)?;
     let new = NewAppointment {
         patient_id: b.patient_id,
         provider_id: b.provider_id,
@@ -76,16 +94,18 @@ pub async fn book(
 }
 
 #[utoipa::path(get, path = "/api/v1/appointments", tag = "appointments", params(ListQuery),
-    responses((status = 200, body = Vec<Appointment>), (status = 422, body = Problem)))]
-pub async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Vec<Appointment>>, Problem> {
-    match (q.patient_id, q.date) {
+    responses((status = 200, body = Vec<Appointment>, headers(("link" = String, description = "rel=\"next\": the next page, while there is one"))), (status = 422, body = Problem)))]
+pub async fn list(State(s): State<AppState>, uri: Uri, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, Problem> {
+    let page = Page::parse(q.limit, q.offset)?;
+    let rows = match (q.patient_id, q.date) {
         (Some(p), None) => {
             s.store.patient(&p).await?;
-            Ok(Json(s.store.appointments_for_patient(&p, q.upcoming, s.clock.now()).await?))
+            s.store.appointments_for_patient_page(&p, q.upcoming, s.clock.now(), page.fetch()).await?
         }
-        (None, Some(d)) => Ok(Json(s.store.appointments_on(d).await?)),
-        _ => Err(Problem::invalid("patient_id", "give exactly one of patient_id or date")),
-    }
+        (None, Some(d)) => s.store.appointments_on_page(d, page.fetch()).await?,
+        _ => return Err(Problem::invalid("patient_id", "give exactly one of patient_id or date")),
+    };
+    Ok(page.respond(&uri, rows))
 }
 
 #[utoipa::path(get, path = "/api/v1/appointments/{id}", tag = "appointments",
@@ -114,13 +134,23 @@ pub async fn reschedule(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<RescheduleRequest>,
 ) -> Result<Json<Appointment>, Problem> {
+    bounds::opt_line("provider_id", b.provider_id.as_deref(), MAX_CODE)?;
+    bounds::opt_line("hold_token", b.hold_token.as_deref(), MAX_CODE)?;
     let to = Reschedule { provider_id: b.provider_id, starts_at: b.starts_at, hold_token: b.hold_token };
     Ok(Json(s.store.reschedule(&id, to, &actor, s.clock.now()).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/appointments/{id}/history", tag = "appointments",
-    responses((status = 200, description = "every change, oldest first", body = Vec<AuditEntry>), (status = 404, body = Problem)))]
-pub async fn history(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<AuditEntry>>, Problem> {
+#[utoipa::path(get, path = "/api/v1/appointments/{id}/history", tag = "appointments", params(HistoryQuery),
+    responses((status = 200, description = "every change, oldest first", body = Vec<AuditEntry>, headers(("link" = String, description = "rel=\"next\": the next page, while there is one"))),
+        (status = 404, body = Problem)))]
+pub async fn history(
+    State(s): State<AppState>,
+    uri: Uri,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Response, Problem> {
+    let page = Page::parse(q.limit, q.offset)?;
     s.store.appointment(&id).await?;
-    Ok(Json(s.store.audit_log("appointment", &id).await?))
+    let rows: Vec<AuditEntry> = s.store.audit_log_page("appointment", &id, page.fetch()).await?;
+    Ok(page.respond(&uri, rows))
 }

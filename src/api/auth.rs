@@ -1,6 +1,7 @@
 //! Bearer-token authentication and scopes. Tokens live in configuration only
 //! as SHA-256 hashes; a request's token is hashed and compared in constant
-//! time. Reads need any valid token, writes a `write` token.
+//! time. Reads need a `read` or `write` token, writes a `write` token;
+//! `/metrics` takes any token, so a scraper's `metrics` token can do nothing else.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -24,21 +25,43 @@ pub struct Caller {
 pub const CHANNEL_HEADER: &str = "x-clinivox-channel";
 
 pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    let Some(caller) = token.and_then(|t| find(&state.config.api.tokens, t)) else {
+    let Some(caller) = caller(&state, &req) else {
         return Problem::unauthorized().into_response();
     };
+    if caller.scope < Scope::Read {
+        return Problem::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "This token may not do that",
+            "the token may only read /metrics".to_string(),
+        )
+        .into_response();
+    }
     let reading = matches!(*req.method(), Method::GET | Method::HEAD);
     if !reading && caller.scope < Scope::Write {
         return Problem::forbidden().into_response();
     }
     req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+/// `/metrics`: any valid token. Counts are not patient data, but they tell
+/// an outsider how busy the clinic is, and each scrape used to query the database.
+pub async fn require_metrics_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match caller(&state, &req) {
+        Some(_) => next.run(req).await,
+        None => Problem::unauthorized().into_response(),
+    }
+}
+
+fn caller(state: &AppState, req: &Request) -> Option<Caller> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)?;
+    find(&state.config.api.tokens, token)
 }
 
 fn find(tokens: &[ApiToken], presented: &str) -> Option<Caller> {

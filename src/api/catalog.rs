@@ -2,11 +2,15 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::Uri;
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::bounds::{self, MAX_CODE};
+use super::page::Page;
 use super::{ApiJson, ApiQuery, AppState, Problem};
 use crate::store::availability::PartOfDay;
 use crate::store::{Hold, Provider, Slot, SlotQuery, Specialty};
@@ -14,6 +18,18 @@ use crate::store::{Hold, Provider, Slot, SlotQuery, Specialty};
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ProviderQuery {
     specialty: Option<String>,
+    /// At most this many (default 100, at most 500).
+    limit: Option<i64>,
+    /// Skip this many first (default 0).
+    offset: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SpecialtyQuery {
+    /// At most this many (default 100, at most 500).
+    limit: Option<i64>,
+    /// Skip this many first (default 0).
+    offset: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -43,14 +59,20 @@ pub struct HoldRequest {
     seconds: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/specialties", tag = "clinic", responses((status = 200, body = Vec<Specialty>)))]
-pub async fn specialties(State(s): State<AppState>) -> Result<Json<Vec<Specialty>>, Problem> {
-    Ok(Json(s.store.specialties().await?))
+// Specialties and providers come from the configuration, so their lists
+// are bounded by it: read whole, paged in memory.
+#[utoipa::path(get, path = "/api/v1/specialties", tag = "clinic", params(SpecialtyQuery),
+    responses((status = 200, body = Vec<Specialty>, headers(("link" = String, description = "rel=\"next\": the next page, while there is one"))), (status = 422, body = Problem)))]
+pub async fn specialties(State(s): State<AppState>, uri: Uri, ApiQuery(q): ApiQuery<SpecialtyQuery>) -> Result<Response, Problem> {
+    let page = Page::parse(q.limit, q.offset)?;
+    Ok(page.respond(&uri, page.slice(s.store.specialties().await?)))
 }
 
-#[utoipa::path(get, path = "/api/v1/providers", tag = "clinic", params(ProviderQuery), responses((status = 200, body = Vec<Provider>)))]
-pub async fn providers(State(s): State<AppState>, ApiQuery(q): ApiQuery<ProviderQuery>) -> Result<Json<Vec<Provider>>, Problem> {
-    Ok(Json(s.store.providers(q.specialty.as_deref()).await?))
+#[utoipa::path(get, path = "/api/v1/providers", tag = "clinic", params(ProviderQuery),
+    responses((status = 200, body = Vec<Provider>, headers(("link" = String, description = "rel=\"next\": the next page, while there is one"))), (status = 422, body = Problem)))]
+pub async fn providers(State(s): State<AppState>, uri: Uri, ApiQuery(q): ApiQuery<ProviderQuery>) -> Result<Response, Problem> {
+    let page = Page::parse(q.limit, q.offset)?;
+    Ok(page.respond(&uri, page.slice(s.store.providers(q.specialty.as_deref()).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/slots", tag = "appointments", params(SlotParams),
@@ -75,6 +97,7 @@ pub async fn slots(State(s): State<AppState>, ApiQuery(q): ApiQuery<SlotParams>)
 #[utoipa::path(post, path = "/api/v1/holds", tag = "appointments", request_body = HoldRequest,
     responses((status = 201, body = Hold), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn hold(State(s): State<AppState>, ApiJson(b): ApiJson<HoldRequest>) -> Result<(StatusCode, Json<Hold>), Problem> {
+    bounds::line("provider_id", &b.provider_id, MAX_CODE)?;
     let seconds = b.seconds.unwrap_or(s.config.store.hold_seconds);
     if !(10..=3600).contains(&seconds) {
         return Err(Problem::invalid("seconds", "must be between 10 and 3600"));

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::auth::Caller;
-use super::{AppState, Problem};
+use super::{AppState, Problem, MAX_BODY};
 use crate::store::IdempotencyStart;
 
 pub const HEADER: &str = "idempotency-key";
@@ -20,7 +20,6 @@ pub const HEADER: &str = "idempotency-key";
 /// happened answer with what it made.
 #[derive(Debug, Clone, Copy)]
 pub struct Resumed;
-const MAX_BODY: usize = 1 << 20;
 
 pub async fn idempotent_writes(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -34,7 +33,7 @@ pub async fn idempotent_writes(State(state): State<AppState>, req: Request, next
     let Some(caller) = req.extensions().get::<Caller>().cloned() else { return Problem::unauthorized().into_response() };
     let (mut parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The body is too large", None).into_response();
+        return Problem::too_large().into_response();
     };
     let mut h = Sha256::new();
     h.update(parts.method.as_str());

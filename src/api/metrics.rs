@@ -1,12 +1,24 @@
 //! `/metrics` in the Prometheus text format. Counts only — never patient data.
-//! Stored counts come from the database at scrape time; live ones (calls in
-//! progress, transfers, recognition, turn latency) from [`crate::metrics::Metrics`].
+//! Stored counts come from the database, live ones (calls in progress,
+//! transfers, recognition, turn latency) from [`crate::metrics::Metrics`].
+//! A bearer token is needed (any scope; `metrics` tokens can do nothing
+//! else), and the stored counts are cached for [`STORED_TTL`]: they are
+//! full-table aggregates on the pool the calls use, so scrapes, however
+//! frequent, cost at most one set of queries per period.
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
 
 use super::AppState;
+use crate::store::Sample;
+
+/// How long stored counts are served from the cache.
+pub const STORED_TTL: chrono::Duration = chrono::Duration::seconds(15);
 
 const HELP: [(&str, &str, &str); 5] = [
     ("clinivox_appointments", "gauge", "Appointments by status."),
@@ -16,8 +28,31 @@ const HELP: [(&str, &str, &str); 5] = [
     ("clinivox_waitlist_active", "gauge", "Patients on the waiting list."),
 ];
 
+/// The last stored samples and when they were read.
+#[derive(Default)]
+pub struct StoredSamples(Mutex<Option<(DateTime<Utc>, Arc<Vec<Sample>>)>>);
+
+impl StoredSamples {
+    /// The cached samples while fresh, else one read of the store. The lock
+    /// is held across the read, so scrapes arriving meanwhile wait for it
+    /// instead of each running the aggregates.
+    async fn get(&self, state: &AppState) -> Result<Arc<Vec<Sample>>, crate::store::StoreError> {
+        let now = state.clock.now();
+        let mut cached = self.0.lock().await;
+        if let Some((at, samples)) = cached.as_ref() {
+            // A clock set back counts as stale rather than fresh for longer.
+            if *at <= now && now - *at < STORED_TTL {
+                return Ok(samples.clone());
+            }
+        }
+        let samples = Arc::new(state.store.metric_samples().await?);
+        *cached = Some((now, samples.clone()));
+        Ok(samples)
+    }
+}
+
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let samples = match s.store.metric_samples().await {
+    let samples = match s.metrics_cache.get(&s).await {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(error = %e, "metrics unavailable");

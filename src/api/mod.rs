@@ -6,14 +6,17 @@
 
 mod appointments;
 pub mod auth;
+mod bounds;
 mod callbacks;
 mod catalog;
 mod idempotency;
 mod metrics;
+mod page;
 mod patients;
 mod problem;
 mod records;
 mod reminders;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -28,7 +31,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use problem::{ApiJson, FieldProblem, Problem};
+pub use metrics::{StoredSamples, STORED_TTL};
+pub use problem::{ApiJson, FieldProblem, Problem, MAX_BODY};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -42,6 +46,14 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Live counters shared with the voice assistant, rendered at `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The database's counts for `/metrics`, read at most every 15 s.
+    pub metrics_cache: Arc<StoredSamples>,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: Arc<Config>, clock: Arc<dyn Clock>, metrics: Arc<crate::metrics::Metrics>) -> AppState {
+        AppState { store, config, clock, metrics, metrics_cache: Arc::default() }
+    }
 }
 
 #[derive(OpenApi)]
@@ -100,12 +112,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::idempotent_writes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let metrics = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_metrics_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::metrics))
+        .merge(metrics)
         .merge(api)
         .fallback(|| async { Problem::not_found("route") })
+        // One limit for every body, answered 413 by `ApiJson` and the idempotency layer.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 

@@ -2,11 +2,15 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::Uri;
+use axum::response::Response;
 use axum::Json;
 use chrono::NaiveDate;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::bounds::{self, MAX_CODE, MAX_NAME, MAX_PHONES};
+use super::page::Page;
 use super::{ApiJson, ApiQuery, AppState, Problem};
 use crate::phone::E164;
 use crate::store::{Actor, NewPatient, Patient, PatientPatch};
@@ -14,8 +18,9 @@ use crate::store::{Actor, NewPatient, Patient, PatientPatch};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePatient {
+    /// At most 200 characters, no control characters.
     name: String,
-    /// E.164 numbers, the preferred one first.
+    /// E.164 numbers, the preferred one first; 1 to 5.
     phones: Vec<String>,
     date_of_birth: NaiveDate,
     national_id: Option<String>,
@@ -43,6 +48,10 @@ pub struct UpdatePatient {
 pub struct PhoneQuery {
     /// E.164 number, e.g. +34600111222 (URL-encode the +).
     phone: String,
+    /// At most this many patients (default 100, at most 500).
+    limit: Option<i64>,
+    /// Skip this many first (default 0).
+    offset: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/patients", tag = "patients", request_body = CreatePatient,
@@ -52,6 +61,8 @@ pub async fn create(
     actor: Actor,
     ApiJson(b): ApiJson<CreatePatient>,
 ) -> Result<(StatusCode, Json<Patient>), Problem> {
+    bounds::line("name", &b.name, MAX_NAME)?;
+    bounds::opt_line("national_id", b.national_id.as_deref(), MAX_CODE)?;
     let phones = phones(&b.phones)?;
     let language = b.preferred_language.unwrap_or_else(|| s.config.clinic.languages[0].clone());
     check_language(&s, &language)?;
@@ -68,10 +79,12 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/patients", tag = "patients", params(PhoneQuery),
-    responses((status = 200, body = Vec<Patient>), (status = 422, body = Problem)))]
-pub async fn find_by_phone(State(s): State<AppState>, ApiQuery(q): ApiQuery<PhoneQuery>) -> Result<Json<Vec<Patient>>, Problem> {
+    responses((status = 200, body = Vec<Patient>, headers(("link" = String, description = "rel=\"next\": the next page, while there is one"))),
+        (status = 422, body = Problem)))]
+pub async fn find_by_phone(State(s): State<AppState>, uri: Uri, ApiQuery(q): ApiQuery<PhoneQuery>) -> Result<Response, Problem> {
+    let page = Page::parse(q.limit, q.offset)?;
     let phone = E164::parse(&q.phone).map_err(|e| Problem::invalid("phone", e.to_string()))?;
-    Ok(Json(s.store.patients_by_phone(&phone).await?))
+    Ok(page.respond(&uri, s.store.patients_by_phone_page(&phone, page.fetch()).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/patients/{id}", tag = "patients",
@@ -88,6 +101,8 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<UpdatePatient>,
 ) -> Result<Json<Patient>, Problem> {
+    bounds::opt_line("name", b.name.as_deref(), MAX_NAME)?;
+    bounds::opt_line("national_id", b.national_id.as_ref().and_then(|n| n.as_deref()), MAX_CODE)?;
     if let Some(l) = &b.preferred_language {
         check_language(&s, l)?;
     }
@@ -108,6 +123,9 @@ pub async fn update(
 fn phones(raw: &[String]) -> Result<Vec<E164>, Problem> {
     if raw.is_empty() {
         return Err(Problem::invalid("phones", "needs at least one number"));
+    }
+    if raw.len() > MAX_PHONES {
+        return Err(Problem::invalid("phones", format!("at most {MAX_PHONES} numbers")));
     }
     raw.iter().enumerate().map(|(i, p)| E164::parse(p).map_err(|e| Problem::invalid(format!("phones[{i}]"), e.to_string()))).collect()
 }

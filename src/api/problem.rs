@@ -12,6 +12,9 @@ use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
+/// The largest request body accepted (1 MiB); larger ones get a 413.
+pub const MAX_BODY: usize = 1 << 20;
+
 /// Problem details (RFC 9457).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
@@ -63,6 +66,10 @@ impl Problem {
     }
     pub fn forbidden() -> Problem {
         Problem::new(StatusCode::FORBIDDEN, "forbidden", "This token may not do that", "the token's scope is read-only".to_string())
+    }
+    pub fn too_large() -> Problem {
+        let detail = format!("the body is larger than {} KiB", MAX_BODY / 1024);
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The body is too large", detail)
     }
     pub fn internal() -> Problem {
         Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the error was logged".to_string())
@@ -116,7 +123,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "Content-Type must be application/json".to_string(),
             ));
         }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| Problem::bad_request(e.body_text()))?;
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            // The limit (DefaultBodyLimit) surfaces here as a 413 rejection.
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::too_large()
+            } else {
+                Problem::bad_request(e.body_text())
+            }
+        })?;
         parse_json(&bytes).map(ApiJson)
     }
 }

@@ -2,11 +2,15 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::Uri;
+use axum::response::Response;
 use axum::Json;
 use chrono::NaiveDate;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::bounds::{self, MAX_CODE, MAX_TEXT};
+use super::page::Page;
 use super::{ApiJson, ApiQuery, AppState, Problem};
 use crate::store::{Actor, Call, CallDetail, NewWaitlistEntry, WaitlistEntry};
 
@@ -26,12 +30,18 @@ pub struct WaitlistRequest {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct WaitlistQuery {
     specialty: Option<String>,
+    /// At most this many (default 100, at most 500).
+    limit: Option<i64>,
+    /// Skip this many first (default 0).
+    offset: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct CallsQuery {
-    /// Most recent first; default 100, at most 1000.
+    /// Most recent first; at most this many (default 100, at most 500).
     limit: Option<i64>,
+    /// Skip this many first (default 0).
+    offset: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/waitlist", tag = "waitlist", request_body = WaitlistRequest,
@@ -41,6 +51,10 @@ pub async fn waitlist_add(
     actor: Actor,
     ApiJson(b): ApiJson<WaitlistRequest>,
 ) -> Result<(StatusCode, Json<WaitlistEntry>), Problem> {
+    bounds::line("patient_id", &b.patient_id, MAX_CODE)?;
+    bounds::line("specialty_id", &b.specialty_id, MAX_CODE)?;
+    bounds::opt_line("provider_id", b.provider_id.as_deref(), MAX_CODE)?;
+    bounds::opt_text("notes", b.notes.as_deref(), MAX_TEXT)?;
     let new = NewWaitlistEntry {
         patient_id: b.patient_id,
         specialty_id: b.specialty_id,
@@ -56,9 +70,11 @@ pub async fn waitlist_add(
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
-#[utoipa::path(get, path = "/api/v1/waitlist", tag = "waitlist", params(WaitlistQuery), responses((status = 200, body = Vec<WaitlistEntry>)))]
-pub async fn waitlist_list(State(s): State<AppState>, ApiQuery(q): ApiQuery<WaitlistQuery>) -> Result<Json<Vec<WaitlistEntry>>, Problem> {
-    Ok(Json(s.store.waitlist(q.specialty.as_deref()).await?))
+#[utoipa::path(get, path = "/api/v1/waitlist", tag = "waitlist", params(WaitlistQuery),
+    responses((status = 200, description = "oldest first", body = Vec<WaitlistEntry>, headers(("link" = String, description = "rel=\"next\": the next page, while there is one"))), (status = 422, body = Problem)))]
+pub async fn waitlist_list(State(s): State<AppState>, uri: Uri, ApiQuery(q): ApiQuery<WaitlistQuery>) -> Result<Response, Problem> {
+    let page = Page::parse(q.limit, q.offset)?;
+    Ok(page.respond(&uri, s.store.waitlist_page(q.specialty.as_deref(), page.fetch()).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/waitlist/{id}", tag = "waitlist", responses((status = 204), (status = 404, body = Problem)))]
@@ -67,9 +83,12 @@ pub async fn waitlist_remove(State(s): State<AppState>, actor: Actor, Path(id): 
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/calls", tag = "calls", params(CallsQuery), responses((status = 200, body = Vec<Call>)))]
-pub async fn calls(State(s): State<AppState>, ApiQuery(q): ApiQuery<CallsQuery>) -> Result<Json<Vec<Call>>, Problem> {
-    Ok(Json(s.store.calls(q.limit.unwrap_or(100)).await?))
+#[utoipa::path(get, path = "/api/v1/calls", tag = "calls", params(CallsQuery),
+    responses((status = 200, body = Vec<Call>, headers(("link" = String, description = "rel=\"next\": the next page, while there is one"))), (status = 422, body = Problem)))]
+pub async fn calls(State(s): State<AppState>, uri: Uri, ApiQuery(q): ApiQuery<CallsQuery>) -> Result<Response, Problem> {
+    let page = Page::parse(q.limit, q.offset)?;
+    let rows: Vec<Call> = s.store.calls_page(page.fetch()).await?;
+    Ok(page.respond(&uri, rows))
 }
 
 #[utoipa::path(get, path = "/api/v1/calls/{id}", tag = "calls", responses((status = 200, body = CallDetail), (status = 404, body = Problem)))]

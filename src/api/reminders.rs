@@ -3,11 +3,15 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::Uri;
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::bounds::{self, MAX_CODE, MAX_TEXT};
+use super::page::Page;
 use super::{ApiJson, ApiQuery, AppState, Problem};
 use crate::store::{Job, JobAttempt, NewReminder, Reminder, ReminderChannel, ReplyKind};
 
@@ -33,7 +37,10 @@ pub struct ReplyRequest {
 pub struct JobsQuery {
     /// pending, running, done or cancelled.
     status: Option<String>,
+    /// Most recent first; at most this many (default 100, at most 500).
     limit: Option<i64>,
+    /// Skip this many first (default 0).
+    offset: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -46,9 +53,11 @@ pub struct JobDetail {
 #[utoipa::path(post, path = "/api/v1/reminders", tag = "reminders", request_body = ReminderRequest,
     responses((status = 201, body = Reminder), (status = 200, description = "already recorded (same external_id)", body = Reminder), (status = 422, body = Problem)))]
 pub async fn record(State(s): State<AppState>, ApiJson(b): ApiJson<ReminderRequest>) -> Result<(StatusCode, Json<Reminder>), Problem> {
-    if b.external_id.as_ref().is_some_and(|x| x.is_empty() || x.len() > 200) {
+    bounds::line("appointment_id", &b.appointment_id, MAX_CODE)?;
+    if b.external_id.as_ref().is_some_and(|x| x.is_empty()) {
         return Err(Problem::invalid("external_id", "must be 1 to 200 characters"));
     }
+    bounds::opt_line("external_id", b.external_id.as_deref(), MAX_CODE)?;
     let new = NewReminder { appointment_id: b.appointment_id, channel: b.channel, sent_at: b.sent_at, external_id: b.external_id };
     let (reminder, created) = s.store.record_reminder(new, s.clock.now()).await?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(reminder)))
@@ -61,20 +70,21 @@ pub async fn reply(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<ReplyRequest>,
 ) -> Result<Json<Reminder>, Problem> {
-    if b.text.as_ref().is_some_and(|t| t.chars().count() > 2000) {
-        return Err(Problem::invalid("text", "at most 2000 characters"));
-    }
+    bounds::opt_text("text", b.text.as_deref(), MAX_TEXT)?;
     Ok(Json(s.store.record_reply(&id, b.reply, b.text, s.clock.now()).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/jobs", tag = "reminders", params(JobsQuery), responses((status = 200, body = Vec<Job>)))]
-pub async fn jobs(State(s): State<AppState>, ApiQuery(q): ApiQuery<JobsQuery>) -> Result<Json<Vec<Job>>, Problem> {
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "reminders", params(JobsQuery),
+    responses((status = 200, body = Vec<Job>, headers(("link" = String, description = "rel=\"next\": the next page, while there is one"))), (status = 422, body = Problem)))]
+pub async fn jobs(State(s): State<AppState>, uri: Uri, ApiQuery(q): ApiQuery<JobsQuery>) -> Result<Response, Problem> {
+    let page = Page::parse(q.limit, q.offset)?;
     if let Some(st) = &q.status {
         if !["pending", "running", "done", "cancelled"].contains(&st.as_str()) {
             return Err(Problem::invalid("status", "must be pending, running, done or cancelled"));
         }
     }
-    Ok(Json(s.store.jobs(q.status.as_deref(), q.limit.unwrap_or(100)).await?))
+    let rows: Vec<Job> = s.store.jobs_page(q.status.as_deref(), page.fetch()).await?;
+    Ok(page.respond(&uri, rows))
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "reminders", responses((status = 200, body = JobDetail), (status = 404, body = Problem)))]

@@ -195,6 +195,12 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// A client that has not sent a request's headers by then is cut off.
+    pub header_read_timeout: std::time::Duration,
+    /// A request not answered by then gets a 408.
+    pub request_timeout: std::time::Duration,
+    /// Connections served at once; past it the listener stops accepting.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -204,6 +210,8 @@ pub struct ApiConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
+    /// Only `/metrics` (a Prometheus scraper).
+    Metrics,
     Read,
     Write,
 }

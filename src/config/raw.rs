@@ -107,6 +107,13 @@ pub struct RawDatabase {
 #[serde(default, deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    /// Seconds a client has to send a request's headers (also how long an
+    /// idle keep-alive connection is kept).
+    pub header_read_timeout_s: Option<u64>,
+    /// Seconds a whole request (body, handler) may take.
+    pub request_timeout_s: Option<u64>,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -159,6 +159,20 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let listen_text = raw.http.listen.clone().unwrap_or_else(|| "127.0.0.1:8080".into());
     let listen =
         listen_text.parse().map_err(|_| e.push("http.listen", format!("{listen_text:?} is not an address like 127.0.0.1:8080"))).ok();
+    let mut seconds = |key: &str, value: Option<u64>, default: u64| {
+        let s = value.unwrap_or(default);
+        if !(1..=3600).contains(&s) {
+            e.push(key, "must be between 1 and 3600 seconds");
+        }
+        std::time::Duration::from_secs(s)
+    };
+    let header_read_timeout = seconds("http.header_read_timeout_s", raw.http.header_read_timeout_s, 10);
+    let request_timeout = seconds("http.request_timeout_s", raw.http.request_timeout_s, 30);
+    // Well under the usual 1024 open files, leaving room for SIP, RTP and the database.
+    let http_connections = raw.http.max_connections.unwrap_or(256);
+    if !(1..=100_000).contains(&http_connections) {
+        e.push("http.max_connections", "must be between 1 and 100000");
+    }
 
     let mut tokens = Vec::new();
     for (i, t) in raw.api.tokens.iter().enumerate() {
@@ -172,10 +186,11 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             None => None,
         };
         let scope = match t.scope.as_deref().unwrap_or("read") {
+            "metrics" => Some(Scope::Metrics),
             "read" => Some(Scope::Read),
             "write" => Some(Scope::Write),
             other => {
-                e.push(format!("{key}.scope"), format!("{other:?} is not \"read\" or \"write\""));
+                e.push(format!("{key}.scope"), format!("{other:?} is not \"read\", \"write\" or \"metrics\""));
                 None
             }
         };
@@ -229,7 +244,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         staff,
         groups,
         database: DatabaseConfig { url, max_connections },
-        http: HttpConfig { listen: listen.expect(some) },
+        http: HttpConfig { listen: listen.expect(some), header_read_timeout, request_timeout, max_connections: http_connections as usize },
         api: ApiConfig { tokens },
         store: StoreConfig { hold_seconds },
         escalation,

@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use super::availability::{template_slots, Interval, PartOfDay};
 use super::{
-    is_unique_violation, new_id, ts, Actor, Appointment, AppointmentStatus, Channel, Hold, Provider, Result, Slot, Store, StoreError,
+    is_unique_violation, new_id, ts, Actor, Appointment, AppointmentStatus, Channel, Hold, Page, Provider, Result, Slot, Store, StoreError,
 };
 
 /// Longest date range one slot search may cover.
@@ -257,23 +257,45 @@ impl Store {
     /// A patient's appointments, oldest first; `upcoming_only` keeps live ones
     /// that have not started by `now`.
     pub async fn appointments_for_patient(&self, patient_id: &str, upcoming_only: bool, now: DateTime<Utc>) -> Result<Vec<Appointment>> {
+        self.appointments_for_patient_page(patient_id, upcoming_only, now, Page::ALL).await
+    }
+
+    pub async fn appointments_for_patient_page(
+        &self,
+        patient_id: &str,
+        upcoming_only: bool,
+        now: DateTime<Utc>,
+        page: Page,
+    ) -> Result<Vec<Appointment>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM appointments WHERE patient_id = $1 \
-             AND ($2 = 0 OR (starts_at > $3 AND status IN ('booked', 'confirmed'))) ORDER BY starts_at"
+             AND ($2 = 0 OR (starts_at > $3 AND status IN ('booked', 'confirmed'))) ORDER BY starts_at, id LIMIT $4 OFFSET $5"
         );
-        let rows = sqlx::query(&sql).bind(patient_id).bind(i64::from(upcoming_only)).bind(now.timestamp()).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(patient_id)
+            .bind(i64::from(upcoming_only))
+            .bind(now.timestamp())
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| self.appointment_from_row(r)).collect()
     }
 
     /// Every appointment starting on a clinic-local date, by start time.
     pub async fn appointments_on(&self, date: NaiveDate) -> Result<Vec<Appointment>> {
+        self.appointments_on_page(date, Page::ALL).await
+    }
+
+    pub async fn appointments_on_page(&self, date: NaiveDate, page: Page) -> Result<Vec<Appointment>> {
         // A local day is 23, 24 or 25 hours; bound it by the next local midnight.
         let next = date.succ_opt().ok_or_else(|| StoreError::invalid("date", "out of range"))?;
         let (Some(from), Some(to)) = (day_start(self.tz, date), day_start(self.tz, next)) else {
             return Err(StoreError::invalid("date", "out of range"));
         };
-        let sql = format!("SELECT {COLUMNS} FROM appointments WHERE starts_at >= $1 AND starts_at < $2 ORDER BY starts_at, provider_id");
-        let rows = sqlx::query(&sql).bind(from.timestamp()).bind(to.timestamp()).fetch_all(&self.pool).await?;
+        let sql = format!("SELECT {COLUMNS} FROM appointments WHERE starts_at >= $1 AND starts_at < $2 ORDER BY starts_at, provider_id, id LIMIT $3 OFFSET $4");
+        let rows =
+            sqlx::query(&sql).bind(from.timestamp()).bind(to.timestamp()).bind(page.limit).bind(page.offset).fetch_all(&self.pool).await?;
         rows.iter().map(|r| self.appointment_from_row(r)).collect()
     }
 

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{new_id, ts, Actor, Result, Store, StoreError};
+use super::{new_id, ts, Actor, Page, Result, Store, StoreError};
 
 /// Longest name, reason or number accepted (a request is read by a person).
 const MAX_TEXT: usize = 500;
@@ -111,8 +111,14 @@ impl Store {
 
     /// Requests with `status` (all when `None`), oldest first: first promised, first called.
     pub async fn callbacks(&self, status: Option<CallbackStatus>) -> Result<Vec<CallbackRequest>> {
-        let sql = format!("SELECT {COLUMNS} FROM callback_requests WHERE ($1 IS NULL OR status = $1) ORDER BY created_at, id");
-        let rows = sqlx::query(&sql).bind(status.map(CallbackStatus::as_str)).fetch_all(&self.pool).await?;
+        self.callbacks_page(status, Page::ALL).await
+    }
+
+    pub async fn callbacks_page(&self, status: Option<CallbackStatus>, page: Page) -> Result<Vec<CallbackRequest>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM callback_requests WHERE ($1 IS NULL OR status = $1) ORDER BY created_at, id LIMIT $2 OFFSET $3");
+        let rows =
+            sqlx::query(&sql).bind(status.map(CallbackStatus::as_str)).bind(page.limit).bind(page.offset).fetch_all(&self.pool).await?;
         rows.iter().map(from_row).collect()
     }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{new_id, ts, Call, CallDetail, CallTurn, Result, Store, StoreError};
+use super::{new_id, ts, Call, CallDetail, CallTurn, Page, Result, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct NewCall {
@@ -197,8 +197,13 @@ impl Store {
 
     /// Most recent calls first.
     pub async fn calls(&self, limit: i64) -> Result<Vec<Call>> {
-        let sql = format!("SELECT {COLUMNS} FROM calls ORDER BY started_at DESC, id LIMIT $1");
-        let rows = sqlx::query(&sql).bind(limit.clamp(1, 1000)).fetch_all(&self.pool).await?;
+        self.calls_page(Page { limit: limit.clamp(1, 1000), offset: 0 }).await
+    }
+
+    /// Most recent first.
+    pub async fn calls_page(&self, page: Page) -> Result<Vec<Call>> {
+        let sql = format!("SELECT {COLUMNS} FROM calls ORDER BY started_at DESC, id LIMIT $1 OFFSET $2");
+        let rows = sqlx::query(&sql).bind(page.limit).bind(page.offset).fetch_all(&self.pool).await?;
         rows.iter().map(call_from_row).collect()
     }
 

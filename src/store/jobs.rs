@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{is_unique_violation, new_id, ts, Actor, Backend, Channel, Result, Store, StoreError};
+use super::{is_unique_violation, new_id, ts, Actor, Backend, Channel, Page, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Job {
@@ -189,8 +189,13 @@ impl Store {
 
     /// Jobs, newest first, optionally of one status.
     pub async fn jobs(&self, status: Option<&str>, limit: i64) -> Result<Vec<Job>> {
-        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE ($1 IS NULL OR status = $1) ORDER BY created_at DESC, id LIMIT $2");
-        let rows = sqlx::query(&sql).bind(status).bind(limit.clamp(1, 1000)).fetch_all(&self.pool).await?;
+        self.jobs_page(status, Page { limit: limit.clamp(1, 1000), offset: 0 }).await
+    }
+
+    /// Most recent first.
+    pub async fn jobs_page(&self, status: Option<&str>, page: Page) -> Result<Vec<Job>> {
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE ($1 IS NULL OR status = $1) ORDER BY created_at DESC, id LIMIT $2 OFFSET $3");
+        let rows = sqlx::query(&sql).bind(status).bind(page.limit).bind(page.offset).fetch_all(&self.pool).await?;
         rows.iter().map(from_row).collect()
     }
 

@@ -46,6 +46,19 @@ pub use reminders::{NewReminder, Reminder, ReminderChannel, ReplyKind};
 pub use retention::{PurgeReport, Retention};
 pub use waitlist::NewWaitlistEntry;
 
+/// A window of a list for the API's pagination: at most `limit` rows after
+/// skipping `offset`, in the list's fixed order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Page {
+    /// Every row (callers inside the service, whose lists are bounded).
+    pub const ALL: Page = Page { limit: i64::MAX, offset: 0 };
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
@@ -184,12 +197,18 @@ impl Store {
 
     /// Audit history of one entity, oldest first.
     pub async fn audit_log(&self, entity: &str, entity_id: &str) -> Result<Vec<AuditEntry>> {
+        self.audit_log_page(entity, entity_id, Page::ALL).await
+    }
+
+    pub async fn audit_log_page(&self, entity: &str, entity_id: &str, page: Page) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query(
             "SELECT at, actor, channel, action, before, after FROM audit_log \
-             WHERE entity = $1 AND entity_id = $2 ORDER BY id",
+             WHERE entity = $1 AND entity_id = $2 ORDER BY id LIMIT $3 OFFSET $4",
         )
         .bind(entity)
         .bind(entity_id)
+        .bind(page.limit)
+        .bind(page.offset)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

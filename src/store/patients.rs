@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{new_id, ts, Actor, Patient, Result, Store, StoreError};
+use super::{new_id, ts, Actor, Page, Patient, Result, Store, StoreError};
 use crate::phone::E164;
 
 #[derive(Debug, Clone)]
@@ -97,11 +97,18 @@ impl Store {
 
     /// Patients reachable at `phone` (caller ID lookup), oldest record first.
     pub async fn patients_by_phone(&self, phone: &E164) -> Result<Vec<Patient>> {
+        self.patients_by_phone_page(phone, Page::ALL).await
+    }
+
+    pub async fn patients_by_phone_page(&self, phone: &E164, page: Page) -> Result<Vec<Patient>> {
         let mut conn = self.pool.acquire().await?;
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT p.id FROM patients p JOIN patient_phones f ON f.patient_id = p.id WHERE f.phone = $1 ORDER BY p.created_at, p.id",
+            "SELECT p.id FROM patients p JOIN patient_phones f ON f.patient_id = p.id WHERE f.phone = $1 \
+             ORDER BY p.created_at, p.id LIMIT $2 OFFSET $3",
         )
         .bind(phone.as_str())
+        .bind(page.limit)
+        .bind(page.offset)
         .fetch_all(&mut *conn)
         .await?;
         let mut out = Vec::with_capacity(ids.len());

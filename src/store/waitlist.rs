@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{new_id, ts, Actor, Result, Store, StoreError, WaitlistEntry};
+use super::{new_id, ts, Actor, Page, Result, Store, StoreError, WaitlistEntry};
 
 #[derive(Debug, Clone)]
 pub struct NewWaitlistEntry {
@@ -59,9 +59,15 @@ impl Store {
 
     /// Active entries, optionally for one specialty, oldest first (first come, first served).
     pub async fn waitlist(&self, specialty: Option<&str>) -> Result<Vec<WaitlistEntry>> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM waitlist WHERE status = 'active' AND ($1 IS NULL OR specialty_id = $1) ORDER BY created_at, id");
-        let rows = sqlx::query(&sql).bind(specialty).fetch_all(&self.pool).await?;
+        self.waitlist_page(specialty, Page::ALL).await
+    }
+
+    pub async fn waitlist_page(&self, specialty: Option<&str>, page: Page) -> Result<Vec<WaitlistEntry>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM waitlist WHERE status = 'active' AND ($1 IS NULL OR specialty_id = $1) \
+             ORDER BY created_at, id LIMIT $2 OFFSET $3"
+        );
+        let rows = sqlx::query(&sql).bind(specialty).bind(page.limit).bind(page.offset).fetch_all(&self.pool).await?;
         rows.iter().map(from_row).collect()
     }
 
