@@ -7,9 +7,10 @@ use sqlx::Row;
 
 use super::{is_unique_violation, Result, Store};
 
-/// Longer than any API request runs (the HTTP request timeout is shorter):
+/// Longer than any API request runs (`[http] request_timeout_s`, 30 s by
+/// default, ends them before):
 /// a claim still in flight after this was abandoned.
-pub const IN_FLIGHT_LIMIT: chrono::Duration = chrono::Duration::seconds(30);
+pub const IN_FLIGHT_LIMIT: chrono::Duration = chrono::Duration::seconds(45);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyStart {
