@@ -92,6 +92,7 @@ impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
         match e {
             StoreError::NotFound(what) => Problem::not_found(what),
+            StoreError::Gone(what) => Problem::new(StatusCode::GONE, "gone", "Gone", format!("{what} was erased")),
             StoreError::Conflict(detail) => Problem::conflict(detail),
             StoreError::Invalid { field, message } => Problem::invalid(field, message),
             other => {

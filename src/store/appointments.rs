@@ -426,7 +426,7 @@ impl Store {
         }
     }
 
-    async fn fetch_appointment(&self, conn: &mut sqlx::AnyConnection, id: &str) -> Result<Appointment> {
+    pub(super) async fn fetch_appointment(&self, conn: &mut sqlx::AnyConnection, id: &str) -> Result<Appointment> {
         let sql = format!("SELECT {COLUMNS} FROM appointments WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?.ok_or(StoreError::NotFound("appointment"))?;
         self.appointment_from_row(&row)
@@ -459,7 +459,7 @@ impl Store {
     }
 }
 
-fn check_changeable(a: &Appointment, now: DateTime<Utc>) -> Result<()> {
+pub(super) fn check_changeable(a: &Appointment, now: DateTime<Utc>) -> Result<()> {
     if !a.status.is_live() {
         return Err(StoreError::Conflict(format!("the appointment is {}", a.status.as_str())));
     }

@@ -25,6 +25,7 @@ mod patients;
 mod refill;
 mod reminders;
 mod retention;
+mod subject;
 mod waitlist;
 
 use std::str::FromStr;
@@ -44,6 +45,7 @@ pub use models::*;
 pub use patients::{NewPatient, PatientPatch};
 pub use reminders::{NewReminder, Reminder, ReminderChannel, ReplyKind};
 pub use retention::{PurgeReport, Retention};
+pub use subject::{AccessEntry, ErasureReport, SubjectExport, TextHit};
 pub use waitlist::NewWaitlistEntry;
 
 /// A window of a list for the API's pagination: at most `limit` rows after
@@ -63,6 +65,9 @@ impl Page {
 pub enum StoreError {
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// It existed, and was erased at the data subject's request.
+    #[error("{0} was erased")]
+    Gone(&'static str),
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("{field}: {message}")]
@@ -125,9 +130,20 @@ impl Store {
             }
         }
         let options = AnyConnectOptions::from_str(&url)?;
+        let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(30))
+            // Deleted or overwritten rows are zeroed in the file rather than
+            // left in free space, so an erased patient is gone from the disk.
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query("PRAGMA secure_delete = ON").execute(conn).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
         match backend {

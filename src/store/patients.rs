@@ -150,13 +150,17 @@ async fn set_phones(conn: &mut sqlx::AnyConnection, id: &str, phones: &[E164]) -
 
 async fn fetch(conn: &mut sqlx::AnyConnection, id: &str) -> Result<Patient> {
     let row = sqlx::query(
-        "SELECT id, name, date_of_birth, national_id, preferred_language, contact_consent, created_at, updated_at \
+        "SELECT id, name, date_of_birth, national_id, preferred_language, contact_consent, created_at, updated_at, erased_at \
          FROM patients WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(StoreError::NotFound("patient"))?;
+    // An erased patient's row only keeps their past appointments counted.
+    if row.try_get::<Option<i64>, _>("erased_at")?.is_some() {
+        return Err(StoreError::Gone("patient"));
+    }
     let phones: Vec<String> = sqlx::query_scalar("SELECT phone FROM patient_phones WHERE patient_id = $1 ORDER BY position")
         .bind(id)
         .fetch_all(&mut *conn)
