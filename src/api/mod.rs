@@ -13,6 +13,7 @@ mod idempotency;
 mod metrics;
 mod page;
 mod patients;
+mod privacy;
 mod problem;
 mod records;
 mod reminders;
@@ -80,6 +81,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(patients::create, patients::find_by_phone))
         .routes(routes!(patients::get_one, patients::update))
+        .routes(routes!(privacy::export))
+        .routes(routes!(privacy::erase))
+        .routes(routes!(privacy::access_log))
         .routes(routes!(catalog::specialties))
         .routes(routes!(catalog::providers))
         .routes(routes!(catalog::slots))
@@ -110,6 +114,7 @@ pub fn router(state: AppState) -> Router {
     let doc = Arc::new(doc);
     let api = api
         .route("/api/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), privacy::access_audit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::idempotent_writes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     let metrics = Router::new()
