@@ -1,6 +1,7 @@
 //! `clinivox`: parse the command line and configuration, bind sockets, hand
 //! over to the library. Everything else lives in `clinivox::…`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,6 +33,12 @@ enum Command {
     Purge {
         #[arg(long)]
         dry_run: bool,
+    },
+    /// A patient's rights (GDPR Art. 15, 17): `patient export <id> [-o DIR]`,
+    /// `patient erase <id> --yes`.
+    Patient {
+        #[command(subcommand)]
+        action: PatientAction,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -107,6 +114,25 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum PatientAction {
+    /// Write everything held about the patient to DIR/patient-<id>/export.json,
+    /// their call recordings beside it (recordings/<call id>.wav).
+    Export {
+        id: String,
+        #[arg(short, long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Erase the patient irreversibly: identifiers, transcripts, recordings;
+    /// future appointments cancelled, past ones kept anonymous.
+    Erase {
+        id: String,
+        /// Required: there is no undo.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -225,6 +251,7 @@ async fn main() -> anyhow::Result<()> {
             }
             store.close().await;
         }
+        Command::Patient { action } => patient(load(&cli.config)?, action).await?,
         Command::Demo => demo(load(&cli.config)?).await?,
         Command::Nlu { lang, now, prompts, text } => {
             let c = load(&cli.config)?;
@@ -271,6 +298,46 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
         tracing::info!("no {} found: running the built-in demo clinic", path.display());
     }
     Ok(config)
+}
+
+/// `clinivox patient export|erase`: the same store calls as the API's, the
+/// reader logged as `cli:<user>` in the patient's access log.
+async fn patient(c: Config, action: PatientAction) -> anyhow::Result<()> {
+    use clinivox::store::{Actor, Channel, Store};
+    let store = Store::connect(&c.database.url, 2, c.clinic.timezone).await.context("opening the clinic's database")?;
+    let who = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+    let now = chrono::Utc::now();
+    match action {
+        PatientAction::Export { id, out } => {
+            let doc = store.export_patient(&id, now).await?;
+            let safe: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            let dir = out.join(format!("patient-{safe}"));
+            clinivox::private_files::create_dir(&dir.join("recordings"))?;
+            clinivox::private_files::create(&dir.join("export.json"))?.write_all(&serde_json::to_vec_pretty(&doc)?)?;
+            let mut copied = 0;
+            for call in &doc.calls {
+                let Some(path) = &call.call.recording_path else { continue };
+                let to = dir.join("recordings").join(format!("{}.wav", call.call.id));
+                match std::fs::copy(path, &to) {
+                    Ok(_) => copied += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => eprintln!("recording of call {} is gone: {path}", call.call.id),
+                    Err(e) => return Err(e).with_context(|| format!("copying {path}")),
+                }
+            }
+            store.record_access(&who, "cli patient export", &[(id, None)], now).await?;
+            println!("{} ({} calls, {copied} recordings copied)", dir.join("export.json").display(), doc.calls.len());
+        }
+        PatientAction::Erase { id, yes } => {
+            anyhow::ensure!(yes, "erasing a patient cannot be undone: add --yes (export first if they asked for a copy)");
+            let r = store.erase_patient(&id, &Actor::new(who, Channel::Staff), now).await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            if !r.residual.is_empty() {
+                eprintln!("text elsewhere still holds one of the patient's identifiers (see residual): review it by hand");
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
