@@ -44,6 +44,7 @@ on_both_engines!(
     lists_are_paginated,
     input_is_bounded,
     metrics_need_a_token_and_are_cached,
+    subject_rights_and_the_access_log,
 );
 
 fn app(store: Store, config: Config) -> Router {
@@ -820,4 +821,106 @@ mod listener {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         server.stop().await;
     }
+/// Reads of a patient's data are logged with the token's name (never the
+/// phone searched for); the access log and the export need a write token;
+/// the export holds the call with its transcript and recording (the zip
+/// carries the WAV); erasure leaves no identifier in any table, deletes the
+/// recording, and a second erasure is a 410.
+async fn subject_rights_and_the_access_log(store: Store, config: Config) {
+    use clinivox::store::{NewCall, NewTurn};
+    let app = app(store.clone(), config);
+    let (name, phone) = ("Leonor Olvido Sanz", "+34622000111");
+    let body = json!({"name": name, "phones": [phone], "date_of_birth": "1944-08-09", "national_id": "87654321X"});
+    let r = call(&app, "POST", "/api/v1/patients", Some(WRITE), Some(body), &[]).await;
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let other = new_patient(&app, "Marta Sigue Aquí", "+34622000999").await;
+    let booked = json!({"patient_id": id, "provider_id": "dr-garcia", "starts_at": SLOT});
+    assert_eq!(call(&app, "POST", "/api/v1/appointments", Some(WRITE), Some(booked), &[]).await.status, StatusCode::CREATED);
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("c.wav");
+    std::fs::write(&wav, b"RIFF-leonor").unwrap();
+    let new = NewCall {
+        direction: "inbound".into(),
+        remote_number: phone.into(),
+        patient_id: Some(id.clone()),
+        language: None,
+        appointment_id: None,
+    };
+    let c = store.start_call(new, now()).await.unwrap();
+    let turn = NewTurn { speaker: "caller".into(), text: format!("Soy {name}"), confidence: None, intent: None, latency_ms: None };
+    store.add_turn(&c.id, turn, now()).await.unwrap();
+    store.finish_call(&c.id, "booked", Some(&id), None, None, now()).await.unwrap();
+    store.set_call_recording(&c.id, &wav.display().to_string()).await.unwrap();
+
+    let encoded = phone.replace('+', "%2B");
+    for uri in [
+        format!("/api/v1/patients/{id}"),
+        format!("/api/v1/patients?phone={encoded}"),
+        format!("/api/v1/appointments?patient_id={id}"),
+        format!("/api/v1/calls/{}", c.id),
+    ] {
+        assert_eq!(call(&app, "GET", &uri, Some(READ), None, &[]).await.status, StatusCode::OK, "{uri}");
+    }
+    assert_eq!(call(&app, "GET", &format!("/api/v1/patients/{other}"), Some(WRITE), None, &[]).await.status, StatusCode::OK);
+    let log_uri = format!("/api/v1/patients/{id}/access-log");
+    assert_problem(&call(&app, "GET", &log_uri, Some(READ), None, &[]).await, 403);
+    let log = call(&app, "GET", &log_uri, Some(WRITE), None, &[]).await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.json);
+    let seen: Vec<(&str, &str)> =
+        log.json.as_array().unwrap().iter().map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("demo-reader", "GET /patients/{id}"),
+            ("demo-reader", "GET /patients?phone"),
+            ("demo-reader", "GET /appointments?patient_id"),
+            ("demo-reader", "GET /calls/{id}"),
+        ],
+        "{}",
+        log.json
+    );
+    assert_eq!(log.json[3]["resource_id"], c.id.as_str());
+    assert!(!log.json.to_string().contains(&phone[1..]), "no searched number in the log");
+
+    let export_uri = format!("/api/v1/patients/{id}/export");
+    assert_problem(&call(&app, "GET", &export_uri, Some(READ), None, &[]).await, 403);
+    let doc = call(&app, "GET", &export_uri, Some(WRITE), None, &[]).await;
+    assert_eq!(doc.status, StatusCode::OK, "{}", doc.json);
+    assert_eq!((doc.json["patient"]["name"].as_str(), doc.json["appointments"].as_array().unwrap().len()), (Some(name), 1));
+    assert_eq!(doc.json["calls"][0]["turns"][0]["text"], format!("Soy {name}"));
+    assert_eq!(doc.json["calls"][0]["recording_path"], wav.display().to_string());
+    assert_eq!(doc.json["access_log"].as_array().unwrap().len(), 4);
+    let zip = Request::builder()
+        .uri(format!("{export_uri}?format=zip"))
+        .header(header::AUTHORIZATION, format!("Bearer {WRITE}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(zip).await.unwrap();
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "application/zip");
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut audio = Vec::new();
+    std::io::Read::read_to_end(&mut archive.by_name(&format!("recordings/{}.wav", c.id)).unwrap(), &mut audio).unwrap();
+    assert_eq!(audio, b"RIFF-leonor");
+    assert!(archive.by_name("export.json").is_ok());
+    let log = call(&app, "GET", &log_uri, Some(WRITE), None, &[]).await.json;
+    let exports: Vec<&str> = log.as_array().unwrap().iter().skip(4).map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(exports, ["GET /patients/{id}/export", "GET /patients/{id}/export?format"], "{log}");
+
+    let erase_uri = format!("/api/v1/patients/{id}/erase");
+    assert_problem(&call(&app, "POST", &erase_uri, Some(READ), None, &[]).await, 403);
+    let erased = call(&app, "POST", &erase_uri, Some(WRITE), None, &[]).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.json);
+    assert_eq!((erased.json["appointments_cancelled"].as_u64(), erased.json["recordings_deleted"].as_u64()), (Some(1), Some(1)));
+    assert!(!erased.json.to_string().contains(name));
+    assert!(!wav.exists());
+    let needles = [name, phone, "1944-08-09", "87654321X"].map(String::from);
+    assert_eq!(store.find_text(&needles).await.unwrap(), Vec::new());
+    assert_problem(&call(&app, "POST", &erase_uri, Some(WRITE), None, &[]).await, 410);
+    assert_problem(&call(&app, "POST", "/api/v1/patients/nobody/erase", Some(WRITE), None, &[]).await, 404);
+    assert_problem(&call(&app, "GET", &format!("/api/v1/patients/{id}"), Some(READ), None, &[]).await, 410);
+    assert_problem(&call(&app, "GET", &export_uri, Some(WRITE), None, &[]).await, 410);
+    assert_eq!(call(&app, "GET", &log_uri, Some(WRITE), None, &[]).await.status, StatusCode::OK, "the log outlives the erasure");
+    let slots = call(&app, "GET", "/api/v1/slots?provider=dr-garcia&from=2026-11-24&to=2026-11-24", Some(READ), None, &[]).await.json;
+    assert!(slots.as_array().unwrap().iter().any(|s| s["starts_at"] == "2026-11-24T08:00:00Z"), "the slot is free again");
 }

@@ -38,7 +38,12 @@ on_both_engines!(
     unanswered_calls_are_recorded_whole,
     retention_removes_what_is_past_its_period_and_nothing_younger,
     an_abandoned_booking_is_answered_on_retry_and_never_booked_twice,
+    subject_export_and_erasure,
 );
+
+#[path = "store/subject.rs"]
+mod subject;
+use subject::subject_export_and_erasure;
 
 /// `[privacy]` retention with simulated time: data older than its period
 /// goes (recordings from disk too), younger data and the call records
