@@ -821,6 +821,8 @@ mod listener {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         server.stop().await;
     }
+}
+
 /// Reads of a patient's data are logged with the token's name (never the
 /// phone searched for); the access log and the export need a write token;
 /// the export holds the call with its transcript and recording (the zip
