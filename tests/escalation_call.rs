@@ -456,7 +456,7 @@ fn a_patient_who_answers_by_voice_through_kamailio_confirms() {
         let kamailio_cfg = format!("{}/tests/sip/kamailio/trunk.cfg", env!("CARGO_MANIFEST_DIR"));
         std::fs::create_dir_all(d.join("kamailio")).unwrap();
         let log = std::fs::File::create(d.join("kamailio.log")).unwrap();
-        let mut kamailio = Peer::spawn(
+        let kamailio = Peer::spawn(
             std::process::Command::new("kamailio")
                 .args(["-f", &kamailio_cfg, "-DD", "-E", "-Y"])
                 .arg(d.join("kamailio"))

@@ -489,27 +489,7 @@ impl Store {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let date = |c: &str| -> Result<chrono::NaiveDate> {
-                    let s: String = r.try_get(c)?;
-                    chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| StoreError::Corrupt(format!("date {s:?}")))
-                };
-                Ok(ExportedWaitlistEntry {
-                    entry: WaitlistEntry {
-                        id: r.try_get("id")?,
-                        patient_id: r.try_get("patient_id")?,
-                        specialty_id: r.try_get("specialty_id")?,
-                        provider_id: r.try_get("provider_id")?,
-                        earliest: date("earliest")?,
-                        latest: date("latest")?,
-                        notes: r.try_get("notes")?,
-                        created_at: ts(r.try_get("created_at")?)?,
-                    },
-                    status: r.try_get("status")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| Ok(ExportedWaitlistEntry { entry: super::waitlist::from_row(r)?, status: r.try_get("status")? })).collect()
     }
 }
 

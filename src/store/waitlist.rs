@@ -84,7 +84,7 @@ impl Store {
     }
 }
 
-fn from_row(r: &AnyRow) -> Result<WaitlistEntry> {
+pub(super) fn from_row(r: &AnyRow) -> Result<WaitlistEntry> {
     let date = |c: &str| -> Result<NaiveDate> {
         let s: String = r.try_get(c)?;
         NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| StoreError::Corrupt(format!("date {s:?}")))
