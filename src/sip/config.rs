@@ -250,6 +250,55 @@ impl Timers {
     }
 }
 
+/// What one address on the Internet may cost us (`[sip.limits]`). The SIP
+/// port of a clinic with a public address is scanned and flooded within
+/// hours; these keep an outsider's cost to us below what he spends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Token bucket per source address (an IPv6 /64 counts as one):
+    /// `rate_per_window` messages per `rate_window_s`, burst as large.
+    /// Kamailio pike's defaults (`reqs_density_per_unit` 30 per
+    /// `sampling_time_unit` 2 s). Trunks are exempt; beyond it, dropped.
+    pub rate_per_window: u32,
+    pub rate_window_s: u64,
+    /// A source not heard from this long is forgotten (pike's
+    /// `remove_latency`, 120 s).
+    pub rate_forget_s: u64,
+    /// Sources tracked at once; beyond it new sources share one bucket.
+    pub max_sources: usize,
+    /// Server transactions alive at once, and per non-trunk source; over
+    /// either, a stateless 503 with `Retry-After: retry_after_s`.
+    pub max_transactions: usize,
+    pub max_transactions_per_source: usize,
+    pub retry_after_s: u32,
+    /// Inbound TCP connections at once, and per source address.
+    pub max_tcp_connections: usize,
+    pub max_tcp_per_source: usize,
+    /// A TCP connection must deliver its first message within this, and is
+    /// closed after this long without a byte (CRLF keep-alives count).
+    pub tcp_first_message_s: u64,
+    pub tcp_idle_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rate_per_window: 30,
+            rate_window_s: 2,
+            rate_forget_s: 120,
+            max_sources: 16_384,
+            max_transactions: 4_096,
+            max_transactions_per_source: 32,
+            retry_after_s: 10,
+            max_tcp_connections: 1_000,
+            max_tcp_per_source: 32,
+            tcp_first_message_s: 10,
+            tcp_idle_s: 900,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SipConfig {
@@ -259,6 +308,9 @@ pub struct SipConfig {
     /// Our SIP domain and digest realm.
     pub domain: String,
     pub realm: String,
+    /// `Server`/`User-Agent` sent to trunks and phones (empty: none). No
+    /// version by default: it would tell a scanner which flaws to try.
+    /// Strangers never get one.
     pub user_agent: String,
     pub rtp: RtpPorts,
     pub trunks: Vec<Trunk>,
@@ -281,6 +333,7 @@ pub struct SipConfig {
     pub max_contacts_per_extension: usize,
     /// Bindings of all extensions together; beyond it new ones get 503.
     pub max_bindings: usize,
+    pub limits: Limits,
 }
 
 impl Default for SipConfig {
@@ -308,6 +361,7 @@ impl Default for SipConfig {
             auth: AuthLimits::default(),
             max_contacts_per_extension: 5,
             max_bindings: 1_000,
+            limits: Limits::default(),
         }
     }
 }
@@ -398,6 +452,16 @@ impl SipConfig {
         }
         if t.rtp_timeout_s == 0 || t.max_call_s == 0 || t.no_answer_s == 0 {
             e("sip.timers".into(), "timeouts must be positive");
+        }
+        let l = &self.limits;
+        if l.rate_per_window == 0 || l.rate_window_s == 0 || l.rate_forget_s == 0 || l.max_sources == 0 {
+            e("sip.limits.rate_per_window".into(), "rate, window, forget time and max_sources must be positive");
+        }
+        if l.max_transactions == 0 || l.max_transactions_per_source == 0 {
+            e("sip.limits.max_transactions".into(), "must be positive");
+        }
+        if l.max_tcp_connections == 0 || l.max_tcp_per_source == 0 || l.tcp_first_message_s == 0 || l.tcp_idle_s == 0 {
+            e("sip.limits.max_tcp_connections".into(), "TCP limits and timeouts must be positive");
         }
         if errs.is_empty() {
             Ok(())

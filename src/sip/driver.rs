@@ -13,17 +13,19 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::{SipConfig, Transport};
 use super::endpoint::{CallError, CallId, CallSource, DialTarget, Endpoint, EndpointEvent, RegistrationStatus};
-use super::message::{frame, Frame, MAX_MESSAGE_LEN};
+use super::message::MAX_MESSAGE_LEN;
 use super::registrar::{BindingStore, JsonFileStore, MemoryStore, Registrar, StoreError};
 use super::transaction::{Peer, Transmit};
 use crate::call::{self, CallHandle, CallSignal};
 use crate::media::rtp_session::SourcePolicy;
+
+#[path = "driver_tcp.rs"]
+mod tcp;
 
 #[derive(Debug, Error)]
 pub enum DriverError {
@@ -149,8 +151,9 @@ impl SipServer {
         for s in &self.udp {
             tokio::spawn(udp_reader(s.clone(), net_tx.clone()));
         }
+        let tcp_guard = tcp::TcpGuard::new(&self.cfg.limits);
         for l in self.tcp {
-            tokio::spawn(tcp_acceptor(l, net_tx.clone()));
+            tokio::spawn(tcp::acceptor(l, net_tx.clone(), tcp_guard.clone()));
         }
         for t in &self.cfg.trunks {
             if let Some(hp) = t.proxy.clone().filter(|p| p.literal().is_none()) {
@@ -333,9 +336,12 @@ impl State {
                     self.tcp.insert(t.peer.addr, w.clone());
                     let net = self.net_tx.clone();
                     let addr = t.peer.addr;
+                    // Ours: not counted against the inbound caps, and no
+                    // first-message rule (the peer answers when it likes).
+                    let timeouts = tcp::Timeouts { first_message: None, idle: std::time::Duration::from_secs(self.cfg.limits.tcp_idle_s) };
                     tokio::spawn(async move {
                         match TcpStream::connect(addr).await {
-                            Ok(s) => tcp_connection(s, addr, net, Some((w, r))).await,
+                            Ok(s) => tcp::connection(s, addr, net, Some((w, r)), timeouts, None).await,
                             Err(_) => {
                                 let _ = net.send(DriverEvent::TcpClosed(addr)).await;
                             }
@@ -419,69 +425,6 @@ async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::Sender<DriverEvent>) {
             Err(_) => tokio::task::yield_now().await,
         }
     }
-}
-
-async fn tcp_acceptor(l: TcpListener, tx: mpsc::Sender<DriverEvent>) {
-    while let Ok((s, addr)) = l.accept().await {
-        tokio::spawn(tcp_connection(s, addr, tx.clone(), None));
-    }
-}
-
-/// Frame messages off one TCP connection; write what the loop sends.
-async fn tcp_connection(
-    s: TcpStream,
-    addr: SocketAddr,
-    tx: mpsc::Sender<DriverEvent>,
-    writer: Option<(mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>)>,
-) {
-    let (w, mut wr) = writer.unwrap_or_else(|| mpsc::channel(64));
-    if tx.send(DriverEvent::TcpOpened(addr, w)).await.is_err() {
-        return;
-    }
-    let (mut rd, mut wh) = s.into_split();
-    let write_task = tokio::spawn(async move {
-        while let Some(b) = wr.recv().await {
-            if wh.write_all(&b).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 8192];
-    'conn: loop {
-        match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        loop {
-            match frame(&buf) {
-                Frame::Incomplete => break,
-                Frame::KeepAlive(n) => {
-                    buf.drain(..n);
-                }
-                Frame::Complete(n) => {
-                    let msg: Vec<u8> = buf.drain(..n).collect();
-                    let peer = Peer { transport: Transport::Tcp, addr };
-                    if tx.send(DriverEvent::Datagram(peer, msg)).await.is_err() {
-                        break 'conn;
-                    }
-                }
-                Frame::Invalid => {
-                    // Unframeable (bad Content-Length): answer 400 if we can,
-                    // then close, as the stream cannot be resynchronised.
-                    let peer = Peer { transport: Transport::Tcp, addr };
-                    let msg = std::mem::take(&mut buf);
-                    let _ = tx.send(DriverEvent::Datagram(peer, msg)).await;
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    break 'conn;
-                }
-            }
-        }
-    }
-    // The writer ends by itself once the loop drops its sender, after
-    // flushing any response still queued for this connection.
-    let _ = tx.send(DriverEvent::TcpClosed(addr)).await;
-    drop(write_task);
 }
 
 /// A and AAAA records for `host`, in the resolver's order; empty on failure.

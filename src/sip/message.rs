@@ -176,45 +176,19 @@ pub enum ParseError {
     Malformed { reason: &'static str, partial: Option<Box<Request>> },
 }
 
-/// Result of looking for one message at the start of a TCP stream buffer.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Frame {
-    /// Need more bytes.
-    Incomplete,
-    /// Leading CRLFs (keep-alives) of this length to discard.
-    KeepAlive(usize),
-    /// A full message occupies this many bytes.
-    Complete(usize),
-    /// Framing impossible (bad Content-Length): the connection must close.
-    Invalid,
-}
-
-/// Find the extent of the first message in a stream (RFC 3261 §18.3:
-/// Content-Length is mandatory on streams; absent means 0).
-pub fn frame(buf: &[u8]) -> Frame {
-    let lead = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
-    if lead > 0 {
-        return Frame::KeepAlive(lead);
-    }
-    let Some(head_end) = find_head_end(buf) else {
-        return if buf.len() > MAX_MESSAGE_LEN { Frame::Invalid } else { Frame::Incomplete };
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end.0]);
+/// Length of a stream message whose header block is `head` (up to, not
+/// including, the blank line) and whose body starts at `body_start`
+/// (RFC 3261 §18.3: Content-Length is mandatory on streams; absent means
+/// 0). `None`: framing impossible (bad Content-Length), the stream cannot
+/// be resynchronised. Incremental framing is in `stream.rs`.
+pub fn stream_message_len(head: &[u8], body_start: usize) -> Option<usize> {
+    let head = String::from_utf8_lossy(head);
     let Ok(lines) = unfold(&head) else {
-        return Frame::Complete(head_end.1);
+        // Unreadable headers: deliver the header block alone, for a 400.
+        return Some(body_start);
     };
-    let len = match content_length(lines.iter().skip(1).filter_map(|l| split_header(l).ok())) {
-        Ok(n) => n.unwrap_or(0),
-        Err(_) => return Frame::Invalid,
-    };
-    let total = head_end.1.saturating_add(len);
-    if total > MAX_MESSAGE_LEN {
-        Frame::Invalid
-    } else if buf.len() >= total {
-        Frame::Complete(total)
-    } else {
-        Frame::Incomplete
-    }
+    let len = content_length(lines.iter().skip(1).filter_map(|l| split_header(l).ok())).ok()?;
+    Some(body_start.saturating_add(len.unwrap_or(0)))
 }
 
 /// Parse one message. With `datagram`, a body longer than Content-Length is

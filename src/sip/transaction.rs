@@ -1,13 +1,16 @@
 //! RFC 3261 §17 transactions, sans-IO: server and client, INVITE and
-//! non-INVITE, with timers A–K kept as plain deadlines in each transaction.
+//! non-INVITE, with timers A–K kept as plain deadlines in each transaction
+//! and indexed in one ordered queue, so a timeout visits only the
+//! transactions that are due (a scan of all of them per event made a
+//! flood cost the square of its rate).
 //!
 //! What this is not: the 2xx-to-INVITE retransmission and its ACK belong to
 //! the dialog layer (§13.3.1.4, §13.2.2.4), not here. After sending a 2xx
 //! an INVITE server transaction only lingers, as RFC 6026 §8.7's
 //! "Accepted" state, to absorb retransmitted INVITEs.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::config::{Timers, Transport};
@@ -91,6 +94,23 @@ struct Tx {
     end_at: Option<Instant>,
     /// Whether reaching `end_at` is a failure to report (B, F, H).
     end_is_timeout: bool,
+    /// This transaction's entry in `Transactions::queue`, if any.
+    queued: Option<QueueKey>,
+}
+
+impl Tx {
+    fn deadline(&self) -> Option<Instant> {
+        [self.retransmit_at, self.end_at].into_iter().flatten().min()
+    }
+}
+
+/// (deadline, sequence number): unique, ordered by time.
+type QueueKey = (Instant, u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
 }
 
 /// What a received request is to the transaction layer.
@@ -117,15 +137,84 @@ pub struct Transactions {
     server: HashMap<TxKey, Tx>,
     client: HashMap<TxKey, Tx>,
     out: VecDeque<Transmit>,
+    /// Every transaction with a deadline, by its earliest deadline.
+    queue: BTreeMap<QueueKey, (Side, TxKey)>,
+    seq: u64,
+    /// Server transactions per source address (see `flood::source_key`),
+    /// for the endpoint's caps.
+    per_source: HashMap<IpAddr, usize>,
 }
 
 impl Transactions {
     pub fn new(timers: Timers) -> Self {
-        Transactions { timers, server: HashMap::new(), client: HashMap::new(), out: VecDeque::new() }
+        Transactions {
+            timers,
+            server: HashMap::new(),
+            client: HashMap::new(),
+            out: VecDeque::new(),
+            queue: BTreeMap::new(),
+            seq: 0,
+            per_source: HashMap::new(),
+        }
     }
 
     pub fn len(&self) -> (usize, usize) {
         (self.server.len(), self.client.len())
+    }
+
+    /// Server transactions alive from `ip`'s source (see `flood::source_key`).
+    pub fn server_count_from(&self, ip: IpAddr) -> usize {
+        self.per_source.get(&super::flood::source_key(ip)).copied().unwrap_or(0)
+    }
+
+    /// Entries in the timer queue (tests: never more than transactions).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn map(&mut self, side: Side) -> &mut HashMap<TxKey, Tx> {
+        match side {
+            Side::Server => &mut self.server,
+            Side::Client => &mut self.client,
+        }
+    }
+
+    /// Re-index one transaction after its timers changed.
+    fn reschedule(&mut self, side: Side, key: &TxKey) {
+        let seq = self.seq;
+        let Some(tx) = self.map(side).get_mut(key) else { return };
+        let old = tx.queued.take();
+        let new = tx.deadline().map(|d| (d, seq));
+        tx.queued = new;
+        if let Some(old) = old {
+            self.queue.remove(&old);
+        }
+        if let Some(new) = new {
+            self.seq += 1;
+            self.queue.insert(new, (side, key.clone()));
+        }
+    }
+
+    fn remove(&mut self, side: Side, key: &TxKey) -> Option<Tx> {
+        let tx = self.map(side).remove(key)?;
+        if let Some(q) = tx.queued {
+            self.queue.remove(&q);
+        }
+        if side == Side::Server {
+            let src = super::flood::source_key(tx.peer.addr.ip());
+            if let Some(n) = self.per_source.get_mut(&src) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_source.remove(&src);
+                }
+            }
+        }
+        // A flood's worth of capacity is given back once it is over.
+        let map = self.map(side);
+        if map.capacity() > 1024 && map.len() * 4 < map.capacity() {
+            map.shrink_to(map.len() * 2);
+        }
+        Some(tx)
     }
 
     pub fn server_exists(&self, key: &TxKey) -> bool {
@@ -147,6 +236,7 @@ impl Transactions {
                     tx.retransmit_at = None;
                     tx.end_is_timeout = false;
                     tx.end_at = Some(now + if peer.transport == Transport::Udp { t4 } else { Duration::ZERO });
+                    self.reschedule(Side::Server, key);
                 }
                 return ServerMatch::Absorbed;
             }
@@ -175,8 +265,10 @@ impl Transactions {
                 interval: self.timers.t1(),
                 end_at: None,
                 end_is_timeout: false,
+                queued: None,
             },
         );
+        *self.per_source.entry(super::flood::source_key(peer.addr.ip())).or_insert(0) += 1;
         ServerMatch::New
     }
 
@@ -204,17 +296,18 @@ impl Transactions {
             tx.retransmit_at = None;
             tx.end_at = Some(now + 64 * t1);
             tx.end_is_timeout = false;
-            return;
-        }
-        tx.state = State::Completed;
-        if tx.invite {
-            tx.retransmit_at = udp.then(|| now + t1);
-            tx.interval = t1;
-            tx.end_at = Some(now + 64 * t1);
-            tx.end_is_timeout = true;
         } else {
-            tx.end_at = Some(now + if udp { 64 * t1 } else { Duration::ZERO });
+            tx.state = State::Completed;
+            if tx.invite {
+                tx.retransmit_at = udp.then(|| now + t1);
+                tx.interval = t1;
+                tx.end_at = Some(now + 64 * t1);
+                tx.end_is_timeout = true;
+            } else {
+                tx.end_at = Some(now + if udp { 64 * t1 } else { Duration::ZERO });
+            }
         }
+        self.reschedule(Side::Server, key);
     }
 
     /// Start a client transaction; `branch` must be the top Via's branch.
@@ -224,6 +317,8 @@ impl Transactions {
         self.out.push_back(Transmit { peer, bytes: bytes.clone() });
         let t1 = self.timers.t1();
         let udp = peer.transport == Transport::Udp;
+        // A branch is never reused, but if it were, drop the old one's timer.
+        self.remove(Side::Client, &key);
         self.client.insert(
             key.clone(),
             Tx {
@@ -237,8 +332,10 @@ impl Transactions {
                 interval: t1,
                 end_at: Some(now + 64 * t1),
                 end_is_timeout: true,
+                queued: None,
             },
         );
+        self.reschedule(Side::Client, &key);
         key
     }
 
@@ -264,11 +361,12 @@ impl Transactions {
                 tx.interval = t2;
                 *t = now + t2;
             }
+            self.reschedule(Side::Client, &key);
             return Some(key);
         }
         if tx.invite && resp.status < 300 {
             // 2xx: the TU ACKs; the transaction is over.
-            self.client.remove(&key);
+            self.remove(Side::Client, &key);
             return Some(key);
         }
         tx.state = State::Completed;
@@ -284,6 +382,7 @@ impl Transactions {
         } else {
             tx.end_at = Some(now + if udp { t4 } else { Duration::ZERO });
         }
+        self.reschedule(Side::Client, &key);
         Some(key)
     }
 
@@ -298,36 +397,40 @@ impl Transactions {
         self.client.get(key).is_some_and(|t| t.state == State::Proceeding)
     }
 
+    /// Fire the timers that are due: only those transactions are visited.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<TxEvent> {
         let t2 = self.timers.t2();
         let mut events = Vec::new();
-        for (server, map) in [(true, &mut self.server), (false, &mut self.client)] {
-            map.retain(|key, tx| {
-                if let Some(at) = tx.retransmit_at.filter(|at| *at <= now) {
-                    if let Some(b) = &tx.last {
-                        self.out.push_back(Transmit { peer: tx.peer, bytes: b.clone() });
-                    }
-                    // INVITE client doubles without cap (Timer A); others cap at T2.
-                    tx.interval = if tx.invite && !server { tx.interval * 2 } else { (tx.interval * 2).min(t2) };
-                    let _ = at;
-                    tx.retransmit_at = Some(now + tx.interval);
+        while let Some(entry) = self.queue.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (side, key) = entry.remove();
+            let server = side == Side::Server;
+            let Some(tx) = self.map(side).get_mut(&key) else { continue };
+            tx.queued = None;
+            if tx.retransmit_at.is_some_and(|at| at <= now) {
+                let resend = tx.last.clone().map(|bytes| Transmit { peer: tx.peer, bytes });
+                // INVITE client doubles without cap (Timer A); others cap at T2.
+                tx.interval = if tx.invite && !server { tx.interval * 2 } else { (tx.interval * 2).min(t2) };
+                tx.retransmit_at = Some(now + tx.interval);
+                self.out.extend(resend);
+            }
+            let Some(tx) = self.map(side).get(&key) else { continue };
+            if tx.end_at.is_some_and(|end| end <= now) {
+                if tx.end_is_timeout {
+                    events.push(if server { TxEvent::ServerNoAck(key.clone()) } else { TxEvent::ClientTimeout(key.clone()) });
                 }
-                match tx.end_at {
-                    Some(end) if end <= now => {
-                        if tx.end_is_timeout {
-                            events.push(if server { TxEvent::ServerNoAck(key.clone()) } else { TxEvent::ClientTimeout(key.clone()) });
-                        }
-                        false
-                    }
-                    _ => true,
-                }
-            });
+                self.remove(side, &key);
+            } else {
+                self.reschedule(side, &key);
+            }
         }
         events
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.server.values().chain(self.client.values()).flat_map(|t| [t.retransmit_at, t.end_at]).flatten().min()
+        self.queue.keys().next().map(|(at, _)| *at)
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
