@@ -6,9 +6,11 @@
 //! `poll_event`, `poll_timeout`. `now` drives protocol timers; `wall` (Unix
 //! seconds) is only for registrations and nonces, which outlive a process.
 //!
-//! Request handling order (each step may answer and stop): syntax (400,
-//! 505, 416) → Require (420) → method (405/501) → transactions → dialogs →
-//! body type (415/406) → who is calling (403/401) → what is called (404).
+//! Request handling order (each step may answer and stop): the source's
+//! rate (dropped) → syntax (400, 505, 416) → Require (420) → strangers
+//! (answered statelessly, see `answer_stranger`) → method (405/501) →
+//! transaction caps (503) → transactions → dialogs → body type (415/406) →
+//! who is calling (403/401) → what is called (404).
 //! Responses always go back to the packet's source address and transport
 //! (RFC 3581 behaviour for everyone): it works through NAT and never sends
 //! traffic to addresses a message merely claims.
@@ -22,6 +24,7 @@ use rand::SeedableRng;
 
 use super::config::{SipConfig, Transport};
 use super::dialog::{new_tag, response_for, Local};
+use super::flood::RateLimiter;
 use super::message::{self, Method, ParseError, Request, Response, SipMessage};
 use super::registrar::Registrar;
 use super::transaction::{Peer, ServerMatch, Transactions, Transmit, TxEvent, TxKey};
@@ -36,6 +39,9 @@ mod dial_tests;
 #[cfg(test)]
 #[path = "dialog_peer_tests.rs"]
 mod dialog_peer_tests;
+#[cfg(test)]
+#[path = "flood_tests.rs"]
+mod flood_tests;
 #[path = "registration.rs"]
 mod registration;
 #[cfg(test)]
@@ -118,6 +124,7 @@ pub struct Endpoint {
     /// Our own registrations to carrier trunks, and their REGISTER transactions.
     registrations: Vec<registration::Registration>,
     reg_tx: HashMap<TxKey, usize>,
+    limiter: RateLimiter,
 }
 
 /// Counters for tests and benchmarks.
@@ -130,6 +137,13 @@ pub struct EndpointStats {
     /// In-dialog requests (and CANCELs) refused because they came from
     /// outside the dialog.
     pub strangers: u64,
+    /// Messages dropped unread: their source was over its rate.
+    pub rate_dropped: u64,
+    /// Requests from outsiders (neither trunk nor registered phone),
+    /// answered statelessly (or ignored).
+    pub outsiders: u64,
+    /// Requests refused with 503: too many transactions.
+    pub overloaded: u64,
 }
 
 impl Endpoint {
@@ -139,6 +153,7 @@ impl Endpoint {
         let mut rng = StdRng::seed_from_u64(seed);
         let registrations = registration::Registration::for_trunks(&cfg.trunks, &mut rng);
         Endpoint {
+            limiter: RateLimiter::new(&cfg.limits),
             registrations,
             reg_tx: HashMap::new(),
             tx: Transactions::new(cfg.timers.clone()),
@@ -237,11 +252,19 @@ impl Endpoint {
 
     /// Feed one received datagram (UDP) or one framed message (TCP).
     pub fn handle_input(&mut self, now: Instant, wall: u64, peer: Peer, bytes: &[u8]) {
+        // Before any parsing: a source over its rate costs one table
+        // lookup. Trunks are exempt (a carrier's burst is our callers).
+        let trunk = self.cfg.trunk_for_source(peer.addr.ip()).is_some();
+        if !trunk && !self.limiter.admit(now, peer.addr.ip()) {
+            self.stats.rate_dropped += 1;
+            return;
+        }
         let datagram = peer.transport == Transport::Udp;
+        let known = trunk || self.registrar.is_registered_source(peer.addr, wall).is_some();
         match message::parse(bytes, datagram) {
             Ok(SipMessage::Request(req)) => {
                 self.stats.requests += 1;
-                self.handle_request(now, wall, peer, req);
+                self.handle_request(now, wall, peer, req, trunk, known);
             }
             Ok(SipMessage::Response(resp)) => {
                 self.stats.responses += 1;
@@ -252,7 +275,7 @@ impl Endpoint {
                 self.stats.unparsable += 1;
                 // Never answer an ACK (§17.2.1): there is nothing to answer.
                 if req.method != Method::Ack {
-                    self.reply_stateless(&req, peer, Rejection::new(400, "Malformed message"));
+                    self.reply_stateless(&req, peer, Rejection::new(400, "Malformed message"), known);
                 }
             }
             Err(_) => self.stats.unparsable += 1,
@@ -283,31 +306,47 @@ impl Endpoint {
         }
     }
 
-    fn handle_request(&mut self, now: Instant, wall: u64, peer: Peer, req: Request) {
+    /// `trunk`: the source is a trunk's; `known`: a trunk's or a
+    /// registered phone's.
+    fn handle_request(&mut self, now: Instant, wall: u64, peer: Peer, req: Request, trunk: bool, known: bool) {
         let info = match validate::check_request(&req) {
             Ok(i) => i,
             Err(rej) => {
                 if req.method != Method::Ack {
-                    self.reply_stateless(&req, peer, rej);
+                    self.reply_stateless(&req, peer, rej, known);
                 }
                 return;
             }
         };
         if let Err(rej) = validate::check_extensions(&req) {
-            return self.reply_stateless(&req, peer, rej);
+            return self.reply_stateless(&req, peer, rej, known);
+        }
+        // The peer of one of our calls (e.g. a staff URI we dialled) is no
+        // stranger inside that call.
+        let in_call = info.to.tag().is_some_and(|t| self.dialogs.contains_key(&(info.call_id.clone(), t.to_string())));
+        if !known && !in_call {
+            return self.answer_stranger(wall, peer, &req, &info);
         }
         let Some(top) = info.vias.first() else {
             return;
         };
         let key = TxKey::for_request(&req, top, &info.call_id, &info.cseq, info.from.tag());
         match &req.method {
-            Method::Other(_) => return self.reply_stateless(&req, peer, Rejection::new(501, "Not Implemented")),
+            Method::Other(_) => return self.reply_stateless(&req, peer, Rejection::new(501, "Not Implemented"), true),
             Method::Subscribe | Method::Message | Method::Update | Method::Prack | Method::Publish => {
                 let mut r = Rejection::new(405, "Method Not Allowed");
                 r.extra.push(("Allow", ALLOW.into()));
-                return self.reply_stateless(&req, peer, r);
+                return self.reply_stateless(&req, peer, r, true);
             }
             _ => {}
+        }
+        if req.method != Method::Ack && !self.tx.server_exists(&key) && self.over_transaction_cap(peer, trunk) {
+            // Cheap and stateless; Retry-After asks a well-behaved peer to
+            // come back later (RFC 3261 §21.5.4).
+            self.stats.overloaded += 1;
+            let mut r = Rejection::new(503, "Service Unavailable");
+            r.extra.push(("Retry-After", self.cfg.limits.retry_after_s.to_string()));
+            return self.reply_stateless(&req, peer, r, true);
         }
         if self.tx.server_receive(now, &key, &req, peer) == ServerMatch::Absorbed {
             return;
@@ -341,8 +380,50 @@ impl Endpoint {
     fn response(&mut self, req: &Request, ctx: &Ctx, code: u16) -> Response {
         let tag = ctx.info.to.tag().map(str::to_string).unwrap_or_else(|| new_tag(&mut self.rng));
         let mut r = response_for(req, code, Some(&tag));
-        r.headers.push("Server", self.cfg.user_agent.clone());
+        self.push_agent(&mut r.headers, "Server");
         r
+    }
+
+    /// `Server` or `User-Agent`, unless configured empty.
+    fn push_agent(&self, headers: &mut message::Headers, name: &'static str) {
+        if !self.cfg.user_agent.is_empty() {
+            headers.push(name, self.cfg.user_agent.clone());
+        }
+    }
+
+    fn over_transaction_cap(&self, peer: Peer, trunk: bool) -> bool {
+        let l = &self.cfg.limits;
+        let (server, _) = self.tx.len();
+        // A trunk carries every caller, so only the total applies to it.
+        server >= l.max_transactions || (!trunk && self.tx.server_count_from(peer.addr.ip()) >= l.max_transactions_per_source)
+    }
+
+    /// A request from neither a trunk nor a registered phone, outside our
+    /// calls: answered once as a stateless UAS (RFC 3261 §8.2.7), so it
+    /// costs no transaction, is never retransmitted (a 403 kept in an
+    /// INVITE transaction went out 11 times, Timer G, to a flood that
+    /// never ACKed), and carries no `Server` or `Allow` to fingerprint us.
+    /// REGISTER still reaches the registrar: a phone's first REGISTER is
+    /// how it stops being a stranger (its 401 is the §8.2.7 use case).
+    fn answer_stranger(&mut self, wall: u64, peer: Peer, req: &Request, info: &RequestInfo) {
+        self.stats.outsiders += 1;
+        let (code, extra) = match req.method {
+            // §8.2.7: a stateless UAS ignores ACK and CANCEL.
+            Method::Ack | Method::Cancel => return,
+            Method::Register => {
+                let out = self.registrar.handle_register(wall, req, info, peer.addr, peer.transport);
+                (out.code, out.headers)
+            }
+            // Enough for a NAT keep-alive; what we support is not told.
+            Method::Options => (200, Vec::new()),
+            _ => (403, Vec::new()),
+        };
+        let tag = stateless_tag(req, info);
+        let mut resp = response_for(req, code, Some(&tag));
+        for (n, v) in extra {
+            resp.headers.push(n, v);
+        }
+        self.out.push_back(Transmit { peer, bytes: resp.to_bytes() });
     }
 
     fn send_response(&mut self, now: Instant, ctx: &Ctx, resp: Response) {
@@ -350,7 +431,8 @@ impl Endpoint {
     }
 
     /// Answer without a transaction (errors found before matching one).
-    fn reply_stateless(&mut self, req: &Request, peer: Peer, rej: Rejection) {
+    /// Strangers (`known` false) get no `Server` header.
+    fn reply_stateless(&mut self, req: &Request, peer: Peer, rej: Rejection, known: bool) {
         // Without a Via there is no way to form a response (§8.2.6.2).
         if req.headers.get("Via").is_none() {
             return;
@@ -364,7 +446,9 @@ impl Endpoint {
         for (n, v) in rej.extra {
             resp.headers.push(n, v);
         }
-        resp.headers.push("Server", self.cfg.user_agent.clone());
+        if known {
+            self.push_agent(&mut resp.headers, "Server");
+        }
         self.out.push_back(Transmit { peer, bytes: resp.to_bytes() });
     }
 
@@ -398,6 +482,19 @@ impl Endpoint {
             None => {}
         }
     }
+}
+
+/// The same To tag for the same request, with nothing stored (RFC 3261
+/// §8.2.7: a stateless UAS derives it from the request, so a
+/// retransmission is answered identically).
+fn stateless_tag(req: &Request, info: &RequestInfo) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    info.call_id.hash(&mut h);
+    info.from.tag().hash(&mut h);
+    info.cseq.seq.hash(&mut h);
+    req.headers.get("Via").hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 /// Per-request context passed to handlers.

@@ -479,7 +479,7 @@ impl Endpoint {
         let local = local.unwrap_or_else(|| self.local_for(peer));
         let Some(call) = self.calls.get_mut(&id) else { return };
         let mut bye = call.dialog.request(Method::Bye, local, &branch);
-        bye.headers.push("User-Agent", self.cfg.user_agent.clone());
+        self.push_agent(&mut bye.headers, "User-Agent");
         self.send_request(now, None, bye, peer, &branch);
     }
 

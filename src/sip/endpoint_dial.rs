@@ -63,7 +63,7 @@ impl Endpoint {
         inv.headers.push("CSeq", "1 INVITE");
         inv.headers.push("Contact", self.contact(peer));
         inv.headers.push("Allow", crate::sip::endpoint::ALLOW);
-        inv.headers.push("User-Agent", self.cfg.user_agent.clone());
+        self.push_agent(&mut inv.headers, "User-Agent");
         for (n, v) in headers {
             inv.headers.push(n, v.replace(['\r', '\n'], " "));
         }

@@ -58,13 +58,13 @@ pub struct RateLimiter {
     table: HashMap<IpAddr, Bucket>,
     /// Shared by every new source while the table is full (spoofed
     /// sources): they compete with each other, not with sources we know.
-    overflow: Bucket,
+    overflow: Option<Bucket>,
     next_sweep: Option<Instant>,
     dropped: u64,
 }
 
 impl RateLimiter {
-    pub fn new(limits: &Limits, now: Instant) -> Self {
+    pub fn new(limits: &Limits) -> Self {
         let burst = f64::from(limits.rate_per_window.max(1));
         RateLimiter {
             burst,
@@ -72,7 +72,7 @@ impl RateLimiter {
             forget: Duration::from_secs(limits.rate_forget_s.max(1)),
             max_sources: limits.max_sources.max(1),
             table: HashMap::new(),
-            overflow: Bucket { tokens: burst, last: now },
+            overflow: None,
             next_sweep: None,
             dropped: 0,
         }
@@ -94,7 +94,7 @@ impl RateLimiter {
                 self.table.insert(key, b);
                 ok
             }
-            None => self.overflow.take(now, burst, per_sec),
+            None => self.overflow.get_or_insert(Bucket { tokens: burst, last: now }).take(now, burst, per_sec),
         };
         if !ok {
             self.dropped += 1;
@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn burst_then_refill_rate() {
         let t0 = Instant::now();
-        let mut r = RateLimiter::new(&limits(), t0);
+        let mut r = RateLimiter::new(&limits());
         let a: IpAddr = "198.51.100.7".parse().unwrap();
         // A flood of 5,000 at once: only the burst passes.
         let passed = (0..5_000).filter(|_| r.admit(t0, a)).count();
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn ipv6_counts_per_64_and_mapped_v4_as_v4() {
         let t0 = Instant::now();
-        let mut r = RateLimiter::new(&limits(), t0);
+        let mut r = RateLimiter::new(&limits());
         let passed = (0..100u16).filter(|i| r.admit(t0, format!("2001:db8:0:1::{i:x}").parse().unwrap())).count();
         assert_eq!(passed, 30, "one /64 is one source");
         assert!(r.admit(t0, "2001:db8:0:2::1".parse().unwrap()));
@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn table_is_bounded_and_forgets_silent_sources() {
         let t0 = Instant::now();
-        let mut r = RateLimiter::new(&limits(), t0);
+        let mut r = RateLimiter::new(&limits());
         for i in 0..3 {
             assert!(r.admit(t0, format!("192.0.2.{i}").parse().unwrap()));
         }
@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn time_going_backwards_is_harmless() {
         let t0 = Instant::now() + Duration::from_secs(10);
-        let mut r = RateLimiter::new(&limits(), t0);
+        let mut r = RateLimiter::new(&limits());
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(r.admit(t0, a));
         assert!(r.admit(t0 - Duration::from_secs(5), a));

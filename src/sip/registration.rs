@@ -118,7 +118,7 @@ impl Endpoint {
         req.headers.push("Contact", format!("<sip:{user}@{}{tp}>", local.hostport()));
         req.headers.push("Expires", r.expires.to_string());
         req.headers.push("Allow", super::ALLOW);
-        req.headers.push("User-Agent", self.cfg.user_agent.clone());
+        self.push_agent(&mut req.headers, "User-Agent");
         let authed = auth.is_some();
         if let Some((name, value)) = auth {
             req.headers.push(name, value);

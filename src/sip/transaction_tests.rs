@@ -154,3 +154,33 @@ fn server_invite_after_2xx_absorbs_retransmitted_invites_until_timer_l() {
     assert_eq!(drain(&mut t), 0);
     assert_eq!(t.len(), (0, 0));
 }
+
+#[test]
+fn timer_queue_has_one_entry_per_transaction_and_drains() {
+    // Many unanswered-by-ACK 486s: each timeout visits only what is due,
+    // and everything (queue, per-source counts) is gone after Timer H.
+    let mut t = Transactions::new(Timers::default());
+    let t0 = Instant::now();
+    let invite = req("INVITE");
+    for i in 0..2_000 {
+        let key = TxKey { id: format!("z9hG4bK{i}|h"), method: "INVITE".into() };
+        assert_eq!(t.server_receive(t0, &key, &invite, udp()), ServerMatch::New);
+        t.server_respond(t0, &key, &resp(486, "INVITE"), udp());
+    }
+    drain(&mut t);
+    assert_eq!(t.queued(), 2_000);
+    assert_eq!(t.server_count_from(udp().addr.ip()), 2_000);
+    let mut wakeups = 0;
+    let mut events = 0;
+    while let Some(next) = t.poll_timeout() {
+        events += t.handle_timeout(next).len();
+        assert!(t.queued() <= t.len().0);
+        wakeups += 1;
+    }
+    drain(&mut t);
+    assert_eq!(events, 2_000, "Timer H for each");
+    // All started together: one wake-up per retransmission step, not per
+    // transaction (G at 0.5, 1.5, 3.5, 7.5, 11.5 … then H at 32 s).
+    assert!(wakeups < 20, "{wakeups} wake-ups");
+    assert_eq!((t.len(), t.queued(), t.server_count_from(udp().addr.ip())), ((0, 0), 0, 0));
+}
