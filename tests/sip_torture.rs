@@ -387,3 +387,192 @@ async fn a_stranger_cannot_hear_talk_into_or_end_a_call() {
     let lines = lines.lock().unwrap();
     assert!(lines.iter().any(|l| l.starts_with("HANGUP Remote")), "{lines:?}");
 }
+
+/// `BASE_CONFIG` where only 127.0.0.1 (and ::1) is the trunk, so other
+/// loopback addresses are outsiders, with TCP limits small enough to test.
+fn guarded_config() -> String {
+    let cfg = BASE_CONFIG.replace(r#"cidrs = ["127.0.0.0/8", "::1/128"]"#, r#"cidrs = ["127.0.0.1/32", "::1/128"]"#);
+    assert_ne!(cfg, BASE_CONFIG, "BASE_CONFIG's trunk line changed; update this test");
+    format!("{cfg}\n[limits]\nmax_tcp_connections = 200\nmax_tcp_per_source = 50\ntcp_first_message_s = 3\n")
+}
+
+fn invite_from(from: std::net::SocketAddr, to: std::net::SocketAddr, n: u32) -> Vec<u8> {
+    let sdp = format!("v=0\r\no=- {n} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8\r\n", ip = from.ip());
+    format!(
+        "INVITE sip:1000@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKflood{n}\r\nMax-Forwards: 70\r\n\
+         From: <sip:scanner@{from}>;tag=f{n}\r\nTo: <sip:1000@{to}>\r\nCall-ID: flood{n}@{ip}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:scanner@{from}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len(),
+        ip = from.ip()
+    )
+    .into_bytes()
+}
+
+/// 5,000 INVITEs in about 2 s from an outsider (127.0.0.2): we send back
+/// fewer bytes than we got, never answer one request twice (an INVITE
+/// transaction's 403 used to be resent ~11 times), and the trunk's
+/// OPTIONS and INVITEs are answered during and after the flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsider_invite_flood_is_not_amplified_and_the_trunk_is_served() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let srv = start(&guarded_config()).await;
+    let to = srv.addr(Transport::Udp, false);
+    let outsider = Arc::new(tokio::net::UdpSocket::bind("127.0.0.2:0").await.expect("127.0.0.2 is loopback"));
+    let from = outsider.local_addr().unwrap();
+    // Everything the outsider gets back: bytes, and answers per Call-ID.
+    let got: Arc<Mutex<(usize, HashMap<String, u32>)>> = Arc::default();
+    let reader = {
+        let (s, got) = (outsider.clone(), got.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            while let Ok((n, _)) = s.recv_from(&mut buf).await {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                let call = text.lines().find_map(|l| l.strip_prefix("Call-ID: ")).unwrap_or("").to_string();
+                let mut g = got.lock().unwrap();
+                g.0 += n;
+                *g.1.entry(call).or_default() += 1;
+            }
+        })
+    };
+    // The trunk asks every 200 ms during the flood.
+    let trunk_probe = tokio::spawn(async move {
+        let mut answered = 0;
+        for n in 0..10 {
+            let status = udp_exchange(to, &options(to, "UDP", 100 + n), Duration::from_secs(1)).await;
+            answered += usize::from(status.as_deref().is_some_and(|s| s.starts_with("SIP/2.0 200")));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        answered
+    });
+    let mut sent = 0usize;
+    for burst in 0..40u32 {
+        for i in 0..125u32 {
+            let msg = invite_from(from, to, burst * 125 + i);
+            sent += msg.len();
+            outsider.send_to(&msg, to).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(trunk_probe.await.unwrap(), 10, "the trunk's OPTIONS went unanswered during the flood");
+    // Long enough for Timer G's first retransmissions (0.5, 1.5 s).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    reader.abort();
+    let (bytes_back, per_call) = {
+        let g = got.lock().unwrap();
+        (g.0, g.1.clone())
+    };
+    let answers: u32 = per_call.values().sum();
+    assert!(bytes_back <= sent, "amplifier: {bytes_back} bytes back for {sent} received");
+    assert!(answers < 500, "{answers} answers to 5,000 INVITEs: no rate limit");
+    let resent: Vec<_> = per_call.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(resent.is_empty(), "answered more than once: {resent:?}");
+    // After the flood: the trunk's OPTIONS and INVITE (404: unknown number).
+    assert_eq!(status(&udp_exchange(to, &options(to, "UDP", 999), Duration::from_secs(2)).await), Some(200));
+    let trunk_invite = String::from_utf8(invite_from("127.0.0.1:5099".parse().unwrap(), to, 7)).unwrap().replace("sip:1000@", "sip:999@");
+    assert_eq!(status(&udp_exchange(to, trunk_invite.as_bytes(), Duration::from_secs(2)).await), Some(404));
+}
+
+/// Raise the soft descriptor limit towards `want` (the hard limit caps
+/// it); returns the soft limit now in force.
+fn raise_nofile(want: u64) -> u64 {
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read or write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return 1024;
+        }
+        if (l.rlim_cur as u64) < want {
+            let mut r = l;
+            r.rlim_cur = want.min(l.rlim_max as u64) as libc::rlim_t;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0 {
+                l = r;
+            }
+        }
+    }
+    l.rlim_cur as u64
+}
+
+/// 1,100 idle TCP connections from 22 outsider addresses (1,000 would
+/// have exhausted our descriptors before): beyond the caps they are
+/// closed at once, the rest when no message came within
+/// `tcp_first_message_s`; a header that never ends is cut off; afterwards
+/// a real TCP request is answered. The trunk is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tcp_connections_and_endless_headers_leave_the_listener_alive() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
+    let limit = raise_nofile(8192);
+    // Our side and the server's side of each held connection, plus margin.
+    let count = 1_100usize.min((limit as usize).saturating_sub(400));
+    assert!(count >= 300, "descriptor limit {limit} too low for this test");
+    let srv = start(&guarded_config()).await;
+    let to = srv.addr(Transport::Tcp, false);
+    let t0 = Instant::now();
+    let mut watchers = Vec::new();
+    for i in 0..count {
+        let ip = format!("127.0.0.{}", 2 + i / 50);
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(3), sock.connect(to)).await else {
+            continue; // a full backlog may refuse some: fine
+        };
+        // Each waits for the server to close it: how long did it hold?
+        let opened = Instant::now();
+        watchers.push(tokio::spawn(async move {
+            let mut b = [0u8; 64];
+            let closed = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await;
+            closed.is_ok().then(|| opened.elapsed())
+        }));
+    }
+    assert!(watchers.len() >= count * 9 / 10, "only {} of {count} connected", watchers.len());
+    // While strangers hold the caps, the trunk's TCP request is served.
+    let status_now = tcp_exchange(to, &options(to, "TCP", 50), Duration::from_secs(2)).await;
+    assert_eq!(status(&status_now), Some(200), "trunk over TCP during the idle flood");
+    let mut held = 0;
+    for w in watchers {
+        let lasted = w.await.unwrap().expect("the server never closed an idle connection");
+        if lasted >= Duration::from_secs(2) {
+            held += 1;
+        }
+    }
+    assert!(held <= 200, "{held} connections held past 2 s: over max_tcp_connections");
+    assert!(held > 0, "no connection was held until the first-message timeout");
+    assert!(t0.elapsed() < Duration::from_secs(20));
+
+    // A header that never ends, from an outsider: cut off at 64 KiB.
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.50:0".parse().unwrap()).unwrap();
+    let mut s = s.connect(to).await.unwrap();
+    let _ = s.write_all(format!("OPTIONS sip:{to} SIP/2.0\r\n").as_bytes()).await;
+    let pad = "X-Pad: ".to_string() + &"a".repeat(1000) + "\r\n";
+    let mut wrote = 0;
+    while wrote < 200_000 {
+        if s.write_all(pad.as_bytes()).await.is_err() {
+            break; // closed by the server: what we want
+        }
+        wrote += pad.len();
+    }
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the server kept reading an endless header");
+    // And afterwards: a real request over TCP (trunk) and UDP is answered.
+    for (t, n) in [(Transport::Tcp, 60), (Transport::Udp, 61)] {
+        let a = srv.addr(t, false);
+        let got = match t {
+            Transport::Tcp => tcp_exchange(a, &options(a, "TCP", n), Duration::from_secs(2)).await,
+            Transport::Udp => udp_exchange(a, &options(a, "UDP", n), Duration::from_secs(2)).await,
+        };
+        assert_eq!(status(&got), Some(200), "{t:?} after the TCP flood");
+    }
+    // An outsider's real request over TCP, once the flood is over, is
+    // answered too (statelessly: no Server header, no Allow).
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.51:0".parse().unwrap()).unwrap();
+    let mut s = s.connect(to).await.unwrap();
+    s.write_all(&options(to, "TCP", 62)).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("answer in time").unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("SIP/2.0 200") && !text.contains("Allow:") && !text.contains("Server:"), "{text}");
+}

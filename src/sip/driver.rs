@@ -151,7 +151,7 @@ impl SipServer {
         for s in &self.udp {
             tokio::spawn(udp_reader(s.clone(), net_tx.clone()));
         }
-        let tcp_guard = tcp::TcpGuard::new(&self.cfg.limits);
+        let tcp_guard = tcp::TcpGuard::new(&self.cfg);
         for l in self.tcp {
             tokio::spawn(tcp::acceptor(l, net_tx.clone(), tcp_guard.clone()));
         }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::DriverEvent;
-use crate::sip::config::{Limits, Transport};
+use crate::sip::config::{SipConfig, Transport, Trunk};
 use crate::sip::flood::ConnLimits;
 use crate::sip::stream::{Framed, Framer};
 use crate::sip::transaction::Peer;
@@ -26,23 +26,38 @@ use crate::sip::transaction::Peer;
 /// Shared by the accept loop and the connections it starts.
 pub(super) struct TcpGuard {
     conns: Mutex<ConnLimits>,
+    /// Trunks' connections are not counted: a carrier is never locked out
+    /// by strangers filling the caps (their timeouts still apply).
+    trunks: Vec<Trunk>,
     first_message: Duration,
     idle: Duration,
 }
 
 impl TcpGuard {
-    pub(super) fn new(limits: &Limits) -> Arc<Self> {
+    pub(super) fn new(cfg: &SipConfig) -> Arc<Self> {
+        let limits = &cfg.limits;
+        let mut trunks = cfg.trunks.clone();
+        for t in &mut trunks {
+            if let Some(a) = t.proxy.as_ref().and_then(|p| p.literal()) {
+                t.proxy_addrs = vec![a];
+            }
+        }
         Arc::new(TcpGuard {
             conns: Mutex::new(ConnLimits::new(limits)),
+            trunks,
             first_message: Duration::from_secs(limits.tcp_first_message_s),
             idle: Duration::from_secs(limits.tcp_idle_s),
         })
     }
 
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnPermit> {
+    /// `None`: over a cap, refuse. `Some(None)`: a trunk, not counted.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Option<ConnPermit>> {
+        if self.trunks.iter().any(|t| t.contains(ip)) {
+            return Some(None);
+        }
         // A poisoned lock only means a panic elsewhere; the counts are intact.
         let ok = self.conns.lock().unwrap_or_else(|e| e.into_inner()).open(ip);
-        ok.then(|| ConnPermit { guard: self.clone(), ip })
+        ok.then(|| Some(ConnPermit { guard: self.clone(), ip }))
     }
 }
 
@@ -104,7 +119,7 @@ pub(super) async fn acceptor(l: TcpListener, tx: mpsc::Sender<DriverEvent>, guar
             match guard.admit(addr.ip()) {
                 Some(permit) => {
                     let timeouts = Timeouts { first_message: Some(guard.first_message), idle: guard.idle };
-                    tokio::spawn(connection(s, addr, tx.clone(), None, timeouts, Some(permit)));
+                    tokio::spawn(connection(s, addr, tx.clone(), None, timeouts, permit));
                 }
                 // Over a cap: closed at once, before any byte is read.
                 None => tracing::debug!(%addr, "SIP TCP connection refused: over the connection limit"),
