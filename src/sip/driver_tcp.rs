@@ -137,6 +137,9 @@ pub(super) struct Timeouts {
     pub idle: Duration,
 }
 
+/// The SIP task's side and the connection's side of its write queue.
+pub(super) type Writer = (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>);
+
 /// A write that the peer does not read within this is abandoned (the
 /// peer would otherwise hold the connection with a full window).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -149,7 +152,7 @@ pub(super) async fn connection(
     s: TcpStream,
     addr: SocketAddr,
     tx: mpsc::Sender<DriverEvent>,
-    writer: Option<(mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>)>,
+    writer: Option<Writer>,
     timeouts: Timeouts,
     _permit: Option<ConnPermit>,
 ) {
@@ -172,7 +175,7 @@ pub(super) async fn connection(
                     Ok(n) => n,
                 };
                 framer.push(&chunk[..n]);
-                while let Some(f) = framer.next() {
+                while let Some(f) = framer.next_message() {
                     match f {
                         Framed::Message(msg) => {
                             seen_message = true;

@@ -1,5 +1,5 @@
 //! Framing SIP messages off a TCP stream (RFC 3261 §18.3), incrementally
-//! and sans-IO: bytes in through `push`, whole messages out of `next`.
+//! and sans-IO: bytes in through `push`, whole messages out of `next_message`.
 //!
 //! Each byte is looked at a bounded number of times however the peer
 //! slices its data: the search for the blank line resumes where the last
@@ -61,7 +61,7 @@ impl Framer {
     }
 
     /// The next complete message, if the buffered bytes hold one.
-    pub fn next(&mut self) -> Option<Framed> {
+    pub fn next_message(&mut self) -> Option<Framed> {
         if self.failed {
             return None;
         }
@@ -144,7 +144,7 @@ mod tests {
     const OPTIONS: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nContent-Length: 4\r\n\r\nbody";
 
     fn drain(f: &mut Framer) -> Vec<Framed> {
-        std::iter::from_fn(|| f.next()).collect()
+        std::iter::from_fn(|| f.next_message()).collect()
     }
 
     #[test]
@@ -192,7 +192,7 @@ mod tests {
         let mut verdict = None;
         for _ in 0..1_000 {
             f.push(line);
-            if let Some(v) = f.next() {
+            if let Some(v) = f.next_message() {
                 verdict = Some(v);
                 break;
             }
@@ -201,7 +201,7 @@ mod tests {
         assert!(matches!(verdict, Some(Framed::Invalid(ref b)) if b.starts_with(b"INVITE")), "{verdict:?}");
         // Nothing more is buffered or framed afterwards.
         f.push(b"\r\n\r\n");
-        assert_eq!(f.next(), None);
+        assert_eq!(f.next_message(), None);
         assert_eq!(f.buffered(), 0);
     }
 
@@ -209,23 +209,23 @@ mod tests {
     fn content_length_bad_or_over_the_cap() {
         let mut f = Framer::new(1_000);
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 5000\r\n\r\n");
-        assert!(matches!(f.next(), Some(Framed::Invalid(_))));
+        assert!(matches!(f.next_message(), Some(Framed::Invalid(_))));
         let mut f = Framer::default();
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: x\r\n\r\n");
-        assert!(matches!(f.next(), Some(Framed::Invalid(_))));
+        assert!(matches!(f.next_message(), Some(Framed::Invalid(_))));
         // A body still on its way is waited for.
         let mut f = Framer::default();
         f.push(&OPTIONS[..OPTIONS.len() - 2]);
-        assert_eq!(f.next(), None);
+        assert_eq!(f.next_message(), None);
         f.push(&OPTIONS[OPTIONS.len() - 2..]);
-        assert_eq!(f.next(), Some(Framed::Message(OPTIONS.to_vec())));
+        assert_eq!(f.next_message(), Some(Framed::Message(OPTIONS.to_vec())));
     }
 
     #[test]
     fn bare_lf_header_end() {
         let mut f = Framer::default();
         f.push(b"OPTIONS sip:a@b SIP/2.0\nContent-Length: 0\n\nOPTIONS");
-        assert_eq!(f.next(), Some(Framed::Message(b"OPTIONS sip:a@b SIP/2.0\nContent-Length: 0\n\n".to_vec())));
-        assert_eq!(f.next(), None);
+        assert_eq!(f.next_message(), Some(Framed::Message(b"OPTIONS sip:a@b SIP/2.0\nContent-Length: 0\n\n".to_vec())));
+        assert_eq!(f.next_message(), None);
     }
 }
