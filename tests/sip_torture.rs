@@ -3,6 +3,8 @@
 //! crashes or hangs, and still answers OPTIONS afterwards on v4 and v6.
 //! And a stranger on the same host who knows a live call's RTP port and
 //! dialog identifiers can neither hear, talk into, nor end it.
+//! And floods from outsider loopback addresses (issue 13): INVITEs over
+//! UDP, idle TCP connections, a header that never ends.
 
 #[path = "sip/common.rs"]
 mod common;
@@ -439,8 +441,15 @@ async fn outsider_invite_flood_is_not_amplified_and_the_trunk_is_served() {
     let trunk_probe = tokio::spawn(async move {
         let mut answered = 0;
         for n in 0..10 {
-            let status = udp_exchange(to, &options(to, "UDP", 100 + n), Duration::from_secs(1)).await;
-            answered += usize::from(status.as_deref().is_some_and(|s| s.starts_with("SIP/2.0 200")));
+            // Sent twice at most, as a UA's Timer E would: a datagram lost
+            // in a full socket buffer is not what this test is about.
+            for _ in 0..2 {
+                let status = udp_exchange(to, &options(to, "UDP", 100 + n), Duration::from_secs(1)).await;
+                if status.as_deref().is_some_and(|s| s.starts_with("SIP/2.0 200")) {
+                    answered += 1;
+                    break;
+                }
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         answered
@@ -522,22 +531,35 @@ async fn idle_tcp_connections_and_endless_headers_leave_the_listener_alive() {
         watchers.push(tokio::spawn(async move {
             let mut b = [0u8; 64];
             let closed = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await;
-            closed.is_ok().then(|| opened.elapsed())
+            closed.is_ok().then(|| (opened, Instant::now()))
         }));
     }
     assert!(watchers.len() >= count * 9 / 10, "only {} of {count} connected", watchers.len());
     // While strangers hold the caps, the trunk's TCP request is served.
     let status_now = tcp_exchange(to, &options(to, "TCP", 50), Duration::from_secs(2)).await;
     assert_eq!(status(&status_now), Some(200), "trunk over TCP during the idle flood");
-    let mut held = 0;
+    // Connections the server kept (until the first-message timeout) versus
+    // those it closed at once; at no moment more kept than the total cap.
+    let mut held = Vec::new();
     for w in watchers {
-        let lasted = w.await.unwrap().expect("the server never closed an idle connection");
-        if lasted >= Duration::from_secs(2) {
-            held += 1;
+        let (opened, closed) = w.await.unwrap().expect("the server never closed an idle connection");
+        if closed - opened >= Duration::from_secs(2) {
+            held.push((opened, closed));
         }
     }
-    assert!(held <= 200, "{held} connections held past 2 s: over max_tcp_connections");
-    assert!(held > 0, "no connection was held until the first-message timeout");
+    let mut edges: Vec<(Instant, i32)> = held.iter().flat_map(|(o, c)| [(*o, 1), (*c, -1)]).collect();
+    edges.sort_by_key(|&(t, d)| (t, d));
+    let most = edges
+        .iter()
+        .scan(0, |n, (_, d)| {
+            *n += d;
+            Some(*n)
+        })
+        .max()
+        .unwrap_or(0);
+    // A little slack: we see a close a moment after the server freed its slot.
+    assert!(most <= 210, "{most} idle connections held at once: over max_tcp_connections (200)");
+    assert!(!held.is_empty(), "no connection was held until the first-message timeout");
     assert!(t0.elapsed() < Duration::from_secs(20));
 
     // A header that never ends, from an outsider: cut off at 64 KiB.
