@@ -5,13 +5,11 @@
 use std::time::Instant;
 
 use super::*;
-use crate::sip::config::SipConfig;
-use crate::sip::registrar::{MemoryStore, Registrar};
 
 const PROXY: &str = "192.0.2.10:5060";
 
 fn endpoint() -> Endpoint {
-    let cfg: SipConfig = toml::from_str(&format!(
+    Endpoint::for_test(&format!(
         r#"
 listen = [{{ transport = "udp", addr = "198.51.100.7:5060" }}]
 [[trunks]]
@@ -21,11 +19,6 @@ username = "clinic"
 password = "trunkpw"
 "#
     ))
-    .unwrap();
-    let registrar = Registrar::new(&cfg, Box::new(MemoryStore::default()), "secret", 0).unwrap();
-    let mut ep = Endpoint::new(cfg, registrar, 7);
-    ep.set_local(Transport::Udp, "198.51.100.7:5060".parse().unwrap());
-    ep
 }
 
 fn proxy() -> Peer {

@@ -5,14 +5,12 @@
 use std::time::Instant;
 
 use super::*;
-use crate::sip::config::SipConfig;
-use crate::sip::registrar::{MemoryStore, Registrar};
 
 const CARRIER: &str = "192.0.2.10:5060";
 const STRANGER: &str = "203.0.113.66:5060";
 
 fn endpoint() -> Endpoint {
-    let cfg: SipConfig = toml::from_str(
+    Endpoint::for_test(
         r#"
 listen = [{ transport = "udp", addr = "198.51.100.7:5060" }]
 numbers = ["1000"]
@@ -21,11 +19,6 @@ name = "carrier"
 cidrs = ["192.0.2.0/28"]
 "#,
     )
-    .unwrap();
-    let registrar = Registrar::new(&cfg, Box::new(MemoryStore::default()), "secret", 0).unwrap();
-    let mut ep = Endpoint::new(cfg, registrar, 7);
-    ep.set_local(Transport::Udp, "198.51.100.7:5060".parse().unwrap());
-    ep
 }
 
 fn udp(addr: &str) -> Peer {

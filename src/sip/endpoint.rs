@@ -48,6 +48,20 @@ mod registration;
 #[path = "registration_tests.rs"]
 mod registration_tests;
 pub use calls::{CallError, DialTarget};
+
+#[cfg(test)]
+impl Endpoint {
+    /// The sans-IO tests' endpoint: `[sip]` as written in `toml`, an
+    /// in-memory registrar, a fixed seed, UDP on 198.51.100.7:5060.
+    pub(crate) fn for_test(toml: &str) -> Endpoint {
+        let cfg: crate::sip::config::SipConfig = toml::from_str(toml).expect("test [sip] parses");
+        let registrar = crate::sip::registrar::Registrar::new(&cfg, Box::new(crate::sip::registrar::MemoryStore::default()), "secret", 0)
+            .expect("test registrar");
+        let mut ep = Endpoint::new(cfg, registrar, 7);
+        ep.set_local(Transport::Udp, "198.51.100.7:5060".parse().expect("literal address"));
+        ep
+    }
+}
 pub use registration::RegistrationStatus;
 
 /// Methods we implement; listed in Allow.

@@ -6,14 +6,12 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::sip::config::SipConfig;
-use crate::sip::registrar::{MemoryStore, Registrar};
 
 const TRUNK: &str = "192.0.2.10:5060";
 const STRANGER: &str = "203.0.113.66:5060";
 
 fn endpoint(extra: &str) -> Endpoint {
-    let cfg: SipConfig = toml::from_str(&format!(
+    Endpoint::for_test(&format!(
         r#"
 listen = [{{ transport = "udp", addr = "198.51.100.7:5060" }}]
 numbers = ["1000"]
@@ -27,11 +25,6 @@ password = "secret201"
 {extra}
 "#
     ))
-    .unwrap();
-    let registrar = Registrar::new(&cfg, Box::new(MemoryStore::default()), "secret", 0).unwrap();
-    let mut ep = Endpoint::new(cfg, registrar, 7);
-    ep.set_local(Transport::Udp, "198.51.100.7:5060".parse().unwrap());
-    ep
 }
 
 fn udp(addr: &str) -> Peer {

@@ -5,14 +5,12 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::sip::config::SipConfig;
 use crate::sip::headers::AuthParams;
-use crate::sip::registrar::{MemoryStore, Registrar};
 
 const PROXY: &str = "192.0.2.10:5060";
 
 fn endpoint() -> Endpoint {
-    let cfg: SipConfig = toml::from_str(&format!(
+    Endpoint::for_test(&format!(
         r#"
 listen = [{{ transport = "udp", addr = "198.51.100.7:5060" }}]
 [[trunks]]
@@ -24,11 +22,6 @@ register = true
 register_expires_s = 300
 "#
     ))
-    .unwrap();
-    let registrar = Registrar::new(&cfg, Box::new(MemoryStore::default()), "secret", 0).unwrap();
-    let mut ep = Endpoint::new(cfg, registrar, 7);
-    ep.set_local(Transport::Udp, "198.51.100.7:5060".parse().unwrap());
-    ep
 }
 
 fn proxy() -> Peer {
