@@ -18,3 +18,4 @@ pub mod sip;
 pub mod speech;
 pub mod store;
 pub mod testing;
+pub mod tls;

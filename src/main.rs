@@ -237,6 +237,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Openapi => println!("{}", clinivox::api::openapi_json()),
         Command::CheckConfig => {
             let c = load(&cli.config)?;
+            let certs = config::certs::check_certificates(&c, std::time::SystemTime::now());
+            for check in &certs {
+                println!("{}", check.line());
+            }
+            let bad = certs.iter().filter(|c| c.result.is_err()).count();
+            if bad > 0 {
+                anyhow::bail!("{bad} certificate problem(s), listed above");
+            }
             println!("configuration OK: {} ({} specialties, {} providers)", c.clinic.name, c.specialties.len(), c.providers.len());
         }
         Command::Serve => serve(load(&cli.config)?).await?,

@@ -23,9 +23,20 @@ impl Phone {
     /// `port`: its SIP port (it also takes port+1 for TLS); `account`: the
     /// accounts line; `mic`: the WAV it sends (8 kHz mono S16).
     fn new(root: &Path, name: &str, port: u16, account: &str, mic: &Path) -> Phone {
+        Phone::with_config(root, name, port, account, mic, "")
+    }
+
+    /// With extra configuration lines (TLS CA file, the srtp module).
+    fn with_config(root: &Path, name: &str, port: u16, account: &str, mic: &Path, extra: &str) -> Phone {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("phone dir");
         phone::configure(&dir, name, port, account, mic);
+        if !extra.is_empty() {
+            let path = dir.join("config");
+            let mut config = std::fs::read_to_string(&path).expect("baresip config");
+            config.push_str(extra);
+            std::fs::write(&path, config).expect("baresip config");
+        }
         Phone { dir }
     }
 
@@ -123,7 +134,8 @@ fn baresip_hears_its_own_audio_from_the_echo_app() {
         root = root.path().display(),
         call = caller.cmd(8, "/dial sip:1000@127.0.0.1:5060"),
     );
-    let (_, out) = run_isolated(&script, 40);
+    let capture = root.path().join("wire.pcap");
+    let (_, out) = run_isolated(&with_capture(&capture, &script), 40);
     println!("{out}\n--- caller ---\n{}", caller.log());
     assert!(out.contains("HANGUP Remote"), "the caller ended the call with BYE:\n{out}");
     let heard = caller.heard();
@@ -132,6 +144,148 @@ fn baresip_hears_its_own_audio_from_the_echo_app() {
     let c = best_correlation(&heard, &sent, 8000, 8000);
     println!("correlation of the echoed sweep: {c:.3}");
     assert!(c > 0.9, "the echo does not contain the played sweep (correlation {c:.3})");
+    // The control for the SRTP test below: plain RTP on the wire carries
+    // the caller's voice, and the capture analysis finds it.
+    let wire = Wire::read(&capture);
+    let on_wire = best_correlation(&wire.g711_audio(34000..=34999), &sent, 8000, 8000);
+    println!("correlation of the sweep with the G.711 payloads on the wire: {on_wire:.3}");
+    assert!(on_wire > 0.9, "plain RTP on the wire should carry the sweep (correlation {on_wire:.3})");
+    assert!(wire.stream_text(5060).contains("INVITE sip:1000@"), "plain SIP is readable on the wire");
+}
+
+/// `script` with a packet capture of the loopback interface around it.
+fn with_capture(pcap: &Path, script: &str) -> String {
+    format!(
+        "tshark -i lo -q -w {pcap} > {pcap}.log 2>&1 &\nCAP=$!\nfor i in $(seq 50); do [ -s {pcap} ] && break; sleep 0.1; done\n{script}\nsleep 0.3\nkill -INT $CAP; wait $CAP",
+        pcap = pcap.display()
+    )
+}
+
+/// A loopback capture, read back with tshark: UDP datagrams and TCP
+/// payloads with their ports.
+struct Wire {
+    udp: Vec<(u16, u16, Vec<u8>)>,
+    tcp: Vec<(u16, u16, Vec<u8>)>,
+}
+
+impl Wire {
+    fn read(pcap: &Path) -> Wire {
+        let fields = |filter: &str, proto: &str| -> Vec<(u16, u16, Vec<u8>)> {
+            let out = std::process::Command::new("tshark")
+                .args(["-r"])
+                .arg(pcap)
+                .args(["-Y", filter, "-T", "fields", "-e", &format!("{proto}.srcport"), "-e", &format!("{proto}.dstport"), "-e", &format!("{proto}.payload")])
+                .output()
+                .expect("tshark reads the capture");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split('\t');
+                    let (a, b, p) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?, f.next()?);
+                    Some((a, b, hex::decode(p.replace(':', "")).ok()?))
+                })
+                .collect()
+        };
+        let w = Wire { udp: fields("udp", "udp"), tcp: fields("tcp.len > 0", "tcp") };
+        assert!(!w.udp.is_empty() || !w.tcp.is_empty(), "the capture {} is empty", pcap.display());
+        w
+    }
+
+    /// Every UDP payload sent from a port in `ports` (Clinivox's RTP range)
+    /// read as RTP with 160 bytes of G.711 µ-law after a 12-byte header:
+    /// what a wiretap would hear of the audio Clinivox sends.
+    fn g711_audio(&self, ports: std::ops::RangeInclusive<u16>) -> Vec<f32> {
+        self.udp
+            .iter()
+            .filter(|(src, _, p)| ports.contains(src) && p.len() >= 172)
+            .flat_map(|(_, _, p)| p[12..172].iter().map(|b| clinivox::media::g711::ulaw_decode(*b) as f32 / 32768.0))
+            .collect()
+    }
+
+    /// The bytes carried to or from TCP `port`, as text (lossy).
+    fn stream_text(&self, port: u16) -> String {
+        let udp = self.udp.iter().filter(|(a, b, _)| *a == port || *b == port);
+        let tcp = self.tcp.iter().filter(|(a, b, _)| *a == port || *b == port);
+        udp.chain(tcp).map(|(_, _, p)| String::from_utf8_lossy(p).into_owned()).collect()
+    }
+
+    fn tcp_bytes(&self, port: u16) -> usize {
+        self.tcp.iter().filter(|(a, b, _)| *a == port || *b == port).map(|(_, _, p)| p.len()).sum()
+    }
+}
+
+const TLS_SERVER_CONFIG: &str = r#"
+listen = [{ transport = "udp", addr = "127.0.0.1:5060" }, { transport = "tls", addr = "127.0.0.1:5061" }]
+numbers = ["1000"]
+nonce_secret = "test"
+[rtp]
+min = 34000
+max = 34999
+[tls]
+cert = "CERT"
+key = "KEY"
+[[trunks]]
+name = "loop"
+cidrs = ["127.0.0.0/8"]
+srtp = "required"
+"#;
+
+/// Issue 14: baresip calls the echo app over TLS with SRTP (mandatory on
+/// its side, required on ours). It hears its sweep back; a capture of the
+/// loopback interface during the call holds no SIP in clear on the TLS
+/// port and no G.711 payload that correlates with the sweep (the plain
+/// test above shows the same analysis finds it when it is there). A second
+/// caller offering plain RTP over UDP is refused 488: SRTP is required,
+/// and keys never travel in clear.
+#[test]
+fn baresip_over_tls_with_srtp_hears_its_echo_and_the_wire_carries_neither_sip_nor_voice() {
+    if !have("baresip", "baresip-core") || !have("tshark", "tshark") {
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let mic = root.path().join("sweep.wav");
+    let sent = sweep(&mic, 300.0, 3000.0, 3.0, 1.0);
+    let ca = TestCa::new(root.path(), "ca");
+    let (cert, key, _) = tls_pair(root.path(), "server", &["127.0.0.1"], Some(&ca), false);
+    let extra = format!("module srtp.so\nsip_cafile {}\n", ca.pem.display());
+    let caller = Phone::with_config(
+        root.path(),
+        "caller",
+        5070,
+        "<sip:patient@127.0.0.1:5070;transport=tls>;regint=0;mediaenc=srtp-mand",
+        &mic,
+        &extra,
+    );
+    let plain = Phone::new(root.path(), "plain", 5072, "<sip:other@127.0.0.1:5072>;regint=0", &mic);
+    let cfg = root.path().join("cfg.toml");
+    let text = TLS_SERVER_CONFIG.replace("CERT", &cert.display().to_string()).replace("KEY", &key.display().to_string());
+    std::fs::write(&cfg, text).expect("write config");
+    let script = format!(
+        "{bin} {cfg} echo > {root}/server.log 2>&1 &\nSRV=$!\nsleep 0.5\n{call}\n{plain}\nsleep 0.5\nkill $SRV\ncat {root}/server.log",
+        bin = interop_bin(),
+        cfg = cfg.display(),
+        root = root.path().display(),
+        call = caller.cmd(8, "/dial sip:1000@127.0.0.1:5061;transport=tls"),
+        plain = plain.cmd(3, "/dial sip:1000@127.0.0.1:5060"),
+    );
+    let capture = root.path().join("wire.pcap");
+    let (_, out) = run_isolated(&with_capture(&capture, &script), 50);
+    println!("{out}\n--- caller ---\n{}\n--- plain ---\n{}", caller.log(), plain.log());
+    assert!(out.contains("HANGUP Remote"), "the caller ended the call with BYE:\n{out}");
+    let c = best_correlation(&caller.heard(), &sent, 8000, 8000);
+    println!("correlation of the echoed sweep over SRTP: {c:.3}");
+    assert!(c > 0.9, "the echo over SRTP does not contain the played sweep (correlation {c:.3})");
+    assert!(plain.log().contains("488"), "plain RTP is refused with 488 when SRTP is required:\n{}", plain.log());
+
+    let wire = Wire::read(&capture);
+    assert!(wire.tcp_bytes(5061) > 1000, "the call's signalling went over the TLS port");
+    let tls_text = wire.stream_text(5061);
+    for clear in ["SIP/2.0", "INVITE", "a=crypto", "sip:1000"] {
+        assert!(!tls_text.contains(clear), "{clear:?} readable on the TLS port");
+    }
+    let on_wire = best_correlation(&wire.g711_audio(34000..=34999), &sent, 8000, 8000);
+    println!("correlation of the sweep with the payloads on the wire under SRTP: {on_wire:.3}");
+    assert!(on_wire < 0.3, "the SRTP payloads on the wire correlate with the sweep ({on_wire:.3})");
 }
 
 /// A desk phone (SIPp: baresip 1.0's registration fails on its own side

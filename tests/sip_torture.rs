@@ -5,9 +5,12 @@
 //! dialog identifiers can neither hear, talk into, nor end it.
 //! And floods from outsider loopback addresses (issue 13): INVITEs over
 //! UDP, idle TCP connections, a header that never ends.
+//! And SIP over TLS (issue 14): `sip/tls_cases.rs`.
 
 #[path = "sip/common.rs"]
 mod common;
+#[path = "sip/tls_cases.rs"]
+mod tls_cases;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -150,7 +153,7 @@ async fn torture_messages_udp_and_tcp() {
         let msg = options(a, t.as_str(), 7 + v6 as u32);
         let got = match t {
             Transport::Udp => udp_exchange(a, &msg, Duration::from_secs(2)).await,
-            Transport::Tcp => tcp_exchange(a, &msg, Duration::from_secs(2)).await,
+            Transport::Tcp | Transport::Tls => tcp_exchange(a, &msg, Duration::from_secs(2)).await,
         };
         if status(&got) != Some(200) {
             failures.push(format!("OPTIONS after torture on {t:?} v6={v6}: {got:?}"));
@@ -582,7 +585,7 @@ async fn idle_tcp_connections_and_endless_headers_leave_the_listener_alive() {
     for (t, n) in [(Transport::Tcp, 60), (Transport::Udp, 61)] {
         let a = srv.addr(t, false);
         let got = match t {
-            Transport::Tcp => tcp_exchange(a, &options(a, "TCP", n), Duration::from_secs(2)).await,
+            Transport::Tcp | Transport::Tls => tcp_exchange(a, &options(a, "TCP", n), Duration::from_secs(2)).await,
             Transport::Udp => udp_exchange(a, &options(a, "UDP", n), Duration::from_secs(2)).await,
         };
         assert_eq!(status(&got), Some(200), "{t:?} after the TCP flood");

@@ -8,7 +8,9 @@
 //! knobs, which `axum::serve` does not offer (hyper's header timeout needs a
 //! timer that axum never sets). HTTP/2 is not served, as with axum's default
 //! features: h2c has no header timeout, and clients reach the API over
-//! HTTP/1.1 (behind a TLS proxy when remote).
+//! HTTP/1.1. With `[http] tls_cert`/`tls_key` it is HTTPS (rustls, the
+//! certificate reloaded when it changes on disk, see `crate::tls`); the
+//! handshake must finish within the header timeout.
 
 use std::future::Future;
 use std::io;
@@ -44,6 +46,13 @@ pub async fn serve(
     limits: &HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let tls = match &limits.tls {
+        Some(files) => {
+            let cert = crate::tls::ReloadingCert::new(files.clone()).map_err(io::Error::other)?;
+            Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(cert, &[b"http/1.1"]).map_err(io::Error::other)?))
+        }
+        None => None,
+    };
     let app = app.layer(axum::middleware::from_fn_with_state(limits.request_timeout, request_deadline));
     let service = TowerToHyperService::new(app);
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -80,9 +89,21 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        let (watcher, http, service, tls) = (graceful.watcher(), http.clone(), service.clone(), tls.clone());
+        let handshake_limit = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let r = match tls {
+                None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+                Some(acceptor) => match tokio::time::timeout(handshake_limit, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => watcher.watch(http.serve_connection(TokioIo::new(s), service)).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "HTTPS handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => Ok(()),
+                },
+            };
+            if let Err(e) = r {
                 // Timeouts and resets by clients are routine here.
                 tracing::debug!(error = %e, "HTTP connection ended");
             }

@@ -6,6 +6,7 @@
 //! With no configuration file at the default path the service runs the
 //! built-in demo clinic (`clinivox.demo.toml`, compiled in).
 
+pub mod certs;
 mod env;
 pub mod raw;
 mod validate;
@@ -119,6 +120,8 @@ pub struct Extension {
     /// Digest HA1s stored instead of the password (`[sip]` checks them).
     pub ha1_sha256: Option<String>,
     pub ha1_md5: Option<String>,
+    pub srtp: crate::media::srtp::SrtpPolicy,
+    pub nat: bool,
 }
 
 /// Who is called when the conversation hands a caller over
@@ -201,6 +204,8 @@ pub struct HttpConfig {
     pub request_timeout: std::time::Duration,
     /// Connections served at once; past it the listener stops accepting.
     pub max_connections: usize,
+    /// HTTPS with this certificate (reloaded when it changes on disk).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -94,6 +94,10 @@ pub struct RawExtension {
     /// Instead of `password`: the stored HA1s (`clinivox ha1` prints them).
     pub ha1_sha256: Option<String>,
     pub ha1_md5: Option<String>,
+    /// SRTP with this desk phone: `off` (default), `offered`, `required`.
+    pub srtp: Option<crate::media::srtp::SrtpPolicy>,
+    /// The phone is behind NAT (latch its RTP).
+    pub nat: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +118,13 @@ pub struct RawHttp {
     pub request_timeout_s: Option<u64>,
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: Option<u64>,
+    /// HTTPS: certificate chain and key (PEM), reloaded when they change.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Plain HTTP on a non-loopback address (only behind a TLS proxy on
+    /// the same host or network segment): bearer tokens would otherwise
+    /// cross the network in clear.
+    pub allow_plain: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

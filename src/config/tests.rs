@@ -84,6 +84,7 @@ fn environment_overrides_nested_keys() {
         env(&[
             ("CLINIVOX_DATABASE__URL", "postgres://clinic@127.0.0.1/clinic"),
             ("CLINIVOX_HTTP__LISTEN", "0.0.0.0:9000"),
+            ("CLINIVOX_HTTP__ALLOW_PLAIN", "true"),
             ("CLINIVOX_CLINIC__PHONE", "+34930000000"),
             ("CLINIVOX_STORE__HOLD_SECONDS", "240"),
             ("CLINIVOX_CONFIG", "ignored.toml"),
@@ -289,11 +290,51 @@ fn the_demo_clinic_stays_on_loopback_unless_told_otherwise() {
     let c = load(cwd_relative_default, env(&[])).expect("the demo on loopback loads");
     assert!(c.demo);
     let public = [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:8080")];
+    let public = [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:8080"), ("CLINIVOX_HTTP__ALLOW_PLAIN", "true")];
     let Err(ConfigError::Invalid(errors)) = load(cwd_relative_default, env(&public)) else { panic!("a public demo must be refused") };
     assert_eq!(errors.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["http.listen"]);
     assert!(errors[0].message.contains("CLINIVOX_DEMO_PUBLIC=1"), "{errors:?}");
-    let told = [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:8080"), ("CLINIVOX_DEMO_PUBLIC", "1")];
+    let told = [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:8080"), ("CLINIVOX_HTTP__ALLOW_PLAIN", "true"), ("CLINIVOX_DEMO_PUBLIC", "1")];
     assert!(load(cwd_relative_default, env(&told)).is_ok());
+}
+
+/// Issue 14: the API off loopback is HTTPS, or plain only when the
+/// configuration says a TLS proxy fronts it; the certificate and key go
+/// together; check-config names what is wrong with each certificate.
+#[test]
+fn plain_http_off_loopback_needs_tls_or_an_explicit_proxy() {
+    let errors = |vars: &[(&str, &str)]| match from_toml(DEMO_TOML, "demo", env(vars)) {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid(errors)) => errors.into_iter().map(|e| format!("{}: {}", e.key, e.message)).collect(),
+        Err(e) => vec![e.to_string()],
+    };
+    let public = errors(&[("CLINIVOX_HTTP__LISTEN", "0.0.0.0:9000")]);
+    assert!(public.iter().any(|e| e.starts_with("http.listen") && e.contains("tls_cert")), "{public:?}");
+    assert!(errors(&[("CLINIVOX_HTTP__LISTEN", "127.0.0.1:9000")]).is_empty());
+    assert!(errors(&[("CLINIVOX_HTTP__LISTEN", "[::1]:9000")]).is_empty());
+    let half = errors(&[("CLINIVOX_HTTP__TLS_CERT", "/etc/clinivox/cert.pem")]);
+    assert!(half.iter().any(|e| e.starts_with("http.tls_key")), "{half:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["clinic.example".to_string()]).unwrap().self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+    let c = dir.path().join("c.pem").display().to_string();
+    let k = dir.path().join("k.pem").display().to_string();
+    let https = [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:9443"), ("CLINIVOX_HTTP__TLS_CERT", c.as_str()), ("CLINIVOX_HTTP__TLS_KEY", k.as_str())];
+    let cfg = from_toml(DEMO_TOML, "demo", env(&https)).expect("HTTPS on a public address is fine");
+    let checks = super::certs::check_certificates(&cfg, std::time::SystemTime::now());
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert!(checks[0].line().starts_with("http.tls_cert: OK"), "{}", checks[0].line());
+    // The key of another certificate: named as such.
+    let other = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(dir.path().join("k.pem"), other.serialize_pem()).unwrap();
+    let checks = super::certs::check_certificates(&cfg, std::time::SystemTime::now());
+    assert!(checks[0].line().contains("ERROR") && checks[0].line().contains("does not belong"), "{}", checks[0].line());
+    std::fs::remove_file(dir.path().join("c.pem")).unwrap();
+    let checks = super::certs::check_certificates(&cfg, std::time::SystemTime::now());
+    assert!(checks[0].line().contains("ERROR cannot read"), "{}", checks[0].line());
 }
 
 #[test]

@@ -142,6 +142,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 password: x.password.clone(),
                 ha1_sha256: x.ha1_sha256.clone(),
                 ha1_md5: x.ha1_md5.clone(),
+                srtp: x.srtp.unwrap_or_default(),
+                nat: x.nat.unwrap_or(false),
             });
         }
     }
@@ -172,6 +174,24 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let http_connections = raw.http.max_connections.unwrap_or(256);
     if !(1..=100_000).contains(&http_connections) {
         e.push("http.max_connections", "must be between 1 and 100000");
+    }
+
+    let tls = match (&raw.http.tls_cert, &raw.http.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert: cert.clone(), key: key.clone() }),
+        (None, None) => None,
+        _ => {
+            e.push("http.tls_key", "tls_cert and tls_key go together");
+            None
+        }
+    };
+    if let Some(l) = listen {
+        let l: std::net::SocketAddr = l;
+        if tls.is_none() && !l.ip().is_loopback() && !raw.http.allow_plain.unwrap_or(false) && raw.http.tls_cert.is_none() {
+            e.push(
+                "http.listen",
+                format!("{l} is reachable from the network: set tls_cert and tls_key (HTTPS), or allow_plain = true when a TLS proxy on this host fronts it; API tokens and patients' data must not cross the network in clear"),
+            );
+        }
     }
 
     let mut tokens = Vec::new();
@@ -244,7 +264,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         staff,
         groups,
         database: DatabaseConfig { url, max_connections },
-        http: HttpConfig { listen: listen.expect(some), header_read_timeout, request_timeout, max_connections: http_connections as usize },
+        http: HttpConfig { listen: listen.expect(some), header_read_timeout, request_timeout, max_connections: http_connections as usize, tls },
         api: ApiConfig { tokens },
         store: StoreConfig { hold_seconds },
         escalation,
@@ -455,7 +475,8 @@ fn sip(e: &mut Errors, raw: Option<toml::Value>, staff: &[Extension]) -> Option<
                 ha1_sha256: x.ha1_sha256.clone(),
                 ha1_md5: x.ha1_md5.clone(),
                 display_name: Some(x.name.clone()),
-                nat: false,
+                nat: x.nat,
+                srtp: x.srtp,
             });
         }
     }

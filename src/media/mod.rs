@@ -6,3 +6,4 @@ pub mod g711;
 pub mod jitter;
 pub mod rtp_session;
 pub mod sdp;
+pub mod srtp;

@@ -8,18 +8,48 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use crate::media::srtp::SrtpPolicy;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS (RFC 3261 §26.2; default port 5061).
+    Tls,
 }
 
 impl Transport {
+    /// As written in a Via header.
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// Connection-oriented: framed by Content-Length, no retransmissions.
+    pub fn is_stream(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// The `transport=` URI parameter for a Contact (none for UDP).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+        }
+    }
+
+    /// From a URI's scheme and `transport=` parameter (`sips:` is TLS).
+    pub fn from_uri(scheme_sips: bool, param: Option<&str>) -> Transport {
+        match param.map(str::to_ascii_lowercase).as_deref() {
+            _ if scheme_sips => Transport::Tls,
+            Some("tls") => Transport::Tls,
+            Some("tcp") => Transport::Tcp,
+            _ => Transport::Udp,
         }
     }
 }
@@ -82,9 +112,40 @@ pub struct Trunk {
     /// (it sits behind NAT): latch to where its RTP really comes from.
     /// Off, RTP is accepted only from the address its SDP names.
     pub nat: bool,
+    /// SRTP for this trunk's calls (keys only ever go over TLS).
+    pub srtp: SrtpPolicy,
+    /// With `transport = "tls"`: the CA file that signs the carrier's
+    /// certificate (default: the system's roots).
+    pub tls_ca: Option<PathBuf>,
+    /// With `transport = "tls"`: accept only this certificate (SHA-256 of
+    /// its DER, hex; `openssl x509 -noout -fingerprint -sha256` prints it).
+    pub tls_pin_sha256: Option<String>,
+    /// Name the carrier's certificate must carry (default: the proxy host).
+    pub tls_server_name: Option<String>,
+    /// Our client certificate, for carriers that ask for mutual TLS.
+    pub tls_client_cert: Option<PathBuf>,
+    pub tls_client_key: Option<PathBuf>,
 }
 
 impl Trunk {
+    /// How to check the carrier's certificate.
+    pub fn peer_trust(&self) -> crate::tls::PeerTrust {
+        crate::tls::PeerTrust {
+            ca: self.tls_ca.clone(),
+            pin_sha256: self.tls_pin_sha256.clone(),
+            client: self
+                .tls_client_cert
+                .clone()
+                .zip(self.tls_client_key.clone())
+                .map(|(cert, key)| crate::tls::TlsFiles { cert, key }),
+        }
+    }
+
+    /// The name to verify the carrier's certificate against.
+    pub fn tls_name(&self) -> Option<String> {
+        self.tls_server_name.clone().or_else(|| self.proxy.as_ref().map(|p| p.host.clone()))
+    }
+
     /// Whether `ip` is one of this trunk's sources (CIDRs or proxy addresses).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical_ip(ip);
@@ -173,6 +234,9 @@ pub struct Extension {
     /// rather than accepted only from the address its SDP names.
     #[serde(default)]
     pub nat: bool,
+    /// SRTP with this phone (`required`: a call without it is refused).
+    #[serde(default)]
+    pub srtp: SrtpPolicy,
 }
 
 /// Shortest extension password accepted. A desk phone's password is
@@ -334,6 +398,9 @@ pub struct SipConfig {
     /// Bindings of all extensions together; beyond it new ones get 503.
     pub max_bindings: usize,
     pub limits: Limits,
+    /// Our certificate for `transport = "tls"` listeners (reloaded when
+    /// the files change).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Default for SipConfig {
@@ -362,6 +429,7 @@ impl Default for SipConfig {
             max_contacts_per_extension: 5,
             max_bindings: 1_000,
             limits: Limits::default(),
+            tls: None,
         }
     }
 }
@@ -392,6 +460,20 @@ impl SipConfig {
             }
             if t.username.is_some() != t.password.is_some() {
                 e(k("password"), "username and password go together");
+            }
+            if t.tls_client_cert.is_some() != t.tls_client_key.is_some() {
+                e(k("tls_client_key"), "tls_client_cert and tls_client_key go together");
+            }
+            if let Some(pin) = &t.tls_pin_sha256 {
+                if crate::tls::parse_pin(pin).is_err() {
+                    e(k("tls_pin_sha256"), "must be 64 hex digits (colons allowed)");
+                }
+            }
+            if t.srtp == SrtpPolicy::Required && t.proxy.is_some() && t.transport != Some(Transport::Tls) {
+                e(k("srtp"), "\"required\" needs transport = \"tls\": SRTP keys must never travel in clear");
+            }
+            if t.srtp == SrtpPolicy::Required && !t.cidrs.is_empty() && !self.listen.iter().any(|l| l.transport == Transport::Tls) {
+                e(k("srtp"), "\"required\" for inbound calls needs a transport = \"tls\" listener: SRTP keys must never travel in clear");
             }
             if t.register && (t.proxy.is_none() || t.username.is_none()) {
                 e(k("register"), "registration needs proxy and credentials");
@@ -462,6 +544,15 @@ impl SipConfig {
         }
         if l.max_tcp_connections == 0 || l.max_tcp_per_source == 0 || l.tcp_first_message_s == 0 || l.tcp_idle_s == 0 {
             e("sip.limits.max_tcp_connections".into(), "TCP limits and timeouts must be positive");
+        }
+        let tls_listener = self.listen.iter().any(|l| l.transport == Transport::Tls);
+        if tls_listener && self.tls.is_none() {
+            e("sip.tls".into(), "a transport = \"tls\" listener needs [sip.tls] cert and key");
+        }
+        for (i, x) in self.extensions.iter().enumerate() {
+            if x.srtp == SrtpPolicy::Required && !tls_listener {
+                e(format!("sip.extensions[{i}].srtp"), "\"required\" needs a transport = \"tls\" listener: SRTP keys must never travel in clear");
+            }
         }
         if errs.is_empty() {
             Ok(())

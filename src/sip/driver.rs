@@ -1,5 +1,5 @@
-//! Tokio driver for the sans-IO [`Endpoint`]: owns the SIP sockets (UDP and
-//! TCP, IPv4 and IPv6), the clock, and the table of per-call tasks.
+//! Tokio driver for the sans-IO [`Endpoint`]: owns the SIP sockets (UDP,
+//! TCP and TLS, IPv4 and IPv6), the clock, and the table of per-call tasks.
 //!
 //! One task, one loop over one closed [`DriverEvent`] enum. Socket readers
 //! and TCP connections are small tasks that only frame bytes and forward
@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::config::{SipConfig, Transport};
 use super::endpoint::{CallError, CallId, CallSource, DialTarget, Endpoint, EndpointEvent, RegistrationStatus};
@@ -35,6 +36,10 @@ pub enum DriverError {
     Store(#[from] StoreError),
     #[error("invalid configuration: {0:?}")]
     Config(Vec<(String, String)>),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("trunk {0}: TLS: {1}")]
+    TrunkTls(String, crate::tls::TlsError),
 }
 
 /// An inbound call handed to the application (already answered).
@@ -74,8 +79,9 @@ impl SipHandle {
 
 enum DriverEvent {
     Datagram(Peer, Vec<u8>),
-    TcpOpened(SocketAddr, mpsc::Sender<Vec<u8>>),
-    TcpClosed(SocketAddr),
+    /// A TCP or TLS connection is up; what goes to this peer is written on it.
+    StreamOpened(Peer, mpsc::Sender<Vec<u8>>),
+    StreamClosed(Peer),
     Command(SipCommand),
     /// What DNS answered for a trunk's proxy name.
     Resolved(String, Vec<SocketAddr>),
@@ -88,6 +94,9 @@ pub struct SipServer {
     cfg: SipConfig,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
+    tls: Vec<TcpListener>,
+    tls_acceptor: Option<TlsAcceptor>,
+    tls_clients: TlsClients,
     pub local_addrs: Vec<(Transport, SocketAddr)>,
     cmd_tx: mpsc::Sender<SipCommand>,
     cmd_rx: mpsc::Receiver<SipCommand>,
@@ -118,7 +127,14 @@ impl SipServer {
         let secret = if cfg.nonce_secret.is_empty() { format!("{:032x}", rand::random::<u128>()) } else { cfg.nonce_secret.clone() };
         let registrar = Registrar::new(&cfg, store, &secret, wall_now())?;
         let mut endpoint = Endpoint::new(cfg.clone(), registrar, rand::random());
-        let (mut udp, mut tcp, mut local_addrs) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut udp, mut tcp, mut tls, mut local_addrs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Our certificate, and the carriers' trust settings, are read now:
+        // a missing file is a start-up error, not a failed call later.
+        let tls_acceptor = match &cfg.tls {
+            Some(files) => Some(TlsAcceptor::from(crate::tls::server_config(crate::tls::ReloadingCert::new(files.clone())?, &[])?)),
+            None => None,
+        };
+        let tls_clients = TlsClients::new(&cfg)?;
         for l in &cfg.listen {
             let addr = match l.transport {
                 Transport::Udp => {
@@ -127,10 +143,10 @@ impl SipServer {
                     udp.push(Arc::new(s));
                     a
                 }
-                Transport::Tcp => {
+                Transport::Tcp | Transport::Tls => {
                     let s = bind_tcp(l.addr).map_err(|e| DriverError::Bind(l.addr, e))?;
                     let a = s.local_addr().map_err(|e| DriverError::Bind(l.addr, e))?;
-                    tcp.push(s);
+                    if l.transport == Transport::Tls { tls.push(s) } else { tcp.push(s) }
                     a
                 }
             };
@@ -138,7 +154,7 @@ impl SipServer {
             local_addrs.push((l.transport, addr));
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
-        Ok(SipServer { endpoint, cfg, udp, tcp, local_addrs, cmd_tx, cmd_rx })
+        Ok(SipServer { endpoint, cfg, udp, tcp, tls, tls_acceptor, tls_clients, local_addrs, cmd_tx, cmd_rx })
     }
 
     pub fn handle(&self) -> SipHandle {
@@ -153,17 +169,21 @@ impl SipServer {
         }
         let tcp_guard = tcp::TcpGuard::new(&self.cfg);
         for l in self.tcp {
-            tokio::spawn(tcp::acceptor(l, net_tx.clone(), tcp_guard.clone()));
+            tokio::spawn(tcp::acceptor(l, net_tx.clone(), tcp_guard.clone(), None));
+        }
+        for l in self.tls {
+            tokio::spawn(tcp::acceptor(l, net_tx.clone(), tcp_guard.clone(), self.tls_acceptor.clone()));
         }
         for t in &self.cfg.trunks {
             if let Some(hp) = t.proxy.clone().filter(|p| p.literal().is_none()) {
                 tokio::spawn(refresh_dns(t.name.clone(), hp.host, hp.port, net_tx.clone()));
             }
         }
-        let SipServer { mut endpoint, cfg, udp, cmd_tx, mut cmd_rx, .. } = self;
+        let SipServer { mut endpoint, cfg, udp, cmd_tx, mut cmd_rx, tls_clients, .. } = self;
         let mut st = State {
             udp,
-            tcp: HashMap::new(),
+            streams: HashMap::new(),
+            tls_clients,
             calls: HashMap::new(),
             rng: StdRng::from_entropy(),
             cfg,
@@ -186,14 +206,18 @@ impl SipServer {
             let wall = wall_now();
             match ev {
                 DriverEvent::Datagram(peer, bytes) => endpoint.handle_input(now, wall, peer, &bytes),
-                DriverEvent::TcpOpened(addr, w) => {
-                    st.tcp.insert(addr, w);
+                DriverEvent::StreamOpened(peer, w) => {
+                    st.streams.insert(peer, w);
                 }
-                DriverEvent::TcpClosed(addr) => {
-                    st.tcp.remove(&addr);
+                DriverEvent::StreamClosed(peer) => {
+                    st.streams.remove(&peer);
+                    endpoint.handle_transport_error(now, peer);
                 }
                 DriverEvent::Timer => endpoint.handle_timeout(now, wall),
-                DriverEvent::Resolved(trunk, addrs) => endpoint.set_trunk_addrs(&trunk, addrs),
+                DriverEvent::Resolved(trunk, addrs) => {
+                    st.tls_clients.resolved(&trunk, &addrs);
+                    endpoint.set_trunk_addrs(&trunk, addrs);
+                }
                 DriverEvent::Command(c) => st.command(&mut endpoint, now, wall, c).await,
             }
             st.flush(&mut endpoint, now).await;
@@ -201,9 +225,60 @@ impl SipServer {
     }
 }
 
+/// How we connect out over TLS: each TLS trunk with its own trust settings
+/// (CA, pin, client certificate) and the name its certificate must carry;
+/// anyone else (a `sips:` URI) against the system's roots.
+struct TlsClients {
+    trunks: Vec<TrunkTls>,
+    default: Option<Arc<rustls::ClientConfig>>,
+}
+
+struct TrunkTls {
+    name: String,
+    addrs: Vec<SocketAddr>,
+    server_name: Option<String>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl TlsClients {
+    fn new(cfg: &SipConfig) -> Result<TlsClients, DriverError> {
+        let mut trunks = Vec::new();
+        for t in cfg.trunks.iter().filter(|t| t.transport == Some(Transport::Tls)) {
+            let config = crate::tls::client_config(&t.peer_trust()).map_err(|e| DriverError::TrunkTls(t.name.clone(), e))?;
+            let mut addrs = t.proxy_addrs.clone();
+            addrs.extend(t.proxy.as_ref().and_then(|p| p.literal()));
+            trunks.push(TrunkTls { name: t.name.clone(), addrs, server_name: t.tls_name(), config });
+        }
+        // Without a system bundle, only trunks with their own CA or pin can be reached.
+        let default = crate::tls::client_config(&crate::tls::PeerTrust::default()).ok();
+        Ok(TlsClients { trunks, default })
+    }
+
+    fn resolved(&mut self, trunk: &str, addrs: &[SocketAddr]) {
+        if let Some(t) = self.trunks.iter_mut().find(|t| t.name == trunk) {
+            t.addrs = addrs.to_vec();
+        }
+    }
+
+    /// Configuration and name for connecting to `addr`.
+    fn for_addr(&self, addr: SocketAddr) -> Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)> {
+        match self.trunks.iter().find(|t| t.addrs.contains(&addr)) {
+            Some(t) => {
+                let name = t.server_name.as_deref().and_then(crate::tls::server_name).unwrap_or_else(|| addr.ip().into());
+                Some((t.config.clone(), name))
+            }
+            None => self.default.clone().map(|c| (c, addr.ip().into())),
+        }
+    }
+}
+
 struct State {
     udp: Vec<Arc<UdpSocket>>,
-    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    /// Open TCP and TLS connections, by peer: replies and requests to a
+    /// registered phone go back on the connection it registered over
+    /// (RFC 5923 §4-style reuse; it is behind NAT and cannot be reached otherwise).
+    streams: HashMap<Peer, mpsc::Sender<Vec<u8>>>,
+    tls_clients: TlsClients,
     calls: HashMap<CallId, mpsc::UnboundedSender<CallSignal>>,
     /// Picks RTP ports; seeded from the OS so they cannot be predicted.
     rng: StdRng,
@@ -325,33 +400,63 @@ impl State {
                     let _ = s.send_to(&t.bytes, t.peer.addr).await;
                 }
             }
-            Transport::Tcp => match self.tcp.get(&t.peer.addr) {
+            Transport::Tcp | Transport::Tls => match self.streams.get(&t.peer) {
                 Some(w) => {
                     let _ = w.try_send(t.bytes);
                 }
-                None => {
-                    // Connect, then send; the connection registers itself.
-                    let (w, r) = mpsc::channel(64);
-                    let _ = w.try_send(t.bytes);
-                    self.tcp.insert(t.peer.addr, w.clone());
-                    let net = self.net_tx.clone();
-                    let addr = t.peer.addr;
-                    // Ours: not counted against the inbound caps, and no
-                    // first-message rule (the peer answers when it likes).
-                    let timeouts = tcp::Timeouts { first_message: None, idle: std::time::Duration::from_secs(self.cfg.limits.tcp_idle_s) };
-                    tokio::spawn(async move {
-                        match TcpStream::connect(addr).await {
-                            Ok(s) => tcp::connection(s, addr, net, Some((w, r)), timeouts, None).await,
-                            Err(_) => {
-                                let _ = net.send(DriverEvent::TcpClosed(addr)).await;
-                            }
-                        }
-                    });
-                }
+                None => self.connect(t),
             },
         }
     }
+
+    /// Connect, then send; the connection registers itself. Ours: not
+    /// counted against the inbound caps, and no first-message rule (the
+    /// peer answers when it likes).
+    fn connect(&mut self, t: Transmit) {
+        let peer = t.peer;
+        let tls = match peer.transport {
+            Transport::Tls => match self.tls_clients.for_addr(peer.addr) {
+                Some(c) => Some(c),
+                None => {
+                    tracing::warn!(addr = %peer.addr, "no TLS trust settings for this peer (no system CA bundle); not connecting");
+                    return;
+                }
+            },
+            _ => None,
+        };
+        let (w, r) = mpsc::channel(64);
+        let _ = w.try_send(t.bytes);
+        self.streams.insert(peer, w.clone());
+        let net = self.net_tx.clone();
+        let timeouts = tcp::Timeouts { first_message: None, idle: std::time::Duration::from_secs(self.cfg.limits.tcp_idle_s) };
+        tokio::spawn(async move {
+            let s = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer.addr)).await {
+                Ok(Ok(s)) => s,
+                _ => {
+                    let _ = net.send(DriverEvent::StreamClosed(peer)).await;
+                    return;
+                }
+            };
+            match tls {
+                None => tcp::connection(s, peer, net, Some((w, r)), timeouts, None).await,
+                Some((config, name)) => match tokio::time::timeout(CONNECT_TIMEOUT, TlsConnector::from(config).connect(name, s)).await {
+                    Ok(Ok(s)) => tcp::connection(s, peer, net, Some((w, r)), timeouts, None).await,
+                    Ok(Err(e)) => {
+                        // A wrong, expired or unpinned certificate ends here.
+                        tracing::warn!(addr = %peer.addr, error = %e, "SIP TLS connection refused: the peer's certificate did not verify");
+                        let _ = net.send(DriverEvent::StreamClosed(peer)).await;
+                    }
+                    Err(_) => {
+                        let _ = net.send(DriverEvent::StreamClosed(peer)).await;
+                    }
+                },
+            }
+        });
+    }
 }
+
+/// A TCP connect or TLS handshake towards a peer gives up after this.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Every even port of `min..=max` once, in an order drawn from `rng`. Ports
 /// handed out in sequence let anyone find a live call's media by probing

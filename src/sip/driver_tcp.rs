@@ -1,5 +1,8 @@
-//! SIP over TCP for the driver: the accept loop and one task per
-//! connection that frames messages in and writes responses out.
+//! SIP over TCP and TLS for the driver: the accept loop and one task per
+//! connection that frames messages in and writes responses out. A TLS
+//! connection is a TCP one with a rustls session inside: the same caps and
+//! timeouts apply, and the handshake must finish within the first-message
+//! time (a stranger cannot hold a half-open handshake).
 //!
 //! A TCP connection costs a file descriptor, a task and a buffer for as
 //! long as the peer keeps it open, so each is bounded: connections per
@@ -12,8 +15,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -109,7 +113,8 @@ where
     }
 }
 
-pub(super) async fn acceptor(l: TcpListener, tx: mpsc::Sender<DriverEvent>, guard: Arc<TcpGuard>) {
+/// Accept SIP over TCP, or over TLS when `tls` is given.
+pub(super) async fn acceptor(l: TcpListener, tx: mpsc::Sender<DriverEvent>, guard: Arc<TcpGuard>, tls: Option<TlsAcceptor>) {
     accept_loop(
         || l.accept(),
         |s, addr| {
@@ -119,7 +124,28 @@ pub(super) async fn acceptor(l: TcpListener, tx: mpsc::Sender<DriverEvent>, guar
             match guard.admit(addr.ip()) {
                 Some(permit) => {
                     let timeouts = Timeouts { first_message: Some(guard.first_message), idle: guard.idle };
-                    tokio::spawn(connection(s, addr, tx.clone(), None, timeouts, permit));
+                    let tx = tx.clone();
+                    match &tls {
+                        None => {
+                            tokio::spawn(connection(s, Peer { transport: Transport::Tcp, addr }, tx, None, timeouts, permit));
+                        }
+                        Some(acceptor) => {
+                            let acceptor = acceptor.clone();
+                            tokio::spawn(async move {
+                                let started = Instant::now();
+                                match tokio::time::timeout(guard_first(timeouts), acceptor.accept(s)).await {
+                                    Ok(Ok(t)) => {
+                                        // What the handshake took comes off the first-message time.
+                                        let left = guard_first(timeouts).saturating_sub(started.elapsed());
+                                        let timeouts = Timeouts { first_message: Some(left), ..timeouts };
+                                        connection(t, Peer { transport: Transport::Tls, addr }, tx, None, timeouts, permit).await
+                                    }
+                                    Ok(Err(e)) => tracing::debug!(%addr, error = %e, "SIP TLS handshake failed"),
+                                    Err(_) => tracing::debug!(%addr, "SIP TLS handshake not finished in time"),
+                                }
+                            });
+                        }
+                    }
                 }
                 // Over a cap: closed at once, before any byte is read.
                 None => tracing::debug!(%addr, "SIP TCP connection refused: over the connection limit"),
@@ -128,6 +154,10 @@ pub(super) async fn acceptor(l: TcpListener, tx: mpsc::Sender<DriverEvent>, guar
         },
     )
     .await
+}
+
+fn guard_first(t: Timeouts) -> Duration {
+    t.first_message.unwrap_or(t.idle)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -148,20 +178,22 @@ const LINGER: Duration = Duration::from_millis(200);
 
 /// One loop per connection: frame what is read, write what the SIP task
 /// sends, close on a deadline (first message, idle, or linger).
-pub(super) async fn connection(
-    s: TcpStream,
-    addr: SocketAddr,
+pub(super) async fn connection<S>(
+    s: S,
+    peer: Peer,
     tx: mpsc::Sender<DriverEvent>,
     writer: Option<Writer>,
     timeouts: Timeouts,
     _permit: Option<ConnPermit>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let addr = peer.addr;
     let (w, mut wr) = writer.unwrap_or_else(|| mpsc::channel(64));
-    if tx.send(DriverEvent::TcpOpened(addr, w)).await.is_err() {
+    if tx.send(DriverEvent::StreamOpened(peer, w)).await.is_err() {
         return;
     }
-    let peer = Peer { transport: Transport::Tcp, addr };
-    let (mut rd, mut wh) = s.into_split();
+    let (mut rd, mut wh) = tokio::io::split(s);
     let mut framer = Framer::default();
     let mut chunk = vec![0u8; 8192];
     let mut seen_message = timeouts.first_message.is_none();
@@ -208,13 +240,15 @@ pub(super) async fn connection(
             }
             _ = tokio::time::sleep_until(deadline) => {
                 if !seen_message {
-                    tracing::debug!(%addr, "SIP TCP connection closed: no message in time");
+                    tracing::debug!(%addr, transport = peer.transport.as_str(), "SIP connection closed: no message in time");
                 }
                 break;
             }
         }
     }
-    let _ = tx.send(DriverEvent::TcpClosed(addr)).await;
+    // A TLS session ends with close_notify (RFC 8446 §6.1).
+    let _ = tokio::time::timeout(LINGER, wh.shutdown()).await;
+    let _ = tx.send(DriverEvent::StreamClosed(peer)).await;
 }
 
 #[cfg(test)]

@@ -296,6 +296,20 @@ impl Endpoint {
         }
     }
 
+    /// A TCP/TLS connection to `peer` failed (refused, a certificate that
+    /// did not verify, reset): what was waiting on it fails at once, as a
+    /// timeout would (RFC 3261 §8.1.3.1), so a call is not left ringing
+    /// into nothing for 32 s.
+    pub fn handle_transport_error(&mut self, now: Instant, peer: Peer) {
+        for key in self.tx.transport_failed(peer) {
+            if let Some(call) = self.client_tx.remove(&key) {
+                self.on_client_timeout(now, call, &key);
+            } else if let Some(i) = self.reg_tx.remove(&key) {
+                self.on_register_timeout(now, i);
+            }
+        }
+    }
+
     pub fn handle_timeout(&mut self, now: Instant, wall: u64) {
         for ev in self.tx.handle_timeout(now) {
             match ev {

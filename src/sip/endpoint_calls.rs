@@ -9,7 +9,6 @@ use thiserror::Error;
 
 use super::{CallId, CallSource, Ctx, EndReason, Endpoint, EndpointEvent};
 use crate::media::sdp::{Direction, Negotiated, SdpConfig, SdpSession, SessionDescription};
-use crate::sip::config::Transport;
 use crate::sip::dialog::{new_branch, new_tag, response_for, Dialog};
 use crate::sip::headers::{split_commas, CSeq, NameAddr};
 use crate::sip::message::{Method, Request};
@@ -162,10 +161,7 @@ impl Endpoint {
 
     fn contact(&self, peer: Peer) -> String {
         let l = self.local_for(peer);
-        let t = match peer.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-        };
+        let t = peer.transport.uri_param();
         format!("<sip:clinivox@{}{t}>", l.hostport())
     }
 

@@ -15,7 +15,7 @@ use crate::sip::endpoint::{CallId, CallSource, EndReason, Endpoint, EndpointEven
 use crate::sip::headers::{split_commas, CSeq, NameAddr};
 use crate::sip::message::{Method, Request, Response};
 use crate::sip::transaction::{Peer, Transmit, TxKey};
-use crate::sip::uri::{Host, SipUri, Uri};
+use crate::sip::uri::{Host, Scheme, SipUri, Uri};
 
 impl Endpoint {
     /// Place an outbound call offering media on `rtp`.
@@ -126,11 +126,9 @@ impl Endpoint {
                 Ok((b.contact, Peer { transport: b.transport, addr }, None, "clinivox".into(), domain))
             }
             DialTarget::Uri(u) => {
+                let parsed = SipUri::parse(u).map_err(|e| CallError::BadTarget(e.to_string()))?;
+                let transport = Transport::from_uri(parsed.scheme == Scheme::Sips, parsed.param("transport").flatten());
                 let addr = uri_addr(u)?;
-                let transport = match SipUri::parse(u).ok().and_then(|s| s.param("transport").flatten().map(str::to_ascii_lowercase)) {
-                    Some(t) if t == "tcp" => Transport::Tcp,
-                    _ => Transport::Udp,
-                };
                 Ok((u.clone(), Peer { transport, addr }, None, "clinivox".into(), domain))
             }
             DialTarget::Number { number, trunk } => {
@@ -343,8 +341,10 @@ impl Endpoint {
 /// Next hop for a URI with an IP host (no DNS in the core).
 pub(super) fn uri_addr(u: &str) -> Result<SocketAddr, CallError> {
     let s = SipUri::parse(u).map_err(|e| CallError::BadTarget(e.to_string()))?;
+    // RFC 3261 §19.1.2: 5061 for sips: and TLS, else 5060.
+    let tls = Transport::from_uri(s.scheme == Scheme::Sips, s.param("transport").flatten()) == Transport::Tls;
     match s.host {
-        Host::Ip(ip) => Ok(SocketAddr::new(ip, s.port.unwrap_or(5060))),
+        Host::Ip(ip) => Ok(SocketAddr::new(ip, s.port.unwrap_or(if tls { 5061 } else { 5060 }))),
         Host::Name(n) => Err(CallError::BadTarget(format!("{n}: host names need DNS"))),
     }
 }

@@ -107,7 +107,7 @@ impl Endpoint {
         let branch = new_branch(&mut self.rng);
         let r = &mut self.registrations[i];
         r.cseq += 1;
-        let tp = if peer.transport == Transport::Tcp { ";transport=tcp" } else { "" };
+        let tp = peer.transport.uri_param();
         let mut req = Request::new(Method::Register, format!("sip:{domain}"));
         req.headers.push("Via", via_value(local, peer, &branch));
         req.headers.push("Max-Forwards", "70");

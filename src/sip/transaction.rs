@@ -397,6 +397,22 @@ impl Transactions {
         self.client.get(key).is_some_and(|t| t.state == State::Proceeding)
     }
 
+    /// The connection to `peer` could not be opened or was lost (RFC 3261
+    /// §17.1.4, §8.1.3.1): its client transactions still waiting for a
+    /// final response end now, instead of at Timer B/F. Returns them.
+    pub fn transport_failed(&mut self, peer: Peer) -> Vec<TxKey> {
+        let keys: Vec<TxKey> = self
+            .client
+            .iter()
+            .filter(|(_, t)| t.peer == peer && matches!(t.state, State::Calling | State::Proceeding))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &keys {
+            self.remove(Side::Client, k);
+        }
+        keys
+    }
+
     /// Fire the timers that are due: only those transactions are visited.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<TxEvent> {
         let t2 = self.timers.t2();

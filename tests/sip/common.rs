@@ -339,3 +339,58 @@ impl std::io::Write for CaptureWriter {
         Ok(())
     }
 }
+
+/// A certificate for `names` (IP addresses or DNS names) and its key, as
+/// PEM files `<dir>/<stem>.crt` and `.key`; signed by `ca` when given
+/// (else self-signed). `expired` dates it in 2020. Returns the DER too.
+pub fn tls_pair(
+    dir: &std::path::Path,
+    stem: &str,
+    names: &[&str],
+    ca: Option<&TestCa>,
+    expired: bool,
+) -> (PathBuf, PathBuf, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut p = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+    if expired {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let cert = match ca {
+        Some(ca) => p.signed_by(&key, &ca.cert, &ca.key).expect("sign"),
+        None => p.self_signed(&key).expect("self-sign"),
+    };
+    let (c, k) = (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+    std::fs::write(&c, cert.pem()).expect("write cert");
+    std::fs::write(&k, key.serialize_pem()).expect("write key");
+    (c, k, cert.der().to_vec())
+}
+
+/// A test certificate authority.
+pub struct TestCa {
+    pub cert: rcgen::Certificate,
+    pub key: rcgen::KeyPair,
+    pub pem: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &std::path::Path, stem: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.distinguished_name.push(rcgen::DnType::CommonName, format!("Clinivox test CA {stem}"));
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = p.self_signed(&key).expect("self-sign");
+        let pem = dir.join(format!("{stem}.pem"));
+        std::fs::write(&pem, cert.pem()).expect("write CA");
+        TestCa { cert, key, pem }
+    }
+}
+
+/// A rustls client that trusts `ca` (a PEM file), for talking SIP or HTTPS
+/// to the server under test over TLS.
+pub async fn tls_connect(to: SocketAddr, ca: &std::path::Path) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let trust = clinivox::tls::PeerTrust { ca: Some(ca.to_path_buf()), ..Default::default() };
+    let cfg = clinivox::tls::client_config(&trust).map_err(std::io::Error::other)?;
+    let s = TcpStream::connect(to).await?;
+    tokio_rustls::TlsConnector::from(cfg).connect(to.ip().into(), s).await
+}
