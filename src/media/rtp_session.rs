@@ -447,12 +447,15 @@ struct ActiveDtmf {
     end_ts: u32,
 }
 
-/// Parse with webrtc-rs `rtp`, after checking extension bounds ourselves: its
-/// RFC 8285 element walk reads past the block (and panics) on bad lengths.
-fn parse_rtp(bytes: &[u8]) -> Option<(Header, &[u8])> {
-    let cc = (bytes[0] & 0x0F) as usize;
+/// Length of the RTP header at the start of `bytes` (fixed part, CSRCs,
+/// extension), `None` if it does not fit. Checks the extension's elements
+/// too: webrtc-rs `rtp`'s RFC 8285 element walk reads past the block (and
+/// panics) on bad lengths, so nothing is handed to it unchecked.
+pub(super) fn rtp_header_len(bytes: &[u8]) -> Option<usize> {
+    let first = *bytes.first()?;
+    let cc = (first & 0x0F) as usize;
     let mut hlen = RTP_HEADER_LEN + 4 * cc;
-    if bytes[0] & 0x10 != 0 {
+    if first & 0x10 != 0 {
         let ext = bytes.get(hlen..hlen + 4)?;
         let profile = u16::from_be_bytes([ext[0], ext[1]]);
         let words = u16::from_be_bytes([ext[2], ext[3]]) as usize;
@@ -462,9 +465,12 @@ fn parse_rtp(bytes: &[u8]) -> Option<(Header, &[u8])> {
         }
         hlen += 4 + 4 * words;
     }
-    if bytes.len() < hlen {
-        return None;
-    }
+    (bytes.len() >= hlen).then_some(hlen)
+}
+
+/// Parse with webrtc-rs `rtp`, after checking the header's bounds ourselves.
+fn parse_rtp(bytes: &[u8]) -> Option<(Header, &[u8])> {
+    let hlen = rtp_header_len(bytes)?;
     let mut rd = &bytes[..hlen];
     let header = Header::unmarshal(&mut rd).ok()?;
     let mut payload = &bytes[hlen..];
