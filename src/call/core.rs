@@ -256,6 +256,7 @@ mod tests {
             remote: "127.0.0.1:4000".parse().unwrap(),
             direction: Direction::SendRecv,
             ptime: 20,
+            srtp: None,
         }
     }
 
