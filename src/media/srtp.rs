@@ -17,6 +17,7 @@
 //!
 //! SRTCP is not handled: the RTP session ignores muxed RTCP unread.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use rtp::header::Header;
@@ -261,6 +262,55 @@ impl SrtpContexts {
 impl fmt::Debug for SrtpContexts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SrtpContexts").field("suite", &self.params.suite).field("streams", &self.streams.len()).finish()
+    }
+}
+
+/// How one RTP session's packets are protected on the wire: what
+/// `RtpSession` holds, so that it has one call on the way in and one on the
+/// way out.
+#[derive(Debug)]
+pub(super) enum Protection {
+    Plain,
+    Srtp(Box<SrtpContexts>),
+    /// SRTP was negotiated but its contexts could not be built: nothing is
+    /// sent or accepted, rather than anything in the clear.
+    Unusable(SrtpError),
+}
+
+impl Protection {
+    pub(super) fn new(params: Option<SrtpParams>) -> Self {
+        match params.map(|p| SrtpContexts::new(&p)) {
+            None => Protection::Plain,
+            Some(Ok(c)) => Protection::Srtp(Box::new(c)),
+            Some(Err(e)) => Protection::Unusable(e),
+        }
+    }
+
+    /// Renegotiated (re-INVITE): see [`SrtpContexts::update`].
+    pub(super) fn update(&mut self, params: Option<SrtpParams>) {
+        if let (Protection::Srtp(c), Some(p)) = (&mut *self, params) {
+            if let Err(e) = c.update(&p) {
+                *self = Protection::Unusable(e);
+            }
+            return;
+        }
+        *self = Protection::new(params);
+    }
+
+    pub(super) fn protect(&mut self, packet: Vec<u8>) -> Result<Vec<u8>, SrtpError> {
+        match self {
+            Protection::Plain => Ok(packet),
+            Protection::Srtp(c) => c.protect_rtp(&packet),
+            Protection::Unusable(e) => Err(*e),
+        }
+    }
+
+    pub(super) fn unprotect<'a>(&mut self, packet: &'a [u8]) -> Result<Cow<'a, [u8]>, SrtpError> {
+        match self {
+            Protection::Plain => Ok(Cow::Borrowed(packet)),
+            Protection::Srtp(c) => c.unprotect_rtp(packet).map(Cow::Owned),
+            Protection::Unusable(e) => Err(*e),
+        }
     }
 }
 
