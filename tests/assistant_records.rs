@@ -81,6 +81,7 @@ async fn call(assistant: Arc<Assistant>, pcm: Vec<i16>) -> Caller {
         remote: theirs.local_addr().unwrap(),
         direction: Direction::SendRecv,
         ptime: 20,
+        srtp: None,
     };
     let to: SocketAddr = ours.local_addr().unwrap();
     let (sip_tx, mut sip_rx) = tokio::sync::mpsc::channel(16);

@@ -256,6 +256,7 @@ mod tests {
             remote: "127.0.0.1:4000".parse().unwrap(),
             direction: Direction::SendRecv,
             ptime: 20,
+            srtp: None,
         }
     }
 
@@ -285,6 +286,33 @@ mod tests {
         }
         assert_eq!(sent, 3, "one packet per 20 ms, silence included");
         assert_eq!(done, 1, "only the replacing prompt (one frame) completes");
+    }
+
+    #[test]
+    fn with_srtp_every_packet_sent_is_protected() {
+        use crate::media::srtp::{SrtpContexts, SrtpParams, SrtpSuite};
+        let ours = SrtpParams { suite: SrtpSuite::AeadAes128Gcm, tx: [1; 30], rx: [2; 30] };
+        let mut peer = SrtpContexts::new(&SrtpParams { tx: ours.rx, rx: ours.tx, ..ours }).unwrap();
+        let t0 = Instant::now();
+        let mut c = CallCore::new(t0, Some(Negotiated { srtp: Some(ours), ..neg() }), RtpConfig::default(), Duration::from_secs(60), 1);
+        c.handle_command(t0, CallCommand::SendDtmf('4'));
+        let mut now = t0;
+        let mut sent = 0;
+        for _ in 0..10 {
+            now += TICK;
+            c.handle_timeout(now);
+            for o in drain(&mut c, now) {
+                if let Output::Send(_, bytes) = o {
+                    let plain = peer.unprotect_rtp(&bytes).expect("SRTP the peer can read");
+                    assert_eq!(bytes.len(), plain.len() + 16);
+                    sent += 1;
+                }
+            }
+        }
+        assert!(sent >= 5, "{sent}");
+        // A stranger's datagram is counted, not played.
+        c.handle_datagram(now, "127.0.0.1:4000".parse().unwrap(), &[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0xFF, 0xFF]);
+        assert_eq!(c.rtp_stats().unwrap().srtp_failed, 1);
     }
 
     #[test]

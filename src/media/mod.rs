@@ -1,5 +1,6 @@
 //! Sans-IO media core: G.711, jitter buffer, RFC 4733 DTMF, SDP offer/answer
-//! and a per-call RTP session. No sockets, no clocks: time is passed in.
+//! (with SDES-keyed SRTP) and a per-call RTP session. No sockets, no clocks,
+//! no randomness of its own: time and key material are passed in.
 
 pub mod dtmf;
 pub mod g711;

@@ -17,6 +17,15 @@
 //! address or SSRC only after the latched stream has been silent for
 //! [`RELATCH_SILENCE`] (NAT rebinding, a restarted stream), so an injector
 //! cannot take over a stream that is alive.
+//!
+//! SRTP ([`super::srtp`]) lives here too, when SDP negotiated it, between
+//! the socket and everything else: a received datagram is unprotected
+//! before it is parsed, so a packet that fails authentication is dropped
+//! (counted as `srtp_failed`) before the source policy sees it and can
+//! never latch; every packet we send leaves through one function that
+//! protects it, so none can go out in the clear; and a re-INVITE's new keys
+//! arrive where the rest of the renegotiation does (`update_negotiated`).
+//! The call core above stays unaware of it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -31,6 +40,7 @@ use super::dtmf::{Digit, DtmfError, DtmfReceiver, DtmfSender};
 use super::g711::FRAME_SAMPLES;
 use super::jitter::{JitterBuffer, JitterConfig, JitterStats, RtpMeta};
 use super::sdp::Negotiated;
+use super::srtp::{Protection, SrtpError};
 
 /// NAT latching: how long the latched stream must have been silent before
 /// another address or SSRC may take the latch. A live peer sends every
@@ -53,6 +63,8 @@ pub enum RtpError {
     Dtmf(#[from] DtmfError),
     #[error("telephone-event was not negotiated")]
     DtmfNotNegotiated,
+    #[error(transparent)]
+    Srtp(#[from] SrtpError),
 }
 
 /// Which sources a session accepts RTP (and RFC 4733 events) from.
@@ -108,6 +120,11 @@ pub struct RtpStats {
     /// with another SSRC while the latched stream was live.
     pub wrong_ssrc: u64,
     pub relatches: u64,
+    /// SRTP: received packets dropped because they failed authentication,
+    /// were replays or were not SRTP at all.
+    pub srtp_failed: u64,
+    /// SRTP: packets of ours not sent because they could not be protected.
+    pub srtp_send_failed: u64,
     pub packets_out: u64,
     /// Audio frames not sent (direction, DTMF in progress, no address).
     pub frames_suppressed: u64,
@@ -134,6 +151,7 @@ pub struct RtpSession {
     dtmf_queue: VecDeque<(char, Duration)>,
     /// Earliest time the next queued press may start.
     dtmf_next_start: Option<Instant>,
+    srtp: Protection,
     stats: RtpStats,
 }
 
@@ -157,6 +175,7 @@ impl RtpSession {
             dtmf_tx: None,
             dtmf_queue: VecDeque::new(),
             dtmf_next_start: None,
+            srtp: Protection::new(neg.srtp),
             stats: RtpStats::default(),
         }
     }
@@ -169,6 +188,9 @@ impl RtpSession {
         }
         if neg.direction.sends() && !self.neg.direction.sends() {
             self.marker_next = true;
+        }
+        if neg.srtp != self.neg.srtp {
+            self.srtp.update(neg.srtp);
         }
         self.neg = neg;
     }
@@ -207,7 +229,14 @@ impl RtpSession {
             self.stats.rtcp_ignored += 1;
             return Ok(());
         }
-        let Some((header, payload)) = parse_rtp(bytes) else {
+        let bytes = match self.srtp.unprotect(bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                self.stats.srtp_failed += 1;
+                return Err(e.into());
+            }
+        };
+        let Some((header, payload)) = parse_rtp(&bytes) else {
             self.stats.malformed += 1;
             return Err(RtpError::Malformed);
         };
@@ -414,7 +443,12 @@ impl RtpSession {
         buf
     }
 
+    /// The one way out: SRTP-protected when negotiated, never in the clear then.
     fn push_out(&mut self, buf: Vec<u8>) {
+        let Ok(buf) = self.srtp.protect(buf) else {
+            self.stats.srtp_send_failed += 1;
+            return;
+        };
         self.stats.packets_out += 1;
         let to = self.remote();
         self.out.push_back((to, buf));
@@ -447,12 +481,15 @@ struct ActiveDtmf {
     end_ts: u32,
 }
 
-/// Parse with webrtc-rs `rtp`, after checking extension bounds ourselves: its
-/// RFC 8285 element walk reads past the block (and panics) on bad lengths.
-fn parse_rtp(bytes: &[u8]) -> Option<(Header, &[u8])> {
-    let cc = (bytes[0] & 0x0F) as usize;
+/// Length of the RTP header at the start of `bytes` (fixed part, CSRCs,
+/// extension), `None` if it does not fit. Checks the extension's elements
+/// too: webrtc-rs `rtp`'s RFC 8285 element walk reads past the block (and
+/// panics) on bad lengths, so nothing is handed to it unchecked.
+pub(super) fn rtp_header_len(bytes: &[u8]) -> Option<usize> {
+    let first = *bytes.first()?;
+    let cc = (first & 0x0F) as usize;
     let mut hlen = RTP_HEADER_LEN + 4 * cc;
-    if bytes[0] & 0x10 != 0 {
+    if first & 0x10 != 0 {
         let ext = bytes.get(hlen..hlen + 4)?;
         let profile = u16::from_be_bytes([ext[0], ext[1]]);
         let words = u16::from_be_bytes([ext[2], ext[3]]) as usize;
@@ -462,9 +499,12 @@ fn parse_rtp(bytes: &[u8]) -> Option<(Header, &[u8])> {
         }
         hlen += 4 + 4 * words;
     }
-    if bytes.len() < hlen {
-        return None;
-    }
+    (bytes.len() >= hlen).then_some(hlen)
+}
+
+/// Parse with webrtc-rs `rtp`, after checking the header's bounds ourselves.
+fn parse_rtp(bytes: &[u8]) -> Option<(Header, &[u8])> {
+    let hlen = rtp_header_len(bytes)?;
     let mut rd = &bytes[..hlen];
     let header = Header::unmarshal(&mut rd).ok()?;
     let mut payload = &bytes[hlen..];
@@ -514,3 +554,7 @@ fn extension_elements_fit(profile: u16, block: &[u8]) -> bool {
 #[cfg(test)]
 #[path = "rtp_session_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "rtp_session_srtp_tests.rs"]
+mod srtp_tests;

@@ -15,7 +15,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn neg(remote: SocketAddr) -> Negotiated {
-    Negotiated { codec: Codec::Pcmu, codec_pt: 0, dtmf_pt: Some(101), remote, direction: Direction::SendRecv, ptime: 20 }
+    Negotiated { codec: Codec::Pcmu, codec_pt: 0, dtmf_pt: Some(101), remote, direction: Direction::SendRecv, ptime: 20, srtp: None }
 }
 
 /// Frame k carries a constant, exactly representable, non-zero level.

@@ -4,7 +4,8 @@
 //! Hand-written rather than webrtc-rs `sdp`: that crate targets WebRTC and
 //! rejects or loses things real SIP devices send (bare LF line endings,
 //! lines out of the strict RFC order, hostnames or `/ttl` in `c=`), while
-//! what we need is small: c=, m=, rtpmap, fmtp, ptime and direction.
+//! what we need is small: c=, m=, rtpmap, fmtp, ptime, direction and
+//! (RFC 4568) crypto.
 //! Parsing is lenient on ordering and unknown lines, strict on the syntax of
 //! the lines we use, and never panics.
 
@@ -14,6 +15,7 @@ use std::net::IpAddr;
 use thiserror::Error;
 
 pub use super::g711::Codec;
+use super::srtp::CryptoAttribute;
 
 #[path = "sdp_negotiate.rs"]
 mod negotiate;
@@ -157,6 +159,20 @@ impl MediaDescription {
     pub fn is_rtp_audio(&self) -> bool {
         self.media.eq_ignore_ascii_case("audio")
             && (self.proto.eq_ignore_ascii_case("RTP/AVP") || self.proto.eq_ignore_ascii_case("RTP/AVPF"))
+    }
+
+    /// Whether this is SRTP audio keyed in SDP: RTP/SAVP (RFC 3711) or
+    /// RTP/SAVPF (RFC 5124, which we run as SAVP). DTLS-SRTP
+    /// (`UDP/TLS/RTP/SAVP`) is not.
+    pub fn is_srtp_audio(&self) -> bool {
+        self.media.eq_ignore_ascii_case("audio")
+            && (self.proto.eq_ignore_ascii_case("RTP/SAVP") || self.proto.eq_ignore_ascii_case("RTP/SAVPF"))
+    }
+
+    /// The `a=crypto` lines we can use, in the order written; the others
+    /// (unknown suites, MKI, session parameters, bad keys) are skipped.
+    pub fn crypto(&self) -> impl Iterator<Item = CryptoAttribute> + '_ {
+        self.other_attributes.iter().filter_map(|a| a.strip_prefix("crypto:")).filter_map(|v| CryptoAttribute::parse(v).ok())
     }
 }
 
@@ -369,3 +385,7 @@ fn parse_media_attribute(m: &mut MediaDescription, name: &str, val: Option<&str>
 #[cfg(test)]
 #[path = "sdp_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "sdp_srtp_tests.rs"]
+mod srtp_tests;

@@ -1,7 +1,10 @@
-//! RFC 3264 offer/answer for one G.711 audio stream with RFC 4733 DTMF.
+//! RFC 3264 offer/answer for one G.711 audio stream with RFC 4733 DTMF and,
+//! as [`SdpConfig::srtp`] says, SDES-keyed SRTP (RFC 4568).
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use super::super::srtp::{CryptoAttribute, SrtpParams, SrtpPolicy, SrtpSuite, MASTER_LEN};
 use super::{Codec, Direction, MediaDescription, Origin, RtpMap, SdpError, SessionDescription};
 
 /// Telephone-event clock rate and the events we understand (DTMF 0-15).
@@ -9,7 +12,7 @@ const TE_CLOCK: u32 = 8000;
 const TE_EVENTS: &str = "0-15";
 
 /// Local media parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SdpConfig {
     /// Address written into `c=` / `o=`.
     pub local_ip: IpAddr,
@@ -22,11 +25,43 @@ pub struct SdpConfig {
     /// Packetisation time we send and ask for, in ms.
     pub ptime: u32,
     pub username: String,
+    /// Whether to offer/accept SRTP. The endpoint sets it, and only when
+    /// the signalling is TLS: SDES keys travel in the SDP.
+    pub srtp: SrtpPolicy,
+    /// Our SRTP master key||salt, random (from a CSPRNG) and supplied by the
+    /// caller, which keeps the session sans-IO; the leading
+    /// `suite.master_len()` octets are used. Must be set when `srtp` is not
+    /// `Off`. The same key is offered again in re-offers and answers.
+    pub srtp_master: [u8; MASTER_LEN],
 }
 
 impl SdpConfig {
     pub fn new(local_ip: IpAddr, rtp_port: u16) -> Self {
-        SdpConfig { local_ip, rtp_port, codecs: vec![Codec::Pcmu, Codec::Pcma], dtmf_pt: 101, ptime: 20, username: "clinivox".into() }
+        SdpConfig {
+            local_ip,
+            rtp_port,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            dtmf_pt: 101,
+            ptime: 20,
+            username: "clinivox".into(),
+            srtp: SrtpPolicy::Off,
+            srtp_master: [0; MASTER_LEN],
+        }
+    }
+}
+
+/// The master key is never printed.
+impl fmt::Debug for SdpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdpConfig")
+            .field("local_ip", &self.local_ip)
+            .field("rtp_port", &self.rtp_port)
+            .field("codecs", &self.codecs)
+            .field("dtmf_pt", &self.dtmf_pt)
+            .field("ptime", &self.ptime)
+            .field("username", &self.username)
+            .field("srtp", &self.srtp)
+            .finish_non_exhaustive()
     }
 }
 
@@ -44,10 +79,12 @@ pub struct Negotiated {
     pub direction: Direction,
     /// Remote's requested packetisation time in ms (20 when absent).
     pub ptime: u32,
+    /// SRTP suite and keys when negotiated; `None` is plain RTP.
+    pub srtp: Option<SrtpParams>,
 }
 
 /// Offer/answer state for one dialog: keeps `o=` identity and version.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SdpSession {
     cfg: SdpConfig,
     session_id: u64,
@@ -66,6 +103,13 @@ impl SdpSession {
         &self.cfg
     }
 
+    /// The `a=crypto` lines of our offers: one per suite, tags from 1 in
+    /// preference order (GCM 1, AES_CM_128_HMAC_SHA1_80 2), all keyed with
+    /// our master.
+    fn offered_crypto(&self) -> impl Iterator<Item = CryptoAttribute> + '_ {
+        SrtpSuite::PREFERENCE.into_iter().zip(1..).map(|(suite, tag)| CryptoAttribute::new(tag, suite, &self.cfg.srtp_master))
+    }
+
     /// Build an offer (initial or re-offer, e.g. hold with `SendOnly`).
     /// Every SDP we generate after the first carries an incremented version.
     pub fn create_offer(&mut self, direction: Direction) -> SessionDescription {
@@ -78,21 +122,36 @@ impl SdpSession {
         let dpt = self.cfg.dtmf_pt;
         formats.push(dpt.to_string());
         rtpmaps.push(te_rtpmap(dpt));
-        let m = self.audio_section(formats, rtpmaps, vec![(dpt, TE_EVENTS.into())], direction);
+        let mut m = self.audio_section(formats, rtpmaps, vec![(dpt, TE_EVENTS.into())], direction);
+        if self.cfg.srtp != SrtpPolicy::Off {
+            // Offered: best-effort SDES on RTP/AVP, which plain peers
+            // answer without crypto (RFC 3264 lets them ignore the lines).
+            if self.cfg.srtp == SrtpPolicy::Required {
+                m.proto = "RTP/SAVP".into();
+            }
+            let lines: Vec<String> = self.offered_crypto().map(|c| format!("crypto:{c}")).collect();
+            m.other_attributes.extend(lines);
+        }
         let sdp = self.describe(vec![m]);
         self.last_offer = Some(sdp.clone());
         sdp
     }
 
     /// Answer a remote offer. `want` limits our direction (e.g. `SendRecv`).
-    /// Non-audio, secure or extra audio streams are rejected with port 0.
+    /// Non-audio or extra audio streams are rejected with port 0, and so are
+    /// streams the SRTP policy refuses (see `security`); no stream accepted
+    /// is [`SdpError::NotAcceptable`] (488).
     pub fn answer(&mut self, offer: &SessionDescription, want: Direction) -> Result<(SessionDescription, Negotiated), SdpError> {
         let mut chosen: Option<Negotiated> = None;
         let mut sections = Vec::with_capacity(offer.media.len());
         for m in &offer.media {
-            let accepted = if chosen.is_none() && m.port != 0 && m.is_rtp_audio() { self.pick(offer, m, want)? } else { None };
+            let security = if chosen.is_none() && m.port != 0 { self.security(m) } else { None };
+            let accepted = match security {
+                Some(crypto) => self.pick(offer, m, want)?.map(|neg| (neg, crypto)),
+                None => None,
+            };
             match accepted {
-                Some(neg) => {
+                Some((mut neg, crypto)) => {
                     let mut formats = vec![neg.codec_pt.to_string()];
                     let mut rtpmaps = vec![codec_rtpmap(neg.codec, neg.codec_pt)];
                     let mut fmtps = Vec::new();
@@ -102,7 +161,17 @@ impl SdpSession {
                         rtpmaps.push(te_rtpmap(d));
                         fmtps.push((d, TE_EVENTS.to_string()));
                     }
-                    sections.push(self.audio_section(formats, rtpmaps, fmtps, neg.direction));
+                    let mut section = self.audio_section(formats, rtpmaps, fmtps, neg.direction);
+                    if let Some(theirs) = crypto {
+                        // One line: the offer's tag and suite, our key (RFC 4568 §7.1.2).
+                        let ours = CryptoAttribute::new(theirs.tag, theirs.suite, &self.cfg.srtp_master);
+                        if m.is_srtp_audio() {
+                            section.proto = m.proto.clone();
+                        }
+                        section.other_attributes.push(format!("crypto:{ours}"));
+                        neg.srtp = Some(SrtpParams { suite: theirs.suite, tx: ours.key, rx: theirs.key });
+                    }
+                    sections.push(section);
                     chosen = Some(neg);
                 }
                 None => sections.push(rejected(m)),
@@ -117,9 +186,10 @@ impl SdpSession {
         let offer = self.last_offer.as_ref().ok_or(SdpError::AnswerMismatch("no offer outstanding"))?;
         let ours = &offer.media[0];
         let m = answer.media.first().ok_or(SdpError::AnswerMismatch("no m= line"))?;
-        if m.port == 0 || !m.is_rtp_audio() {
+        if m.port == 0 || !(m.is_rtp_audio() || m.is_srtp_audio()) {
             return Err(SdpError::NotAcceptable);
         }
+        let srtp = self.answer_security(ours, m)?;
         let (codec, codec_pt) = m
             .payload_types()
             .find_map(|pt| {
@@ -130,7 +200,49 @@ impl SdpSession {
         let dtmf_pt = m.payload_types().find(|pt| is_telephone_event(m, *pt));
         let (remote, theirs) = remote_and_direction(answer, m)?;
         let direction = theirs.reverse().intersect(ours.direction.unwrap_or_default());
-        Ok(Negotiated { codec, codec_pt, dtmf_pt, remote, direction, ptime: m.ptime.unwrap_or(20) })
+        Ok(Negotiated { codec, codec_pt, dtmf_pt, remote, direction, ptime: m.ptime.unwrap_or(20), srtp })
+    }
+
+    /// Whether and how we take an offered stream: `None` rejects it,
+    /// `Some(None)` is plain RTP, `Some(Some(line))` SRTP keyed by the
+    /// offer's `line` (the first in our suite preference).
+    ///
+    /// - `Off`: plain RTP/AVP(F) only; `a=crypto` lines are ignored.
+    /// - `Offered`: SRTP when the stream carries a usable line, RTP/SAVP(F)
+    ///   or "best effort" RTP/AVP(F); plain RTP/AVP(F) otherwise.
+    /// - `Required`: only streams with a usable line.
+    fn security(&self, m: &MediaDescription) -> Option<Option<CryptoAttribute>> {
+        let secure = m.is_srtp_audio();
+        if !secure && !m.is_rtp_audio() {
+            return None;
+        }
+        if self.cfg.srtp == SrtpPolicy::Off {
+            return (!secure).then_some(None);
+        }
+        let best = SrtpSuite::PREFERENCE.into_iter().find_map(|s| m.crypto().find(|c| c.suite == s));
+        match best {
+            Some(line) => Some(Some(line)),
+            None if secure || self.cfg.srtp == SrtpPolicy::Required => None,
+            None => Some(None),
+        }
+    }
+
+    /// SRTP from an answer to our offer: its `a=crypto` line must repeat the
+    /// tag and suite of one of ours (RFC 4568 §7.1.3). None is plain RTP
+    /// unless we required SRTP or the answer's profile is SAVP.
+    fn answer_security(&self, ours: &MediaDescription, m: &MediaDescription) -> Result<Option<SrtpParams>, SdpError> {
+        if self.cfg.srtp == SrtpPolicy::Off {
+            return if m.is_srtp_audio() { Err(SdpError::NotAcceptable) } else { Ok(None) };
+        }
+        let found = m.crypto().find_map(|theirs| {
+            let offered = ours.crypto().find(|o| o.tag == theirs.tag && o.suite == theirs.suite)?;
+            Some(SrtpParams { suite: theirs.suite, tx: offered.key, rx: theirs.key })
+        });
+        match found {
+            Some(p) => Ok(Some(p)),
+            None if self.cfg.srtp == SrtpPolicy::Required || m.is_srtp_audio() => Err(SdpError::NotAcceptable),
+            None => Ok(None),
+        }
     }
 
     /// Choose codec/DTMF for one offered audio section; `None` if no common codec.
@@ -142,7 +254,8 @@ impl SdpSession {
         };
         let dtmf_pt = m.payload_types().find(|pt| is_telephone_event(m, *pt));
         let (remote, theirs) = remote_and_direction(offer, m)?;
-        Ok(Some(Negotiated { codec, codec_pt, dtmf_pt, remote, direction: theirs.reverse().intersect(want), ptime: m.ptime.unwrap_or(20) }))
+        let direction = theirs.reverse().intersect(want);
+        Ok(Some(Negotiated { codec, codec_pt, dtmf_pt, remote, direction, ptime: m.ptime.unwrap_or(20), srtp: None }))
     }
 
     fn audio_section(
@@ -184,6 +297,17 @@ impl SdpSession {
             direction: None,
             media,
         }
+    }
+}
+
+/// Our offered keys are never printed (the last offer carries them).
+impl fmt::Debug for SdpSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdpSession")
+            .field("cfg", &self.cfg)
+            .field("session_id", &self.session_id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
