@@ -19,6 +19,7 @@ fn negotiated() -> Negotiated {
         remote: "192.0.2.1:4000".parse().unwrap(),
         direction: Direction::SendRecv,
         ptime: 20,
+        srtp: None,
     }
 }
 

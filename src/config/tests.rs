@@ -289,7 +289,6 @@ fn the_demo_clinic_stays_on_loopback_unless_told_otherwise() {
     }
     let c = load(cwd_relative_default, env(&[])).expect("the demo on loopback loads");
     assert!(c.demo);
-    let public = [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:8080")];
     let public = [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:8080"), ("CLINIVOX_HTTP__ALLOW_PLAIN", "true")];
     let Err(ConfigError::Invalid(errors)) = load(cwd_relative_default, env(&public)) else { panic!("a public demo must be refused") };
     assert_eq!(errors.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["http.listen"]);

@@ -9,6 +9,8 @@ use thiserror::Error;
 
 use super::{CallId, CallSource, Ctx, EndReason, Endpoint, EndpointEvent};
 use crate::media::sdp::{Direction, Negotiated, SdpConfig, SdpSession, SessionDescription};
+use crate::media::srtp::SrtpPolicy;
+use crate::sip::config::Transport;
 use crate::sip::dialog::{new_branch, new_tag, response_for, Dialog};
 use crate::sip::headers::{split_commas, CSeq, NameAddr};
 use crate::sip::message::{Method, Request};
@@ -116,6 +118,35 @@ impl Endpoint {
         self.dialogs.get(&(call_id.to_string(), local_tag?.to_string())).copied()
     }
 
+    /// The SRTP policy for a call with `source` signalled over `transport`.
+    /// Keys only ever travel inside TLS (RFC 4568 §8.3): over UDP or TCP
+    /// SRTP is off, and a source that requires it gets no call (`None`).
+    pub(super) fn srtp_policy(&self, source: Option<&CallSource>, transport: Transport) -> Option<SrtpPolicy> {
+        let want = match source {
+            Some(CallSource::Trunk(name)) => self.cfg.trunk(name).map(|t| t.srtp),
+            Some(CallSource::Extension(ext)) => self.cfg.extension(ext).map(|x| x.srtp),
+            None => None,
+        }
+        .unwrap_or_default();
+        match (transport, want) {
+            (Transport::Tls, w) => Some(w),
+            (_, SrtpPolicy::Required) => None,
+            _ => Some(SrtpPolicy::Off),
+        }
+    }
+
+    /// Local media parameters, with fresh SRTP master keys when `srtp` may
+    /// be used. Keys come from the thread's CSPRNG (reseeded from the OS),
+    /// not from the endpoint's seeded generator, which only picks tags.
+    pub(super) fn sdp_config(rtp: SocketAddr, srtp: SrtpPolicy) -> SdpConfig {
+        let mut c = SdpConfig::new(rtp.ip(), rtp.port());
+        c.srtp = srtp;
+        if srtp != SrtpPolicy::Off {
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut c.srtp_master);
+        }
+        c
+    }
+
     /// Whether the call's peer is marked as behind NAT (`nat` on its trunk
     /// or extension): its RTP is then latched rather than held to its SDP.
     pub fn call_behind_nat(&self, id: CallId) -> bool {
@@ -207,6 +238,12 @@ impl Endpoint {
         let known = self.cfg.owns_number(&callee) || self.cfg.extension(&callee).is_some();
         if !known {
             let resp = self.response(&req, &ctx, 404);
+            return self.send_response(now, &ctx, resp);
+        }
+        // SRTP required, but asked over a transport where its keys would
+        // travel in clear: refused before any state is kept.
+        if self.srtp_policy(Some(&source), ctx.peer.transport).is_none() {
+            let resp = self.response(&req, &ctx, 488);
             return self.send_response(now, &ctx, resp);
         }
         let offer = if req.body.is_empty() {
@@ -395,9 +432,9 @@ impl Endpoint {
     /// Inbound call: answer with our RTP address. Returns the negotiated
     /// media, or `None` for a late offer (then `MediaUpdate` follows the ACK).
     pub fn answer(&mut self, now: Instant, id: CallId, rtp: SocketAddr) -> Result<Option<Negotiated>, CallError> {
-        let contact = {
+        let (contact, srtp) = {
             let call = self.calls.get(&id).ok_or(CallError::NoSuchCall)?;
-            self.contact(call.dialog.peer)
+            (self.contact(call.dialog.peer), self.srtp_policy(call.source.as_ref(), call.dialog.peer.transport).unwrap_or_default())
         };
         let session_id = rand::Rng::gen::<u32>(&mut self.rng) as u64;
         let t1 = self.cfg.timers.t1();
@@ -405,7 +442,7 @@ impl Endpoint {
         let Phase::Offered { invite, key, offer } = &call.phase else {
             return Err(CallError::WrongState);
         };
-        let mut sdp = SdpSession::new(SdpConfig::new(rtp.ip(), rtp.port()), session_id);
+        let mut sdp = SdpSession::new(Self::sdp_config(rtp, srtp), session_id);
         let (body, media) = match offer {
             Some(o) => match sdp.answer(o, Direction::SendRecv) {
                 Ok((a, neg)) => (a, Some(neg)),

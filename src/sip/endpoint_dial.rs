@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{Call, CallError, DialTarget, Phase};
-use crate::media::sdp::{Direction, SdpConfig, SdpSession, SessionDescription};
+use crate::media::sdp::{Direction, SdpSession, SessionDescription};
 use crate::sip::config::Transport;
 use crate::sip::dialog::{new_branch, new_tag, via_value, Dialog};
 use crate::sip::digest;
@@ -50,7 +50,8 @@ impl Endpoint {
         let branch = new_branch(&mut self.rng);
         let call_id = format!("{:016x}@clinivox", rand::Rng::gen::<u64>(&mut self.rng));
         let local = self.local_for(peer);
-        let mut sdp = SdpSession::new(SdpConfig::new(rtp.ip(), rtp.port()), rand::Rng::gen::<u32>(&mut self.rng) as u64);
+        let srtp = self.srtp_policy(source.as_ref(), peer.transport).ok_or(CallError::NotAcceptable)?;
+        let mut sdp = SdpSession::new(Self::sdp_config(rtp, srtp), rand::Rng::gen::<u32>(&mut self.rng) as u64);
         let offer = sdp.create_offer(Direction::SendRecv);
         let from = format!("<sip:{from_user}@{domain}>;tag={tag}");
         let to = format!("<{uri}>");

@@ -36,6 +36,7 @@ tcp_first_message_s = 2
 [[extensions]]
 number = "201"
 password = "desk-201-secret"
+srtp = "required"
 {extra}
 "#,
         cert = cert.display(),
@@ -114,6 +115,9 @@ async fn desk_phone_registers_over_tls_and_is_called_on_its_connection() {
     assert!(via.starts_with("SIP/2.0/TLS"), "sent over TLS: {via}");
     let contact = header(&invite, "Contact").unwrap();
     assert!(contact.contains("transport=tls") || contact.starts_with("<sips:"), "{contact}");
+    // SRTP required for 201: offered as RTP/SAVP with SDES keys, inside TLS.
+    assert!(invite.contains("m=audio ") && invite.contains(" RTP/SAVP "), "{invite}");
+    assert!(invite.contains("a=crypto:1 AEAD_AES_128_GCM inline:"), "{invite}");
     // Busy: the call ends cleanly.
     let busy = invite
         .lines()
