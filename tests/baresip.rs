@@ -224,11 +224,20 @@ max = 34999
 [tls]
 cert = "CERT"
 key = "KEY"
+CA_LINE
 [[trunks]]
 name = "loop"
 cidrs = ["127.0.0.0/8"]
 srtp = "required"
 "#;
+
+fn tls_server_config(cert: &Path, key: &Path, ca: Option<&Path>) -> String {
+    let ca_line = ca.map(|c| format!("ca = \"{}\"", c.display())).unwrap_or_default();
+    TLS_SERVER_CONFIG
+        .replace("CERT", &cert.display().to_string())
+        .replace("KEY", &key.display().to_string())
+        .replace("CA_LINE", &ca_line)
+}
 
 /// Issue 14: baresip calls the echo app over TLS with SRTP (mandatory on
 /// its side, required on ours). It hears its sweep back; a capture of the
@@ -258,8 +267,7 @@ fn baresip_over_tls_with_srtp_hears_its_echo_and_the_wire_carries_neither_sip_no
     );
     let plain = Phone::new(root.path(), "plain", 5072, "<sip:other@127.0.0.1:5072>;regint=0", &mic);
     let cfg = root.path().join("cfg.toml");
-    let text = TLS_SERVER_CONFIG.replace("CERT", &cert.display().to_string()).replace("KEY", &key.display().to_string());
-    std::fs::write(&cfg, text).expect("write config");
+    std::fs::write(&cfg, tls_server_config(&cert, &key, None)).expect("write config");
     let script = format!(
         "{bin} {cfg} echo > {root}/server.log 2>&1 &\nSRV=$!\nsleep 0.5\n{call}\n{plain}\nsleep 0.5\nkill $SRV\ncat {root}/server.log",
         bin = interop_bin(),
@@ -332,4 +340,69 @@ fn desk_phone_registers_and_is_bridged_to_a_caller_both_ways() {
     let c = best_correlation(&caller.heard(), &sent, 8000, 8000);
     println!("caller → desk → caller correlation {c:.3}");
     assert!(c > 0.9, "the caller's sound did not come back through the bridge (correlation {c:.3})");
+}
+
+/// Issue 14: a patient calling over TLS with SRTP is bridged by Clinivox to
+/// a desk phone (baresip, answering on its own TLS port) with SRTP on that
+/// leg too, each leg with its own keys. Each side hears the other's sweep;
+/// on the wire neither sweep is found.
+#[test]
+fn a_bridged_transfer_keeps_srtp_on_both_legs() {
+    if !have("baresip", "baresip-core") || !have("tshark", "tshark") {
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    let (mic_a, mic_b) = (root.path().join("a.wav"), root.path().join("b.wav"));
+    let sent_a = sweep(&mic_a, 300.0, 3000.0, 4.0, 0.5);
+    let sent_b = sweep(&mic_b, 3000.0, 400.0, 4.0, 0.5);
+    let ca = TestCa::new(root.path(), "ca");
+    let (cert, key, _) = tls_pair(root.path(), "server", &["127.0.0.1"], Some(&ca), false);
+    let (desk_cert, desk_key, _) = tls_pair(root.path(), "desk", &["127.0.0.1"], Some(&ca), false);
+    let desk_pem = root.path().join("desk-both.pem");
+    let both = format!("{}{}", std::fs::read_to_string(&desk_cert).unwrap(), std::fs::read_to_string(&desk_key).unwrap());
+    std::fs::write(&desk_pem, both).expect("write desk certificate");
+    let extra = format!("module srtp.so\nsip_cafile {}\n", ca.pem.display());
+    let caller = Phone::with_config(
+        root.path(),
+        "caller",
+        5070,
+        "<sip:patient@127.0.0.1:5070;transport=tls>;regint=0;mediaenc=srtp-mand",
+        &mic_a,
+        &extra,
+    );
+    let desk = Phone::with_config(
+        root.path(),
+        "desk",
+        5090,
+        "<sip:201@127.0.0.1:5090;transport=tls>;regint=0;answermode=auto;mediaenc=srtp-mand",
+        &mic_b,
+        &format!("{extra}sip_certificate {}\n", desk_pem.display()),
+    );
+    let cfg = root.path().join("cfg.toml");
+    // The desk phone is called over TLS at a URI: `[tls] ca` is whom we trust.
+    std::fs::write(&cfg, tls_server_config(&cert, &key, Some(&ca.pem))).expect("write config");
+    let script = format!(
+        "cd {root}\n{desk_run} &\nDESK=$!\n{bin} {cfg} bridge 'sip:201@127.0.0.1:5091;transport=tls' > server.log 2>&1 &\nSRV=$!\nsleep 0.7\n{call}\nwait $DESK\nsleep 0.3\nkill $SRV\ncat server.log",
+        root = root.path().display(),
+        desk_run = desk.cmd(10, ""),
+        bin = interop_bin(),
+        cfg = cfg.display(),
+        call = caller.cmd(8, "/dial sip:1000@127.0.0.1:5061;transport=tls"),
+    );
+    let capture = root.path().join("wire.pcap");
+    let (_, out) = run_isolated(&with_capture(&capture, &script), 60);
+    println!("{out}\n--- caller ---\n{}\n--- desk ---\n{}", caller.log(), desk.log());
+    assert!(out.contains("BRIDGED"), "Clinivox reached the desk phone and bridged:\n{out}");
+    assert!(caller.log().contains("SRTP is Enabled") && desk.log().contains("SRTP is Enabled"), "SRTP on both legs");
+    let heard_b = best_correlation(&caller.heard(), &sent_b, 8000, 8000);
+    let heard_a = best_correlation(&desk.heard(), &sent_a, 8000, 8000);
+    println!("caller hears the desk: {heard_b:.3}; the desk hears the caller: {heard_a:.3}");
+    assert!(heard_b > 0.9 && heard_a > 0.9, "audio through the bridge both ways ({heard_b:.3}, {heard_a:.3})");
+    let wire = Wire::read(&capture);
+    let all_rtp = wire.g711_audio(1024..=65535);
+    for (name, sent) in [("caller", &sent_a), ("desk", &sent_b)] {
+        let c = best_correlation(&all_rtp, sent, 8000, 8000);
+        println!("the {name}'s sweep on the wire: {c:.3}");
+        assert!(c < 0.3, "the {name}'s sweep is readable on the wire ({c:.3})");
+    }
 }

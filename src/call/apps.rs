@@ -82,7 +82,7 @@ pub async fn tone(mut h: CallHandle, report: Report) {
 }
 
 pub async fn bridge_to(mut a: CallHandle, sip: SipHandle, ext: String, report: Report) {
-    let target = if ext.starts_with("sip:") { DialTarget::Uri(ext) } else { DialTarget::Extension(ext) };
+    let target = if ext.starts_with("sip:") || ext.starts_with("sips:") { DialTarget::Uri(ext) } else { DialTarget::Extension(ext) };
     let mut b = match sip.dial(target).await {
         Ok(b) => b,
         Err(e) => {

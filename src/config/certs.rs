@@ -38,17 +38,21 @@ impl CertCheck {
 /// Every certificate `c` names, checked at `now`.
 pub fn check_certificates(c: &Config, now: SystemTime) -> Vec<CertCheck> {
     let mut out = Vec::new();
-    let mut pair = |key: String, files: &TlsFiles| out.push(CertCheck { key, result: tls::check(files, now).map(Some) });
+    let pair = |key: String, files: &TlsFiles| CertCheck { key, result: tls::check(files, now).map(Some) };
     if let Some(files) = &c.http.tls {
-        pair("http.tls_cert".into(), files);
+        out.push(pair("http.tls_cert".into(), files));
     }
     let Some(sip) = &c.sip else { return out };
-    if let Some(files) = &sip.tls {
-        pair("sip.tls".into(), files);
+    if let Some(t) = &sip.tls {
+        out.push(pair("sip.tls".into(), &t.files()));
+        if t.ca.is_some() {
+            let trust = tls::PeerTrust { ca: t.ca.clone(), ..Default::default() };
+            out.push(CertCheck { key: "sip.tls.ca".into(), result: tls::client_config(&trust).map(|_| None) });
+        }
     }
     for (i, t) in sip.trunks.iter().enumerate() {
         if let Some(files) = t.peer_trust().client {
-            pair(format!("sip.trunks[{i}].tls_client_cert"), &files);
+            out.push(pair(format!("sip.trunks[{i}].tls_client_cert"), &files));
         }
     }
     for (i, t) in sip.trunks.iter().enumerate().filter(|(_, t)| t.transport == Some(Transport::Tls)) {

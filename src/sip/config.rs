@@ -399,8 +399,28 @@ pub struct SipConfig {
     pub max_bindings: usize,
     pub limits: Limits,
     /// Our certificate for `transport = "tls"` listeners (reloaded when
-    /// the files change).
-    pub tls: Option<crate::tls::TlsFiles>,
+    /// the files change), and whom we trust when we connect out over TLS.
+    pub tls: Option<SipTls>,
+}
+
+/// `[sip.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTls {
+    /// Certificate chain (leaf first) and private key, PEM.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA (PEM) that signs the phones and `sips:` URIs we call over TLS
+    /// that are not a trunk (trunks have `tls_ca`); default: the system's
+    /// roots. A desk phone registered over TLS is called on its own
+    /// connection and needs none.
+    pub ca: Option<PathBuf>,
+}
+
+impl SipTls {
+    pub fn files(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles { cert: self.cert.clone(), key: self.key.clone() }
+    }
 }
 
 impl Default for SipConfig {

@@ -131,7 +131,7 @@ impl SipServer {
         // Our certificate, and the carriers' trust settings, are read now:
         // a missing file is a start-up error, not a failed call later.
         let tls_acceptor = match &cfg.tls {
-            Some(files) => Some(TlsAcceptor::from(crate::tls::server_config(crate::tls::ReloadingCert::new(files.clone())?, &[])?)),
+            Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(crate::tls::ReloadingCert::new(t.files())?, &[])?)),
             None => None,
         };
         let tls_clients = TlsClients::new(&cfg)?;
@@ -249,8 +249,13 @@ impl TlsClients {
             addrs.extend(t.proxy.as_ref().and_then(|p| p.literal()));
             trunks.push(TrunkTls { name: t.name.clone(), addrs, server_name: t.tls_name(), config });
         }
-        // Without a system bundle, only trunks with their own CA or pin can be reached.
-        let default = crate::tls::client_config(&crate::tls::PeerTrust::default()).ok();
+        // Phones and URIs: `[sip.tls] ca`, else the system's roots. Without
+        // either, only trunks with their own CA or pin can be reached.
+        let ca = cfg.tls.as_ref().and_then(|t| t.ca.clone());
+        let default = match ca {
+            Some(ca) => Some(crate::tls::client_config(&crate::tls::PeerTrust { ca: Some(ca), ..Default::default() })?),
+            None => crate::tls::client_config(&crate::tls::PeerTrust::default()).ok(),
+        };
         Ok(TlsClients { trunks, default })
     }
 
