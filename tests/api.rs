@@ -768,6 +768,57 @@ mod listener {
         read_until_closed(&mut s, Duration::from_secs(5)).await.expect("an answer")
     }
 
+    fn write_pair(dir: &std::path::Path, name: &str) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string(), "127.0.0.1".to_string()]).unwrap().self_signed(&key).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.ca.pem")), cert.pem()).unwrap();
+        cert.der().to_vec()
+    }
+
+    /// GET /healthz over TLS trusting `ca`: (status line, the certificate the server showed).
+    async fn get_healthz_tls(addr: SocketAddr, ca: &std::path::Path) -> Result<(String, Vec<u8>), String> {
+        let trust = clinivox::tls::PeerTrust { ca: Some(ca.to_path_buf()), ..Default::default() };
+        let cfg = clinivox::tls::client_config(&trust).map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let mut s = tokio_rustls::TlsConnector::from(cfg).connect(addr.ip().into(), tcp).await.map_err(|e| e.to_string())?;
+        let shown = s.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        Ok((text.lines().next().unwrap_or_default().to_string(), shown))
+    }
+
+    /// Issue 14: with `tls_cert`/`tls_key` the API is HTTPS with that
+    /// certificate; plaintext HTTP gets nothing; a renewed certificate
+    /// written over the files is served from the next connection on,
+    /// without a restart.
+    #[tokio::test]
+    async fn https_with_the_configured_certificate_reloaded_when_it_changes() {
+        let certs = tempfile::tempdir().unwrap();
+        let first = write_pair(certs.path(), "first.example");
+        let files = clinivox::tls::TlsFiles { cert: certs.path().join("cert.pem"), key: certs.path().join("key.pem") };
+        let server = Server::start(move |h| h.tls = Some(files)).await;
+        let (status, shown) = get_healthz_tls(server.addr, &certs.path().join("first.example.ca.pem")).await.expect("HTTPS");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        assert_eq!(shown, first, "the configured certificate");
+        // Plain HTTP to the HTTPS port: no HTTP answer.
+        let mut plain = TcpStream::connect(server.addr).await.unwrap();
+        plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let answer = read_until_closed(&mut plain, Duration::from_secs(12)).await.unwrap_or_default();
+        assert!(!answer.starts_with("HTTP/1.1 200"), "plaintext was served: {answer:?}");
+        // Renewal: new files; the check runs at most once a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let second = write_pair(certs.path(), "second.example");
+        let (status, shown) = get_healthz_tls(server.addr, &certs.path().join("second.example.ca.pem")).await.expect("HTTPS after renewal");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        assert_eq!(shown, second, "the renewed certificate, without a restart");
+        assert!(get_healthz_tls(server.addr, &certs.path().join("first.example.ca.pem")).await.is_err(), "the old certificate is gone");
+        server.stop().await;
+    }
+
     /// A client that never finishes its headers (slow-loris), and one that
     /// sends nothing, are cut off after the header timeout; others are served.
     #[tokio::test]
