@@ -628,6 +628,49 @@ fn normalize_number(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Issue 14: SRTP keys never travel in clear, so `required` where no
+    /// TLS carries the signalling is a configuration error, as is a TLS
+    /// listener without a certificate or a half-given client certificate.
+    #[test]
+    fn srtp_required_without_tls_and_tls_without_certificates_are_errors() {
+        let cfg: SipConfig = toml::from_str(
+            r#"
+            listen = [{ transport = "udp", addr = "0.0.0.0:5060" }, { transport = "tls", addr = "0.0.0.0:5061" }]
+            [[trunks]]
+            name = "plain"
+            proxy = "192.0.2.1:5060"
+            srtp = "required"
+            [[trunks]]
+            name = "mtls"
+            proxy = "192.0.2.2:5061"
+            transport = "tls"
+            srtp = "required"
+            tls_client_cert = "/etc/clinivox/client.pem"
+            tls_pin_sha256 = "abc"
+            "#,
+        )
+        .unwrap();
+        let errs = cfg.validate().unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"sip.trunks[0].srtp"), "{errs:?}");
+        assert!(!keys.contains(&"sip.trunks[1].srtp"), "{errs:?}");
+        assert!(keys.contains(&"sip.trunks[1].tls_client_key"), "{errs:?}");
+        assert!(keys.contains(&"sip.trunks[1].tls_pin_sha256"), "{errs:?}");
+        assert!(keys.contains(&"sip.tls"), "a TLS listener without [sip.tls]: {errs:?}");
+        let phones: SipConfig = toml::from_str(
+            r#"
+            listen = [{ transport = "udp", addr = "0.0.0.0:5060" }]
+            [[extensions]]
+            number = "201"
+            password = "a-long-desk-password"
+            srtp = "required"
+            "#,
+        )
+        .unwrap();
+        let errs = phones.validate().unwrap_err();
+        assert_eq!(errs.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["sip.extensions[0].srtp"], "{errs:?}");
+    }
+
     #[test]
     fn defaults_validate_and_errors_are_collected() {
         assert!(SipConfig::default().validate().is_ok());
