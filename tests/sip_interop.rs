@@ -274,3 +274,97 @@ fn caller_is_transferred_blind_by_refer_with_notify_progress() {
         assert!(out.contains(line), "{line} missing:\n{out}");
     }
 }
+
+/// Issue 14: SIP over TLS against Kamailio's TLS module (OpenSSL) as the
+/// carrier. A call from SIPp crosses Kamailio to Clinivox's TLS listener
+/// (Kamailio verifies our certificate against the test CA) and is echoed;
+/// then a call into Clinivox is bridged out through the trunk over TLS
+/// (Clinivox verifies Kamailio's certificate with the trunk's `tls_ca`) to
+/// a SIPp phone behind Kamailio that echoes. Both calls are clean; the
+/// relay logged both directions over TLS.
+#[test]
+fn calls_in_and_out_over_tls_through_kamailio() {
+    if !have("sipp", "sip-tester") || !have("kamailio", "kamailio") {
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so").exists()
+        && !std::path::Path::new("/usr/lib/kamailio/modules/tls.so").exists()
+    {
+        eprintln!("SKIPPED: Kamailio's TLS module is missing. Install it with: apt-get install -y kamailio-tls-modules");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let ca = TestCa::new(d, "ca");
+    let (cert, key, _) = tls_pair(d, "clinivox", &["127.0.0.1"], Some(&ca), false);
+    let (kcert, kkey, _) = tls_pair(d, "kamailio", &["127.0.0.1"], Some(&ca), false);
+    let tls_cfg = d.join("tls.cfg");
+    std::fs::write(
+        &tls_cfg,
+        format!(
+            "[server:default]\nmethod = TLSv1.2+\ncertificate = {kc}\nprivate_key = {kk}\n\n\
+             [client:default]\nmethod = TLSv1.2+\nverify_certificate = yes\nrequire_certificate = yes\nca_list = {ca}\n",
+            kc = kcert.display(),
+            kk = kkey.display(),
+            ca = ca.pem.display()
+        ),
+    )
+    .expect("write tls.cfg");
+    let kam_cfg = d.join("kamailio.cfg");
+    let relay = std::fs::read_to_string(format!("{}/tests/sip/kamailio/tls_relay.cfg", env!("CARGO_MANIFEST_DIR"))).expect("relay cfg");
+    std::fs::write(&kam_cfg, relay.replace("TLS_CFG", &tls_cfg.display().to_string())).expect("write kamailio.cfg");
+    let cfg = d.join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+listen = [{{ transport = "udp", addr = "127.0.0.1:5060" }}, {{ transport = "tls", addr = "127.0.0.1:5061" }}]
+numbers = ["1000"]
+nonce_secret = "test"
+[rtp]
+min = 36000
+max = 36999
+[tls]
+cert = "{cert}"
+key = "{key}"
+[[trunks]]
+name = "carrier"
+proxy = "127.0.0.1:5081"
+transport = "tls"
+tls_ca = "{ca}"
+cidrs = ["127.0.0.0/8"]
+"#,
+            cert = cert.display(),
+            key = key.display(),
+            ca = ca.pem.display()
+        ),
+    )
+    .expect("write config");
+    let uac = |to: &str, out: &str| {
+        format!("sipp {to} -sf {} -s 1000 -m 1 -i 127.0.0.1 -mi 127.0.0.1 -t u1 -nd -timeout 40s -timeout_error > {out} 2>&1", scenario("uac_echo.xml"))
+    };
+    let script = format!(
+        "cd {dir}\nkamailio -DD -E -f {kam} > kamailio.log 2>&1 &\nKAM=$!\n\
+         {bin} {cfg} echo > echo.log 2>&1 &\nSRV=$!\nsleep 1\n\
+         {in_call}; echo \"INBOUND_RC=$?\"\nkill $SRV; wait $SRV 2>/dev/null\n\
+         sipp -sf {desk} -p 5090 -i 127.0.0.1 -mi 127.0.0.1 -m 1 -t u1 -nd -rtp_echo -timeout 40s -timeout_error > desk.out 2>&1 &\nDESK=$!\n\
+         {bin} {cfg} bridge 'sip:600@127.0.0.1:5081;transport=tls' > bridge.log 2>&1 &\nSRV=$!\nsleep 0.7\n\
+         {out_call}; echo \"OUTBOUND_RC=$?\"\nwait $DESK; echo \"DESK_RC=$?\"\nkill $SRV $KAM\n\
+         echo '--- echo ---'; cat echo.log; echo '--- bridge ---'; cat bridge.log; echo '--- desk ---'; tail -15 desk.out; echo '--- kamailio ---'; grep RELAY kamailio.log; tail -5 kamailio.log",
+        dir = d.display(),
+        kam = kam_cfg.display(),
+        bin = interop_bin(),
+        cfg = cfg.display(),
+        in_call = uac("127.0.0.1:5080", "in.out"),
+        desk = scenario("uas_desk.xml"),
+        out_call = uac("127.0.0.1:5060", "out.out"),
+    );
+    let (_, out) = run_isolated(&script, 120);
+    println!("{out}");
+    assert!(out.contains("INBOUND_RC=0"), "SIPp → Kamailio → TLS → Clinivox echo failed:\n{out}");
+    assert!(out.contains("RELAY from SIPp to Clinivox over TLS"), "{out}");
+    assert!(out.contains("DTMF 5") && out.contains("HANGUP Remote call="), "the echo call got its digits and SIPp's BYE through Kamailio:\n{out}");
+    assert!(out.contains("BRIDGED"), "Clinivox reached the phone behind Kamailio over TLS:\n{out}");
+    assert!(out.contains("RELAY from Clinivox over TLS to SIPp"), "{out}");
+    assert!(out.contains("OUTBOUND_RC=0") && out.contains("DESK_RC=0"), "the bridged call was clean:\n{out}");
+}
