@@ -601,3 +601,43 @@ async fn idle_tcp_connections_and_endless_headers_leave_the_listener_alive() {
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("SIP/2.0 200") && !text.contains("Allow:") && !text.contains("Server:"), "{text}");
 }
+
+/// Issue 13: an INVITE from a trunk's address (which anyone can spoof over
+/// UDP) whose sender never ACKs. The call is answered, as a carrier's ACK
+/// may be late, but the application (speech, database) never sees it and
+/// no RTP goes to the address its SDP named: a spoofed INVITE cannot fill
+/// the lines or make us stream at a victim. With the ACK, both start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_invite_never_acked_starts_nothing_and_sends_no_rtp() {
+    let mut srv = start(BASE_CONFIG).await;
+    let to = srv.addr(Transport::Udp, false);
+    let sig = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let from = sig.local_addr().unwrap();
+    let victim = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let heard = count_rtp(victim.clone(), [0xff, 0x7f]);
+    let port = victim.local_addr().unwrap().port();
+    let sdp = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n");
+    let head = |method: &str, to_tag: &str, cseq: &str| {
+        format!(
+            "{method} sip:1000@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKnoack{}\r\nMax-Forwards: 70\r\n\
+             From: <sip:carrier@{from}>;tag=na1\r\nTo: <sip:1000@{to}>{to_tag}\r\nCall-ID: noack@test\r\nCSeq: {cseq}\r\n\
+             Contact: <sip:carrier@{from}>\r\n",
+            method.len()
+        )
+    };
+    let invite = format!("{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", head("INVITE", "", "1 INVITE"), sdp.len());
+    sig.send_to(invite.as_bytes(), to).await.unwrap();
+    let ok = final_response(&sig, "INVITE").await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(srv.incoming.try_recv().is_err(), "the application was started before the ACK");
+    assert_eq!(heard.lock().unwrap().packets, 0, "RTP was sent before the ACK");
+    // The ACK, from the caller: the application gets the call and media flows.
+    let tag = ok.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split(";tag=").nth(1)).expect("a To tag").trim().to_string();
+    let ack = format!("{}Content-Length: 0\r\n\r\n", head("ACK", &format!(";tag={tag}"), "1 ACK"));
+    sig.send_to(ack.as_bytes(), to).await.unwrap();
+    let call = tokio::time::timeout(Duration::from_secs(3), srv.incoming.recv()).await.expect("the call reaches the application after the ACK");
+    assert!(call.is_some());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(heard.lock().unwrap().packets > 5, "media flows once confirmed: {:?}", heard.lock().unwrap());
+}

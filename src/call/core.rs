@@ -39,6 +39,10 @@ pub struct CallCore {
     bridged: bool,
     bridge_in: VecDeque<Frame>,
     next_tick: Option<Instant>,
+    /// An inbound call sends no RTP until the caller's ACK proves it can
+    /// receive at the address it signalled (a spoofed INVITE must not turn
+    /// us into a 50-packets-a-second reflector towards its victim).
+    confirmed: bool,
     end_at: Instant,
     out: VecDeque<Output>,
     finished: bool,
@@ -55,6 +59,7 @@ impl CallCore {
             bridged: false,
             bridge_in: VecDeque::new(),
             next_tick: None,
+            confirmed: true,
             end_at: now + max,
             out: VecDeque::new(),
             finished: false,
@@ -63,6 +68,13 @@ impl CallCore {
             c.start_media(now, m);
         }
         c
+    }
+
+    /// Hold media (no RTP sent) until `CallSignal::Confirmed`: for inbound
+    /// calls answered before their ACK.
+    pub fn hold_until_confirmed(&mut self) {
+        self.confirmed = false;
+        self.next_tick = None;
     }
 
     pub fn is_finished(&self) -> bool {
@@ -79,7 +91,9 @@ impl CallCore {
             Some(r) => r.update_negotiated(m),
             None => {
                 self.rtp = Some(RtpSession::new(now, m, self.rtp_cfg, &mut self.rng));
-                self.next_tick = Some(now + TICK);
+                if self.confirmed {
+                    self.next_tick = Some(now + TICK);
+                }
             }
         }
     }
@@ -141,6 +155,12 @@ impl CallCore {
                 self.out.push_back(Output::App(CallEvent::Answered));
             }
             CallSignal::Media(m) => self.start_media(now, m),
+            CallSignal::Confirmed => {
+                self.confirmed = true;
+                if self.rtp.is_some() && self.next_tick.is_none() {
+                    self.next_tick = Some(now + TICK);
+                }
+            }
             CallSignal::Dtmf(d) => self.out.push_back(Output::App(CallEvent::Dtmf(d))),
             CallSignal::TransferStatus(c) => self.out.push_back(Output::App(CallEvent::TransferStatus(c))),
             CallSignal::Ended(reason) => {

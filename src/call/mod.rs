@@ -98,6 +98,8 @@ pub enum CallSignal {
     Progress(u16),
     Answered(Negotiated),
     Media(Negotiated),
+    /// Inbound call: the caller's ACK arrived; media may flow.
+    Confirmed,
     Dtmf(char),
     TransferStatus(u16),
     Ended(EndReason),
@@ -149,7 +151,11 @@ pub fn spawn(
     let (br_tx, br_rx) = mpsc::channel(16);
     let rtp_cfg = RtpConfig { rtp_timeout: Duration::from_secs(cfg.timers.rtp_timeout_s), source, ..RtpConfig::default() };
     let max = Duration::from_secs(cfg.timers.max_call_s);
-    let core = CallCore::new(Instant::now(), media, rtp_cfg, max, rand::random());
+    let mut core = CallCore::new(Instant::now(), media, rtp_cfg, max, rand::random());
+    if media.is_some() {
+        // Inbound and answered: nothing is sent before the ACK.
+        core.hold_until_confirmed();
+    }
     tokio::spawn(run(id, core, sock, cmd_rx, ev_tx, sig_rx, br_rx, sip));
     let handle = CallHandle { id, commands: cmd_tx, events: ev_rx, bridge_port: br_tx };
     (handle, sig_tx)

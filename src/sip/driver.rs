@@ -185,6 +185,7 @@ impl SipServer {
             streams: HashMap::new(),
             tls_clients,
             calls: HashMap::new(),
+            unconfirmed: HashMap::new(),
             rng: StdRng::from_entropy(),
             cfg,
             cmd_tx,
@@ -285,6 +286,9 @@ struct State {
     streams: HashMap<Peer, mpsc::Sender<Vec<u8>>>,
     tls_clients: TlsClients,
     calls: HashMap<CallId, mpsc::UnboundedSender<CallSignal>>,
+    /// Answered inbound calls waiting for their ACK (bounded by the
+    /// endpoint's transaction caps; Timer H ends those never ACKed).
+    unconfirmed: HashMap<CallId, IncomingCall>,
     /// Picks RTP ports; seeded from the OS so they cannot be predicted.
     rng: StdRng,
     cfg: SipConfig,
@@ -368,12 +372,19 @@ impl State {
                         Ok(media) => {
                             let (handle, sig) = call::spawn(id, sock, media, &self.cfg, media_source(ep, id), self.cmd_tx.clone());
                             self.calls.insert(id, sig);
-                            let call = IncomingCall { source, callee, caller, handle };
-                            if self.incoming.try_send(call).is_err() {
-                                let _ = ep.hangup(now, id);
-                            }
+                            // The application (speech, database, media) starts
+                            // with the ACK: a spoofed INVITE never gets that far.
+                            self.unconfirmed.insert(id, IncomingCall { source, callee, caller, handle });
                         }
                         Err(_) => continue,
+                    }
+                }
+                EndpointEvent::Confirmed { call: id } => {
+                    self.signal(id, CallSignal::Confirmed);
+                    if let Some(call) = self.unconfirmed.remove(&id) {
+                        if self.incoming.try_send(call).is_err() {
+                            let _ = ep.hangup(now, id);
+                        }
                     }
                 }
                 EndpointEvent::Progress { call, code } => self.signal(call, CallSignal::Progress(code)),
@@ -384,6 +395,9 @@ impl State {
                 EndpointEvent::Ended { call, reason } => {
                     self.signal(call, CallSignal::Ended(reason));
                     self.calls.remove(&call);
+                    if self.unconfirmed.remove(&call).is_some() {
+                        tracing::debug!(?reason, "an inbound call ended before its ACK; the application never saw it");
+                    }
                 }
                 EndpointEvent::Registration { trunk, status } => match status {
                     RegistrationStatus::Registered { expires_s } => tracing::info!(%trunk, expires_s, "registered to the carrier"),

@@ -107,6 +107,9 @@ pub enum EndpointEvent {
     Progress { call: CallId, code: u16 },
     /// Outbound call answered (ACK sent).
     Answered { call: CallId, media: Negotiated },
+    /// Inbound call: the ACK for our 2xx arrived from the caller, who thus
+    /// receives at the address it used. Only now does the application start.
+    Confirmed { call: CallId },
     /// Media renegotiated (re-INVITE: hold, resume, codec change).
     MediaUpdate { call: CallId, media: Negotiated },
     /// DTMF received by SIP INFO.

@@ -345,7 +345,7 @@ impl Endpoint {
             return;
         }
         let Some(call) = self.calls.get_mut(&id) else { return };
-        call.retrans = None;
+        let first = call.retrans.take().is_some();
         if call.awaiting_ack_answer && !req.body.is_empty() {
             call.awaiting_ack_answer = false;
             let answer = SessionDescription::parse(&String::from_utf8_lossy(&req.body));
@@ -354,6 +354,9 @@ impl Endpoint {
                     self.events.push_back(EndpointEvent::MediaUpdate { call: id, media });
                 }
             }
+        }
+        if first {
+            self.events.push_back(EndpointEvent::Confirmed { call: id });
         }
     }
 
