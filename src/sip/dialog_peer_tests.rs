@@ -62,6 +62,7 @@ fn established(ep: &mut Endpoint, t0: Instant) -> (CallId, String) {
     let to = ok.lines().find_map(|l| l.strip_prefix("To: ")).unwrap();
     let tag = to.rsplit_once(";tag=").unwrap().1.to_string();
     ep.handle_input(t0, 0, udp(CARRIER), &request("ACK", CARRIER, 1, Some(&tag), "", ""));
+    assert_eq!(ep.poll_event(), Some(EndpointEvent::Confirmed { call }), "the ACK confirms the call");
     (call, tag)
 }
 

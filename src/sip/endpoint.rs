@@ -223,6 +223,11 @@ impl Endpoint {
         self.stats
     }
 
+    /// Live (server, client) transactions.
+    pub fn transaction_counts(&self) -> (usize, usize) {
+        self.tx.len()
+    }
+
     pub fn active_calls(&self) -> usize {
         self.calls.len()
     }

@@ -17,3 +17,6 @@ pub mod stream;
 pub mod transaction;
 pub mod uri;
 pub mod validate;
+
+#[cfg(test)]
+mod fuzz_tests;
