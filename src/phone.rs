@@ -41,12 +41,50 @@ impl E164 {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The country calling code with its `+` (ITU-T E.164 assignments:
+    /// one digit for zones 1 and 7, two digits for the codes listed, three
+    /// for the rest), e.g. `+34` for `+34600111222`.
+    pub fn country_code(&self) -> &str {
+        const TWO: &[&str] = &[
+            "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47", "48", "49", "51", "52",
+            "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "81", "82", "84", "86", "90", "91", "92",
+            "93", "94", "95", "98",
+        ];
+        let d = &self.0[1..];
+        let len = if d.starts_with('1') || d.starts_with('7') {
+            1
+        } else if TWO.iter().any(|c| d.starts_with(c)) {
+            2
+        } else {
+            3
+        };
+        &self.0[..1 + len]
+    }
 }
 
 impl fmt::Display for E164 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Whether `number`, as dialled through a trunk, is one Clinivox may call:
+/// in international form (`+…` or `00…`) it must start with one of
+/// `allow` (`+34`, or finer prefixes like `+346`); in national form it is
+/// read as a number of `home` (the clinic's country code) first. A
+/// configuration mistake or a waiting-list entry then cannot dial premium
+/// or foreign numbers at the clinic's expense.
+pub fn dial_allowed(number: &str, allow: &[String], home: &str) -> bool {
+    let digits: String = number.chars().filter(|c| c.is_ascii_digit()).collect();
+    let international = if number.starts_with('+') {
+        format!("+{digits}")
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        format!("+{rest}")
+    } else {
+        format!("{home}{digits}")
+    };
+    allow.iter().any(|p| international.starts_with(p.as_str()))
 }
 
 /// `text` (a number, a SIP URI, a From header) for the log: every run of
@@ -141,6 +179,25 @@ mod masking_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn country_codes_and_the_dial_allow_list() {
+        let cc = |n: &str| E164::parse(n).unwrap().country_code().to_string();
+        assert_eq!(cc("+34600111222"), "+34");
+        assert_eq!(cc("+351912345678"), "+351");
+        assert_eq!(cc("+390612345678"), "+39");
+        assert_eq!(cc("+14155550100"), "+1");
+        assert_eq!(cc("+447911123456"), "+44");
+        let es = vec!["+34".to_string()];
+        assert!(dial_allowed("+34600111222", &es, "+34"));
+        assert!(dial_allowed("0034600111222", &es, "+34"));
+        assert!(dial_allowed("600111222", &es, "+34"), "national form, the clinic's country");
+        assert!(!dial_allowed("+44909123456", &es, "+34"), "abroad");
+        assert!(!dial_allowed("00881234567", &es, "+34"), "satellite, through 00");
+        let mobiles = vec!["+346".to_string(), "+347".to_string(), "+349".to_string()];
+        assert!(dial_allowed("+34600111222", &mobiles, "+34"));
+        assert!(!dial_allowed("905123456", &mobiles, "+34"), "a premium national number outside the prefixes");
+    }
 
     #[test]
     fn parses_common_spellings() {

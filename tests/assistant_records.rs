@@ -88,6 +88,8 @@ async fn call(assistant: Arc<Assistant>, pcm: Vec<i16>) -> Caller {
     // The SIP side's commands (hang-up, REFER) have nowhere to go here.
     tokio::spawn(async move { while sip_rx.recv().await.is_some() {} });
     let (handle, signals) = clinivox::call::spawn(CallId(1), ours, Some(media), &SipConfig::default(), Default::default(), sip_tx);
+    // As the SIP task does when the caller's ACK arrives: media may flow.
+    let _ = signals.send(CallSignal::Confirmed);
     let report: clinivox::call::apps::Report = Arc::new(|line| println!("{line}"));
     let answered = tokio::spawn(assistant.answer(handle, CALLER.to_string(), None, report));
 

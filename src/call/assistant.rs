@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::admission::{admit, Admission, Limits, Load};
+use super::admission::{admit, Admission, CallerLedger, Limits, Load};
 use super::apps::Report;
 use super::records;
 use super::transfer::{self, Rung};
@@ -127,6 +127,20 @@ pub struct Assistant {
     next_key: AtomicU64,
     /// Live counters, shared with `/metrics`.
     metrics: Arc<Metrics>,
+    /// Calls per caller ID (`[calls] max_per_caller`, `max_per_caller_per_hour`).
+    callers: Arc<std::sync::Mutex<CallerLedger>>,
+}
+
+/// One counted call of a caller ID; given back when the call ends.
+struct CallerSlot {
+    ledger: Arc<std::sync::Mutex<CallerLedger>>,
+    caller: String,
+}
+
+impl Drop for CallerSlot {
+    fn drop(&mut self) {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner()).finish(&self.caller);
+    }
 }
 
 // Calls share one assistant; two are "equal" only if they are the same one
@@ -187,7 +201,9 @@ impl Assistant {
         }
         let reception = config.staff.iter().find_map(|s| s.uri.clone());
         let staff = config.staff.iter().map(|s| transfer::member_target(s.uri.as_deref().unwrap_or(&s.extension))).collect();
+        let callers = Arc::new(std::sync::Mutex::new(CallerLedger::new(config.calls.max_per_caller, config.calls.max_per_caller_per_hour)));
         Ok(Assistant {
+            callers,
             languages,
             vocabulary: Arc::new(Vocabulary::from_config(&config)),
             store,
@@ -212,8 +228,21 @@ impl Assistant {
             self.metrics.call_refused_busy();
             return self.lines_busy(handle, &caller).await;
         }
-        let _active = self.metrics.call_started();
         let number = caller_id(&caller);
+        let _slot = match &number {
+            Some(n) => {
+                let admitted = self.callers.lock().unwrap_or_else(|e| e.into_inner()).start(std::time::Instant::now(), n.as_str());
+                if let Err(reason) = admitted {
+                    report(format!("BUSY call={} reason={reason:?}", handle.id.0));
+                    self.metrics.call_refused_busy();
+                    return self.lines_busy(handle, &caller).await;
+                }
+                Some(CallerSlot { ledger: self.callers.clone(), caller: n.as_str().to_string() })
+            }
+            // A withheld number: bounded by max_active alone.
+            None => None,
+        };
+        let _active = self.metrics.call_started();
         let lang = self.known_language(number.as_ref()).await;
         let ctx = self.context(Direction::Inbound, number, &lang);
         let (session, first) = Session::start(self.store.clone(), ctx, wall_now()).await;
@@ -342,6 +371,7 @@ impl Assistant {
             first_chunk_sent: false,
             then: Then::Listen,
             silence_at: None,
+            too_long_at: Some(Instant::now() + self.config.calls.max_assistant),
             latency: None,
             latencies: Vec::new(),
             sip,
@@ -436,6 +466,8 @@ enum Input {
     Staff(Option<CallEvent>),
     Back(Back),
     Silence,
+    /// `[calls] max_assistant_minutes` reached.
+    TooLong,
 }
 
 /// Results coming back from blocking work.
@@ -500,6 +532,8 @@ struct Line {
     first_chunk_sent: bool,
     then: Then,
     silence_at: Option<Instant>,
+    /// When the conversation with the assistant must end.
+    too_long_at: Option<Instant>,
     /// End of the caller's speech and when its transcript arrived, until
     /// the reply's first audio is sent.
     latency: Option<(Instant, Instant)>,
@@ -543,8 +577,10 @@ impl Line {
                 ev = staff_event(&mut self.staff) => Input::Staff(ev),
                 Some(b) = rx.recv() => Input::Back(b),
                 _ = sleep_until(silence) => Input::Silence,
+                _ = sleep_until(self.too_long_at) => Input::TooLong,
             };
             match input {
+                Input::TooLong => self.too_long(),
                 Input::Call(Some(CallEvent::Audio(frame))) => {
                     if self.outbound.as_ref().is_some_and(|o| o.detector.is_some()) {
                         self.screen(&frame).await;
@@ -697,6 +733,19 @@ impl Line {
             return;
         }
         self.speak(texts, interruptible);
+    }
+
+    /// The conversation reached its longest: say so and hang up, unless
+    /// staff are being rung or talking (then it is their call now).
+    fn too_long(&mut self) {
+        self.too_long_at = None;
+        if self.staff.is_some() || matches!(self.then, Then::Ringing | Then::Done | Then::Hangup) {
+            return;
+        }
+        self.report(format!("TOO_LONG call={}", self.handle.id.0));
+        let text = self.assistant.spoken(&self.lang).language.prompts.say("call_too_long", &[]);
+        self.then = Then::Hangup;
+        self.speak(vec![text], false);
     }
 
     /// Renders a reply on a blocking thread, sentence by sentence.

@@ -175,6 +175,15 @@ pub struct CallsConfig {
     /// Utterances waiting for recognition, across calls, above which new
     /// callers are turned away (default 16).
     pub max_recognition_queue: usize,
+    /// Assistant calls at once from one caller ID, and within an hour:
+    /// one number (real or spoofed) cannot take every line. Calls without
+    /// a caller ID are bounded by `max_active` alone.
+    pub max_per_caller: usize,
+    pub max_per_caller_per_hour: usize,
+    /// Longest conversation with the assistant (not counting a bridged
+    /// staff leg): then it says so and ends the call, so a caller (or a
+    /// recording played at it) cannot hold a line and recognition forever.
+    pub max_assistant: std::time::Duration,
     /// Record the audio of inbound assistant calls (default off). Callers hear a
     /// notice first (`recording_notice`).
     pub record_audio: bool,

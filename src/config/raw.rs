@@ -174,6 +174,12 @@ pub struct RawCalls {
     pub max_active: Option<i64>,
     /// Utterances waiting for recognition above which new callers hear it too.
     pub max_recognition_queue: Option<i64>,
+    /// Longest conversation with the assistant, in minutes (15).
+    pub max_assistant_minutes: Option<i64>,
+    /// Assistant calls at once from one caller ID (2).
+    pub max_per_caller: Option<i64>,
+    /// Assistant calls from one caller ID within an hour (10).
+    pub max_per_caller_per_hour: Option<i64>,
     /// Record each inbound assistant call's audio (announced to the caller first).
     pub record_audio: Option<bool>,
     /// Where recordings are written ("recordings").

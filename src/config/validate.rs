@@ -224,7 +224,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let escalation = escalation(&mut e, &raw.escalation);
-    let sip = sip(&mut e, raw.sip, &staff);
+    let mut sip = sip(&mut e, raw.sip, &staff);
+    // Trunk dialling stays in the clinic's country unless `[sip]
+    // dial_allow` says otherwise (numbers in national form are its too).
+    if let (Some(s), Some(cc)) = (sip.as_mut(), phone.as_deref().and_then(|p| crate::phone::E164::parse(p).ok())) {
+        let cc = cc.country_code().to_string();
+        s.dial_allow.get_or_insert_with(|| vec![cc.clone()]);
+        s.home_country_code.get_or_insert(cc);
+    }
     let speech = raw.speech.map(|s| speech(&mut e, s, &languages));
     let calls_app = match raw.calls.app.as_deref().unwrap_or("echo") {
         "echo" => CallsApp::Echo,
@@ -293,6 +300,18 @@ fn calls(e: &mut Errors, r: &RawCalls, app: CallsApp) -> CallsConfig {
     if !(1..=1000).contains(&max_queue) {
         e.push("calls.max_recognition_queue", "must be between 1 and 1000");
     }
+    let per_caller = r.max_per_caller.unwrap_or(2);
+    if !(1..=1000).contains(&per_caller) {
+        e.push("calls.max_per_caller", "must be between 1 and 1000");
+    }
+    let per_caller_hour = r.max_per_caller_per_hour.unwrap_or(10);
+    if !(1..=100_000).contains(&per_caller_hour) {
+        e.push("calls.max_per_caller_per_hour", "must be between 1 and 100000");
+    }
+    let max_minutes = r.max_assistant_minutes.unwrap_or(15);
+    if !(1..=240).contains(&max_minutes) {
+        e.push("calls.max_assistant_minutes", "must be between 1 and 240");
+    }
     let record_audio = r.record_audio.unwrap_or(false);
     if record_audio && app != CallsApp::Assistant {
         e.push("calls.record_audio", "only the assistant records calls (calls.app = \"assistant\")");
@@ -304,6 +323,9 @@ fn calls(e: &mut Errors, r: &RawCalls, app: CallsApp) -> CallsConfig {
     CallsConfig {
         max_active: max_active.clamp(1, 1000) as usize,
         max_recognition_queue: max_queue.clamp(1, 1000) as usize,
+        max_per_caller: per_caller.clamp(1, 1000) as usize,
+        max_per_caller_per_hour: per_caller_hour.clamp(1, 100_000) as usize,
+        max_assistant: std::time::Duration::from_secs(60 * max_minutes.clamp(1, 240) as u64),
         record_audio,
         recordings_dir: recordings_dir.into(),
     }

@@ -401,6 +401,13 @@ pub struct SipConfig {
     /// Our certificate for `transport = "tls"` listeners (reloaded when
     /// the files change), and whom we trust when we connect out over TLS.
     pub tls: Option<SipTls>,
+    /// Numbers that may be dialled through a trunk, as prefixes of their
+    /// international form (`["+34"]`, or `["+346", "+347", "+349"]`). The
+    /// clinic's configuration defaults it to the clinic's own country
+    /// (from `[clinic] phone`); unset in a bare `[sip]` (the test apps).
+    pub dial_allow: Option<Vec<String>>,
+    /// The clinic's country code, for numbers dialled in national form.
+    pub home_country_code: Option<String>,
 }
 
 /// `[sip.tls]`.
@@ -450,6 +457,8 @@ impl Default for SipConfig {
             max_bindings: 1_000,
             limits: Limits::default(),
             tls: None,
+            dial_allow: None,
+            home_country_code: None,
         }
     }
 }

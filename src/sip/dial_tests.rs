@@ -2,6 +2,7 @@
 //! fake time through the sans-IO endpoint: the ACK for the 2xx follows the
 //! dialog (§13.2.2.4).
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::*;
@@ -80,4 +81,32 @@ fn the_ack_for_a_2xx_goes_to_the_remote_target_along_the_route_set_with_the_invi
     assert!(header(&ack, "To").is_some_and(|t| t.ends_with(";tag=phone")), "{ack}");
     assert_eq!(header(&ack, "Proxy-Authorization"), Some(credentials), "the INVITE's credentials");
     assert!(std::iter::from_fn(|| ep.poll_event()).any(|e| matches!(e, EndpointEvent::Answered { .. })));
+}
+
+/// Issue 13: trunk dialling stays within `dial_allow` (the clinic's country
+/// by default): a foreign or premium number is refused before anything is
+/// sent, in international, `00` and national form alike.
+#[test]
+fn numbers_outside_the_dial_allow_list_are_refused_before_anything_is_sent() {
+    let mut ep = Endpoint::for_test(&format!(
+        r#"
+listen = [{{ transport = "udp", addr = "198.51.100.7:5060" }}]
+dial_allow = ["+346", "+347", "+349"]
+home_country_code = "+34"
+[[trunks]]
+name = "carrier"
+proxy = "{PROXY}"
+"#
+    ));
+    let t0 = Instant::now();
+    let rtp: SocketAddr = "198.51.100.7:40000".parse().unwrap();
+    let dial = |ep: &mut Endpoint, n: &str| ep.dial(t0, 0, DialTarget::Number { number: n.into(), trunk: None }, rtp);
+    for refused in ["+447911123456", "0044909123456", "905123456", "+34905123456"] {
+        assert!(matches!(dial(&mut ep, refused), Err(CallError::NotAllowed(_))), "{refused}");
+        assert!(sent(&mut ep).is_empty(), "{refused}: nothing goes out");
+    }
+    for allowed in ["+34600111222", "0034711222333", "912345678"] {
+        assert!(dial(&mut ep, allowed).is_ok(), "{allowed}");
+        assert!(sent(&mut ep).iter().any(|m| m.starts_with("INVITE ")), "{allowed}");
+    }
 }

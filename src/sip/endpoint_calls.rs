@@ -36,6 +36,8 @@ pub enum CallError {
     NotAcceptable,
     #[error("the trunk's proxy {0} has no address (DNS)")]
     Unresolved(String),
+    #[error("dialling {0} is not allowed (sip.dial_allow)")]
+    NotAllowed(String),
 }
 
 /// Where an outbound call goes.

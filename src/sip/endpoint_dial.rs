@@ -146,6 +146,12 @@ impl Endpoint {
                 if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b'*' || b == b'#') {
                     return Err(CallError::BadTarget(number.clone()));
                 }
+                if let Some(allow) = &self.cfg.dial_allow {
+                    let home = self.cfg.home_country_code.as_deref().unwrap_or("+");
+                    if !crate::phone::dial_allowed(number, allow, home) {
+                        return Err(CallError::NotAllowed(crate::phone::masked(number)));
+                    }
+                }
                 let creds = t.username.clone().zip(t.password.clone());
                 let from_user = t.caller_id.clone().or_else(|| t.username.clone()).unwrap_or_else(|| "clinivox".into());
                 Ok((
