@@ -281,11 +281,14 @@ fn dispatch(waiters: &Waiters, msg: &[u8]) {
     }
 }
 
+/// Reads the UDP socket and dispatches each datagram. Should the socket
+/// fail, every waiting call is told at once (its channel closes).
 async fn udp_reader(sock: Arc<UdpSocket>, waiters: Waiters) {
     let mut buf = vec![0u8; 65_535];
     while let Ok((n, _)) = sock.recv_from(&mut buf).await {
         dispatch(&waiters, &buf[..n]);
     }
+    lock(&waiters).clear();
 }
 
 /// Reads the TLS stream, frames it, dispatches each message. When the
@@ -631,6 +634,8 @@ pub async fn call(trunk: &Trunk, media: Option<&Media>) -> Result<MediaCount, Ca
     let mut inbox = trunk.wait_for(&dialog.call_id);
     let branch = new_branch();
     let sdp = offer_sdp(rtp.local_addr().map_err(io)?, crypto.as_ref());
+    // An INVITE that gets no final response is abandoned (no CANCEL): the
+    // call counts as failed, and the server ends it on its own timers.
     let ok = trunk.transact(&mut inbox, &dialog.request("INVITE", 1, &branch, Some(&sdp)), "INVITE").await?;
     dialog.to = header(&ok.text, "To", "t").map(str::to_string);
     if ok.code >= 300 {

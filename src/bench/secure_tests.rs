@@ -232,3 +232,20 @@ fn the_server_config_is_valid_with_udp_tls_and_an_srtp_offering_trunk() {
     assert_eq!(cfg.trunks[0].srtp, crate::media::srtp::SrtpPolicy::Offered);
     assert!(SERVER_THREAD.len() <= 15, "Linux truncates thread names to 15 bytes");
 }
+
+#[test]
+fn schedstat_gives_nanoseconds_on_cpu() {
+    assert_eq!(parse_schedstat("1066416 15593 2\n"), Some(1_066_416));
+    assert_eq!(parse_schedstat(""), None);
+    assert_eq!(parse_schedstat("x 1 2"), None);
+}
+
+#[test]
+fn cpu_is_compared_at_the_largest_step_both_modes_passed() {
+    let rows = vec![(10, [(1.0, true), (2.0, true)]), (50, [(3.0, true), (4.0, true)]), (100, [(5.0, true), (6.0, false)])];
+    assert_eq!(common_step(&rows).map(|(n, _)| n), Some(50));
+    let none_clean = vec![(50, [(1.0, false), (2.0, true)]), (10, [(1.0, true), (2.0, false)])];
+    assert_eq!(common_step(&none_clean).map(|(n, _)| n), Some(10));
+    assert_eq!(common_step(&[]), None);
+    assert_eq!((ratio(3.0, 2.0), ratio(1.0, 0.0)), ("1.50".to_string(), "n/a".to_string()));
+}
