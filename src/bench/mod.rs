@@ -4,6 +4,8 @@
 pub mod caller;
 pub mod conversation;
 pub mod scheduler;
+/// TLS+SRTP beside UDP+RTP, with our own caller (no whisper needed).
+pub mod secure;
 #[cfg(feature = "whisper")]
 pub mod service;
 #[cfg(feature = "whisper")]
