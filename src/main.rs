@@ -178,6 +178,12 @@ enum BenchWhat {
         /// How long each echo call streams, seconds.
         #[arg(long, default_value_t = 10)]
         hold_seconds: u32,
+        /// TLS+SRTP beside UDP+RTP: calls in flight for the setup steps.
+        #[arg(long, value_delimiter = ',', default_value = "10,50")]
+        secure_in_flight: Vec<usize>,
+        /// TLS+SRTP beside UDP+RTP: simultaneous echo calls.
+        #[arg(long, value_delimiter = ',', default_value = "50,100,200,400")]
+        secure_calls: Vec<usize>,
     },
     /// Turn latency on the wire with scripted callers (the service runs in
     /// this process): p50/p95 per model, then simultaneous calls with the default model (base-q8_0).
@@ -277,8 +283,14 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench { what: BenchWhat::Speech { args } } => speech_cli("bench", args)?,
         #[cfg(feature = "whisper")]
-        Command::Bench { what: BenchWhat::Sip { rates, seconds_per_rate, calls, hold_seconds } } => {
-            clinivox::bench::sip::run(&clinivox::bench::sip::Options { rates, seconds_per_rate, calls, hold_seconds }).await?
+        Command::Bench { what: BenchWhat::Sip { rates, seconds_per_rate, calls, hold_seconds, secure_in_flight, secure_calls } } => {
+            let secure = clinivox::bench::secure::SecureOptions {
+                concurrency: secure_in_flight,
+                calls: secure_calls,
+                hold_seconds: hold_seconds.min(10),
+                ..Default::default()
+            };
+            clinivox::bench::sip::run(&clinivox::bench::sip::Options { rates, seconds_per_rate, calls, hold_seconds, secure }).await?
         }
         #[cfg(feature = "whisper")]
         Command::Bench { what: BenchWhat::Turns { models, calls_per_model, levels, stagger_ms, models_dir, cache } } => {

@@ -196,7 +196,7 @@ mod tests {
         assert!(!dial_allowed("00881234567", &es, "+34"), "satellite, through 00");
         let mobiles = vec!["+346".to_string(), "+347".to_string(), "+349".to_string()];
         assert!(dial_allowed("+34600111222", &mobiles, "+34"));
-        assert!(!dial_allowed("905123456", &mobiles, "+34"), "a premium national number outside the prefixes");
+        assert!(!dial_allowed("803123456", &mobiles, "+34"), "a premium national number outside the prefixes");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum SipBenchError {
     Io(#[from] std::io::Error),
     #[error("starting the SIP server: {0}")]
     Server(#[from] crate::sip::driver::DriverError),
+    #[error("TLS+SRTP comparison: {0}")]
+    Secure(#[from] super::secure::SecureBenchError),
 }
 
 pub struct Options {
@@ -40,6 +42,8 @@ pub struct Options {
     pub seconds_per_rate: u32,
     pub calls: Vec<u32>,
     pub hold_seconds: u32,
+    /// The TLS+SRTP against UDP+RTP comparison.
+    pub secure: super::secure::SecureOptions,
 }
 
 pub async fn run(o: &Options) -> Result<(), SipBenchError> {
@@ -127,8 +131,12 @@ pub async fn run(o: &Options) -> Result<(), SipBenchError> {
         }
     }
     println!("\nSustained with no failed call: {best:.0} setups/s\n");
-
     let _ = stop.send(());
+
+    // SIPp here has neither TLS nor SRTP: the encrypted comparison uses our
+    // own generator, both modes from it, alternating step by step.
+    println!("# TLS+SRTP beside UDP+RTP (issue 14)\n");
+    super::secure::run(&o.secure).await?;
     Ok(())
 }
 

@@ -402,7 +402,7 @@ pub struct SipConfig {
     /// the files change), and whom we trust when we connect out over TLS.
     pub tls: Option<SipTls>,
     /// Numbers that may be dialled through a trunk, as prefixes of their
-    /// international form (`["+34"]`, or `["+346", "+347", "+349"]`). The
+    /// international form (`["+34"]`, or `["+346", "+347", "+3491"]`). The
     /// clinic's configuration defaults it to the clinic's own country
     /// (from `[clinic] phone`); unset in a bare `[sip]` (the test apps).
     pub dial_allow: Option<Vec<String>>,

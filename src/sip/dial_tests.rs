@@ -101,7 +101,7 @@ proxy = "{PROXY}"
     let t0 = Instant::now();
     let rtp: SocketAddr = "198.51.100.7:40000".parse().unwrap();
     let dial = |ep: &mut Endpoint, n: &str| ep.dial(t0, 0, DialTarget::Number { number: n.into(), trunk: None }, rtp);
-    for refused in ["+447911123456", "0044909123456", "905123456", "+34905123456"] {
+    for refused in ["+447911123456", "0044909123456", "803123456", "+34806123456"] {
         assert!(matches!(dial(&mut ep, refused), Err(CallError::NotAllowed(_))), "{refused}");
         assert!(sent(&mut ep).is_empty(), "{refused}: nothing goes out");
     }

@@ -421,7 +421,9 @@ impl State {
             }
             Transport::Tcp | Transport::Tls => match self.streams.get(&t.peer) {
                 Some(w) => {
-                    let _ = w.try_send(t.bytes);
+                    if let Err(mpsc::error::TrySendError::Full(_)) = w.try_send(t.bytes) {
+                        tracing::warn!(addr = %t.peer.addr, "SIP connection not reading: a message to it was dropped");
+                    }
                 }
                 None => self.connect(t),
             },
@@ -443,14 +445,17 @@ impl State {
             },
             _ => None,
         };
-        let (w, r) = mpsc::channel(64);
+        let (w, r) = mpsc::channel(tcp::WRITE_QUEUE);
         let _ = w.try_send(t.bytes);
         self.streams.insert(peer, w.clone());
         let net = self.net_tx.clone();
         let timeouts = tcp::Timeouts { first_message: None, idle: std::time::Duration::from_secs(self.cfg.limits.tcp_idle_s) };
         tokio::spawn(async move {
             let s = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer.addr)).await {
-                Ok(Ok(s)) => s,
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    s
+                }
                 _ => {
                     let _ = net.send(DriverEvent::StreamClosed(peer)).await;
                     return;

@@ -123,6 +123,9 @@ pub(super) async fn acceptor(l: TcpListener, tx: mpsc::Sender<DriverEvent>, guar
             }
             match guard.admit(addr.ip()) {
                 Some(permit) => {
+                    // A response waits for no delayed ACK (Nagle would hold
+                    // the 200 after a 100 Trying for ~40 ms).
+                    let _ = s.set_nodelay(true);
                     let timeouts = Timeouts { first_message: Some(guard.first_message), idle: guard.idle };
                     let tx = tx.clone();
                     match &tls {
@@ -170,6 +173,13 @@ pub(super) struct Timeouts {
 /// The SIP task's side and the connection's side of its write queue.
 pub(super) type Writer = (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>);
 
+/// Messages queued for one connection. A carrier's trunk carries every
+/// call's signalling on one connection, and nothing sent over TCP or TLS
+/// is retransmitted, so a burst must fit: a dropped 200 to a BYE is lost
+/// for good. A peer that leaves this many unread is stalled, and
+/// `WRITE_TIMEOUT` closes its connection.
+pub(super) const WRITE_QUEUE: usize = 1024;
+
 /// A write that the peer does not read within this is abandoned (the
 /// peer would otherwise hold the connection with a full window).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -189,7 +199,7 @@ pub(super) async fn connection<S>(
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let addr = peer.addr;
-    let (w, mut wr) = writer.unwrap_or_else(|| mpsc::channel(64));
+    let (w, mut wr) = writer.unwrap_or_else(|| mpsc::channel(WRITE_QUEUE));
     if tx.send(DriverEvent::StreamOpened(peer, w)).await.is_err() {
         return;
     }
