@@ -147,3 +147,62 @@ async fn handshake(server: &TlsFiles, trust: &PeerTrust) -> Result<(), String> {
     srv.abort();
     (&b == b"ping").then_some(()).ok_or_else(|| "echo differs".into())
 }
+
+/// A carrier that wants mutual TLS: our client certificate (from the
+/// trunk's `tls_client_cert`/`tls_client_key`) is presented and accepted;
+/// without it the carrier refuses the handshake.
+#[tokio::test]
+async fn client_certificate_for_a_carrier_that_wants_mutual_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_p.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    let signed = |name: &str| {
+        let k = KeyPair::generate().unwrap();
+        let c = CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&k, &ca, &ca_key).unwrap();
+        Made { cert_pem: c.pem(), key_pem: k.serialize_pem(), der: c.der().to_vec() }
+    };
+    let carrier = write(dir.path(), "carrier", &signed("127.0.0.1"));
+    let clinic = write(dir.path(), "clinic", &signed("clinic.example"));
+    // The carrier's side: only clients with a certificate from the CA.
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(load_chain(&dir.path().join("ca.pem")).unwrap());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap();
+    let scfg = Arc::new(
+        ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(VERSIONS)
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(ReloadingCert::new(carrier).unwrap()),
+    );
+    for (with_cert, expect) in [(true, true), (false, false)] {
+        let trust = PeerTrust { ca: Some(dir.path().join("ca.pem")), client: with_cert.then(|| clinic.clone()), ..Default::default() };
+        let ccfg = client_config(&trust).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(scfg.clone());
+        let srv = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let mut t = acceptor.accept(s).await.ok()?;
+            let mut b = [0u8; 4];
+            t.read_exact(&mut b).await.ok()?;
+            t.write_all(&b).await.ok()?;
+            t.get_ref().1.peer_certificates().map(|c| c.len())
+        });
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let echoed = async {
+            let mut t = tokio_rustls::TlsConnector::from(ccfg).connect(server_name("127.0.0.1").unwrap(), s).await.ok()?;
+            t.write_all(b"ping").await.ok()?;
+            let mut b = [0u8; 4];
+            t.read_exact(&mut b).await.ok()?;
+            Some(b)
+        }
+        .await;
+        let seen = srv.await.unwrap();
+        assert_eq!(echoed.is_some(), expect, "with client certificate: {with_cert}");
+        assert_eq!(seen.is_some(), expect, "the carrier saw our certificate: {with_cert}");
+    }
+}
