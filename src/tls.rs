@@ -198,10 +198,8 @@ impl ResolvesServerCert for ReloadingCert {
 
 /// A server configuration presenting `cert`; `alpn` e.g. `http/1.1`.
 pub fn server_config(cert: Arc<ReloadingCert>, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(VERSIONS)?
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
+    let mut cfg =
+        ServerConfig::builder_with_provider(provider()).with_protocol_versions(VERSIONS)?.with_no_client_auth().with_cert_resolver(cert);
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
 }
@@ -232,7 +230,9 @@ pub fn fingerprint(der: &[u8]) -> String {
 pub fn client_config(trust: &PeerTrust) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider()).with_protocol_versions(VERSIONS)?;
     let builder = match &trust.pin_sha256 {
-        Some(pin) => builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedCert { pin: parse_pin(pin)?, provider: provider() })),
+        Some(pin) => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedCert { pin: parse_pin(pin)?, provider: provider() }))
+        }
         None => {
             let path = trust.ca.clone().unwrap_or_else(|| PathBuf::from(SYSTEM_ROOTS));
             let mut roots = RootCertStore::empty();
@@ -284,11 +284,21 @@ impl ServerCertVerifier for PinnedCert {
         }
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 

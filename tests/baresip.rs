@@ -174,7 +174,18 @@ impl Wire {
             let out = std::process::Command::new("tshark")
                 .args(["-r"])
                 .arg(pcap)
-                .args(["-Y", filter, "-T", "fields", "-e", &format!("{proto}.srcport"), "-e", &format!("{proto}.dstport"), "-e", &format!("{proto}.payload")])
+                .args([
+                    "-Y",
+                    filter,
+                    "-T",
+                    "fields",
+                    "-e",
+                    &format!("{proto}.srcport"),
+                    "-e",
+                    &format!("{proto}.dstport"),
+                    "-e",
+                    &format!("{proto}.payload"),
+                ])
                 .output()
                 .expect("tshark reads the capture");
             String::from_utf8_lossy(&out.stdout)
@@ -233,10 +244,7 @@ srtp = "required"
 
 fn tls_server_config(cert: &Path, key: &Path, ca: Option<&Path>) -> String {
     let ca_line = ca.map(|c| format!("ca = \"{}\"", c.display())).unwrap_or_default();
-    TLS_SERVER_CONFIG
-        .replace("CERT", &cert.display().to_string())
-        .replace("KEY", &key.display().to_string())
-        .replace("CA_LINE", &ca_line)
+    TLS_SERVER_CONFIG.replace("CERT", &cert.display().to_string()).replace("KEY", &key.display().to_string()).replace("CA_LINE", &ca_line)
 }
 
 /// Issue 14: baresip calls the echo app over TLS with SRTP (mandatory on

@@ -341,7 +341,10 @@ cidrs = ["127.0.0.0/8"]
     )
     .expect("write config");
     let uac = |to: &str, out: &str| {
-        format!("sipp {to} -sf {} -s 1000 -m 1 -i 127.0.0.1 -mi 127.0.0.1 -t u1 -nd -timeout 40s -timeout_error > {out} 2>&1", scenario("uac_echo.xml"))
+        format!(
+            "sipp {to} -sf {} -s 1000 -m 1 -i 127.0.0.1 -mi 127.0.0.1 -t u1 -nd -timeout 40s -timeout_error > {out} 2>&1",
+            scenario("uac_echo.xml")
+        )
     };
     let script = format!(
         "cd {dir}\nkamailio -DD -E -f {kam} > kamailio.log 2>&1 &\nKAM=$!\n\
@@ -363,7 +366,10 @@ cidrs = ["127.0.0.0/8"]
     println!("{out}");
     assert!(out.contains("INBOUND_RC=0"), "SIPp → Kamailio → TLS → Clinivox echo failed:\n{out}");
     assert!(out.contains("RELAY from SIPp to Clinivox over TLS"), "{out}");
-    assert!(out.contains("DTMF 5") && out.contains("HANGUP Remote call="), "the echo call got its digits and SIPp's BYE through Kamailio:\n{out}");
+    assert!(
+        out.contains("DTMF 5") && out.contains("HANGUP Remote call="),
+        "the echo call got its digits and SIPp's BYE through Kamailio:\n{out}"
+    );
     assert!(out.contains("BRIDGED"), "Clinivox reached the phone behind Kamailio over TLS:\n{out}");
     assert!(out.contains("RELAY from Clinivox over TLS to SIPp"), "{out}");
     assert!(out.contains("OUTBOUND_RC=0") && out.contains("DESK_RC=0"), "the bridged call was clean:\n{out}");

@@ -636,7 +636,8 @@ async fn a_trunk_invite_never_acked_starts_nothing_and_sends_no_rtp() {
     let tag = ok.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split(";tag=").nth(1)).expect("a To tag").trim().to_string();
     let ack = format!("{}Content-Length: 0\r\n\r\n", head("ACK", &format!(";tag={tag}"), "1 ACK"));
     sig.send_to(ack.as_bytes(), to).await.unwrap();
-    let call = tokio::time::timeout(Duration::from_secs(3), srv.incoming.recv()).await.expect("the call reaches the application after the ACK");
+    let call =
+        tokio::time::timeout(Duration::from_secs(3), srv.incoming.recv()).await.expect("the call reaches the application after the ACK");
     assert!(call.is_some());
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(heard.lock().unwrap().packets > 5, "media flows once confirmed: {:?}", heard.lock().unwrap());

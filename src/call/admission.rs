@@ -107,7 +107,8 @@ impl CallerLedger {
     fn make_room(&mut self, now: Instant) {
         self.callers.retain(|_, u| u.active > 0 || u.starts.back().is_some_and(|t| now.saturating_duration_since(*t) < HOUR));
         if self.callers.len() >= MAX_TRACKED {
-            let oldest = self.callers.iter().filter(|(_, u)| u.active == 0).min_by_key(|(_, u)| u.starts.back().copied()).map(|(k, _)| k.clone());
+            let oldest =
+                self.callers.iter().filter(|(_, u)| u.active == 0).min_by_key(|(_, u)| u.starts.back().copied()).map(|(k, _)| k.clone());
             if let Some(k) = oldest {
                 self.callers.remove(&k);
             }

@@ -321,7 +321,8 @@ fn plain_http_off_loopback_needs_tls_or_an_explicit_proxy() {
     std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
     let c = dir.path().join("c.pem").display().to_string();
     let k = dir.path().join("k.pem").display().to_string();
-    let https = [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:9443"), ("CLINIVOX_HTTP__TLS_CERT", c.as_str()), ("CLINIVOX_HTTP__TLS_KEY", k.as_str())];
+    let https =
+        [("CLINIVOX_HTTP__LISTEN", "0.0.0.0:9443"), ("CLINIVOX_HTTP__TLS_CERT", c.as_str()), ("CLINIVOX_HTTP__TLS_KEY", k.as_str())];
     let cfg = from_toml(DEMO_TOML, "demo", env(&https)).expect("HTTPS on a public address is fine");
     let checks = super::certs::check_certificates(&cfg, std::time::SystemTime::now());
     assert_eq!(checks.len(), 1, "{checks:?}");

@@ -32,7 +32,15 @@ fn params(suite: SrtpSuite, a_key: u8, b_key: u8) -> (SrtpParams, SrtpParams) {
 }
 
 fn neg(remote: &str, srtp: Option<SrtpParams>) -> Negotiated {
-    Negotiated { codec: Codec::Pcmu, codec_pt: 0, dtmf_pt: Some(101), remote: addr(remote), direction: Direction::SendRecv, ptime: 20, srtp }
+    Negotiated {
+        codec: Codec::Pcmu,
+        codec_pt: 0,
+        dtmf_pt: Some(101),
+        remote: addr(remote),
+        direction: Direction::SendRecv,
+        ptime: 20,
+        srtp,
+    }
 }
 
 /// µ-law code of frame k: constant, non-zero, never the stranger's.

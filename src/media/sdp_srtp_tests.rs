@@ -25,7 +25,8 @@ enum Offer {
 }
 
 fn offer_text(kind: Offer) -> String {
-    let crypto = format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_AES}|2^31\r\na=crypto:2 AEAD_AES_128_GCM inline:{THEIR_GCM}\r\n");
+    let crypto =
+        format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_AES}|2^31\r\na=crypto:2 AEAD_AES_128_GCM inline:{THEIR_GCM}\r\n");
     let unusable = format!(
         "a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{THEIR_AES}\r\na=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:{THEIR_AES}|2^20|1:4\r\n"
     );
@@ -142,7 +143,10 @@ fn our_offers_per_policy() {
     assert!(text.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC\r\n"), "{text}");
     // A re-offer keeps the keys.
     let again = s.create_offer(Direction::SendOnly).to_string();
-    assert_eq!(again.lines().filter(|l| l.starts_with("a=crypto:")).collect::<Vec<_>>(), text.lines().filter(|l| l.starts_with("a=crypto:")).collect::<Vec<_>>());
+    assert_eq!(
+        again.lines().filter(|l| l.starts_with("a=crypto:")).collect::<Vec<_>>(),
+        text.lines().filter(|l| l.starts_with("a=crypto:")).collect::<Vec<_>>()
+    );
     let offered = session(SrtpPolicy::Offered).create_offer(Direction::SendRecv);
     assert_eq!(offered.media[0].proto, "RTP/AVP");
     assert_eq!(crypto_lines(&offered).len(), 2);

@@ -40,7 +40,10 @@ fn crypto_lines_round_trip() {
     // GCM's 28 octets need padding; AES_CM's 30 do not.
     let gcm = CryptoAttribute::new(1, SrtpSuite::AeadAes128Gcm, &master(3)).to_string();
     assert!(gcm.ends_with("=="), "{gcm}");
-    assert_eq!(CryptoAttribute::new(2, SrtpSuite::AesCm128HmacSha1_80, &master(3)).to_string().len(), "2 AES_CM_128_HMAC_SHA1_80 inline:".len() + 40);
+    assert_eq!(
+        CryptoAttribute::new(2, SrtpSuite::AesCm128HmacSha1_80, &master(3)).to_string().len(),
+        "2 AES_CM_128_HMAC_SHA1_80 inline:".len() + 40
+    );
 }
 
 #[test]

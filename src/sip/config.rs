@@ -133,11 +133,7 @@ impl Trunk {
         crate::tls::PeerTrust {
             ca: self.tls_ca.clone(),
             pin_sha256: self.tls_pin_sha256.clone(),
-            client: self
-                .tls_client_cert
-                .clone()
-                .zip(self.tls_client_key.clone())
-                .map(|(cert, key)| crate::tls::TlsFiles { cert, key }),
+            client: self.tls_client_cert.clone().zip(self.tls_client_key.clone()).map(|(cert, key)| crate::tls::TlsFiles { cert, key }),
         }
     }
 
@@ -580,7 +576,10 @@ impl SipConfig {
         }
         for (i, x) in self.extensions.iter().enumerate() {
             if x.srtp == SrtpPolicy::Required && !tls_listener {
-                e(format!("sip.extensions[{i}].srtp"), "\"required\" needs a transport = \"tls\" listener: SRTP keys must never travel in clear");
+                e(
+                    format!("sip.extensions[{i}].srtp"),
+                    "\"required\" needs a transport = \"tls\" listener: SRTP keys must never travel in clear",
+                );
             }
         }
         if errs.is_empty() {

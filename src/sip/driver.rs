@@ -146,7 +146,11 @@ impl SipServer {
                 Transport::Tcp | Transport::Tls => {
                     let s = bind_tcp(l.addr).map_err(|e| DriverError::Bind(l.addr, e))?;
                     let a = s.local_addr().map_err(|e| DriverError::Bind(l.addr, e))?;
-                    if l.transport == Transport::Tls { tls.push(s) } else { tcp.push(s) }
+                    if l.transport == Transport::Tls {
+                        tls.push(s)
+                    } else {
+                        tcp.push(s)
+                    }
                     a
                 }
             };

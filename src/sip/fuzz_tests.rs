@@ -185,10 +185,8 @@ fn mutated_sip_sdp_and_rtp_never_panic_and_state_stays_bounded() {
     let mut rtp = RtpSession::new(now, negotiated(None), RtpConfig::default(), &mut rng);
     let mut srtp = RtpSession::new(now, negotiated(Some(params)), RtpConfig::default(), &mut rng);
     let mut sdp = SdpSession::new(SdpConfig::new("198.51.100.7".parse().expect("literal"), 5000), 1);
-    let sources: Vec<SocketAddr> = ["192.0.2.9:5060", "192.0.2.10:5060", "203.0.113.5:5060", "192.0.2.9:4000"]
-        .iter()
-        .map(|s| s.parse().expect("literal"))
-        .collect();
+    let sources: Vec<SocketAddr> =
+        ["192.0.2.9:5060", "192.0.2.10:5060", "203.0.113.5:5060", "192.0.2.9:4000"].iter().map(|s| s.parse().expect("literal")).collect();
     let mut max_tx = 0;
     for i in 0..inputs {
         let input = mutate(&mut rng, &corpus);

@@ -343,13 +343,7 @@ impl std::io::Write for CaptureWriter {
 /// A certificate for `names` (IP addresses or DNS names) and its key, as
 /// PEM files `<dir>/<stem>.crt` and `.key`; signed by `ca` when given
 /// (else self-signed). `expired` dates it in 2020. Returns the DER too.
-pub fn tls_pair(
-    dir: &std::path::Path,
-    stem: &str,
-    names: &[&str],
-    ca: Option<&TestCa>,
-    expired: bool,
-) -> (PathBuf, PathBuf, Vec<u8>) {
+pub fn tls_pair(dir: &std::path::Path, stem: &str, names: &[&str], ca: Option<&TestCa>, expired: bool) -> (PathBuf, PathBuf, Vec<u8>) {
     let key = rcgen::KeyPair::generate().expect("key");
     let mut p = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
     if expired {

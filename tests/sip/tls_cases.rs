@@ -189,12 +189,12 @@ async fn a_trunk_over_tls_refuses_a_carrier_with_a_wrong_or_expired_certificate(
     let (good_c, good_k, _) = tls_pair(dir.path(), "good", &["127.0.0.1"], Some(&ours), false);
     let (wrong_c, wrong_k, _) = tls_pair(dir.path(), "wrong", &["127.0.0.1"], Some(&other), false);
     let (old_c, old_k, _) = tls_pair(dir.path(), "old", &["127.0.0.1"], Some(&ours), true);
-    for (label, cert, key, accepted) in [("good", &good_c, &good_k, true), ("other CA", &wrong_c, &wrong_k, false), ("expired", &old_c, &old_k, false)] {
+    for (label, cert, key, accepted) in
+        [("good", &good_c, &good_k, true), ("other CA", &wrong_c, &wrong_k, false), ("expired", &old_c, &old_k, false)]
+    {
         let (addr, seen) = carrier(cert, key).await;
-        let trunk = format!(
-            "[[trunks]]\nname = \"carrier\"\nproxy = \"{addr}\"\ntransport = \"tls\"\ntls_ca = \"{}\"\n",
-            ours.pem.display()
-        );
+        let trunk =
+            format!("[[trunks]]\nname = \"carrier\"\nproxy = \"{addr}\"\ntransport = \"tls\"\ntls_ca = \"{}\"\n", ours.pem.display());
         let srv = start(&tls_config(dir.path(), &ours, &trunk)).await;
         let t0 = std::time::Instant::now();
         let mut call = srv.handle.dial(DialTarget::Number { number: "600123456".into(), trunk: None }).await.expect("dial accepted");
