@@ -118,7 +118,7 @@ password = "desk-201-secret"
 /// sweep, back through Clinivox (two G.711 passes and our jitter buffer).
 #[test]
 fn baresip_hears_its_own_audio_from_the_echo_app() {
-    if !have("baresip", "baresip-core") {
+    if !have("baresip", "baresip-core") || !have("tshark", "tshark") {
         return;
     }
     let root = tempfile::tempdir().expect("temp dir");
