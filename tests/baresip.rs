@@ -242,6 +242,28 @@ cidrs = ["127.0.0.0/8"]
 srtp = "required"
 "#;
 
+/// A test CA, Clinivox's certificate signed by it, and a baresip caller
+/// on 5070 that calls over TLS with mandatory SRTP, trusting that CA.
+struct Secure {
+    ca: TestCa,
+    cert: PathBuf,
+    key: PathBuf,
+    /// The baresip configuration lines for TLS and SRTP.
+    extra: String,
+    caller: Phone,
+}
+
+impl Secure {
+    fn new(root: &Path, mic: &Path) -> Secure {
+        let ca = TestCa::new(root, "ca");
+        let (cert, key, _) = tls_pair(root, "server", &["127.0.0.1"], Some(&ca), false);
+        let extra = format!("module srtp.so\nsip_cafile {}\n", ca.pem.display());
+        let account = "<sip:patient@127.0.0.1:5070;transport=tls>;regint=0;mediaenc=srtp-mand";
+        let caller = Phone::with_config(root, "caller", 5070, account, mic, &extra);
+        Secure { ca, cert, key, extra, caller }
+    }
+}
+
 fn tls_server_config(cert: &Path, key: &Path, ca: Option<&Path>) -> String {
     let ca_line = ca.map(|c| format!("ca = \"{}\"", c.display())).unwrap_or_default();
     TLS_SERVER_CONFIG.replace("CERT", &cert.display().to_string()).replace("KEY", &key.display().to_string()).replace("CA_LINE", &ca_line)
@@ -262,17 +284,7 @@ fn baresip_over_tls_with_srtp_hears_its_echo_and_the_wire_carries_neither_sip_no
     let root = tempfile::tempdir().expect("temp dir");
     let mic = root.path().join("sweep.wav");
     let sent = sweep(&mic, 300.0, 3000.0, 3.0, 1.0);
-    let ca = TestCa::new(root.path(), "ca");
-    let (cert, key, _) = tls_pair(root.path(), "server", &["127.0.0.1"], Some(&ca), false);
-    let extra = format!("module srtp.so\nsip_cafile {}\n", ca.pem.display());
-    let caller = Phone::with_config(
-        root.path(),
-        "caller",
-        5070,
-        "<sip:patient@127.0.0.1:5070;transport=tls>;regint=0;mediaenc=srtp-mand",
-        &mic,
-        &extra,
-    );
+    let Secure { ca: _, cert, key, extra: _, caller } = Secure::new(root.path(), &mic);
     let plain = Phone::new(root.path(), "plain", 5072, "<sip:other@127.0.0.1:5072>;regint=0", &mic);
     let cfg = root.path().join("cfg.toml");
     std::fs::write(&cfg, tls_server_config(&cert, &key, None)).expect("write config");
@@ -363,21 +375,11 @@ fn a_bridged_transfer_keeps_srtp_on_both_legs() {
     let (mic_a, mic_b) = (root.path().join("a.wav"), root.path().join("b.wav"));
     let sent_a = sweep(&mic_a, 300.0, 3000.0, 4.0, 0.5);
     let sent_b = sweep(&mic_b, 3000.0, 400.0, 4.0, 0.5);
-    let ca = TestCa::new(root.path(), "ca");
-    let (cert, key, _) = tls_pair(root.path(), "server", &["127.0.0.1"], Some(&ca), false);
+    let Secure { ca, cert, key, extra, caller } = Secure::new(root.path(), &mic_a);
     let (desk_cert, desk_key, _) = tls_pair(root.path(), "desk", &["127.0.0.1"], Some(&ca), false);
     let desk_pem = root.path().join("desk-both.pem");
     let both = format!("{}{}", std::fs::read_to_string(&desk_cert).unwrap(), std::fs::read_to_string(&desk_key).unwrap());
     std::fs::write(&desk_pem, both).expect("write desk certificate");
-    let extra = format!("module srtp.so\nsip_cafile {}\n", ca.pem.display());
-    let caller = Phone::with_config(
-        root.path(),
-        "caller",
-        5070,
-        "<sip:patient@127.0.0.1:5070;transport=tls>;regint=0;mediaenc=srtp-mand",
-        &mic_a,
-        &extra,
-    );
     let desk = Phone::with_config(
         root.path(),
         "desk",
