@@ -5,7 +5,8 @@
 //! - Over UDP, requests are retransmitted as RFC 3261 §17.1 says (T1
 //!   doubling up to T2, INVITE retransmissions stopped by a provisional
 //!   response); over TLS they are not (a reliable transport).
-//! - Over TLS, messages are framed by Content-Length ([`take_message`]);
+//! - Over TLS, messages are framed by Content-Length (the server's own
+//!   [`Framer`]);
 //!   one reader task hands each response to the call waiting on its
 //!   Call-ID ([`Trunk::wait_for`]).
 //! - Media: each call streams a known tone from its own UDP socket, 20 ms
@@ -35,6 +36,7 @@ use super::SecureBenchError;
 use crate::media::g711::{ulaw_decode, ulaw_encode};
 use crate::media::sdp::SessionDescription;
 use crate::media::srtp::{CryptoAttribute, SrtpContexts, SrtpError, SrtpParams, SrtpSuite, MASTER_LEN};
+use crate::sip::stream::{Framed, Framer};
 
 /// RFC 3261 T1: the first UDP retransmission interval.
 const T1: Duration = Duration::from_millis(500);
@@ -294,19 +296,19 @@ async fn udp_reader(sock: Arc<UdpSocket>, waiters: Waiters) {
 /// Reads the TLS stream, frames it, dispatches each message. When the
 /// connection ends every waiting call is told at once (its channel closes).
 async fn tls_reader(mut rd: ReadHalf<TlsStream<TcpStream>>, waiters: Waiters) {
-    let mut buf = Vec::new();
+    let mut framer = Framer::new(MAX_MESSAGE);
     let mut chunk = vec![0u8; 16 * 1024];
     'read: loop {
-        loop {
-            match take_message(&mut buf) {
-                Ok(Some(m)) => dispatch(&waiters, &m),
-                Ok(None) => break,
-                Err(_) => break 'read,
+        while let Some(f) = framer.next_message() {
+            match f {
+                Framed::Message(m) => dispatch(&waiters, &m),
+                // Unframeable: the stream cannot be resynchronised.
+                Framed::Invalid(_) => break 'read,
             }
         }
         match rd.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => framer.push(&chunk[..n]),
         }
     }
     lock(&waiters).clear();
@@ -324,37 +326,6 @@ async fn tls_writer(mut wr: WriteHalf<TlsStream<TcpStream>>, mut rx: mpsc::Recei
         }
     }
     let _ = wr.shutdown().await;
-}
-
-/// Why a stream cannot be framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameError {
-    /// Headers without a parsable Content-Length.
-    BadLength,
-    /// Larger than [`MAX_MESSAGE`].
-    TooLarge,
-}
-
-/// Takes one whole message (headers and Content-Length body) off the front
-/// of `buf` once it has all arrived; CRLF keep-alives before it are
-/// dropped (RFC 5626 §3.5.1). Over a stream a message must carry
-/// Content-Length (RFC 3261 §18.3); `l` is its compact form.
-pub fn take_message(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, FrameError> {
-    let lead = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
-    buf.drain(..lead);
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() > MAX_MESSAGE { Err(FrameError::TooLarge) } else { Ok(None) };
-    };
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| FrameError::BadLength)?;
-    let len: usize = header(head, "Content-Length", "l").ok_or(FrameError::BadLength)?.parse().map_err(|_| FrameError::BadLength)?;
-    let total = end + 4 + len;
-    if total > MAX_MESSAGE {
-        return Err(FrameError::TooLarge);
-    }
-    if buf.len() < total {
-        return Ok(None);
-    }
-    Ok(Some(buf.drain(..total).collect()))
 }
 
 /// The value of the first header named `name` (or its compact form), trimmed.
