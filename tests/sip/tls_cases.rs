@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clinivox::sip::config::Transport;
 use clinivox::sip::endpoint::DialTarget;
+use clinivox::sip::stream::{Framed, Framer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::common::*;
@@ -44,28 +45,21 @@ srtp = "required"
     )
 }
 
-/// Reads one SIP message (headers and Content-Length body) from a stream.
-async fn read_message<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, wait: Duration) -> Option<String> {
+/// Reads one SIP message from a stream, framed by the server's own `Framer`.
+async fn read_message<S: AsyncRead + Unpin>(s: &mut S, framer: &mut Framer, wait: Duration) -> Option<String> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let len = head
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let msg = String::from_utf8_lossy(&buf[..end + 4 + len]).to_string();
-                buf.drain(..end + 4 + len);
-                return Some(msg);
-            }
+        match framer.next_message() {
+            Some(Framed::Message(m)) => return Some(String::from_utf8_lossy(&m).into_owned()),
+            Some(Framed::Invalid(_)) => return None,
+            None => {}
         }
         let mut chunk = [0u8; 4096];
         let n = tokio::time::timeout_at(deadline, s.read(&mut chunk)).await.ok()?.ok()?;
         if n == 0 {
             return None;
         }
-        buf.extend_from_slice(&chunk[..n]);
+        framer.push(&chunk[..n]);
     }
 }
 
@@ -96,7 +90,7 @@ async fn desk_phone_registers_over_tls_and_is_called_on_its_connection() {
     let tls_addr = srv.addr(Transport::Tls, false);
     let mut phone = tls_connect(tls_addr, &ca.pem).await.expect("TLS handshake with the configured certificate");
     let me = phone.get_ref().0.local_addr().unwrap();
-    let mut buf = Vec::new();
+    let mut buf = Framer::default();
     phone.write_all(register_msg(me, 1, None).as_bytes()).await.unwrap();
     let challenge = read_message(&mut phone, &mut buf, Duration::from_secs(3)).await.expect("a challenge");
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
@@ -150,7 +144,7 @@ async fn the_tls_port_answers_no_plaintext_and_drops_silent_clients() {
     // After all that, OPTIONS over TLS is answered.
     let mut c = tls_connect(tls_addr, &ca.pem).await.unwrap();
     c.write_all(&options(tls_addr, "TLS", 2)).await.unwrap();
-    let mut buf = Vec::new();
+    let mut buf = Framer::default();
     let resp = read_message(&mut c, &mut buf, Duration::from_secs(3)).await.expect("OPTIONS answered");
     assert!(resp.starts_with("SIP/2.0 200"), "{resp}");
 }
@@ -165,7 +159,7 @@ async fn carrier(cert: &Path, key: &Path) -> (SocketAddr, tokio::task::JoinHandl
     let task = tokio::spawn(async move {
         let (s, _) = l.accept().await.ok()?;
         let mut t = tokio_rustls::TlsAcceptor::from(cfg).accept(s).await.ok()?;
-        let mut buf = Vec::new();
+        let mut buf = Framer::default();
         let msg = read_message(&mut t, &mut buf, Duration::from_secs(5)).await?;
         let _ = respond_busy(&mut t, &msg).await;
         msg.lines().next().map(str::to_string)
