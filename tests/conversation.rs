@@ -10,6 +10,7 @@
 //!   clinic calls the patient about their seeded appointment of that specialty;
 //!   `outreach: offer <patient name> | <specialty>` — … offers them the first free slot of
 //!   that specialty from tomorrow on, held for the offer and with a waiting-list entry;
+//! - `~ new call` — the same caller hangs up (if the call is not over) and calls again a minute later;
 //! - `> text` — the caller says `text`; `> #dtmf 14031948`, `> #silence`, `> #hangup`;
 //!   each caller line happens 10 seconds after the previous one;
 //! - `< text` — the assistant's replies since the last caller line contain `text`
@@ -24,7 +25,8 @@
 //!   `= never <text>` (no turn of the call contains it, case-insensitive),
 //!   `= result <confirmed|cancelled|wrong_person|accepted|declined|…>` (the outreach result),
 //!   `= offered <status>` (the offered slot has an appointment of the offer's patient),
-//!   `= callback <name> | <phone> | <promised> | <reason>` (an open callback request of this call).
+//!   `= callback <name> | <phone> | <promised> | <reason>` (an open callback request of this call),
+//!   `= consent <patient name> | <on|off>` (their `contact_consent`; off: withdrawn by the assistant, audited).
 
 #[macro_use]
 mod support;
@@ -90,6 +92,10 @@ scripts!(
     outreach_confirm_pt,
     callback_closed_es,
     callback_no_answer_en,
+    verify_lockout_es,
+    verify_lockout_by_name_en,
+    outreach_opt_out_es,
+    outreach_opt_out_keypad_it,
 );
 
 // Store-level additions made for the conversation, on both engines.
@@ -162,26 +168,41 @@ async fn run_script(name: &str, store: Store, config: Config) {
         caller: caller.as_deref().map(|c| E164::parse(c).unwrap()),
     };
     let (session, first) = match outreach {
-        Some(o) => Session::start_outreach(store.clone(), ctx, now, o).await,
-        None => Session::start(store.clone(), ctx, now).await,
+        Some(o) => Session::start_outreach(store.clone(), ctx.clone(), now, o).await,
+        None => Session::start(store.clone(), ctx.clone(), now).await,
     };
     let mut run = Run { store, session, now, heard: first.clone(), all: first, patients, tz, caller, offered };
     let mut said = Vec::new();
     for (line_no, line) in body {
         let at = format!("{name}.txt:{line_no}: {line}");
+        if line == "~ new call" {
+            // The same caller calls again a minute after this call ended.
+            run.said_is_recorded(&std::mem::take(&mut said), &at).await;
+            if !run.session.conversation().is_ended() {
+                run.session.hangup(run.now).await;
+            }
+            run.now += Duration::minutes(1);
+            let (session, first) = Session::start(run.store.clone(), ctx.clone(), run.now).await;
+            (run.session, run.heard, run.all) = (session, first.clone(), first);
+            continue;
+        }
         run.step(&line, &at).await;
         if let Some(text) = line.strip_prefix('>').map(str::trim).filter(|t| !t.starts_with('#')) {
             said.push(text.to_string());
         }
     }
-    // Everything the caller said is in the call's transcript.
-    let turns = run.call().await.turns;
-    for text in said {
-        assert!(turns.iter().any(|t| t.speaker == "caller" && t.text == text), "{name}: {text:?} not recorded: {turns:#?}");
-    }
+    run.said_is_recorded(&said, name).await;
 }
 
 impl Run {
+    /// Everything the caller said is in the call's transcript.
+    async fn said_is_recorded(&self, said: &[String], at: &str) {
+        let turns = self.call().await.turns;
+        for text in said {
+            assert!(turns.iter().any(|t| t.speaker == "caller" && &t.text == text), "{at}: {text:?} not recorded: {turns:#?}");
+        }
+    }
+
     async fn step(&mut self, line: &str, at: &str) {
         if let Some(said) = line.strip_prefix('>') {
             let said = said.trim();
@@ -306,6 +327,18 @@ impl Run {
                     "{at}"
                 );
                 assert_eq!(cb.call_id.as_deref(), self.session.call_id(), "{at}");
+            }
+            "consent" => {
+                let [name, state] = fields[..] else { panic!("{at}: needs 2 fields") };
+                let id = self.patient(name, at);
+                let p = self.store.patient(&id).await.unwrap();
+                assert_eq!(p.contact_consent, state == "on", "{at}");
+                if state == "off" {
+                    // Withdrawn by the assistant on the phone, and audited as such.
+                    let audit = self.store.audit_log("patient", &id).await.unwrap();
+                    let last = audit.last().unwrap_or_else(|| panic!("{at}: no audit entry"));
+                    assert_eq!((last.actor.as_str(), last.channel.as_str()), ("assistant", "phone"), "{at}: {audit:#?}");
+                }
             }
             _ => panic!("{at}: unknown check"),
         }

@@ -39,6 +39,7 @@ on_both_engines!(
     retention_removes_what_is_past_its_period_and_nothing_younger,
     an_abandoned_booking_is_answered_on_retry_and_never_booked_twice,
     subject_export_and_erasure,
+    identity_failures_count_per_subject_in_a_window,
 );
 
 #[path = "store/subject.rs"]
@@ -134,6 +135,9 @@ async fn retention_removes_what_is_past_its_period_and_nothing_younger(store: St
         promised: "2026-10-14 09:00".into(),
     };
     store.create_callback(open, &staff(), old).await.unwrap();
+    let subjects = clinivox::store::identity_subjects(&[p.id.clone()], Some(&E164::parse("+34600777111").unwrap()));
+    store.record_identity_failure(&subjects, now() - Duration::hours(30)).await.unwrap();
+    store.record_identity_failure(&subjects, now() - Duration::hours(2)).await.unwrap();
 
     let keep = Retention {
         transcripts: Duration::days(30),
@@ -142,6 +146,7 @@ async fn retention_removes_what_is_past_its_period_and_nothing_younger(store: St
         idempotency: Duration::days(1),
         finished_jobs: Duration::days(30),
         callbacks: Duration::days(30),
+        identity_failures: Duration::hours(24),
     };
     let expected = PurgeReport {
         transcript_turns: 1,
@@ -151,6 +156,7 @@ async fn retention_removes_what_is_past_its_period_and_nothing_younger(store: St
         idempotency_keys: 1,
         finished_jobs: 1,
         callbacks: 1,
+        identity_failures: 2,
     };
     let dry = store.purge(&keep, now(), true).await.unwrap();
     // Audit entries: the patient's creation, the old booking and the old callback's writes.
@@ -183,6 +189,7 @@ async fn retention_removes_what_is_past_its_period_and_nothing_younger(store: St
     let callbacks = store.callbacks(None).await.unwrap();
     assert_eq!(callbacks.len(), 2, "the young done one and the open one: {callbacks:?}");
     assert!(callbacks.iter().any(|c| c.status == CallbackStatus::Open));
+    assert_eq!(store.identity_failures_since(&subjects, now() - Duration::days(365)).await.unwrap(), 1, "the young failure stays");
 }
 
 async fn patient(store: &Store, name: &str, phone: &str) -> Patient {
@@ -627,3 +634,40 @@ async fn unanswered_calls_are_recorded_whole(store: Store, _: Config) {
     assert!(matches!(store.set_call_appointment("no-such-call", &appt.id).await, Err(StoreError::NotFound(_))));
     assert_eq!(store.calls(10).await.unwrap().len(), 4);
 }
+
+/// Failed identity checks: counted per subject (patient, number) within a
+/// window, numbers kept only as digests; the name search the conversation
+/// uses to find whom a failure was about ignores vowels, accents and case.
+async fn identity_failures_count_per_subject_in_a_window(store: Store, _: Config) {
+    let maria = patient(&store, "María López García", "+34600111999").await;
+    let other = patient(&store, "Pedro Sanz", "+34600222999").await;
+    let number = E164::parse("+34699000000").unwrap();
+    let both = identity_subjects(&[maria.id.clone()], Some(&number));
+    let day_ago = now() - Duration::hours(24);
+    for h in [30, 3, 2] {
+        store.record_identity_failure(&both, now() - Duration::hours(h)).await.unwrap();
+    }
+    assert_eq!(store.identity_failures_since(&both, day_ago).await.unwrap(), 2, "the 30-hour-old one is outside the window");
+    assert_eq!(store.identity_failures_since(&identity_subjects(&[other.id.clone()], None), day_ago).await.unwrap(), 0);
+    // Another number against the same patient still counts for the patient.
+    let fresh = identity_subjects(&[maria.id.clone()], Some(&E164::parse("+34699000001").unwrap()));
+    store.record_identity_failure(&fresh, now()).await.unwrap();
+    assert_eq!(store.identity_failures_since(&fresh, day_ago).await.unwrap(), 3);
+    assert_eq!(store.identity_failures_since(&identity_subjects(&[], Some(&number)), day_ago).await.unwrap(), 2);
+    // Numbers are kept as digests: the plain number is no subject.
+    let plain = ["phone:+34699000000".to_string(), "+34699000000".to_string()];
+    assert_eq!(store.identity_failures_since(&plain, day_ago).await.unwrap(), 0);
+    assert_eq!(store.identity_failures_of(&maria.id).await.unwrap().len(), 4);
+
+    assert_eq!(store.patients_with_name_like("Lopez").await.unwrap(), vec![maria.id.clone()]);
+    assert_eq!(store.patients_with_name_like("GARCIA").await.unwrap(), vec![maria.id.clone()]);
+    assert_eq!(store.patients_with_name_like("sanz").await.unwrap(), vec![other.id.clone()]);
+    assert!(store.patients_with_name_like("%").await.unwrap().is_empty());
+    assert!(store.patients_with_name_like("Ruiz").await.unwrap().is_empty());
+
+    // Erasing the patient forgets the failures counted against them and their numbers.
+    store.erase_patient(&maria.id, &staff(), now()).await.unwrap();
+    assert!(store.identity_failures_of(&maria.id).await.unwrap().is_empty());
+    assert!(store.patients_with_name_like("Lopez").await.unwrap().is_empty(), "erased patients are not found");
+}
+

@@ -51,6 +51,9 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// How long patients' data is kept (`[privacy]`).
     pub retention: crate::store::Retention,
+    /// Failed phone identity checks before a caller is handed to staff
+    /// whatever they say (`[privacy]`).
+    pub verification: Verification,
     /// True when this is the built-in demo clinic.
     pub demo: bool,
 }
@@ -64,6 +67,22 @@ pub struct LoggingConfig {
     /// Transcripts, replies, transfer summaries and staff briefings at info
     /// (default off; a warning at start when on).
     pub transcripts: bool,
+}
+
+/// `[privacy] verify_max_failures`, `verify_window_hours`: once a patient,
+/// or a calling number, has this many failed identity checks within the
+/// window (across calls), the assistant discloses nothing more to a caller
+/// claiming them and hands the call to reception, until the failures age out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    pub max_failures: u32,
+    pub window: chrono::Duration,
+}
+
+impl Default for Verification {
+    fn default() -> Self {
+        Verification { max_failures: 3, window: chrono::Duration::hours(24) }
+    }
 }
 
 #[derive(Debug, Clone)]

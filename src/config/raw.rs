@@ -38,6 +38,11 @@ pub struct RawPrivacy {
     pub idempotency_hours: Option<i64>,
     pub finished_jobs_days: Option<i64>,
     pub callbacks_days: Option<i64>,
+    /// Failed phone identity checks (per patient, per number) before a
+    /// caller is handed to staff whatever they say.
+    pub verify_max_failures: Option<i64>,
+    /// How long a failed identity check counts (and is kept).
+    pub verify_window_hours: Option<i64>,
 }
 
 /// `[logging]`: what the log may hold beyond ids, timings and outcomes.

@@ -249,7 +249,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     };
 
     let calls = calls(&mut e, &raw.calls, calls_app);
-    let retention = retention(&mut e, &raw.privacy);
+    let verification = verification(&mut e, &raw.privacy);
+    let mut retention = retention(&mut e, &raw.privacy);
+    retention.identity_failures = verification.window;
 
     if !e.0.is_empty() {
         return Err(ConfigError::Invalid(e.0));
@@ -287,6 +289,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         speech,
         logging: LoggingConfig { transcripts: raw.logging.transcripts.unwrap_or(false) },
         retention,
+        verification,
         demo: false,
     })
 }
@@ -621,6 +624,28 @@ fn parse_hash(s: &str) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
+/// `[privacy] verify_*`: 1–20 failures within 1 hour to 90 days.
+fn verification(e: &mut Errors, r: &RawPrivacy) -> super::Verification {
+    let d = super::Verification::default();
+    let max_failures = match r.verify_max_failures {
+        None => d.max_failures,
+        Some(n @ 1..=20) => n as u32,
+        Some(_) => {
+            e.push("privacy.verify_max_failures", "must be between 1 and 20");
+            d.max_failures
+        }
+    };
+    let window = match r.verify_window_hours {
+        None => d.window,
+        Some(h @ 1..=2160) => chrono::Duration::hours(h),
+        Some(_) => {
+            e.push("privacy.verify_window_hours", "must be between 1 and 2160 (90 days)");
+            d.window
+        }
+    };
+    super::Verification { max_failures, window }
+}
+
 /// `[privacy]`: each period at least a day (an hour for idempotency keys,
 /// which a client's retry needs) and at most ten years.
 fn retention(e: &mut Errors, r: &RawPrivacy) -> crate::store::Retention {
@@ -641,5 +666,7 @@ fn retention(e: &mut Errors, r: &RawPrivacy) -> crate::store::Retention {
         idempotency: period("idempotency_hours", r.idempotency_hours, d.idempotency, chrono::Duration::hours, 24 * 90),
         finished_jobs: period("finished_jobs_days", r.finished_jobs_days, d.finished_jobs, days, 3650),
         callbacks: period("callbacks_days", r.callbacks_days, d.callbacks, days, 3650),
+        // Set from the lockout window by the caller.
+        identity_failures: d.identity_failures,
     }
 }

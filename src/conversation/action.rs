@@ -142,6 +142,18 @@ pub enum StoreRequest {
     PatientsBornOn {
         date: NaiveDate,
     },
+    /// The outcome of an identity check: `matched` is the patient whose
+    /// date of birth (and name) the caller gave, `None` when none matched.
+    /// Replies `Locked(true)` when that patient, the patients named like
+    /// `name`, or the calling number failed too many checks lately; a
+    /// failed check is counted against them, unless `may_be_new` and nobody
+    /// by that name is known (a new patient booking, not a wrong guess).
+    CheckIdentity {
+        matched: Option<String>,
+        name: Option<String>,
+        phone: Option<String>,
+        may_be_new: bool,
+    },
     CreatePatient {
         name: String,
         date_of_birth: NaiveDate,
@@ -190,6 +202,11 @@ pub enum StoreRequest {
         earliest: NaiveDate,
         latest: NaiveDate,
     },
+    /// The patient asked not to be called again: `contact_consent` off,
+    /// audited as the assistant's change; replies `Done`.
+    OptOut {
+        patient_id: String,
+    },
     /// Store a callback request (the driver adds the call's id); replies `Done`.
     SaveCallback {
         patient_id: Option<String>,
@@ -224,6 +241,8 @@ pub enum StoreReply {
     Slots(Vec<Slot>),
     Held(Vec<(Slot, Hold)>),
     Appointments(Vec<Appointment>),
+    /// Whether identity checks are locked for this caller (`CheckIdentity`).
+    Locked(bool),
     /// The appointment after a book, confirm, cancel or reschedule.
     Appointment(Appointment),
     /// A write with nothing to report (the waiting list).

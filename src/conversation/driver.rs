@@ -18,6 +18,9 @@ use crate::store::{
     Actor, Channel, NewAppointment, NewCall, NewCallback, NewPatient, NewTurn, NewWaitlistEntry, Reschedule, SlotQuery, Store, StoreError,
 };
 
+/// Most patients a failed check is counted against when found by name.
+const NAMED_LIKE_LIMIT: usize = 10;
+
 /// Most free slots fetched per search; the conversation offers three.
 const SEARCH_LIMIT: usize = 200;
 
@@ -212,6 +215,10 @@ impl Session {
                 Err(_) => StoreReply::Patients(Vec::new()),
             },
             StoreRequest::PatientsBornOn { date } => StoreReply::Patients(store.patients_born_on(date).await?),
+            StoreRequest::CheckIdentity { matched, name, phone, may_be_new } => {
+                let limits = self.conversation.ctx.config.verification;
+                StoreReply::Locked(check_identity(store, limits, matched, name, phone, may_be_new, now).await?)
+            }
             StoreRequest::CreatePatient { name, date_of_birth, phone, language } => {
                 let phones = phone.and_then(|p| E164::parse(&p).ok()).into_iter().collect();
                 let new =
@@ -276,6 +283,11 @@ impl Session {
                 store.waitlist_add(new, actor, now).await?;
                 StoreReply::Done
             }
+            StoreRequest::OptOut { patient_id } => {
+                let patch = crate::store::PatientPatch { contact_consent: Some(false), ..Default::default() };
+                store.update_patient(&patient_id, patch, actor, now).await?;
+                StoreReply::Done
+            }
             StoreRequest::SaveCallback { patient_id, name, phone, reason, language, promised } => {
                 let new = NewCallback { call_id: self.call_id.clone(), patient_id, name, phone, reason, language, promised };
                 store.create_callback(new, actor, now).await?;
@@ -283,4 +295,60 @@ impl Session {
             }
         })
     }
+}
+
+/// Whether identity checks are locked for the patient the caller matched,
+/// the patients named like them, or their number, after `max_failures`
+/// failed checks within the window; a failed check (nothing matched) is
+/// then counted against all of those.
+async fn check_identity(
+    store: &Store,
+    limits: crate::config::Verification,
+    matched: Option<String>,
+    name: Option<String>,
+    phone: Option<String>,
+    may_be_new: bool,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let phone = phone.and_then(|p| E164::parse(&p).ok());
+    let failed = matched.is_none();
+    let mut patients: Vec<String> = matched.into_iter().collect();
+    if let (true, Some(name)) = (failed, &name) {
+        patients.extend(patients_named(store, name).await?);
+    }
+    // A new patient booking is no wrong guess at anyone.
+    let counted = failed && !(may_be_new && patients.is_empty());
+    let subjects = crate::store::identity_subjects(&patients, phone.as_ref());
+    // Failures before this check: `max_failures` wrong answers are allowed.
+    let failures = store.identity_failures_since(&subjects, now - limits.window).await?;
+    let locked = failures >= i64::from(limits.max_failures);
+    if counted {
+        store.record_identity_failure(&subjects, now).await?;
+    }
+    if counted || locked {
+        // Ids and counts only: who it was about stays out of the log.
+        tracing::info!(failures, locked, patients = patients.len(), "phone identity check failed or locked");
+    }
+    Ok(locked)
+}
+
+/// Patients whose name is the one the caller gave, heard loosely: a store
+/// search by each of its two longest words, then the conversation's match.
+async fn patients_named(store: &Store, name: &str) -> Result<Vec<String>, StoreError> {
+    let mut words: Vec<&str> = name.split_whitespace().collect();
+    words.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
+    let mut out = Vec::new();
+    for word in words.into_iter().take(2) {
+        for id in store.patients_with_name_like(word).await? {
+            if out.len() >= NAMED_LIKE_LIMIT || out.contains(&id) {
+                continue;
+            }
+            match store.patient(&id).await {
+                Ok(p) if super::identify::same_person(name, &p.name) => out.push(id),
+                Ok(_) | Err(StoreError::Gone(_) | StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(out)
 }

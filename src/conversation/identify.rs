@@ -13,6 +13,14 @@ use super::nlu::Intent;
 use super::prompts::fold;
 use crate::store::Patient;
 
+/// What a date of birth (and name) said on the phone matched.
+#[derive(Debug, Clone)]
+pub(super) enum Check {
+    Matched(Patient),
+    /// No patient, or (`ambiguous`) more than one alike.
+    NoMatch { name: String, dob: NaiveDate, ambiguous: bool },
+}
+
 /// Similarity (Jaro–Winkler, 0–1) above which two name words are the same
 /// word heard loosely ("Lopes" for "López").
 const SAME_WORD: f64 = 0.88;
@@ -93,7 +101,7 @@ impl Conversation {
             .cloned()
             .collect();
         if let [only] = matches.as_slice() {
-            return self.identified(goal, only.clone());
+            return self.check_lockout(goal, Check::Matched(only.clone()));
         }
         match name {
             Some(name) => {
@@ -108,17 +116,47 @@ impl Conversation {
 
     pub(super) fn patients_found(&mut self, goal: Goal, name: String, dob: NaiveDate, found: Vec<Patient>) {
         let mut same: Vec<Patient> = found.into_iter().filter(|p| same_person(&name, &p.name)).collect();
-        if same.len() == 1 {
-            return self.identified(goal, same.remove(0));
+        let check = if same.len() == 1 {
+            Check::Matched(same.remove(0))
+        } else {
+            Check::NoMatch { name, dob, ambiguous: !same.is_empty() }
+        };
+        self.check_lockout(goal, check)
+    }
+
+    /// Every outcome of a check, right or wrong, first asks the store
+    /// whether the patient or this number has failed too often lately (and
+    /// counts a failure): a locked caller hears the same whatever they said,
+    /// so a right guess cannot be told from a wrong one.
+    fn check_lockout(&mut self, goal: Goal, check: Check) {
+        let (matched, name, may_be_new) = match &check {
+            Check::Matched(p) => (Some(p.id.clone()), None, false),
+            Check::NoMatch { name, ambiguous, .. } => (None, Some(name.clone()), matches!(goal, Goal::Book(_)) && !ambiguous),
+        };
+        let phone = self.ctx.caller.as_ref().map(|c| c.as_str().to_string());
+        self.state = State::CheckingIdentity { goal, check };
+        self.request(StoreRequest::CheckIdentity { matched, name, phone, may_be_new });
+    }
+
+    pub(super) fn identity_checked(&mut self, goal: Goal, check: Check, locked: bool) {
+        if locked {
+            self.locked_out = true;
+            self.record_action("identity not checked: too many failed checks lately".into());
+            let sorry = self.p("verify_locked", &[]);
+            self.say(sorry);
+            let text = self.p("transfer", &[]);
+            self.say(text);
+            return self.transfer(TransferGroup::Reception);
         }
-        match goal {
-            Goal::Book(want) if same.is_empty() => {
+        match (check, goal) {
+            (Check::Matched(p), goal) => self.identified(goal, p),
+            (Check::NoMatch { name, dob, ambiguous: false }, Goal::Book(want)) => {
                 self.state = State::ConfirmNewPatient { want, name: name.clone(), dob };
                 let q = self.p("new_patient", &[("name", &name), ("dob", &self.ctx.language.prompts.birth_date(dob))]);
                 self.ask(q);
             }
             // Not found, or two records alike: a person sorts it out.
-            _ => {
+            (Check::NoMatch { .. }, _) => {
                 let refusal = self.p("not_verified", &[]);
                 let q = self.p("offer_reception", &[]);
                 self.state = State::OfferTransfer { group: TransferGroup::Reception };

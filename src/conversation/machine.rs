@@ -67,6 +67,13 @@ pub(super) enum State {
         name: String,
         dob: NaiveDate,
     },
+    /// Withdrawing the patient's consent to be called.
+    OptingOut,
+    /// Asking whether too many identity checks failed lately.
+    CheckingIdentity {
+        goal: Goal,
+        check: super::identify::Check,
+    },
     ConfirmNewPatient {
         want: Want,
         name: String,
@@ -218,6 +225,8 @@ pub struct Conversation {
     pub(super) patient: Option<Patient>,
     /// Patients registered on the caller's number.
     pub(super) on_this_number: Vec<Patient>,
+    /// Identity checks failed too often lately: nothing is disclosed.
+    pub(super) locked_out: bool,
     /// A caller not in the records, created just before their first write.
     pub(super) new_patient: Option<(String, NaiveDate)>,
     /// Tokens of slots currently held for this caller.
@@ -272,6 +281,7 @@ impl Conversation {
             now,
             patient: None,
             on_this_number: Vec::new(),
+            locked_out: false,
             new_patient: None,
             holds: Vec::new(),
             outcome: None,
@@ -344,6 +354,10 @@ impl Conversation {
         if self.callback_key(digit) {
             return;
         }
+        // Announced in the greeting of every call the clinic places.
+        if digit == '9' && self.outreach.is_some() && !matches!(self.state, State::OptingOut) {
+            return self.opt_out();
+        }
         self.input(Input::Key(digit));
     }
 
@@ -398,6 +412,8 @@ impl Conversation {
                 self.ask_how_can_i_help();
             }
             (State::FindingPatient { goal, name, dob }, StoreReply::Patients(found)) => self.patients_found(goal, name, dob, found),
+            (State::CheckingIdentity { goal, check }, StoreReply::Locked(locked)) => self.identity_checked(goal, check, locked),
+            (State::OptingOut, StoreReply::Done) => self.opted_out(),
             (State::Searching { want, widened, lost }, StoreReply::Slots(slots)) => self.slots_found(want, widened, lost, slots),
             (State::Holding { want, widened, lost }, StoreReply::Held(held)) => self.slots_held(want, widened, lost, held),
             (State::CreatingPatient { then }, StoreReply::Patient(p)) => self.patient_created(then, p),
@@ -444,6 +460,8 @@ impl Conversation {
             self.state,
             State::Greeting
                 | State::FindingPatient { .. }
+                | State::CheckingIdentity { .. }
+                | State::OptingOut
                 | State::Searching { .. }
                 | State::Holding { .. }
                 | State::CreatingPatient { .. }
@@ -467,6 +485,9 @@ impl Conversation {
         // Some wishes win in every state.
         match input.intent() {
             Some(Intent::Emergency) => return self.emergency(),
+            // On a call the clinic placed, whoever answers may stop them;
+            // on their own call, a verified patient.
+            Some(Intent::OptOut) if self.outreach.is_some() || self.patient.is_some() => return self.opt_out(),
             // Taking a callback is what happens when no person can be had.
             Some(Intent::Human) if !matches!(self.state, State::Callback(_)) => {
                 self.wanted.get_or_insert_with(|| "speak to a person".into());
@@ -597,7 +618,7 @@ impl Conversation {
                 }
             }
             Intent::No | Intent::Goodbye => self.goodbye(),
-            Intent::Choose | Intent::Unknown => {
+            Intent::Choose | Intent::OptOut | Intent::Unknown => {
                 self.anything_else = after_task;
                 return Heard::NotUnderstood;
             }
@@ -733,6 +754,7 @@ impl Conversation {
         let who = match (&self.patient, &self.new_patient) {
             (Some(p), _) => format!("{} (verified)", p.name),
             (None, Some((name, _))) => format!("{name} (new patient)"),
+            (None, None) if self.locked_out => "not identified (too many failed identity checks lately: verify before saying anything)".into(),
             (None, None) => "not identified".into(),
         };
         let from = self.ctx.caller.as_ref().map(|c| c.as_str().to_string()).unwrap_or_else(|| "unknown number".into());

@@ -136,9 +136,37 @@ impl Conversation {
         }));
         let hello = c.hello();
         let greeting = c.p("outreach_greeting", &[("hello", &hello), ("clinic", &c.ctx.config.clinic.name.clone())]);
-        c.say(greeting);
+        // How to stop these calls, before anything else is asked.
+        let hint = c.p("outreach_opt_out_hint", &[]);
+        c.say(format!("{greeting} {hint}"));
         c.ask_for_patient();
         c
+    }
+
+    /// "Do not call me again", or key 9 on a call the clinic placed (whoever
+    /// answers the number may ask), or said by a verified patient on their
+    /// own call: their contact consent is withdrawn, as an audited change,
+    /// before the call goes on.
+    pub(super) fn opt_out(&mut self) {
+        let id = self.outreach.as_ref().map(|o| o.job.patient().id.clone()).or_else(|| self.patient.as_ref().map(|p| p.id.clone()));
+        let Some(patient_id) = id else { return self.ask_how_can_i_help() };
+        self.state = State::OptingOut;
+        self.request(StoreRequest::OptOut { patient_id });
+    }
+
+    pub(super) fn opted_out(&mut self) {
+        self.record_action("asked not to be called again: contact consent withdrawn".into());
+        let text = self.p("opted_out", &[]);
+        self.say(text);
+        let Some(o) = self.outreach.as_ref() else { return self.ask_anything_else() };
+        // What the call already did (confirmed, booked) stays its result.
+        if o.done.is_none() && o.decided.is_none() {
+            let offer = matches!(o.job, Outreach::Offer { .. });
+            self.decide(if offer { OutreachResult::Offer(OfferOutcome::Declined) } else { OutreachResult::Reminder(CallOutcome::OptedOut) });
+        }
+        let bye = self.p("outreach_goodbye", &[]);
+        self.say(bye);
+        self.hangup_and_finish();
     }
 
     /// How the outbound call went, once it is decided; `None` for inbound

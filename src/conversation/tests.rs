@@ -100,6 +100,15 @@ fn maria_searching() -> (Conversation, DateTime<Utc>) {
     drain(&mut c);
     c.handle_utterance(now + Duration::seconds(5), "14 de marzo de 1948", 0.9);
     let out = drain(&mut c);
+    let check = StoreRequest::CheckIdentity {
+        matched: Some(maria().id),
+        name: None,
+        phone: Some("+34600111222".into()),
+        may_be_new: false,
+    };
+    assert_eq!(asks(&out), vec![check], "{out:#?}");
+    c.handle_store_reply(StoreReply::Locked(false));
+    let out = drain(&mut c);
     assert!(matches!(asks(&out)[..], [StoreRequest::FreeSlots { .. }]), "{out:#?}");
     (c, now + Duration::seconds(5))
 }
@@ -169,6 +178,8 @@ fn the_first_asked_for_when_the_day_is_asked_means_the_first_free_slot() {
     c.handle_utterance(t0(), "quiero una cita con el dermatólogo", 0.9);
     drain(&mut c);
     c.handle_utterance(t0() + Duration::seconds(5), "14 de marzo de 1948", 0.9);
+    drain(&mut c);
+    c.handle_store_reply(StoreReply::Locked(false));
     let out = drain(&mut c);
     assert!(said(&out).contains("¿Qué día le viene bien?"), "{out:#?}");
     // The question offers "pulse 1 para la primera cita libre".
@@ -192,8 +203,51 @@ fn a_wrong_date_of_birth_reveals_nothing() {
     assert_eq!(asks(&out), vec![StoreRequest::PatientsBornOn { date: born }]);
     c.handle_store_reply(StoreReply::Patients(Vec::new()));
     let out = drain(&mut c);
+    let check = StoreRequest::CheckIdentity {
+        matched: None,
+        name: Some("María López García".into()),
+        phone: Some("+34600111222".into()),
+        may_be_new: false,
+    };
+    assert_eq!(asks(&out), vec![check], "the failure is counted across calls");
+    c.handle_store_reply(StoreReply::Locked(false));
+    let out = drain(&mut c);
     assert!(said(&out).contains("no puedo darle detalles"));
     assert!(asks(&out).is_empty());
+}
+
+#[test]
+fn a_locked_caller_hears_the_same_whether_the_date_was_right_or_wrong() {
+    let mut heard = Vec::new();
+    for dob in ["14 de marzo de 1948", "15 de marzo de 1948"] {
+        let mut c = maria_on_the_line();
+        c.handle_utterance(t0(), "¿cuándo tengo la cita?", 0.9);
+        drain(&mut c);
+        c.handle_utterance(t0(), dob, 0.9);
+        let mut out = drain(&mut c);
+        if asks(&out).is_empty() {
+            // Wrong: asked for the name first, then looked up.
+            c.handle_utterance(t0(), "María López García", 0.9);
+            drain(&mut c);
+            c.handle_store_reply(StoreReply::Patients(Vec::new()));
+            out = drain(&mut c);
+        }
+        assert!(matches!(asks(&out)[..], [StoreRequest::CheckIdentity { .. }]), "{out:#?}");
+        c.handle_store_reply(StoreReply::Locked(true));
+        let out = drain(&mut c);
+        let words = said(&out);
+        assert!(words.contains("no puedo confirmar su identidad"), "{words}");
+        assert!(!words.contains("María"), "{words}");
+        assert!(asks(&out).is_empty(), "no appointment is loaded: {out:#?}");
+        let summary = out.iter().find_map(|a| match a {
+            Action::Transfer { group: TransferGroup::Reception, summary } => Some(summary.clone()),
+            _ => None,
+        });
+        assert!(summary.is_some_and(|s| s.contains("failed identity checks")), "{out:#?}");
+        assert!(c.is_ended());
+        heard.push(words);
+    }
+    assert_eq!(heard[0], heard[1]);
 }
 
 #[test]

@@ -33,6 +33,8 @@ pub enum CallOutcome {
     Rejected,
     /// A short message with no medical details was left.
     Voicemail,
+    /// Whoever answered asked not to be called again (consent withdrawn).
+    OptedOut,
     Failed,
 }
 
@@ -47,12 +49,16 @@ impl CallOutcome {
             CallOutcome::Busy => "busy",
             CallOutcome::Rejected => "rejected",
             CallOutcome::Voicemail => "voicemail",
+            CallOutcome::OptedOut => "opted_out",
             CallOutcome::Failed => "failed",
         }
     }
     /// Whether the escalation is over after this outcome.
     fn settles(self) -> bool {
-        matches!(self, CallOutcome::Confirmed | CallOutcome::Cancelled | CallOutcome::Rescheduled | CallOutcome::WrongPerson)
+        matches!(
+            self,
+            CallOutcome::Confirmed | CallOutcome::Cancelled | CallOutcome::Rescheduled | CallOutcome::WrongPerson | CallOutcome::OptedOut
+        )
     }
 }
 

@@ -28,6 +28,9 @@ pub struct Retention {
     pub finished_jobs: Duration,
     /// Callback requests staff marked done.
     pub callbacks: Duration,
+    /// Failed identity checks: kept as long as they count towards a
+    /// lockout (`[privacy] verify_window_hours`), not a moment longer.
+    pub identity_failures: Duration,
 }
 
 impl Default for Retention {
@@ -39,6 +42,7 @@ impl Default for Retention {
             idempotency: Duration::days(1),
             finished_jobs: Duration::days(90),
             callbacks: Duration::days(90),
+            identity_failures: Duration::hours(24),
         }
     }
 }
@@ -53,11 +57,12 @@ pub struct PurgeReport {
     pub idempotency_keys: u64,
     pub finished_jobs: u64,
     pub callbacks: u64,
+    pub identity_failures: u64,
 }
 
 impl PurgeReport {
     /// One row per kind, for the CLI and the log.
-    pub fn rows(&self) -> [(&'static str, u64); 7] {
+    pub fn rows(&self) -> [(&'static str, u64); 8] {
         [
             ("call transcript turns", self.transcript_turns),
             ("call summaries", self.call_summaries),
@@ -66,6 +71,7 @@ impl PurgeReport {
             ("idempotency keys", self.idempotency_keys),
             ("finished jobs", self.finished_jobs),
             ("done callbacks", self.callbacks),
+            ("failed identity checks", self.identity_failures),
         ]
     }
 }
@@ -134,6 +140,8 @@ impl Store {
 
         let t = before(keep.callbacks);
         r.callbacks = self.count_or_run(dry_run, "callback_requests WHERE status = 'done' AND done_at < $1", t, "DELETE FROM").await?;
+
+        r.identity_failures = self.purge_identity_failures(keep.identity_failures, now, dry_run).await?;
         Ok(r)
     }
 

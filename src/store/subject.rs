@@ -43,6 +43,9 @@ pub struct SubjectExport {
     pub audit: Vec<AuditRecord>,
     /// Every API read of their data.
     pub access_log: Vec<AccessEntry>,
+    /// When a caller failed the phone identity check against them (kept
+    /// only while it counts towards a lockout).
+    pub failed_identity_checks: Vec<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -264,6 +267,7 @@ impl Store {
             refill_offers,
             audit,
             access_log: self.access_log_of(id).await?,
+            failed_identity_checks: self.identity_failures_of(id).await?,
         })
     }
 
@@ -424,6 +428,9 @@ impl Store {
         r.waitlist_entries_removed =
             sqlx::query("DELETE FROM waitlist WHERE patient_id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
 
+        for subject in super::identity::subjects_of(id, &phones) {
+            sqlx::query("DELETE FROM identity_failures WHERE subject = $1").bind(subject).execute(&mut *tx).await?;
+        }
         sqlx::query("DELETE FROM patient_phones WHERE patient_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query(
             "UPDATE patients SET name = '', date_of_birth = $1, national_id = NULL, contact_consent = 0, erased_at = $2, updated_at = $2 \

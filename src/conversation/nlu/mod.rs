@@ -66,6 +66,8 @@ pub enum Intent {
     Choose,
     Goodbye,
     Emergency,
+    /// "Do not call me again": contact consent withdrawn.
+    OptOut,
     Unknown,
 }
 
@@ -158,8 +160,9 @@ impl PartOfDay {
 
 impl Intent {
     /// Phrase-driven intents, highest priority first.
-    pub(crate) const PRIORITY: [Intent; 10] = [
+    pub(crate) const PRIORITY: [Intent; 11] = [
         Intent::Emergency,
+        Intent::OptOut,
         Intent::Human,
         Intent::Cancel,
         Intent::Reschedule,
@@ -187,6 +190,7 @@ impl Intent {
             Intent::Choose => "choose",
             Intent::Goodbye => "goodbye",
             Intent::Emergency => "emergency",
+            Intent::OptOut => "opt_out",
             Intent::Unknown => "unknown",
         }
     }
