@@ -348,3 +348,18 @@ fn short_staff_passwords_are_errors_named_by_their_staff_key() {
     // The demo offers MD5 too: an HA1-only extension needs its MD5 HA1.
     assert!(errors.iter().any(|e| e.key == "staff[1].ha1_md5"), "{errors:?}");
 }
+
+#[test]
+fn the_identity_lockout_is_configurable_within_bounds() {
+    let c = from_toml(DEMO_TOML, "demo", env(&[])).unwrap();
+    assert_eq!(c.verification, Verification { max_failures: 3, window: chrono::Duration::hours(24) });
+    assert_eq!(c.retention.identity_failures, chrono::Duration::hours(24), "failures are kept as long as they count");
+    let text = format!("{DEMO_TOML}\n[privacy]\nverify_max_failures = 5\nverify_window_hours = 48\n");
+    let c = from_toml(&text, "t", env(&[])).unwrap();
+    assert_eq!(c.verification, Verification { max_failures: 5, window: chrono::Duration::hours(48) });
+    assert_eq!(c.retention.identity_failures, chrono::Duration::hours(48));
+    let text = format!("{DEMO_TOML}\n[privacy]\nverify_max_failures = 0\nverify_window_hours = 0\n");
+    let ConfigError::Invalid(errors) = from_toml(&text, "t", env(&[])).unwrap_err() else { panic!("invalid expected") };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["privacy.verify_max_failures", "privacy.verify_window_hours"]);
+}
