@@ -32,7 +32,13 @@ pub enum AppError {
 /// Opens the store, applies migrations, mirrors the clinic's configuration
 /// into it and, for the demo clinic, seeds demo patients on first run.
 pub async fn open_store(config: &Config, clock: &dyn Clock) -> Result<Store, StoreError> {
-    let store = Store::connect(&config.database.url, config.database.max_connections, config.clinic.timezone).await?;
+    // A request is cut off at the HTTP timeout: 15 s later its unfinished
+    // Idempotency-Key claim is surely abandoned (the process died).
+    let in_flight = chrono::Duration::from_std(config.http.request_timeout).unwrap_or(crate::store::IN_FLIGHT_LIMIT)
+        + chrono::Duration::seconds(15);
+    let store = Store::connect(&config.database.url, config.database.max_connections, config.clinic.timezone)
+        .await?
+        .with_in_flight_limit(in_flight);
     store.sync_clinic(config).await?;
     if config.demo {
         crate::demo::seed(&store, clock.now()).await?;

@@ -52,3 +52,18 @@ pub async fn postgres_store_at(base: &str, config: &Config, max_connections: u32
     store.sync_clinic(config).await?;
     Ok(store)
 }
+
+/// A place where crash tests stop the service (debug builds only; nothing
+/// in a release build). When `CLINIVOX_FAULT` names this point, the task
+/// that reaches it says so on stderr and never goes on, so the test can
+/// `kill -9` the process at exactly that moment — between a commit and its
+/// answer, say.
+pub async fn fault_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("CLINIVOX_FAULT").is_ok_and(|f| f == name) {
+        eprintln!("CLINIVOX_FAULT: reached {name}");
+        std::future::pending::<()>().await;
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}

@@ -977,3 +977,6 @@ async fn subject_rights_and_the_access_log(store: Store, config: Config) {
     let slots = call(&app, "GET", "/api/v1/slots?provider=dr-garcia&from=2026-11-24&to=2026-11-24", Some(READ), None, &[]).await.json;
     assert!(slots.as_array().unwrap().iter().any(|s| s["starts_at"] == "2026-11-24T08:00:00Z"), "the slot is free again");
 }
+
+#[path = "api/crash.rs"]
+mod crash;

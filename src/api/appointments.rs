@@ -90,6 +90,7 @@ pub async fn book(
         }
         other => other.into(),
     })?;
+    crate::testing::fault_point("after_booking_commit").await;
     Ok((StatusCode::CREATED, Json(booked)))
 }
 

@@ -7,9 +7,10 @@ use sqlx::Row;
 
 use super::{is_unique_violation, Result, Store};
 
-/// Longer than any API request runs (`[http] request_timeout_s`, 30 s by
-/// default, ends them before):
-/// a claim still in flight after this was abandoned.
+/// Longer than any API request runs with the default `[http]
+/// request_timeout_s` (30 s): a claim still in flight after this was
+/// abandoned. The service sets its store's limit from its own timeout
+/// ([`Store::with_in_flight_limit`]).
 pub const IN_FLIGHT_LIMIT: chrono::Duration = chrono::Duration::seconds(45);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +23,8 @@ pub enum IdempotencyStart {
     Mismatch,
     /// The first request with this key has not finished yet.
     InFlight,
-    /// The first request never finished (abandoned past
-    /// [`IN_FLIGHT_LIMIT`]): go ahead as its retry, then finish. It may
+    /// The first request never finished (abandoned past the store's
+    /// in-flight limit, [`IN_FLIGHT_LIMIT`] by default): go ahead as its retry, then finish. It may
     /// have committed before it died, so writes it repeats must recognise
     /// their own effect ([`Store::book_retry`]).
     Resume,
@@ -59,7 +60,7 @@ impl Store {
             // again, and the writes it repeats are idempotent (a booking the
             // patient already holds answers with that booking). One retry
             // wins the takeover; the others still see it in flight.
-            let cutoff = (now - IN_FLIGHT_LIMIT).timestamp();
+            let cutoff = (now - self.in_flight_limit).timestamp();
             let taken =
                 sqlx::query("UPDATE idempotency_keys SET created_at = $1 WHERE actor = $2 AND key = $3 AND status = 0 AND created_at < $4")
                     .bind(now.timestamp())

@@ -104,6 +104,9 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     tz: Tz,
+    /// How long an `Idempotency-Key` claim may stay unfinished before a
+    /// retry takes it over ([`IN_FLIGHT_LIMIT`] unless set).
+    in_flight_limit: chrono::Duration,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -164,7 +167,15 @@ impl Store {
                 crate::private_files::restrict(std::path::Path::new(&p)).map_err(StoreError::Io)?;
             }
         }
-        Ok(Store { pool, backend, tz })
+        Ok(Store { pool, backend, tz, in_flight_limit: IN_FLIGHT_LIMIT })
+    }
+
+    /// Claims on an `Idempotency-Key` unfinished after `limit` were
+    /// abandoned (their request cannot still be running: set it above the
+    /// HTTP request timeout).
+    pub fn with_in_flight_limit(mut self, limit: chrono::Duration) -> Store {
+        self.in_flight_limit = limit;
+        self
     }
 
     pub fn backend(&self) -> Backend {
