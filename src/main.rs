@@ -184,6 +184,12 @@ enum BenchWhat {
         /// TLS+SRTP beside UDP+RTP: simultaneous echo calls.
         #[arg(long, value_delimiter = ',', default_value = "50,100,200,400")]
         secure_calls: Vec<usize>,
+        /// Past capacity and under a flood: INVITEs per second from the outsider.
+        #[arg(long, default_value_t = 5000)]
+        flood_rate: u32,
+        /// Only the part past capacity and under a flood (no SIPp, no TLS).
+        #[arg(long)]
+        overload_only: bool,
     },
     /// Turn latency on the wire with scripted callers (the service runs in
     /// this process): p50/p95 per model, then simultaneous calls with the default model (base-q8_0).
@@ -283,14 +289,28 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench { what: BenchWhat::Speech { args } } => speech_cli("bench", args)?,
         #[cfg(feature = "whisper")]
-        Command::Bench { what: BenchWhat::Sip { rates, seconds_per_rate, calls, hold_seconds, secure_in_flight, secure_calls } } => {
+        Command::Bench {
+            what: BenchWhat::Sip { rates, seconds_per_rate, calls, hold_seconds, secure_in_flight, secure_calls, flood_rate, overload_only },
+        } => {
+            let overload = clinivox::bench::secure::overload::OverloadOptions { flood_rate, ..Default::default() };
+            if overload_only {
+                clinivox::bench::secure::overload::run(&overload).await?;
+                return Ok(());
+            }
             let secure = clinivox::bench::secure::SecureOptions {
                 concurrency: secure_in_flight,
                 calls: secure_calls,
                 hold_seconds: hold_seconds.min(10),
                 ..Default::default()
             };
-            clinivox::bench::sip::run(&clinivox::bench::sip::Options { rates, seconds_per_rate, calls, hold_seconds, secure }).await?
+            clinivox::bench::sip::run(&clinivox::bench::sip::Options {
+                rates,
+                seconds_per_rate,
+                calls,
+                hold_seconds,
+                secure,
+                overload,
+            }).await?
         }
         #[cfg(feature = "whisper")]
         Command::Bench { what: BenchWhat::Turns { models, calls_per_model, levels, stagger_ms, models_dir, cache } } => {

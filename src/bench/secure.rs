@@ -38,6 +38,9 @@ use crate::sip::driver::{DriverError, SipServer};
 
 #[path = "secure_calls.rs"]
 pub mod calls;
+/// Past capacity and under a flood (issue 13), with the same server and generator.
+#[path = "overload.rs"]
+pub mod overload;
 use calls::{CallFailure, Media, MediaCount, Mode, Tone, Trunk, PACKETS_PER_SECOND};
 
 /// Name of every thread of the server's runtime. Linux keeps 15 bytes of a
@@ -183,17 +186,17 @@ async fn setups(trunks: &[Arc<Trunk>; 2], o: &SecureOptions) {
 }
 
 /// What one step measured.
-struct Step {
-    done: u64,
-    failed: u64,
-    first_failure: Option<CallFailure>,
+pub(super) struct Step {
+    pub(super) done: u64,
+    pub(super) failed: u64,
+    pub(super) first_failure: Option<CallFailure>,
     media: MediaCount,
-    elapsed: Duration,
-    cpu: CpuUse,
+    pub(super) elapsed: Duration,
+    pub(super) cpu: CpuUse,
 }
 
 /// `calls` media-less calls on `trunk`, `in_flight` at a time.
-async fn setup_step(trunk: &Arc<Trunk>, in_flight: usize, calls: usize) -> Step {
+pub(super) async fn setup_step(trunk: &Arc<Trunk>, in_flight: usize, calls: usize) -> Step {
     let next = Arc::new(AtomicUsize::new(0));
     let mark = CpuMark::now();
     let mut set = JoinSet::new();
@@ -320,7 +323,7 @@ fn common_step(rows: &[(usize, [(f64, bool); 2])]) -> Option<(usize, [(f64, bool
 }
 
 /// `a / b` to two decimals, or "n/a" when `b` is nothing.
-fn ratio(a: f64, b: f64) -> String {
+pub(super) fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 && a.is_finite() {
         format!("{:.2}", a / b)
     } else {
@@ -328,7 +331,7 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-fn print_notes(notes: &[String]) {
+pub(super) fn print_notes(notes: &[String]) {
     if !notes.is_empty() {
         println!();
         for n in notes {
@@ -338,8 +341,8 @@ fn print_notes(notes: &[String]) {
 }
 
 /// The echo server on its own runtime and thread, and the certificate it shows.
-struct EchoServer {
-    udp: SocketAddr,
+pub(super) struct EchoServer {
+    pub(super) udp: SocketAddr,
     tls: SocketAddr,
     /// The self-signed certificate (PEM): the generator trusts it as its CA.
     cert: PathBuf,
@@ -351,9 +354,15 @@ struct EchoServer {
 
 impl EchoServer {
     async fn start(threads: usize) -> Result<EchoServer, SecureBenchError> {
+        EchoServer::start_with(threads, server_config).await
+    }
+
+    /// The server with the configuration `config` writes for the run's
+    /// certificate and key.
+    pub(super) async fn start_with(threads: usize, config: fn(&Path, &Path) -> String) -> Result<EchoServer, SecureBenchError> {
         let dir = tempfile::tempdir()?;
         let (cert, key) = write_certificate(dir.path())?;
-        let cfg: SipConfig = toml::from_str(&server_config(&cert, &key)).map_err(|e| SecureBenchError::Config(e.to_string()))?;
+        let cfg: SipConfig = toml::from_str(&config(&cert, &key)).map_err(|e| SecureBenchError::Config(e.to_string()))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name(SERVER_THREAD)
@@ -394,7 +403,7 @@ impl EchoServer {
 
     /// Stops the server and waits for its thread (the echo app lets calls
     /// still up wind down for a few seconds).
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -453,26 +462,26 @@ srtp = "offered"
 }
 
 /// CPU counters at the start of a step.
-struct CpuMark {
-    at: Instant,
+pub(super) struct CpuMark {
+    pub(super) at: Instant,
     cpu: ThreadCpu,
 }
 
 /// CPU over a step, in fractions of one core.
 #[derive(Debug, Clone, Copy, Default)]
-struct CpuUse {
+pub(super) struct CpuUse {
     /// The server's threads.
-    server: f64,
+    pub(super) server: f64,
     /// This process's other threads: the generator.
-    generator: f64,
+    pub(super) generator: f64,
 }
 
 impl CpuMark {
-    fn now() -> CpuMark {
+    pub(super) fn now() -> CpuMark {
         CpuMark { at: Instant::now(), cpu: ThreadCpu::read() }
     }
 
-    fn since(&self) -> CpuUse {
+    pub(super) fn since(&self) -> CpuUse {
         let secs = self.at.elapsed().as_secs_f64().max(1e-3);
         let now = ThreadCpu::read();
         CpuUse { server: (now.server - self.cpu.server).max(0.0) / secs, generator: (now.rest - self.cpu.rest).max(0.0) / secs }

@@ -44,6 +44,8 @@ pub struct Options {
     pub hold_seconds: u32,
     /// The TLS+SRTP against UDP+RTP comparison.
     pub secure: super::secure::SecureOptions,
+    /// Past capacity and under a flood.
+    pub overload: super::secure::overload::OverloadOptions,
 }
 
 pub async fn run(o: &Options) -> Result<(), SipBenchError> {
@@ -137,6 +139,8 @@ pub async fn run(o: &Options) -> Result<(), SipBenchError> {
     // own generator, both modes from it, alternating step by step.
     println!("# TLS+SRTP beside UDP+RTP (issue 14)\n");
     super::secure::run(&o.secure).await?;
+    println!("# Past capacity, and under a flood (issue 13)\n");
+    super::secure::overload::run(&o.overload).await?;
     Ok(())
 }
 

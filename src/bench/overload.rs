@@ -1,0 +1,326 @@
+//! `bench sip`, part 3 (issue 13): past capacity, and under a flood.
+//!
+//! 1. **Overload.** The echo server's capacity is measured closed-loop
+//!    (calls kept in flight); then calls are *offered* open-loop at 1.5×
+//!    and 3× that rate — started on schedule whether or not earlier ones
+//!    finished, as callers do — and the table reports how many completed
+//!    per second, how many were refused cheaply (503 with Retry-After),
+//!    and how many failed otherwise. Holding ≥ 90 % of capacity is the aim.
+//! 2. **Flood.** Legitimate calls from the trunk (127.0.0.1) with and
+//!    without an outsider (127.0.0.2, not a trunk) sending INVITEs as fast
+//!    as `flood_rate`; then the flood alone, for the server's CPU per
+//!    rejected packet and the bytes it sent back per byte received (an
+//!    amplifier sends back more than it gets).
+//!
+//! The server and the generator (`secure_calls.rs`) are the ones of the
+//! TLS+SRTP comparison; here the trunk is 127.0.0.1 alone, so that the
+//! outsider's address is a stranger's.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinSet;
+
+use super::calls::{self, CallFailure, Trunk};
+use super::{print_notes, ratio, setup_step, CpuMark, EchoServer, SecureBenchError};
+
+/// Share of capacity an overload step must still complete.
+const HOLD_PERCENT: f64 = 90.0;
+/// Loopback address the outsider floods from (not in the trunk's CIDR).
+const OUTSIDER: [u8; 4] = [127, 0, 0, 2];
+
+/// What to measure. The defaults fit a 2-core machine.
+#[derive(Debug, Clone)]
+pub struct OverloadOptions {
+    /// Capacity: calls in flight, and calls placed.
+    pub capacity_in_flight: usize,
+    pub capacity_calls: usize,
+    /// Multiples of capacity offered open-loop.
+    pub multiples: Vec<f64>,
+    /// Seconds each open-loop and flood step lasts.
+    pub seconds: f64,
+    /// INVITEs per second the outsider sends.
+    pub flood_rate: u32,
+    /// Legitimate calls in flight during the flood steps.
+    pub flood_in_flight: usize,
+}
+
+impl Default for OverloadOptions {
+    fn default() -> Self {
+        OverloadOptions {
+            capacity_in_flight: 50,
+            capacity_calls: 2000,
+            multiples: vec![1.5, 3.0],
+            seconds: 3.0,
+            flood_rate: 5000,
+            flood_in_flight: 10,
+        }
+    }
+}
+
+/// Runs both tables.
+pub async fn run(o: &OverloadOptions) -> Result<(), SecureBenchError> {
+    let server = EchoServer::start_with(1, overload_config).await?;
+    let trunk = Arc::new(Trunk::udp(server.udp).await?);
+    println!(
+        "SIP server: echo app, one worker thread; trunk 127.0.0.1/32 over UDP; outsider {}. CPU is % of one core; {} cores, \
+         shared by the generator (this process).\n",
+        std::net::Ipv4Addr::from(OUTSIDER),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    overload(&trunk, o).await;
+    flood(&trunk, server.udp, o).await?;
+    if let Ok(t) = Arc::try_unwrap(trunk) {
+        t.close().await;
+    }
+    server.stop().await;
+    Ok(())
+}
+
+fn overload_config(cert: &Path, key: &Path) -> String {
+    super::server_config(cert, key).replace(r#"cidrs = ["127.0.0.0/8"]"#, r#"cidrs = ["127.0.0.1/32"]"#)
+}
+
+/// Table 1: capacity, then open-loop offers beyond it.
+async fn overload(trunk: &Arc<Trunk>, o: &OverloadOptions) {
+    println!("## Past capacity (INVITE → 200 → ACK → BYE → 200; offered open-loop at multiples of capacity)\n");
+    println!(
+        "| offered | calls | completed | refused (503) | failed otherwise | completed setups/s | of capacity | server CPU | generator CPU |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let cap = setup_step(trunk, o.capacity_in_flight, o.capacity_calls).await;
+    let capacity = cap.done as f64 / cap.elapsed.as_secs_f64().max(1e-3);
+    println!(
+        "| closed loop, {} in flight | {} | {} | – | {} | {capacity:.0} | 100 % | {:.0} % | {:.0} % |",
+        o.capacity_in_flight,
+        cap.done + cap.failed,
+        cap.done,
+        cap.failed,
+        cap.cpu.server * 100.0,
+        cap.cpu.generator * 100.0
+    );
+    let mut notes = Vec::new();
+    let mut held = Vec::new();
+    for &m in &o.multiples {
+        let rate = capacity * m;
+        let s = open_loop(trunk, rate, o.seconds).await;
+        let share = if capacity > 0.0 { s.rate / capacity * 100.0 } else { 0.0 };
+        println!(
+            "| {m}× = {rate:.0}/s | {} | {} | {} | {} | {:.0} | {share:.0} % | {:.0} % | {:.0} % |",
+            s.calls,
+            s.completed,
+            s.refused,
+            s.failed,
+            s.rate,
+            s.cpu_server * 100.0,
+            s.cpu_generator * 100.0
+        );
+        if let Some(f) = s.first_failure {
+            notes.push(format!("{m}×: the first other failure: {f}"));
+        }
+        held.push((m, share));
+    }
+    print_notes(&notes);
+    let summary: Vec<String> = held
+        .iter()
+        .map(|(m, share)| format!("{m}×: {share:.0} % {}", if *share >= HOLD_PERCENT { "(holds)" } else { "(below 90 %)" }))
+        .collect();
+    println!("\nCapacity {capacity:.0} setups/s; completed when offered more — {}\n", summary.join(", "));
+}
+
+/// What one open-loop step measured.
+struct OpenStep {
+    calls: usize,
+    completed: u64,
+    refused: u64,
+    failed: u64,
+    first_failure: Option<CallFailure>,
+    /// Completed calls per second, from the first offer to the last completion.
+    rate: f64,
+    cpu_server: f64,
+    cpu_generator: f64,
+}
+
+/// Starts `rate` calls per second for `seconds`, on schedule, each its own task.
+async fn open_loop(trunk: &Arc<Trunk>, rate: f64, seconds: f64) -> OpenStep {
+    let calls = (rate * seconds).round().max(1.0) as usize;
+    let mark = CpuMark::now();
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for i in 0..calls {
+        let due = start + Duration::from_secs_f64(i as f64 / rate.max(1.0));
+        tokio::time::sleep_until(due.into()).await;
+        let t = trunk.clone();
+        set.spawn(async move { (calls::call(&t, None).await, Instant::now()) });
+    }
+    let mut s = OpenStep { calls, completed: 0, refused: 0, failed: 0, first_failure: None, rate: 0.0, cpu_server: 0.0, cpu_generator: 0.0 };
+    let mut last = start;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((Ok(_), at)) => {
+                s.completed += 1;
+                last = last.max(at);
+            }
+            Ok((Err(CallFailure::Refused { method: "INVITE", code: 503 }), _)) => s.refused += 1,
+            Ok((Err(e), _)) => {
+                s.failed += 1;
+                s.first_failure.get_or_insert(e);
+            }
+            Err(_) => s.failed += 1,
+        }
+    }
+    let cpu = mark.since();
+    (s.cpu_server, s.cpu_generator) = (cpu.server, cpu.generator);
+    s.rate = s.completed as f64 / last.duration_since(start).as_secs_f64().max(1e-3);
+    s
+}
+
+/// Table 2: legitimate calls with and without a flood, then the flood alone.
+async fn flood(trunk: &Arc<Trunk>, server: SocketAddr, o: &OverloadOptions) -> Result<(), SecureBenchError> {
+    println!("## An outsider floods INVITEs ({} per second from {})\n", o.flood_rate, std::net::Ipv4Addr::from(OUTSIDER));
+    println!("| step | legitimate setups/s | legitimate failed | flood INVITEs | answers to the flood | bytes back / bytes in | server CPU |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let quiet = timed_setups(trunk, o.flood_in_flight, o.seconds).await;
+    println!("| trunk calls alone | {:.0} | {} | – | – | – | {:.0} % |", quiet.0, quiet.1, quiet.2 * 100.0);
+    let outsider = Outsider::start(server, o.flood_rate).await?;
+    let busy = timed_setups(trunk, o.flood_in_flight, o.seconds).await;
+    let f = outsider.stop().await;
+    println!(
+        "| trunk calls + flood | {:.0} | {} | {} | {} | {} | {:.0} % |",
+        busy.0,
+        busy.1,
+        f.sent,
+        f.answers,
+        ratio(f.bytes_back as f64, f.bytes_in as f64),
+        busy.2 * 100.0
+    );
+    let mark = CpuMark::now();
+    let outsider = Outsider::start(server, o.flood_rate).await?;
+    tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
+    let f = outsider.stop().await;
+    let cpu = mark.since();
+    let cpu_seconds = cpu.server * mark.at.elapsed().as_secs_f64();
+    let per_packet_us = if f.sent > 0 { cpu_seconds / f.sent as f64 * 1e6 } else { 0.0 };
+    println!(
+        "| flood alone | – | – | {} | {} | {} | {:.0} % |",
+        f.sent,
+        f.answers,
+        ratio(f.bytes_back as f64, f.bytes_in as f64),
+        cpu.server * 100.0
+    );
+    println!(
+        "\nLegitimate setups/s under the flood / without it = {}; server CPU per flood INVITE {per_packet_us:.1} µs; \
+         the outsider got {} bytes back per byte sent.\n",
+        ratio(busy.0, quiet.0),
+        ratio(f.bytes_back as f64, f.bytes_in as f64)
+    );
+    Ok(())
+}
+
+/// Closed-loop calls for about `seconds`: (setups/s, failed, server CPU).
+async fn timed_setups(trunk: &Arc<Trunk>, in_flight: usize, seconds: f64) -> (f64, u64, f64) {
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let mark = CpuMark::now();
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut set = JoinSet::new();
+    for _ in 0..in_flight.max(1) {
+        let (t, done, failed) = (trunk.clone(), done.clone(), failed.clone());
+        set.spawn(async move {
+            while Instant::now() < until {
+                match calls::call(&t, None).await {
+                    Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    let elapsed = mark.at.elapsed().as_secs_f64().max(1e-3);
+    let cpu = mark.since();
+    (done.load(Ordering::Relaxed) as f64 / elapsed, failed.load(Ordering::Relaxed), cpu.server)
+}
+
+/// The outsider: INVITEs, each a new call, paced at a rate, from a
+/// stranger's address; counts what comes back.
+struct Outsider {
+    stop: tokio::sync::oneshot::Sender<()>,
+    sender: tokio::task::JoinHandle<(u64, u64)>,
+    receiver: tokio::task::JoinHandle<()>,
+    back: Arc<(AtomicU64, AtomicU64)>,
+}
+
+/// What the outsider sent and got.
+struct FloodCount {
+    sent: u64,
+    bytes_in: u64,
+    answers: u64,
+    bytes_back: u64,
+}
+
+impl Outsider {
+    async fn start(server: SocketAddr, rate: u32) -> Result<Outsider, SecureBenchError> {
+        let sock = Arc::new(UdpSocket::bind(SocketAddr::from((OUTSIDER, 0))).await?);
+        let local = sock.local_addr()?;
+        let back = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let receiver = {
+            let (sock, back) = (sock.clone(), back.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+                    back.0.fetch_add(1, Ordering::Relaxed);
+                    back.1.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            })
+        };
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let per_tick = (rate / 1000).max(1);
+        let sender = tokio::spawn(async move {
+            let (mut sent, mut bytes) = (0u64, 0u64);
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tick.tick() => {
+                        for _ in 0..per_tick {
+                            let m = flood_invite(local, server, sent);
+                            if sock.send_to(m.as_bytes(), server).await.is_ok() {
+                                sent += 1;
+                                bytes += m.len() as u64;
+                            }
+                        }
+                    }
+                }
+            }
+            (sent, bytes)
+        });
+        Ok(Outsider { stop, sender, receiver, back })
+    }
+
+    /// Stops sending, waits a moment for the last answers, and counts.
+    async fn stop(self) -> FloodCount {
+        let _ = self.stop.send(());
+        let (sent, bytes_in) = self.sender.await.unwrap_or((0, 0));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.receiver.abort();
+        FloodCount { sent, bytes_in, answers: self.back.0.load(Ordering::Relaxed), bytes_back: self.back.1.load(Ordering::Relaxed) }
+    }
+}
+
+/// A new call's INVITE, as a scanner sends it (with an offer).
+fn flood_invite(local: SocketAddr, server: SocketAddr, n: u64) -> String {
+    let sdp = calls::offer_sdp(local, None);
+    format!(
+        "INVITE sip:{callee}@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKflood{n:x};rport\r\nMax-Forwards: 70\r\n\
+         From: <sip:scanner@{ip}>;tag=f{n:x}\r\nTo: <sip:{callee}@{server}>\r\nCall-ID: flood{n:x}@{ip}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:scanner@{local}>\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+        callee = calls::CALLEE,
+        ip = local.ip(),
+        len = sdp.len()
+    )
+}
