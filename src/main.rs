@@ -190,6 +190,9 @@ enum BenchWhat {
         /// Only the part past capacity and under a flood (no SIPp, no TLS).
         #[arg(long)]
         overload_only: bool,
+        /// Multiples of capacity offered open-loop.
+        #[arg(long, value_delimiter = ',', default_value = "1.5,3")]
+        overload_multiples: Vec<f64>,
     },
     /// Turn latency on the wire with scripted callers (the service runs in
     /// this process): p50/p95 per model, then simultaneous calls with the default model (base-q8_0).
@@ -290,9 +293,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { what: BenchWhat::Speech { args } } => speech_cli("bench", args)?,
         #[cfg(feature = "whisper")]
         Command::Bench {
-            what: BenchWhat::Sip { rates, seconds_per_rate, calls, hold_seconds, secure_in_flight, secure_calls, flood_rate, overload_only },
+            what: BenchWhat::Sip { rates, seconds_per_rate, calls, hold_seconds, secure_in_flight, secure_calls, flood_rate, overload_only, overload_multiples },
         } => {
-            let overload = clinivox::bench::secure::overload::OverloadOptions { flood_rate, ..Default::default() };
+            let overload =
+                clinivox::bench::secure::overload::OverloadOptions { flood_rate, multiples: overload_multiples, ..Default::default() };
             if overload_only {
                 clinivox::bench::secure::overload::run(&overload).await?;
                 return Ok(());

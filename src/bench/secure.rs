@@ -196,7 +196,7 @@ pub(super) struct Step {
 }
 
 /// `calls` media-less calls on `trunk`, `in_flight` at a time.
-pub(super) async fn setup_step(trunk: &Arc<Trunk>, in_flight: usize, calls: usize) -> Step {
+async fn setup_step(trunk: &Arc<Trunk>, in_flight: usize, calls: usize) -> Step {
     let next = Arc::new(AtomicUsize::new(0));
     let mark = CpuMark::now();
     let mut set = JoinSet::new();
@@ -447,6 +447,8 @@ nonce_secret = "bench"
 [rtp]
 min = 20000
 max = 39999
+[limits]
+max_calls = 4000
 [tls]
 cert = {cert}
 key = {key}

@@ -61,6 +61,8 @@ const PT_PCMU: u8 = 0;
 const PT_EVENT: u8 = 101;
 /// Tag of our one `a=crypto` line.
 const CRYPTO_TAG: u32 = 1;
+/// RFC 863 discard: where a media-less call says its RTP goes.
+const DISCARD_PORT: u16 = 9;
 /// The number the bench server owns (its `numbers`).
 pub const CALLEE: &str = "1000";
 
@@ -152,7 +154,10 @@ pub struct Trunk {
 impl Trunk {
     /// A UDP socket on loopback towards `server`.
     pub async fn udp(server: SocketAddr) -> Result<Trunk, SecureBenchError> {
-        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        let sock = UdpSocket::bind("127.0.0.1:0").await?;
+        // A carrier's side has large buffers too (the server's, see `large_buffers`).
+        crate::sip::driver::large_buffers(&sock);
+        let sock = Arc::new(sock);
         let local = sock.local_addr()?;
         let waiters = Waiters::default();
         let reader = tokio::spawn(udp_reader(sock.clone(), waiters.clone()));
@@ -599,12 +604,21 @@ pub struct Media {
 /// answer is checked in both modes (SRTP in secure mode, none in plain),
 /// and the call is hung up whatever happened after the 200.
 pub async fn call(trunk: &Trunk, media: Option<&Media>) -> Result<MediaCount, CallFailure> {
-    let rtp = UdpSocket::bind("127.0.0.1:0").await.map_err(io)?;
+    // A call without media needs no socket of its own (thousands at once
+    // would run out of file descriptors): its offer names the discard port.
+    let rtp = match media {
+        Some(_) => Some(UdpSocket::bind("127.0.0.1:0").await.map_err(io)?),
+        None => None,
+    };
+    let rtp_addr = match &rtp {
+        Some(s) => s.local_addr().map_err(io)?,
+        None => SocketAddr::from(([127, 0, 0, 1], DISCARD_PORT)),
+    };
     let crypto = (trunk.mode == Mode::Secure).then(|| new_crypto(trunk.suite));
     let mut dialog = Dialog::new(trunk);
     let mut inbox = trunk.wait_for(&dialog.call_id);
     let branch = new_branch();
-    let sdp = offer_sdp(rtp.local_addr().map_err(io)?, crypto.as_ref());
+    let sdp = offer_sdp(rtp_addr, crypto.as_ref());
     // An INVITE that gets no final response is abandoned (no CANCEL): the
     // call counts as failed, and the server ends it on its own timers.
     let ok = trunk.transact(&mut inbox, &dialog.request("INVITE", 1, &branch, Some(&sdp)), "INVITE").await?;
@@ -622,10 +636,10 @@ pub async fn call(trunk: &Trunk, media: Option<&Media>) -> Result<MediaCount, Ca
     // The 2xx is ACKed as its own transaction, before the answer is judged:
     // the server holds the call either way, and the BYE below ends it.
     trunk.send(&dialog.request("ACK", 1, &new_branch(), None)).await?;
-    let streamed = match (parse_answer(&ok.text, crypto.as_ref()), media) {
-        (Ok(a), Some(m)) => stream(&rtp, a.media, a.srtp, m).await,
-        (Ok(_), None) => Ok(MediaCount::default()),
-        (Err(e), _) => Err(e),
+    let streamed = match (parse_answer(&ok.text, crypto.as_ref()), media, &rtp) {
+        (Ok(a), Some(m), Some(sock)) => stream(sock, a.media, a.srtp, m).await,
+        (Ok(_), _, _) => Ok(MediaCount::default()),
+        (Err(e), _, _) => Err(e),
     };
     let bye = trunk.transact(&mut inbox, &dialog.request("BYE", 2, &new_branch(), None), "BYE").await;
     let count = streamed?;

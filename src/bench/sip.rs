@@ -154,6 +154,9 @@ nonce_secret = "bench"
 [rtp]
 min = 20000
 max = 39999
+[limits]
+# The echo steps hold up to 1,000 calls at once.
+max_calls = 4000
 [[trunks]]
 name = "bench"
 cidrs = ["127.0.0.0/8"]

@@ -331,6 +331,13 @@ pub struct Limits {
     /// either, a stateless 503 with `Retry-After: retry_after_s`.
     pub max_transactions: usize,
     pub max_transactions_per_source: usize,
+    /// Calls (dialogs, inbound and outbound) carried at once; a new INVITE
+    /// beyond it gets a 503 with Retry-After before any call state, port
+    /// or task is made for it. Past capacity this is what keeps the calls
+    /// already carried completing instead of collapsing (each call costs
+    /// work for as long as it lasts). Keep it above `[calls] max_active`:
+    /// callers beyond that still need a call to hear "all lines are busy".
+    pub max_calls: usize,
     pub retry_after_s: u32,
     /// Inbound TCP connections at once, and per source address.
     pub max_tcp_connections: usize,
@@ -350,6 +357,7 @@ impl Default for Limits {
             max_sources: 16_384,
             max_transactions: 4_096,
             max_transactions_per_source: 32,
+            max_calls: 512,
             retry_after_s: 10,
             max_tcp_connections: 1_000,
             max_tcp_per_source: 32,
@@ -563,6 +571,9 @@ impl SipConfig {
         let l = &self.limits;
         if l.rate_per_window == 0 || l.rate_window_s == 0 || l.rate_forget_s == 0 || l.max_sources == 0 {
             e("sip.limits.rate_per_window".into(), "rate, window, forget time and max_sources must be positive");
+        }
+        if l.max_calls == 0 {
+            e("sip.limits.max_calls".into(), "must be positive");
         }
         if l.max_transactions == 0 || l.max_transactions_per_source == 0 {
             e("sip.limits.max_transactions".into(), "must be positive");

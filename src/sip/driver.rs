@@ -139,6 +139,7 @@ impl SipServer {
             let addr = match l.transport {
                 Transport::Udp => {
                     let s = bind_udp(l.addr).map_err(|e| DriverError::Bind(l.addr, e))?;
+                    large_buffers(&s);
                     let a = s.local_addr().map_err(|e| DriverError::Bind(l.addr, e))?;
                     udp.push(Arc::new(s));
                     a
@@ -210,20 +211,37 @@ impl SipServer {
             let now = Instant::now();
             let wall = wall_now();
             match ev {
-                DriverEvent::Datagram(peer, bytes) => endpoint.handle_input(now, wall, peer, &bytes),
-                DriverEvent::StreamOpened(peer, w) => {
-                    st.streams.insert(peer, w);
+                DriverEvent::Datagram(peer, bytes) => {
+                    // Under load, datagrams queue up here. What ends or
+                    // steers the calls we carry (ACKs, BYEs, responses) is
+                    // taken before new INVITEs from the same batch: a BYE
+                    // stuck behind a thousand INVITEs keeps its call alive,
+                    // the call limit fills, and every call is refused.
+                    let mut invites = Vec::new();
+                    let mut next = Some(DriverEvent::Datagram(peer, bytes));
+                    let mut taken = 0;
+                    while let Some(ev) = next.take() {
+                        match ev {
+                            DriverEvent::Datagram(p, b) if b.starts_with(b"INVITE ") => invites.push((p, b)),
+                            DriverEvent::Datagram(p, b) => endpoint.handle_input(now, wall, p, &b),
+                            other => {
+                                next = Some(other);
+                                break;
+                            }
+                        }
+                        taken += 1;
+                        if taken < DATAGRAM_BATCH {
+                            next = net_rx.try_recv().ok();
+                        }
+                    }
+                    for (p, b) in invites {
+                        endpoint.handle_input(now, wall, p, &b);
+                    }
+                    if let Some(ev) = next {
+                        st.event(&mut endpoint, now, wall, ev).await;
+                    }
                 }
-                DriverEvent::StreamClosed(peer) => {
-                    st.streams.remove(&peer);
-                    endpoint.handle_transport_error(now, peer);
-                }
-                DriverEvent::Timer => endpoint.handle_timeout(now, wall),
-                DriverEvent::Resolved(trunk, addrs) => {
-                    st.tls_clients.resolved(&trunk, &addrs);
-                    endpoint.set_trunk_addrs(&trunk, addrs);
-                }
-                DriverEvent::Command(c) => st.command(&mut endpoint, now, wall, c).await,
+                ev => st.event(&mut endpoint, now, wall, ev).await,
             }
             st.flush(&mut endpoint, now).await;
         }
@@ -302,6 +320,26 @@ struct State {
 }
 
 impl State {
+    /// One event other than a batch of datagrams.
+    async fn event(&mut self, endpoint: &mut Endpoint, now: Instant, wall: u64, ev: DriverEvent) {
+        match ev {
+            DriverEvent::Datagram(peer, bytes) => endpoint.handle_input(now, wall, peer, &bytes),
+            DriverEvent::StreamOpened(peer, w) => {
+                self.streams.insert(peer, w);
+            }
+            DriverEvent::StreamClosed(peer) => {
+                self.streams.remove(&peer);
+                endpoint.handle_transport_error(now, peer);
+            }
+            DriverEvent::Timer => endpoint.handle_timeout(now, wall),
+            DriverEvent::Resolved(trunk, addrs) => {
+                self.tls_clients.resolved(&trunk, &addrs);
+                endpoint.set_trunk_addrs(&trunk, addrs);
+            }
+            DriverEvent::Command(c) => self.command(endpoint, now, wall, c).await,
+        }
+    }
+
     async fn command(&mut self, ep: &mut Endpoint, now: Instant, wall: u64, c: SipCommand) {
         match c {
             SipCommand::Hangup(id) => {
@@ -538,6 +576,21 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s)
 }
 
+/// SIP over UDP arrives in bursts (a carrier's busiest minute, a flood).
+/// The kernel's default receive buffer (about 200 KB: some 300 INVITEs)
+/// drops whatever the loop has not read yet, and every drop comes back as
+/// a retransmission half a second later — under load, more load. Like
+/// Kamailio, ask for large buffers; the kernel caps them at
+/// `net.core.rmem_max`/`wmem_max`, and a refusal leaves the defaults.
+pub fn large_buffers(s: &UdpSocket) {
+    let sock = socket2::SockRef::from(s);
+    let _ = sock.set_recv_buffer_size(SIP_UDP_BUFFER);
+    let _ = sock.set_send_buffer_size(SIP_UDP_BUFFER);
+}
+
+/// What [`large_buffers`] asks for.
+const SIP_UDP_BUFFER: usize = 4 << 20;
+
 fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let s = std::net::TcpListener::bind(addr)?;
     s.set_nonblocking(true)?;
@@ -567,6 +620,9 @@ async fn lookup(host: &str, port: u16) -> Vec<SocketAddr> {
         _ => Vec::new(),
     }
 }
+
+/// Datagrams taken from the queue at once, ACKs, BYEs and responses first.
+const DATAGRAM_BATCH: usize = 256;
 
 const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Carriers move their proxies rarely; a failed lookup is retried sooner.

@@ -15,7 +15,8 @@
 //! (RFC 3581 behaviour for everyone): it works through NAT and never sends
 //! traffic to addresses a message merely claims.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,10 @@ pub use registration::RegistrationStatus;
 
 /// Methods we implement; listed in Allow.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, NOTIFY, REFER";
+
+/// Server transactions kept only to absorb retransmissions, at most this
+/// many times `max_transactions` (see `Endpoint::over_transaction_cap`).
+const LINGER_FACTOR: usize = 8;
 
 /// Local handle of one call (one dialog with one peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -131,6 +136,17 @@ pub struct Endpoint {
     calls: HashMap<CallId, calls::Call>,
     /// (Call-ID, local tag) → call, for in-dialog requests.
     dialogs: HashMap<(String, String), CallId>,
+    /// Calls we answer, by (Call-ID, the caller's From tag): a new INVITE
+    /// that is one of them again is a retransmission.
+    inbound: HashMap<(String, String), CallId>,
+    /// Calls' timers, earliest first: an entry is queued for a call each
+    /// time it may have changed (`touched`), and checked against the call
+    /// when it comes due (a stale one is dropped or queued again). Finding
+    /// the next timer never visits every call, so a flood of calls costs
+    /// each event a logarithm, not a scan.
+    call_timers: BinaryHeap<Reverse<(Instant, CallId)>>,
+    /// Calls changed since their deadline was last queued.
+    touched: Vec<CallId>,
     /// Client transaction → call it belongs to.
     client_tx: HashMap<TxKey, CallId>,
     next_call: u64,
@@ -180,6 +196,9 @@ impl Endpoint {
             locals: HashMap::new(),
             calls: HashMap::new(),
             dialogs: HashMap::new(),
+            inbound: HashMap::new(),
+            call_timers: BinaryHeap::new(),
+            touched: Vec::new(),
             client_tx: HashMap::new(),
             next_call: 1,
             out: VecDeque::new(),
@@ -259,7 +278,9 @@ impl Endpoint {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let calls = self.calls.values().filter_map(|c| c.deadline()).min();
+        let queued = self.call_timers.peek().map(|Reverse((at, _))| *at);
+        let fresh = self.touched.iter().filter_map(|id| self.calls.get(id).and_then(calls::Call::deadline)).min();
+        let calls = [queued, fresh].into_iter().flatten().min();
         let regs = self.registrations.iter().filter_map(|r| r.deadline()).min();
         [self.tx.poll_timeout(), calls, regs, self.next_sweep].into_iter().flatten().min()
     }
@@ -302,6 +323,7 @@ impl Endpoint {
             }
             Err(_) => self.stats.unparsable += 1,
         }
+        self.queue_call_timers();
     }
 
     /// A TCP/TLS connection to `peer` failed (refused, a certificate that
@@ -331,10 +353,11 @@ impl Endpoint {
                 TxEvent::ServerNoAck(_) => {}
             }
         }
-        let ids: Vec<CallId> = self.calls.iter().filter(|(_, c)| c.deadline().is_some_and(|d| d <= now)).map(|(id, _)| *id).collect();
-        for id in ids {
+        self.queue_call_timers();
+        for id in self.due_calls(now) {
             self.on_call_timer(now, id);
         }
+        self.queue_call_timers();
         self.drive_registrations(now);
         if self.next_sweep.is_none_or(|t| t <= now) {
             self.registrar.expire(wall);
@@ -376,7 +399,15 @@ impl Endpoint {
             }
             _ => {}
         }
-        if req.method != Method::Ack && !self.tx.server_exists(&key) && self.over_transaction_cap(peer, trunk) {
+        // Requests inside a dialog (a To tag) and CANCELs end or steer calls
+        // we already carry: refusing a BYE would keep its call, and its
+        // ports, alive. They are answered at once, so they add no work
+        // in progress; only requests that would start something are refused.
+        let starts_something = info.to.tag().is_none() && !matches!(req.method, Method::Ack | Method::Cancel);
+        // A new call beyond `max_calls` (not a retransmission of one we
+        // took) is refused the same cheap way, before any state.
+        let new_call = req.method == Method::Invite && info.to.tag().is_none() && self.calls.len() >= self.cfg.limits.max_calls;
+        if starts_something && !self.tx.server_exists(&key) && (new_call || self.over_transaction_cap(peer, trunk)) {
             // Cheap and stateless; Retry-After asks a well-behaved peer to
             // come back later (RFC 3261 §21.5.4).
             self.stats.overloaded += 1;
@@ -427,11 +458,25 @@ impl Endpoint {
         }
     }
 
-    fn over_transaction_cap(&self, peer: Peer, trunk: bool) -> bool {
+    /// Whether a new server transaction must be refused. The cap counts
+    /// the work in progress (requests not yet answered finally): a
+    /// transaction that answered and only lingers to absorb retransmissions
+    /// (32 s over UDP) costs memory, not work, and at a trunk's steady rate
+    /// would otherwise fill the cap and refuse every call for half a
+    /// minute. Lingering ones are bounded apart, at [`LINGER_FACTOR`] times
+    /// the cap, the one closest to its end given up first when full.
+    fn over_transaction_cap(&mut self, peer: Peer, trunk: bool) -> bool {
         let l = &self.cfg.limits;
+        let (max, per_source) = (l.max_transactions, l.max_transactions_per_source);
+        if self.tx.server_pending() >= max {
+            return true;
+        }
+        // A trunk carries every caller, so only the totals apply to it.
+        if !trunk && self.tx.server_count_from(peer.addr.ip()) >= per_source {
+            return true;
+        }
         let (server, _) = self.tx.len();
-        // A trunk carries every caller, so only the total applies to it.
-        server >= l.max_transactions || (!trunk && self.tx.server_count_from(peer.addr.ip()) >= l.max_transactions_per_source)
+        server >= max.saturating_mul(LINGER_FACTOR) && !self.tx.evict_lingering()
     }
 
     /// A request from neither a trunk nor a registered phone, outside our

@@ -2,6 +2,7 @@
 //! BYE, INFO DTMF; what both directions share (hang-up, CANCEL, timers).
 //! Placing calls (UAC) and REFER are in `endpoint_dial.rs`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -108,10 +109,57 @@ impl Call {
     }
 }
 
+/// A call to change, marked as touched so its timer is queued again (see
+/// `Endpoint::call_timers`). Two fields, so the rest of the endpoint stays
+/// usable while the call is borrowed.
+pub(super) fn touch<'a>(touched: &mut Vec<CallId>, calls: &'a mut HashMap<CallId, Call>, id: CallId) -> Option<&'a mut Call> {
+    touched.push(id);
+    calls.get_mut(&id)
+}
+
 impl Endpoint {
+    /// Queues the deadline of every call touched since the last time; when
+    /// stale entries pile up (calls that ended, timers that moved), the
+    /// queue is rebuilt from the live calls.
+    pub(super) fn queue_call_timers(&mut self) {
+        for id in std::mem::take(&mut self.touched) {
+            if let Some(at) = self.calls.get(&id).and_then(Call::deadline) {
+                self.call_timers.push(std::cmp::Reverse((at, id)));
+            }
+        }
+        if self.call_timers.len() > 1024 + 4 * self.calls.len() {
+            self.call_timers = self.calls.iter().filter_map(|(id, c)| c.deadline().map(|at| std::cmp::Reverse((at, *id)))).collect();
+        }
+    }
+
+    /// Calls whose timer is due at `now`, each once. Entries that came due
+    /// for a call whose deadline moved later are queued again at it.
+    pub(super) fn due_calls(&mut self, now: Instant) -> Vec<CallId> {
+        let mut due = Vec::new();
+        while let Some(std::cmp::Reverse((at, id))) = self.call_timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.call_timers.pop();
+            match self.calls.get(&id).and_then(Call::deadline) {
+                Some(d) if d <= now => due.push(id),
+                Some(d) => self.call_timers.push(std::cmp::Reverse((d, id))),
+                None => {}
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
+        due
+    }
+
     fn end_call(&mut self, id: CallId, reason: EndReason) {
         if let Some(c) = self.calls.remove(&id) {
             self.dialogs.remove(&(c.dialog.call_id.clone(), c.dialog.local_tag.clone()));
+            if let Some(remote) = &c.dialog.remote_tag {
+                if self.inbound.get(&(c.dialog.call_id.clone(), remote.clone())) == Some(&id) {
+                    self.inbound.remove(&(c.dialog.call_id.clone(), remote.clone()));
+                }
+            }
             self.events.push_back(EndpointEvent::Ended { call: id, reason });
         }
     }
@@ -210,6 +258,14 @@ impl Endpoint {
         if ctx.info.to.tag().is_some() {
             return self.on_reinvite(now, wall, &req, &ctx);
         }
+        // A retransmission whose transaction was given up early (memory
+        // full): the call exists already, and its 2xx is resent by the call.
+        if let Some(tag) = ctx.info.from.tag() {
+            if self.inbound.contains_key(&(ctx.info.call_id.clone(), tag.to_string())) {
+                return self.tx.server_forget(&ctx.key);
+            }
+        }
+
         if let Err(rej) = validate::check_sdp_content(&req) {
             let mut resp = self.response(&req, &ctx, rej.code);
             for (n, v) in rej.extra {
@@ -264,9 +320,13 @@ impl Endpoint {
         let tag = new_tag(&mut self.rng);
         let dialog = Dialog::from_invite(&req, &ctx.info.from, tag.clone(), ctx.peer, ctx.info.cseq.seq);
         self.dialogs.insert((dialog.call_id.clone(), tag), id);
+        if let Some(remote) = &dialog.remote_tag {
+            self.inbound.insert((dialog.call_id.clone(), remote.clone()), id);
+        }
         let trying = response_for(&req, 100, None);
         self.send_response(now, &ctx, trying);
         let caller = ctx.info.from.uri.clone();
+        self.touched.push(id);
         self.calls.insert(
             id,
             Call {
@@ -297,7 +357,7 @@ impl Endpoint {
         }
         let contact = self.contact(ctx.peer);
         let t1 = self.cfg.timers.t1();
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = touch(&mut self.touched, &mut self.calls, id) else { return };
         if !matches!(call.phase, Phase::Established) || call.retrans.is_some() {
             // An offer is already in progress (RFC 3261 §14.2).
             let resp = self.response(req, ctx, 491);
@@ -346,7 +406,7 @@ impl Endpoint {
             self.stats.strangers += 1;
             return;
         }
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = touch(&mut self.touched, &mut self.calls, id) else { return };
         let first = call.retrans.take().is_some();
         if call.awaiting_ack_answer && !req.body.is_empty() {
             call.awaiting_ack_answer = false;
@@ -443,7 +503,7 @@ impl Endpoint {
         };
         let session_id = rand::Rng::gen::<u32>(&mut self.rng) as u64;
         let t1 = self.cfg.timers.t1();
-        let call = self.calls.get_mut(&id).ok_or(CallError::NoSuchCall)?;
+        let call = touch(&mut self.touched, &mut self.calls, id).ok_or(CallError::NoSuchCall)?;
         let Phase::Offered { invite, key, offer } = &call.phase else {
             return Err(CallError::WrongState);
         };
@@ -492,7 +552,7 @@ impl Endpoint {
 
     /// End a call in any state: reject, CANCEL or BYE as appropriate.
     pub fn hangup(&mut self, now: Instant, id: CallId) -> Result<(), CallError> {
-        let call = self.calls.get_mut(&id).ok_or(CallError::NoSuchCall)?;
+        let call = touch(&mut self.touched, &mut self.calls, id).ok_or(CallError::NoSuchCall)?;
         match &mut call.phase {
             Phase::Offered { .. } => self.reject(now, id, 603),
             Phase::Dialing { cancel: Some(_), .. } => Ok(()),
@@ -511,11 +571,11 @@ impl Endpoint {
 
     fn send_bye(&mut self, now: Instant, id: CallId) {
         let branch = new_branch(&mut self.rng);
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = touch(&mut self.touched, &mut self.calls, id) else { return };
         let peer = call.dialog.peer;
         let local = self.locals.get(&(peer.transport, peer.addr.is_ipv6())).copied();
         let local = local.unwrap_or_else(|| self.local_for(peer));
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = touch(&mut self.touched, &mut self.calls, id) else { return };
         let mut bye = call.dialog.request(Method::Bye, local, &branch);
         self.push_agent(&mut bye.headers, "User-Agent");
         self.send_request(now, None, bye, peer, &branch);
@@ -523,7 +583,7 @@ impl Endpoint {
 
     /// CANCEL goes out only after a provisional response (§9.1).
     fn send_cancel_if_possible(&mut self, now: Instant, id: CallId) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = touch(&mut self.touched, &mut self.calls, id) else { return };
         let Phase::Dialing { invite, provisional: true, cancel: Some((_, sent @ false)), .. } = &mut call.phase else {
             return;
         };
@@ -547,7 +607,7 @@ impl Endpoint {
 
     pub(super) fn on_call_timer(&mut self, now: Instant, id: CallId) {
         let t2 = self.cfg.timers.t2();
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = touch(&mut self.touched, &mut self.calls, id) else { return };
         if let Some(r) = call.retrans.as_mut() {
             if r.give_up <= now {
                 call.retrans = None;

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{Call, CallError, DialTarget, Phase};
+use super::{touch, Call, CallError, DialTarget, Phase};
 use crate::media::sdp::{Direction, SdpSession, SessionDescription};
 use crate::sip::config::Transport;
 use crate::sip::dialog::{new_branch, new_tag, via_value, Dialog};
@@ -84,6 +84,7 @@ impl Endpoint {
         };
         let key = self.send_request(now, Some(id), inv.clone(), peer, &branch);
         self.dialogs.insert((call_id, tag), id);
+        self.touched.push(id);
         self.calls.insert(
             id,
             Call {
@@ -178,7 +179,7 @@ impl Endpoint {
         let peer = call.dialog.peer;
         let local = self.local_for(peer);
         let contact = self.contact(peer);
-        let call = self.calls.get_mut(&id).ok_or(CallError::NoSuchCall)?;
+        let call = touch(&mut self.touched, &mut self.calls, id).ok_or(CallError::NoSuchCall)?;
         let mut r = call.dialog.request(Method::Refer, local, &branch);
         r.headers.push("Refer-To", format!("<{target}>"));
         r.headers.push("Referred-By", format!("<{}>", NameAddr::parse(&call.dialog.local_uri, "From").map(|n| n.uri).unwrap_or_default()));
@@ -205,7 +206,7 @@ impl Endpoint {
         if cseq.method != "INVITE" {
             return;
         }
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = touch(&mut self.touched, &mut self.calls, id) else { return };
         let Phase::Dialing { key: k, .. } = &call.phase else { return };
         if k != key {
             return;
@@ -235,7 +236,7 @@ impl Endpoint {
 
     fn on_invite_2xx(&mut self, now: Instant, id: CallId, cseq: &CSeq, resp: Response, to_tag: Option<String>) {
         let branch = new_branch(&mut self.rng);
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = touch(&mut self.touched, &mut self.calls, id) else { return };
         call.dialog.remote_tag = to_tag;
         if let Some(t) = resp.headers.get("To") {
             call.dialog.remote_uri = t.to_string();
@@ -251,7 +252,7 @@ impl Endpoint {
         };
         let peer = call.dialog.peer;
         let local = self.locals.get(&(peer.transport, peer.addr.is_ipv6())).copied().unwrap_or_else(|| self.local_for(peer));
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = touch(&mut self.touched, &mut self.calls, id) else { return };
         let mut ack = call.dialog.request(Method::Ack, local, &branch);
         ack.headers.set("CSeq", format!("{} ACK", cseq.seq));
         // "The ACK MUST contain the same credentials as the INVITE" (§13.2.2.4).
@@ -292,7 +293,7 @@ impl Endpoint {
     fn retry_with_auth(&mut self, now: Instant, id: CallId, resp: &Response) {
         let branch = new_branch(&mut self.rng);
         let cnonce = format!("{:016x}", rand::Rng::gen::<u64>(&mut self.rng));
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = touch(&mut self.touched, &mut self.calls, id) else { return };
         let Phase::Dialing { invite, auth_tried, creds, key, cancel: None, .. } = &mut call.phase else {
             return self.end_call(id, EndReason::Rejected(resp.status));
         };

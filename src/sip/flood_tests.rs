@@ -156,23 +156,144 @@ fn phones_register_through_a_stateless_challenge() {
 }
 
 #[test]
-fn transactions_capped_with_stateless_503() {
+fn work_in_progress_capped_with_stateless_503() {
     let mut ep = endpoint("[limits]\nmax_transactions = 3\n");
     let t0 = Instant::now();
+    // Three calls the application has not answered yet: three requests at work.
+    let mut calls = Vec::new();
+    for n in 0..3 {
+        ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", n));
+        assert!(sent(&mut ep)[0].starts_with("SIP/2.0 100 "));
+        let Some(EndpointEvent::Incoming { call, .. }) = ep.poll_event() else { panic!("an incoming call") };
+        calls.push(call);
+    }
     let mut codes = Vec::new();
-    for n in 0..5 {
-        ep.handle_input(t0, 0, udp(TRUNK), &request("OPTIONS", "1000", n));
+    for n in 3..5 {
+        ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", n));
         codes.extend(sent(&mut ep).iter().map(|m| m[8..11].to_string()));
     }
-    assert_eq!(codes, ["200", "200", "200", "503", "503"]);
+    assert_eq!(codes, ["503", "503"]);
     ep.handle_input(t0, 0, udp(TRUNK), &request("OPTIONS", "1000", 9));
     assert!(sent(&mut ep)[0].contains("Retry-After: 10\r\n"));
     assert_eq!(ep.tx.len().0, 3, "503s made no transaction");
+    assert!(ep.poll_event().is_none(), "and no call");
     // A retransmission of a live transaction is still absorbed, not refused.
-    ep.handle_input(t0, 0, udp(TRUNK), &request("OPTIONS", "1000", 0));
+    ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", 0));
+    assert!(sent(&mut ep)[0].starts_with("SIP/2.0 100 "));
+    // Once one is answered finally there is room again, though its
+    // transaction lingers to absorb retransmissions.
+    ep.reject(t0, calls[0], 486).unwrap();
+    sent(&mut ep);
+    ep.handle_input(t0, 0, udp(TRUNK), &request("OPTIONS", "1000", 10));
     assert!(sent(&mut ep)[0].starts_with("SIP/2.0 200 "));
-    // Once Timer J has run out there is room again.
+}
+
+#[test]
+fn answered_transactions_linger_within_their_own_bound() {
+    // At a trunk's steady rate, transactions that answered (kept 32 s for
+    // retransmissions) must not fill the cap and refuse every call.
+    let mut ep = endpoint("[limits]\nmax_transactions = 3\n");
+    let t0 = Instant::now();
+    for n in 0..100 {
+        ep.handle_input(t0 + Duration::from_millis(n.into()), 0, udp(TRUNK), &request("OPTIONS", "1000", n));
+        let out = sent(&mut ep);
+        assert!(out[0].starts_with("SIP/2.0 200 "), "request {n}: {out:?}");
+    }
+    // Bounded at eight times the cap, the oldest given up first.
+    assert_eq!(ep.tx.len().0, 24);
+    ep.handle_input(t0, 0, udp(TRUNK), &request("OPTIONS", "1000", 99));
+    assert!(sent(&mut ep)[0].starts_with("SIP/2.0 200 "), "the newest still absorbs its retransmission");
     run_timers(&mut ep, t0, 33);
-    ep.handle_input(t0 + Duration::from_secs(33), 0, udp(TRUNK), &request("OPTIONS", "1000", 10));
+    assert_eq!(ep.tx.len().0, 0, "Timer J lets them all go");
+}
+
+#[test]
+fn an_invite_repeated_after_its_transaction_was_given_up_makes_no_second_call() {
+    let mut ep = endpoint("[limits]\nmax_transactions = 1\n");
+    let t0 = Instant::now();
+    ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", 1));
+    sent(&mut ep);
+    let Some(EndpointEvent::Incoming { call, .. }) = ep.poll_event() else { panic!("an incoming call") };
+    ep.answer(t0, call, "198.51.100.7:20000".parse().unwrap()).unwrap();
+    sent(&mut ep);
+    // Eight other answered requests push the INVITE's lingering transaction out.
+    for n in 100..109 {
+        ep.handle_input(t0, 0, udp(TRUNK), &request("OPTIONS", "1000", n));
+        sent(&mut ep);
+    }
+    while ep.poll_event().is_some() {}
+    ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", 1));
+    let out = sent(&mut ep);
+    assert!(out.iter().all(|m| !m.starts_with("SIP/2.0 100 ")), "{out:?}");
+    assert!(!std::iter::from_fn(|| ep.poll_event()).any(|e| matches!(e, EndpointEvent::Incoming { .. })), "no second call");
+    assert_eq!(ep.tx.server_pending(), 0);
+}
+
+#[test]
+fn call_timers_are_queued_not_scanned_and_the_queue_stays_bounded() {
+    let mut ep = endpoint("[limits]\nmax_transactions = 100000\nmax_calls = 5000\n");
+    let t0 = Instant::now();
+    // Calls answered and never ACKed: each retransmits its 2xx on its own timer.
+    let calls = 3000;
+    for n in 0..calls {
+        ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", n));
+        let Some(EndpointEvent::Incoming { call, .. }) = ep.poll_event() else { panic!("an incoming call") };
+        ep.answer(t0, call, "198.51.100.7:20000".parse().unwrap()).unwrap();
+    }
+    sent(&mut ep);
+    assert_eq!(ep.active_calls(), calls as usize);
+    assert!(ep.call_timers.len() <= 1024 + 4 * calls as usize, "{}", ep.call_timers.len());
+    // The first 2xx retransmissions are due at T1, and found without a scan.
+    let first = ep.poll_timeout().expect("timers");
+    assert!(first <= t0 + Duration::from_millis(500), "{:?}", first - t0);
+    let out = run_timers(&mut ep, t0, 200);
+    assert!(out.iter().filter(|m| m.starts_with("SIP/2.0 200 ")).count() >= calls as usize * 6, "2xx retransmitted on schedule");
+    assert_eq!(ep.active_calls(), 0, "calls never ACKed end");
+    assert!(ep.call_timers.is_empty(), "and leave nothing queued: {}", ep.call_timers.len());
+}
+
+#[test]
+fn a_bye_is_never_refused_for_overload() {
+    let mut ep = endpoint("[limits]\nmax_transactions = 1\n");
+    let t0 = Instant::now();
+    ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", 1));
+    let Some(EndpointEvent::Incoming { call, .. }) = ep.poll_event() else { panic!("an incoming call") };
+    ep.answer(t0, call, "198.51.100.7:20000".parse().unwrap()).unwrap();
+    let ok = sent(&mut ep).into_iter().find(|m| m.starts_with("SIP/2.0 200 ")).expect("answered");
+    let to = ok.lines().find(|l| l.starts_with("To:")).unwrap().to_string();
+    // A second call the application has not answered: the cap is reached.
+    ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", 2));
+    assert!(matches!(ep.poll_event(), Some(EndpointEvent::Incoming { .. })));
+    sent(&mut ep);
+    ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", 3));
+    assert!(sent(&mut ep)[0].starts_with("SIP/2.0 503 "), "a new call is refused");
+    // The first call's BYE still ends it.
+    let bye = String::from_utf8(request("BYE", "1000", 1)).unwrap().replace("z9hG4bK1", "z9hG4bKbye1").replace("CSeq: 1 BYE", "CSeq: 2 BYE");
+    let bye = bye.lines().map(|l| if l.starts_with("To:") { to.as_str() } else { l }).collect::<Vec<_>>().join("\r\n");
+    ep.handle_input(t0, 0, udp(TRUNK), bye.as_bytes());
+    let out = sent(&mut ep);
+    assert!(out[0].starts_with("SIP/2.0 200 "), "{out:?}");
+    assert!(std::iter::from_fn(|| ep.poll_event()).any(|e| matches!(e, EndpointEvent::Ended { call: c, .. } if c == call)));
+}
+
+#[test]
+fn calls_beyond_max_calls_are_refused_statelessly_before_any_state() {
+    let mut ep = endpoint("[limits]\nmax_calls = 2\n");
+    let t0 = Instant::now();
+    for n in 0..2 {
+        ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", n));
+        let Some(EndpointEvent::Incoming { call, .. }) = ep.poll_event() else { panic!("an incoming call") };
+        ep.answer(t0, call, "198.51.100.7:20000".parse().unwrap()).unwrap();
+    }
+    sent(&mut ep);
+    let before = ep.tx.len().0;
+    ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", 7));
+    let out = sent(&mut ep);
+    assert!(out[0].starts_with("SIP/2.0 503 ") && out[0].contains("Retry-After: 10\r\n"), "{out:?}");
+    assert_eq!(ep.tx.len().0, before, "no transaction for the refused call");
+    assert!(ep.poll_event().is_none(), "and no call");
+    assert_eq!(ep.active_calls(), 2);
+    // Requests that are not new calls still get through.
+    ep.handle_input(t0, 0, udp(TRUNK), &request("OPTIONS", "1000", 8));
     assert!(sent(&mut ep)[0].starts_with("SIP/2.0 200 "));
 }

@@ -143,6 +143,13 @@ pub struct Transactions {
     /// Server transactions per source address (see `flood::source_key`),
     /// for the endpoint's caps.
     per_source: HashMap<IpAddr, usize>,
+    /// Server transactions still working on their request (no final
+    /// response yet); the rest only linger to absorb retransmissions.
+    pending_server: usize,
+    /// Server transactions in the order they sent their final response:
+    /// the oldest lingering one is given up first when memory is short
+    /// (entries of transactions already gone are skipped).
+    answered: VecDeque<TxKey>,
 }
 
 impl Transactions {
@@ -155,11 +162,34 @@ impl Transactions {
             queue: BTreeMap::new(),
             seq: 0,
             per_source: HashMap::new(),
+            pending_server: 0,
+            answered: VecDeque::new(),
         }
     }
 
     pub fn len(&self) -> (usize, usize) {
         (self.server.len(), self.client.len())
+    }
+
+    /// Server transactions that have not sent a final response yet: the
+    /// work in progress, which the endpoint's overload cap counts.
+    pub fn server_pending(&self) -> usize {
+        self.pending_server
+    }
+
+    /// Gives up the server transaction that answered longest ago (kept
+    /// only to absorb retransmissions, or to repeat a failure response
+    /// until its ACK); false when every one is still at work. Losing it
+    /// early only means a late retransmission is treated as new (the
+    /// endpoint drops an INVITE whose call exists, a repeated BYE gets
+    /// 481), which is better than refusing new work for memory.
+    pub fn evict_lingering(&mut self) -> bool {
+        while let Some(key) = self.answered.pop_front() {
+            if self.server.get(&key).is_some_and(|t| t.state != State::Proceeding) {
+                return self.remove(Side::Server, &key).is_some();
+            }
+        }
+        false
     }
 
     /// Server transactions alive from `ip`'s source (see `flood::source_key`).
@@ -200,6 +230,9 @@ impl Transactions {
         if let Some(q) = tx.queued {
             self.queue.remove(&q);
         }
+        if side == Side::Server && tx.state == State::Proceeding {
+            self.pending_server -= 1;
+        }
         if side == Side::Server {
             let src = super::flood::source_key(tx.peer.addr.ip());
             if let Some(n) = self.per_source.get_mut(&src) {
@@ -215,6 +248,11 @@ impl Transactions {
             map.shrink_to(map.len() * 2);
         }
         Some(tx)
+    }
+
+    /// Forgets a server transaction the TU will not answer (a duplicate).
+    pub fn server_forget(&mut self, key: &TxKey) {
+        self.remove(Side::Server, key);
     }
 
     pub fn server_exists(&self, key: &TxKey) -> bool {
@@ -269,6 +307,7 @@ impl Transactions {
             },
         );
         *self.per_source.entry(super::flood::source_key(peer.addr.ip())).or_insert(0) += 1;
+        self.pending_server += 1;
         ServerMatch::New
     }
 
@@ -289,6 +328,10 @@ impl Transactions {
         if resp.status < 200 {
             return;
         }
+        if tx.state == State::Proceeding {
+            self.pending_server -= 1;
+            self.answered.push_back(key.clone());
+        }
         if tx.invite && resp.status < 300 {
             // The TU retransmits 2xx (§17.2.1); stay only to absorb INVITEs (RFC 6026).
             tx.state = State::Accepted;
@@ -308,6 +351,12 @@ impl Transactions {
             }
         }
         self.reschedule(Side::Server, key);
+        // Entries of transactions that ended by themselves are dropped now
+        // and then, so the order list stays as small as the table.
+        if self.answered.len() > 1024 + 2 * self.server.len() {
+            let server = &self.server;
+            self.answered.retain(|k| server.get(k).is_some_and(|t| t.state != State::Proceeding));
+        }
     }
 
     /// Start a client transaction; `branch` must be the top Via's branch.
