@@ -34,8 +34,8 @@ pub enum AppError {
 pub async fn open_store(config: &Config, clock: &dyn Clock) -> Result<Store, StoreError> {
     // A request is cut off at the HTTP timeout: 15 s later its unfinished
     // Idempotency-Key claim is surely abandoned (the process died).
-    let in_flight = chrono::Duration::from_std(config.http.request_timeout).unwrap_or(crate::store::IN_FLIGHT_LIMIT)
-        + chrono::Duration::seconds(15);
+    let in_flight =
+        chrono::Duration::from_std(config.http.request_timeout).unwrap_or(crate::store::IN_FLIGHT_LIMIT) + chrono::Duration::seconds(15);
     let store = Store::connect(&config.database.url, config.database.max_connections, config.clinic.timezone)
         .await?
         .with_in_flight_limit(in_flight);

@@ -293,7 +293,18 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { what: BenchWhat::Speech { args } } => speech_cli("bench", args)?,
         #[cfg(feature = "whisper")]
         Command::Bench {
-            what: BenchWhat::Sip { rates, seconds_per_rate, calls, hold_seconds, secure_in_flight, secure_calls, flood_rate, overload_only, overload_multiples },
+            what:
+                BenchWhat::Sip {
+                    rates,
+                    seconds_per_rate,
+                    calls,
+                    hold_seconds,
+                    secure_in_flight,
+                    secure_calls,
+                    flood_rate,
+                    overload_only,
+                    overload_multiples,
+                },
         } => {
             let overload =
                 clinivox::bench::secure::overload::OverloadOptions { flood_rate, multiples: overload_multiples, ..Default::default() };
@@ -307,14 +318,8 @@ async fn main() -> anyhow::Result<()> {
                 hold_seconds: hold_seconds.min(10),
                 ..Default::default()
             };
-            clinivox::bench::sip::run(&clinivox::bench::sip::Options {
-                rates,
-                seconds_per_rate,
-                calls,
-                hold_seconds,
-                secure,
-                overload,
-            }).await?
+            clinivox::bench::sip::run(&clinivox::bench::sip::Options { rates, seconds_per_rate, calls, hold_seconds, secure, overload })
+                .await?
         }
         #[cfg(feature = "whisper")]
         Command::Bench { what: BenchWhat::Turns { models, calls_per_model, levels, stagger_ms, models_dir, cache } } => {

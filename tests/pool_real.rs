@@ -84,26 +84,33 @@ fn round_robin_serves_a_second_call_before_a_long_callers_backlog() {
     let tts = Espeak::new(EspeakConfig::default());
     let long = tts.synthesize("I would like to book an appointment with the cardiologist next Tuesday.", "en").unwrap();
     let short = tts.synthesize("Cancel my appointment.", "en").unwrap();
-    // Call 1 queues four long turns, then call 2 queues one.
-    let mut a: Vec<_> = (0..4).map(|_| pool.submit(req(1, long.clone(), Some("en"))).unwrap()).collect();
+    // Calls 1 and 3 queue two long turns each (a call's share), then call 2 one.
+    let mut a: Vec<_> = [1, 1, 3, 3].iter().map(|&c| pool.submit(req(c, long.clone(), Some("en"))).unwrap()).collect();
     let b = pool.submit(req(2, short, Some("en"))).unwrap();
     let b = b.blocking_recv().unwrap().unwrap();
-    // By the time call 2 is answered, at most two of call 1's turns ran
+    // By the time call 2 is answered, at most two of the long turns ran
     // (the one already running and one round-robin turn).
     let done: Vec<bool> = a.iter_mut().map(|rx| rx.try_recv().is_ok()).collect();
     let done_before_b = done.iter().filter(|&&d| d).count();
-    assert!(done_before_b <= 2, "{done_before_b} of call 1's turns ran first");
+    assert!(done_before_b <= 2, "{done_before_b} long turns ran first");
     assert!(b.text.to_lowercase().contains("appointment"), "{b:?}");
     for (rx, d) in a.into_iter().zip(done) {
         if !d {
             let _ = rx.blocking_recv();
         }
     }
-    // A bounded queue refuses rather than grows.
+    // A call over its share (two): its oldest waiting turn gives way to the
+    // newest, whichever of the first two the worker has taken already.
+    let c5: Vec<_> = (0..3).map(|_| pool.submit(req(5, long.clone(), Some("en"))).unwrap()).collect();
+    let results: Vec<_> = c5.into_iter().map(|rx| rx.blocking_recv().unwrap()).collect();
+    let superseded = results.iter().filter(|r| matches!(r, Err(PoolError::Superseded))).count();
+    assert_eq!(superseded, 1, "{results:?}");
+    assert!(results[2].is_ok(), "the newest is recognised: {results:?}");
+    // A bounded queue refuses rather than grows (one turn from each of many calls).
     let mut held = Vec::new();
     let mut busy = false;
-    for _ in 0..20 {
-        match pool.submit(req(3, long.clone(), Some("en"))) {
+    for call in 10..30 {
+        match pool.submit(req(call, long.clone(), Some("en"))) {
             Ok(rx) => held.push(rx),
             Err(PoolError::Busy(n)) => {
                 busy = n >= 8;
@@ -113,7 +120,8 @@ fn round_robin_serves_a_second_call_before_a_long_callers_backlog() {
         }
     }
     assert!(busy);
-    assert!(pool.cancel_call(CallKey(3)) >= 7);
+    let cancelled: usize = (10..30).map(|c| pool.cancel_call(CallKey(c))).sum();
+    assert!(cancelled >= 7, "{cancelled}");
     // English-only model: other languages are refused.
     let e = pool.submit(req(4, vec![1000; 8_000], Some("es"))).unwrap().blocking_recv().unwrap();
     assert!(e.is_err() || e.unwrap().dropped.is_some());

@@ -670,4 +670,3 @@ async fn identity_failures_count_per_subject_in_a_window(store: Store, _: Config
     assert!(store.identity_failures_of(&maria.id).await.unwrap().is_empty());
     assert!(store.patients_with_name_like("Lopez").await.unwrap().is_empty(), "erased patients are not found");
 }
-

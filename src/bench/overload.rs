@@ -52,13 +52,7 @@ pub struct OverloadOptions {
 
 impl Default for OverloadOptions {
     fn default() -> Self {
-        OverloadOptions {
-            capacity_in_flight: 50,
-            multiples: vec![1.5, 3.0],
-            seconds: 3.0,
-            flood_rate: 5000,
-            flood_in_flight: 10,
-        }
+        OverloadOptions { capacity_in_flight: 50, multiples: vec![1.5, 3.0], seconds: 3.0, flood_rate: 5000, flood_in_flight: 10 }
     }
 }
 
@@ -87,9 +81,7 @@ pub async fn run(o: &OverloadOptions) -> Result<(), SecureBenchError> {
 /// The comparison's server, with the trunk on 127.0.0.1 alone and the
 /// default limit on simultaneous calls (`[sip.limits] max_calls`).
 fn overload_config(cert: &Path, key: &Path) -> String {
-    super::server_config(cert, key)
-        .replace(r#"cidrs = ["127.0.0.0/8"]"#, r#"cidrs = ["127.0.0.1/32"]"#)
-        .replace("max_calls = 4000\n", "")
+    super::server_config(cert, key).replace(r#"cidrs = ["127.0.0.0/8"]"#, r#"cidrs = ["127.0.0.1/32"]"#).replace("max_calls = 4000\n", "")
 }
 
 /// Table 1: capacity, then open-loop offers beyond it.
@@ -167,7 +159,8 @@ async fn open_loop(trunk: &Arc<Trunk>, rate: f64, seconds: f64) -> OpenStep {
         let t = trunk.clone();
         set.spawn(async move { (calls::call(&t, None).await, Instant::now()) });
     }
-    let mut s = OpenStep { calls, completed: 0, refused: 0, failed: 0, first_failure: None, rate: 0.0, cpu_server: 0.0, cpu_generator: 0.0 };
+    let mut s =
+        OpenStep { calls, completed: 0, refused: 0, failed: 0, first_failure: None, rate: 0.0, cpu_server: 0.0, cpu_generator: 0.0 };
     let window = Duration::from_secs_f64(seconds);
     let mut in_window = 0u64;
     while let Some(r) = set.join_next().await {
@@ -195,7 +188,9 @@ async fn open_loop(trunk: &Arc<Trunk>, rate: f64, seconds: f64) -> OpenStep {
 /// Table 2: legitimate calls with and without a flood, then the flood alone.
 async fn flood(trunk: &Arc<Trunk>, server: SocketAddr, o: &OverloadOptions) -> Result<(), SecureBenchError> {
     println!("## An outsider floods INVITEs ({} per second from {})\n", o.flood_rate, std::net::Ipv4Addr::from(OUTSIDER));
-    println!("| step | legitimate setups/s | legitimate failed | flood INVITEs | answers to the flood | bytes back / bytes in | server CPU |");
+    println!(
+        "| step | legitimate setups/s | legitimate failed | flood INVITEs | answers to the flood | bytes back / bytes in | server CPU |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let quiet = timed_setups(trunk, o.flood_in_flight, o.seconds).await;
     println!("| trunk calls alone | {:.0} | {} | – | – | – | {:.0} % |", quiet.rate, quiet.failed, quiet.server * 100.0);

@@ -18,7 +18,11 @@ use crate::store::Patient;
 pub(super) enum Check {
     Matched(Patient),
     /// No patient, or (`ambiguous`) more than one alike.
-    NoMatch { name: String, dob: NaiveDate, ambiguous: bool },
+    NoMatch {
+        name: String,
+        dob: NaiveDate,
+        ambiguous: bool,
+    },
 }
 
 /// Similarity (Jaro–Winkler, 0–1) above which two name words are the same
@@ -116,11 +120,8 @@ impl Conversation {
 
     pub(super) fn patients_found(&mut self, goal: Goal, name: String, dob: NaiveDate, found: Vec<Patient>) {
         let mut same: Vec<Patient> = found.into_iter().filter(|p| same_person(&name, &p.name)).collect();
-        let check = if same.len() == 1 {
-            Check::Matched(same.remove(0))
-        } else {
-            Check::NoMatch { name, dob, ambiguous: !same.is_empty() }
-        };
+        let check =
+            if same.len() == 1 { Check::Matched(same.remove(0)) } else { Check::NoMatch { name, dob, ambiguous: !same.is_empty() } };
         self.check_lockout(goal, check)
     }
 

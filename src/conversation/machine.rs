@@ -754,7 +754,9 @@ impl Conversation {
         let who = match (&self.patient, &self.new_patient) {
             (Some(p), _) => format!("{} (verified)", p.name),
             (None, Some((name, _))) => format!("{name} (new patient)"),
-            (None, None) if self.locked_out => "not identified (too many failed identity checks lately: verify before saying anything)".into(),
+            (None, None) if self.locked_out => {
+                "not identified (too many failed identity checks lately: verify before saying anything)".into()
+            }
             (None, None) => "not identified".into(),
         };
         let from = self.ctx.caller.as_ref().map(|c| c.as_str().to_string()).unwrap_or_else(|| "unknown number".into());

@@ -162,7 +162,11 @@ impl Conversation {
         // What the call already did (confirmed, booked) stays its result.
         if o.done.is_none() && o.decided.is_none() {
             let offer = matches!(o.job, Outreach::Offer { .. });
-            self.decide(if offer { OutreachResult::Offer(OfferOutcome::Declined) } else { OutreachResult::Reminder(CallOutcome::OptedOut) });
+            self.decide(if offer {
+                OutreachResult::Offer(OfferOutcome::Declined)
+            } else {
+                OutreachResult::Reminder(CallOutcome::OptedOut)
+            });
         }
         let bye = self.p("outreach_goodbye", &[]);
         self.say(bye);

@@ -100,12 +100,8 @@ fn maria_searching() -> (Conversation, DateTime<Utc>) {
     drain(&mut c);
     c.handle_utterance(now + Duration::seconds(5), "14 de marzo de 1948", 0.9);
     let out = drain(&mut c);
-    let check = StoreRequest::CheckIdentity {
-        matched: Some(maria().id),
-        name: None,
-        phone: Some("+34600111222".into()),
-        may_be_new: false,
-    };
+    let check =
+        StoreRequest::CheckIdentity { matched: Some(maria().id), name: None, phone: Some("+34600111222".into()), may_be_new: false };
     assert_eq!(asks(&out), vec![check], "{out:#?}");
     c.handle_store_reply(StoreReply::Locked(false));
     let out = drain(&mut c);

@@ -74,6 +74,9 @@ pub struct Authenticator {
     /// Offered, in order, and the only ones accepted (`[sip] digest_algorithms`).
     algorithms: Vec<Algorithm>,
     secrets: HashMap<String, Secret>,
+    /// The user names among `secrets` that are trunks' inbound credentials:
+    /// they authenticate a carrier's INVITEs, never a phone.
+    trunk_users: std::collections::HashSet<String>,
     nonces: Nonces,
     lockout: Lockout,
 }
@@ -81,7 +84,7 @@ pub struct Authenticator {
 impl Authenticator {
     /// `now`: start time (nonces from an earlier process are stale).
     pub fn new(cfg: &SipConfig, nonce_secret: &str, now: u64) -> Self {
-        let secrets = cfg
+        let mut secrets: HashMap<String, Secret> = cfg
             .extensions
             .iter()
             .map(|x| {
@@ -95,10 +98,18 @@ impl Authenticator {
                 (x.number.clone(), s)
             })
             .collect();
+        let mut trunk_users = std::collections::HashSet::new();
+        for t in &cfg.trunks {
+            if let (Some(u), Some(p)) = (&t.inbound_username, &t.inbound_password) {
+                secrets.insert(u.clone(), Secret::Password(p.clone()));
+                trunk_users.insert(u.clone());
+            }
+        }
         Authenticator {
             realm: cfg.realm.clone(),
             algorithms: cfg.digest_algorithms.iter().filter_map(|a| Algorithm::parse(Some(a.as_str()))).collect(),
             secrets,
+            trunk_users,
             nonces: Nonces::new(nonce_secret, cfg.timers.nonce_lifetime_s, cfg.auth.max_nonces, now),
             lockout: Lockout::new(cfg.auth.clone()),
         }
@@ -164,6 +175,11 @@ impl Authenticator {
                 }
             }
         }
+    }
+
+    /// Whether `user` is a trunk's inbound user name (not a phone's).
+    pub fn is_trunk_user(&self, user: &str) -> bool {
+        self.trunk_users.contains(user)
     }
 
     /// Forget lockout entries that went quiet (call now and then).

@@ -99,6 +99,11 @@ pub struct Trunk {
     pub domain: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Digest credentials the carrier must answer our challenge with on
+    /// its INVITEs (for carriers and PBXs that authenticate to us): the
+    /// source address alone is then not enough. At least 12 characters.
+    pub inbound_username: Option<String>,
+    pub inbound_password: Option<String>,
     /// Register Clinivox to the carrier with the credentials above (for
     /// clinics without a static address). Calls the carrier then sends to
     /// our registered contact are accepted like calls to `numbers`.
@@ -511,6 +516,26 @@ impl SipConfig {
             if t.register && (t.proxy.is_none() || t.username.is_none()) {
                 e(k("register"), "registration needs proxy and credentials");
             }
+            match (&t.inbound_username, &t.inbound_password) {
+                (None, None) => {}
+                (Some(u), Some(p)) => {
+                    if u.is_empty() || u.chars().any(|c| c.is_control() || c == '"') {
+                        e(k("inbound_username"), "must be a plain user name");
+                    }
+                    if self.extensions.iter().any(|x| &x.number == u)
+                        || self.trunks.iter().filter(|o| o.inbound_username.as_ref() == Some(u)).count() > 1
+                    {
+                        e(k("inbound_username"), "must differ from every extension number and other trunk's");
+                    }
+                    if p.chars().count() < MIN_PASSWORD_LEN {
+                        e(
+                            k("inbound_password"),
+                            &format!("too short: at least {MIN_PASSWORD_LEN} characters (a short one falls to a dictionary)"),
+                        );
+                    }
+                }
+                _ => e(k("inbound_username"), "inbound_username and inbound_password go together"),
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, x) in self.extensions.iter().enumerate() {
@@ -650,6 +675,44 @@ mod tests {
     /// Issue 14: SRTP keys never travel in clear, so `required` where no
     /// TLS carries the signalling is a configuration error, as is a TLS
     /// listener without a certificate or a half-given client certificate.
+    #[test]
+    fn trunk_inbound_credentials_are_long_paired_and_not_an_extensions() {
+        let cfg: SipConfig = toml::from_str(
+            r#"
+            listen = [{ transport = "udp", addr = "0.0.0.0:5060" }]
+            [[extensions]]
+            number = "201"
+            password = "desk-201-secret"
+            [[trunks]]
+            name = "short"
+            cidrs = ["192.0.2.0/24"]
+            inbound_username = "carrier"
+            inbound_password = "short"
+            [[trunks]]
+            name = "half"
+            cidrs = ["198.51.100.0/24"]
+            inbound_username = "half"
+            [[trunks]]
+            name = "clash"
+            cidrs = ["203.0.113.0/24"]
+            inbound_username = "201"
+            inbound_password = "long-enough-secret"
+            [[trunks]]
+            name = "good"
+            cidrs = ["203.0.113.128/25"]
+            inbound_username = "good-carrier"
+            inbound_password = "long-enough-secret"
+            "#,
+        )
+        .unwrap();
+        let errs = cfg.validate().unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"sip.trunks[0].inbound_password"), "{errs:?}");
+        assert!(keys.contains(&"sip.trunks[1].inbound_username"), "{errs:?}");
+        assert!(keys.contains(&"sip.trunks[2].inbound_username"), "{errs:?}");
+        assert!(!keys.iter().any(|k| k.starts_with("sip.trunks[3]")), "{errs:?}");
+    }
+
     #[test]
     fn srtp_required_without_tls_and_tls_without_certificates_are_errors() {
         let cfg: SipConfig = toml::from_str(

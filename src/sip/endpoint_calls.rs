@@ -276,10 +276,30 @@ impl Endpoint {
         // Who is calling: a trunk by source address, else an authenticated
         // extension calling from where it registered; nobody else.
         let callee = ctx.info.uri.user().unwrap_or_default();
-        let source = if let Some(t) = self.cfg.trunk_for_source(ctx.peer.addr.ip()) {
-            CallSource::Trunk(t.name.clone())
+        let trunk = self.cfg.trunk_for_source(ctx.peer.addr.ip()).map(|t| (t.name.clone(), t.inbound_username.clone()));
+        let source = if let Some((name, user)) = trunk {
+            // A trunk with inbound credentials: its address is not enough.
+            if let Some(user) = user {
+                let refusal = match self.registrar.authenticate(&req, ctx.peer.addr, wall) {
+                    Ok(u) if u == user => None,
+                    Ok(_) => Some((403, Vec::new())),
+                    Err(out) => Some((out.code, out.headers)),
+                };
+                if let Some((code, headers)) = refusal {
+                    let mut resp = self.response(&req, &ctx, code);
+                    for (n, v) in headers {
+                        resp.headers.push(n, v);
+                    }
+                    return self.send_response(now, &ctx, resp);
+                }
+            }
+            CallSource::Trunk(name)
         } else if self.registrar.is_registered_source(ctx.peer.addr, wall).is_some() {
             match self.registrar.authenticate(&req, ctx.peer.addr, wall) {
+                Ok(ext) if self.registrar.is_trunk_user(&ext) => {
+                    let resp = self.response(&req, &ctx, 403);
+                    return self.send_response(now, &ctx, resp);
+                }
                 Ok(ext) => CallSource::Extension(ext),
                 Err(out) => {
                     let mut resp = self.response(&req, &ctx, out.code);

@@ -268,7 +268,8 @@ fn a_bye_is_never_refused_for_overload() {
     ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", 3));
     assert!(sent(&mut ep)[0].starts_with("SIP/2.0 503 "), "a new call is refused");
     // The first call's BYE still ends it.
-    let bye = String::from_utf8(request("BYE", "1000", 1)).unwrap().replace("z9hG4bK1", "z9hG4bKbye1").replace("CSeq: 1 BYE", "CSeq: 2 BYE");
+    let bye =
+        String::from_utf8(request("BYE", "1000", 1)).unwrap().replace("z9hG4bK1", "z9hG4bKbye1").replace("CSeq: 1 BYE", "CSeq: 2 BYE");
     let bye = bye.lines().map(|l| if l.starts_with("To:") { to.as_str() } else { l }).collect::<Vec<_>>().join("\r\n");
     ep.handle_input(t0, 0, udp(TRUNK), bye.as_bytes());
     let out = sent(&mut ep);
@@ -296,4 +297,87 @@ fn calls_beyond_max_calls_are_refused_statelessly_before_any_state() {
     // Requests that are not new calls still get through.
     ep.handle_input(t0, 0, udp(TRUNK), &request("OPTIONS", "1000", 8));
     assert!(sent(&mut ep)[0].starts_with("SIP/2.0 200 "));
+}
+
+/// A trunk with `inbound_username`/`inbound_password`: its address alone no
+/// longer places calls; its INVITEs must answer our digest challenge.
+#[test]
+fn a_trunk_with_inbound_credentials_must_answer_the_challenge() {
+    let mut ep = Endpoint::for_test(
+        r#"
+listen = [{ transport = "udp", addr = "198.51.100.7:5060" }]
+numbers = ["1000"]
+[[trunks]]
+name = "carrier"
+cidrs = ["192.0.2.0/24"]
+inbound_username = "carrier-in"
+inbound_password = "carrier-secret-123"
+"#,
+    );
+    let t0 = Instant::now();
+    let with_auth = |n: u32, auth: &str| {
+        let m = String::from_utf8(request("INVITE", "1000", n)).unwrap().replace("203.0.113.66:5060;branch", "192.0.2.10:5060;branch");
+        m.replacen("Content-Type:", &format!("Authorization: {auth}\r\nContent-Type:"), 1).into_bytes()
+    };
+    ep.handle_input(t0, 1_000, udp(TRUNK), &request("INVITE", "1000", 1));
+    let out = sent(&mut ep);
+    assert!(out[0].starts_with("SIP/2.0 401 "), "{out:?}");
+    assert!(ep.poll_event().is_none(), "no call without credentials");
+    let challenge = out[0]
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .map(|v| crate::sip::headers::AuthParams::parse(v).unwrap())
+        .find(|c| c.get("algorithm") == Some("SHA-256"))
+        .expect("a SHA-256 challenge");
+    let uri = "sip:1000@198.51.100.7";
+    // Wrong password over our live nonce: refused outright.
+    let wrong = crate::sip::digest::authorize(&challenge, "carrier-in", "not-the-secret-at-all", "INVITE", uri, "c0ffee").unwrap();
+    ep.handle_input(t0, 1_001, udp(TRUNK), &with_auth(2, &wrong));
+    assert!(sent(&mut ep)[0].starts_with("SIP/2.0 403 "));
+    assert!(ep.poll_event().is_none());
+    // The right answer places the call.
+    let right = crate::sip::digest::authorize(&challenge, "carrier-in", "carrier-secret-123", "INVITE", uri, "c0ffee").unwrap();
+    ep.handle_input(t0, 1_002, udp(TRUNK), &with_auth(3, &right));
+    let out = sent(&mut ep);
+    assert!(out[0].starts_with("SIP/2.0 100 "), "{out:?}");
+    assert!(matches!(ep.poll_event(), Some(EndpointEvent::Incoming { source: CallSource::Trunk(t), .. }) if t == "carrier"));
+}
+
+#[test]
+fn a_trunks_inbound_credentials_register_no_phone() {
+    let mut ep = Endpoint::for_test(
+        r#"
+listen = [{ transport = "udp", addr = "198.51.100.7:5060" }]
+numbers = ["1000"]
+[[trunks]]
+name = "carrier"
+cidrs = ["192.0.2.0/24"]
+inbound_username = "carrier-in"
+inbound_password = "carrier-secret-123"
+"#,
+    );
+    let register = |n: u32, auth: Option<&str>| {
+        let m = String::from_utf8(request("REGISTER", "carrier-in", n)).unwrap();
+        match auth {
+            Some(a) => m.replacen("Content-Length:", &format!("Authorization: {a}\r\nContent-Length:"), 1),
+            None => m,
+        }
+        .into_bytes()
+    };
+    let t0 = Instant::now();
+    ep.handle_input(t0, 1_000, udp(STRANGER), &register(1, None));
+    let out = sent(&mut ep);
+    let challenge = out[0]
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .map(|v| crate::sip::headers::AuthParams::parse(v).unwrap())
+        .find(|c| c.get("algorithm") == Some("SHA-256"))
+        .expect("challenged like anyone");
+    let right =
+        crate::sip::digest::authorize(&challenge, "carrier-in", "carrier-secret-123", "REGISTER", "sip:carrier-in@198.51.100.7", "c0ffee")
+            .unwrap();
+    ep.handle_input(t0, 1_001, udp(STRANGER), &register(2, Some(&right)));
+    let out = sent(&mut ep);
+    assert!(out[0].starts_with("SIP/2.0 403 "), "{out:?}");
+    assert_eq!(ep.registrar().binding_count(), 0);
 }

@@ -172,6 +172,12 @@ impl Registrar {
         self.auth.authenticate(now, req, source.ip()).map_err(RegisterOutcome::from)
     }
 
+    /// Whether `user` is a trunk's inbound user name (it may not register
+    /// or call as a phone).
+    pub fn is_trunk_user(&self, user: &str) -> bool {
+        self.auth.is_trunk_user(user)
+    }
+
     /// Bindings of all extensions together.
     pub fn binding_count(&self) -> usize {
         self.bindings.values().map(Vec::len).sum()
@@ -193,7 +199,7 @@ impl Registrar {
         // refused 403, never answered 404 up front: the answer must not tell
         // a scanner which extensions exist.
         match self.authenticate(req, source, now) {
-            Ok(user) if user == ext => {}
+            Ok(user) if user == ext && !self.is_trunk_user(&user) => {}
             Ok(_) => return RegisterOutcome::code(403),
             Err(o) => return o,
         }

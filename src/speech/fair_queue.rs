@@ -47,6 +47,18 @@ impl<T> FairQueue<T> {
         Some((call, item))
     }
 
+    /// Takes the oldest waiting item of one call out of the line.
+    pub fn pop_oldest_of(&mut self, call: CallKey) -> Option<T> {
+        let q = self.per_call.get_mut(&call)?;
+        let item = q.pop_front()?;
+        if q.is_empty() {
+            self.per_call.remove(&call);
+            self.turn.retain(|c| *c != call);
+        }
+        self.len -= 1;
+        Some(item)
+    }
+
     /// Drops a call's pending items (it hung up); returns how many.
     pub fn remove_call(&mut self, call: CallKey) -> usize {
         let n = self.per_call.remove(&call).map_or(0, |q| q.len());

@@ -83,6 +83,11 @@ pub enum PoolError {
     Busy(usize),
     #[error("recognition pool has shut down")]
     Closed,
+    /// A newer request of the same call took this one's place.
+    #[error("a newer utterance of the same call replaced this one")]
+    Superseded,
+    #[error("this call already has {MAX_IN_FLIGHT_PER_CALL} recognitions running")]
+    CallBusy,
     #[error("starting a worker thread: {0}")]
     Spawn(std::io::Error),
     #[error("no workers configured")]
@@ -102,8 +107,21 @@ struct Job {
 #[derive(Default)]
 struct Queue {
     jobs: FairQueue<Job>,
+    /// Requests being recognised now, per call.
+    running: std::collections::HashMap<CallKey, usize>,
     closed: bool,
 }
+
+impl Queue {
+    fn in_flight(&self, call: CallKey) -> usize {
+        self.jobs.pending_for(call) + self.running.get(&call).copied().unwrap_or(0)
+    }
+}
+
+/// Recognitions one call may have waiting or running at once: its early
+/// (speculative) request and the final one. A caller who keeps talking
+/// cannot fill the queue that every other call shares.
+pub const MAX_IN_FLIGHT_PER_CALL: usize = 2;
 
 struct Shared {
     queue: Mutex<Queue>,
@@ -181,10 +199,21 @@ impl RecognitionPool {
         if q.closed {
             return Err(PoolError::Closed);
         }
+        let call = req.call;
+        // Over its share, a call's oldest waiting request gives way to the
+        // new one (what was just said matters more); with none waiting, both
+        // of its requests are being recognised, and the new one is refused.
+        if q.in_flight(call) >= MAX_IN_FLIGHT_PER_CALL {
+            match q.jobs.pop_oldest_of(call) {
+                Some(old) => {
+                    let _ = old.reply.send(Err(PoolError::Superseded));
+                }
+                None => return Err(PoolError::CallBusy),
+            }
+        }
         if q.jobs.len() >= self.max_queued {
             return Err(PoolError::Busy(q.jobs.len()));
         }
-        let call = req.call;
         q.jobs.push(call, Job { req, queued: Instant::now(), reply: tx });
         drop(q);
         self.shared.ready.notify_one();
@@ -222,11 +251,14 @@ fn shutdown(shared: &Shared, workers: Vec<JoinHandle<()>>) {
 
 fn worker(shared: &Shared, model: &Transcriber, cfg: &PoolConfig) {
     loop {
-        let job = {
+        let (call, job) = {
             let mut q = shared.lock();
             loop {
-                if let Some((_, job)) = q.jobs.pop() {
-                    break job;
+                if let Some((call, job)) = q.jobs.pop() {
+                    // Counted as running before the lock is let go, so a
+                    // submit in between sees the call's share right.
+                    *q.running.entry(call).or_default() += 1;
+                    break (call, job);
                 }
                 if q.closed {
                     return;
@@ -235,15 +267,21 @@ fn worker(shared: &Shared, model: &Transcriber, cfg: &PoolConfig) {
             }
         };
         // The caller may have gone (hang-up, timeout): skip the work.
-        if job.reply.is_closed() {
-            continue;
+        if !job.reply.is_closed() {
+            let waited = job.queued.elapsed();
+            let result = run(model, &job.req, cfg).map(|mut r| {
+                r.waited = waited;
+                r
+            });
+            let _ = job.reply.send(result);
         }
-        let waited = job.queued.elapsed();
-        let result = run(model, &job.req, cfg).map(|mut r| {
-            r.waited = waited;
-            r
-        });
-        let _ = job.reply.send(result);
+        let mut q = shared.lock();
+        if let Some(n) = q.running.get_mut(&call) {
+            *n -= 1;
+            if *n == 0 {
+                q.running.remove(&call);
+            }
+        }
     }
 }
 

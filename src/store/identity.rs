@@ -72,8 +72,7 @@ impl Store {
     pub(super) async fn purge_identity_failures(&self, window: Duration, now: DateTime<Utc>, dry_run: bool) -> Result<u64> {
         let t = (now - window).timestamp();
         if dry_run {
-            let n: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM identity_failures WHERE at < $1").bind(t).fetch_one(&self.pool).await?;
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM identity_failures WHERE at < $1").bind(t).fetch_one(&self.pool).await?;
             return Ok(n as u64);
         }
         Ok(sqlx::query("DELETE FROM identity_failures WHERE at < $1").bind(t).execute(&self.pool).await?.rows_affected())

@@ -150,7 +150,8 @@ async fn killed_between_a_bookings_commit_and_its_answer_the_retry_gets_a_defini
     let (status, slots) =
         request(addr, "GET", "/api/v1/slots?specialty=dermatology&limit=1", None, None).await.unwrap().expect("an answer");
     assert_eq!(status, 200, "{slots}");
-    let slot = slots.get("items").and_then(|i| i.get(0)).or_else(|| slots.get(0)).cloned().unwrap_or_else(|| panic!("a free slot: {slots}"));
+    let slot =
+        slots.get("items").and_then(|i| i.get(0)).or_else(|| slots.get(0)).cloned().unwrap_or_else(|| panic!("a free slot: {slots}"));
     let booking = json!({"patient_id": patient_id, "provider_id": slot["provider_id"], "starts_at": slot["starts_at"]});
 
     // The booking commits, then the process stops at the fault point…
@@ -192,10 +193,8 @@ async fn killed_between_a_bookings_commit_and_its_answer_the_retry_gets_a_defini
     assert!(started.elapsed() < Duration::from_secs(60));
 
     // One booking, and a further retry replays the same answer.
-    let (status, list) = request(addr, "GET", &format!("/api/v1/appointments?patient_id={patient_id}"), None, None)
-        .await
-        .unwrap()
-        .expect("an answer");
+    let (status, list) =
+        request(addr, "GET", &format!("/api/v1/appointments?patient_id={patient_id}"), None, None).await.unwrap().expect("an answer");
     assert_eq!(status, 200, "{list}");
     let items = list.get("items").cloned().unwrap_or(list.clone());
     let items = items.as_array().unwrap_or_else(|| panic!("a list: {list}"));
