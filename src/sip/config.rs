@@ -362,7 +362,7 @@ impl Default for Limits {
             max_sources: 16_384,
             max_transactions: 4_096,
             max_transactions_per_source: 32,
-            max_calls: 512,
+            max_calls: 128,
             retry_after_s: 10,
             max_tcp_connections: 1_000,
             max_tcp_per_source: 32,
