@@ -88,11 +88,12 @@ fn round_robin_serves_a_second_call_before_a_long_callers_backlog() {
     let mut a: Vec<_> = [1, 1, 3, 3].iter().map(|&c| pool.submit(req(c, long.clone(), Some("en"))).unwrap()).collect();
     let b = pool.submit(req(2, short, Some("en"))).unwrap();
     let b = b.blocking_recv().unwrap().unwrap();
-    // By the time call 2 is answered, at most two of the long turns ran
-    // (the one already running and one round-robin turn).
+    // By the time call 2 is answered, at most three of the four long turns
+    // ran: the one the worker may have taken at once, then one turn of each
+    // call ahead in the round — never the whole backlog.
     let done: Vec<bool> = a.iter_mut().map(|rx| rx.try_recv().is_ok()).collect();
     let done_before_b = done.iter().filter(|&&d| d).count();
-    assert!(done_before_b <= 2, "{done_before_b} long turns ran first");
+    assert!(done_before_b <= 3, "{done_before_b} long turns ran first");
     assert!(b.text.to_lowercase().contains("appointment"), "{b:?}");
     for (rx, d) in a.into_iter().zip(done) {
         if !d {
