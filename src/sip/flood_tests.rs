@@ -299,11 +299,9 @@ fn calls_beyond_max_calls_are_refused_statelessly_before_any_state() {
     assert!(sent(&mut ep)[0].starts_with("SIP/2.0 200 "));
 }
 
-/// A trunk with `inbound_username`/`inbound_password`: its address alone no
-/// longer places calls; its INVITEs must answer our digest challenge.
-#[test]
-fn a_trunk_with_inbound_credentials_must_answer_the_challenge() {
-    let mut ep = Endpoint::for_test(
+/// The endpoint of these tests with one trunk that must authenticate.
+fn authenticating_trunk() -> Endpoint {
+    Endpoint::for_test(
         r#"
 listen = [{ transport = "udp", addr = "198.51.100.7:5060" }]
 numbers = ["1000"]
@@ -313,7 +311,24 @@ cidrs = ["192.0.2.0/24"]
 inbound_username = "carrier-in"
 inbound_password = "carrier-secret-123"
 "#,
-    );
+    )
+}
+
+/// The SHA-256 digest challenge in a 401.
+fn sha256_challenge(response: &str) -> crate::sip::headers::AuthParams {
+    response
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .map(|v| crate::sip::headers::AuthParams::parse(v).unwrap())
+        .find(|c| c.get("algorithm") == Some("SHA-256"))
+        .expect("a SHA-256 challenge")
+}
+
+/// A trunk with `inbound_username`/`inbound_password`: its address alone no
+/// longer places calls; its INVITEs must answer our digest challenge.
+#[test]
+fn a_trunk_with_inbound_credentials_must_answer_the_challenge() {
+    let mut ep = authenticating_trunk();
     let t0 = Instant::now();
     let with_auth = |n: u32, auth: &str| {
         let m = String::from_utf8(request("INVITE", "1000", n)).unwrap().replace("203.0.113.66:5060;branch", "192.0.2.10:5060;branch");
@@ -323,12 +338,7 @@ inbound_password = "carrier-secret-123"
     let out = sent(&mut ep);
     assert!(out[0].starts_with("SIP/2.0 401 "), "{out:?}");
     assert!(ep.poll_event().is_none(), "no call without credentials");
-    let challenge = out[0]
-        .lines()
-        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
-        .map(|v| crate::sip::headers::AuthParams::parse(v).unwrap())
-        .find(|c| c.get("algorithm") == Some("SHA-256"))
-        .expect("a SHA-256 challenge");
+    let challenge = sha256_challenge(&out[0]);
     let uri = "sip:1000@198.51.100.7";
     // Wrong password over our live nonce: refused outright.
     let wrong = crate::sip::digest::authorize(&challenge, "carrier-in", "not-the-secret-at-all", "INVITE", uri, "c0ffee").unwrap();
@@ -345,17 +355,7 @@ inbound_password = "carrier-secret-123"
 
 #[test]
 fn a_trunks_inbound_credentials_register_no_phone() {
-    let mut ep = Endpoint::for_test(
-        r#"
-listen = [{ transport = "udp", addr = "198.51.100.7:5060" }]
-numbers = ["1000"]
-[[trunks]]
-name = "carrier"
-cidrs = ["192.0.2.0/24"]
-inbound_username = "carrier-in"
-inbound_password = "carrier-secret-123"
-"#,
-    );
+    let mut ep = authenticating_trunk();
     let register = |n: u32, auth: Option<&str>| {
         let m = String::from_utf8(request("REGISTER", "carrier-in", n)).unwrap();
         match auth {
@@ -367,12 +367,7 @@ inbound_password = "carrier-secret-123"
     let t0 = Instant::now();
     ep.handle_input(t0, 1_000, udp(STRANGER), &register(1, None));
     let out = sent(&mut ep);
-    let challenge = out[0]
-        .lines()
-        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
-        .map(|v| crate::sip::headers::AuthParams::parse(v).unwrap())
-        .find(|c| c.get("algorithm") == Some("SHA-256"))
-        .expect("challenged like anyone");
+    let challenge = sha256_challenge(&out[0]);
     let right =
         crate::sip::digest::authorize(&challenge, "carrier-in", "carrier-secret-123", "REGISTER", "sip:carrier-in@198.51.100.7", "c0ffee")
             .unwrap();
