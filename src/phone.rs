@@ -203,7 +203,7 @@ mod tests {
     fn parses_common_spellings() {
         assert_eq!(E164::parse("+34 600 11-12-22").unwrap().as_str(), "+34600111222");
         assert_eq!(E164::parse("0034600111222").unwrap().as_str(), "+34600111222");
-        assert_eq!(E164::parse("(+39) 06.1234.5678").is_err(), true);
+        assert!(E164::parse("(+39) 06.1234.5678").is_err());
     }
 
     #[test]

@@ -494,15 +494,15 @@ fn raise_nofile(want: u64) -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
             return 1024;
         }
-        if (l.rlim_cur as u64) < want {
+        if l.rlim_cur < want {
             let mut r = l;
-            r.rlim_cur = want.min(l.rlim_max as u64) as libc::rlim_t;
+            r.rlim_cur = want.min(l.rlim_max) as libc::rlim_t;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0 {
                 l = r;
             }
         }
     }
-    l.rlim_cur as u64
+    l.rlim_cur
 }
 
 /// 1,100 idle TCP connections from 22 outsider addresses (1,000 would

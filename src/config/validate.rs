@@ -82,7 +82,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             e.push(format!("{key}.id"), format!("{id:?} is defined twice"));
         }
         for l in &languages {
-            if s.names.get(l).map_or(true, |n| n.is_empty()) {
+            if s.names.get(l).is_none_or(|n| n.is_empty()) {
                 e.push(format!("{key}.names.{l}"), format!("needs at least one spoken name in {l:?}"));
             }
         }

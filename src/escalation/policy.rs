@@ -89,7 +89,7 @@ pub fn decide(p: &EscalationConfig, tz: Tz, holidays: &BTreeSet<NaiveDate>, f: &
     let first_in = |want: Option<bool>| {
         windows.iter().find_map(|w| {
             let t = earliest.max(w.start);
-            let fits = t < w.end && want.map_or(true, |afternoon| is_afternoon(tz, t) == afternoon);
+            let fits = t < w.end && want.is_none_or(|afternoon| is_afternoon(tz, t) == afternoon);
             fits.then_some(t)
         })
     };

@@ -212,7 +212,7 @@ impl Registrar {
         }
         let header_expires = info.expires;
         let mut changed = false;
-        if contacts.iter().any(|c| *c == "*") {
+        if contacts.contains(&"*") {
             // Un-register everything: only legal alone and with Expires: 0.
             if contacts.len() != 1 || header_expires != Some(0) {
                 return RegisterOutcome::code(400);

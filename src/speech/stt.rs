@@ -170,9 +170,7 @@ impl Transcriber {
             let again = match (lang, best) {
                 // Open detection picked a language the clinic does not
                 // speak: the likeliest one it does.
-                (Some("auto"), Some((b, p))) if !opts.candidates.iter().any(|c| *c == decoded) => {
-                    Some((b, p, opts.initial_prompt.as_deref()))
-                }
+                (Some("auto"), Some((b, p))) if !opts.candidates.contains(&decoded) => Some((b, p, opts.initial_prompt.as_deref())),
                 (Some(given), Some((b, p))) if given != "auto" && b != given && opts.switch_language.is_some_and(|min| p >= min) => {
                     Some((b, p, None))
                 }
