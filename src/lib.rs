@@ -19,3 +19,6 @@ pub mod speech;
 pub mod store;
 pub mod testing;
 pub mod tls;
+
+#[cfg(test)]
+mod invariants_tests;
