@@ -339,14 +339,9 @@ async fn patients_named(store: &Store, name: &str) -> Result<Vec<String>, StoreE
     words.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
     let mut out = Vec::new();
     for word in words.into_iter().take(2) {
-        for id in store.patients_with_name_like(word).await? {
-            if out.len() >= NAMED_LIKE_LIMIT || out.contains(&id) {
-                continue;
-            }
-            match store.patient(&id).await {
-                Ok(p) if super::identify::same_person(name, &p.name) => out.push(id),
-                Ok(_) | Err(StoreError::Gone(_) | StoreError::NotFound(_)) => {}
-                Err(e) => return Err(e),
+        for (id, recorded) in store.patients_with_name_like(word).await? {
+            if out.len() < NAMED_LIKE_LIMIT && !out.contains(&id) && super::identify::same_person(name, &recorded) {
+                out.push(id);
             }
         }
     }

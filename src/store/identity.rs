@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
+use sqlx::Row;
 
 use super::{Result, Store};
 use crate::phone::E164;
@@ -78,18 +79,19 @@ impl Store {
         Ok(sqlx::query("DELETE FROM identity_failures WHERE at < $1").bind(t).execute(&self.pool).await?.rows_affected())
     }
 
-    /// Ids of live patients one of whose name words looks like `word`, vowels
-    /// and accents aside ("Lopez" finds "López"); at most 50. Words shorter
-    /// than three letters find nothing.
-    pub async fn patients_with_name_like(&self, word: &str) -> Result<Vec<String>> {
+    /// (id, name) of live patients one of whose name words looks like
+    /// `word`, vowels and accents aside ("Lopez" finds "López"); at most 50.
+    /// Words shorter than three letters find nothing.
+    pub async fn patients_with_name_like(&self, word: &str) -> Result<Vec<(String, String)>> {
         let Some(pattern) = name_pattern(word) else { return Ok(Vec::new()) };
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM patients WHERE erased_at IS NULL AND LOWER(name) LIKE $1 ESCAPE '\\' ORDER BY created_at, id LIMIT $2",
+        let rows = sqlx::query(
+            "SELECT id, name FROM patients WHERE erased_at IS NULL AND LOWER(name) LIKE $1 ESCAPE '\\' ORDER BY created_at, id LIMIT $2",
         )
         .bind(pattern)
         .bind(NAME_SEARCH_LIMIT)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("name")?))).collect()
     }
 }
 
