@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -17,9 +17,10 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::config::{SipConfig, Transport};
+use super::config::{self, SipConfig, Transport};
 use super::endpoint::{CallError, CallId, CallSource, DialTarget, Endpoint, EndpointEvent, RegistrationStatus};
 use super::message::MAX_MESSAGE_LEN;
+use super::overload;
 use super::registrar::{BindingStore, JsonFileStore, MemoryStore, Registrar, StoreError};
 use super::transaction::{Peer, Transmit};
 use crate::call::{self, CallHandle, CallSignal};
@@ -79,6 +80,9 @@ impl SipHandle {
 
 enum DriverEvent {
     Datagram(Peer, Vec<u8>),
+    /// A datagram from a trunk that starts a call (a new INVITE), taken
+    /// after everything else that is waiting.
+    NewCall(Peer, Vec<u8>),
     /// A TCP or TLS connection is up; what goes to this peer is written on it.
     StreamOpened(Peer, mpsc::Sender<Vec<u8>>),
     StreamClosed(Peer),
@@ -169,9 +173,13 @@ impl SipServer {
     /// Run until `shutdown` fires; new inbound calls go to `incoming`.
     pub async fn run(self, incoming: mpsc::Sender<IncomingCall>, mut shutdown: oneshot::Receiver<()>) {
         let (net_tx, mut net_rx) = mpsc::channel::<DriverEvent>(1024);
+        let (call_tx, mut call_rx) = mpsc::channel::<(Peer, Vec<u8>)>(NEW_CALL_QUEUE);
+        let carriers = Arc::new(RwLock::new(self.cfg.trunks.clone()));
         for s in &self.udp {
-            tokio::spawn(udp_reader(s.clone(), net_tx.clone()));
+            let queues = Queues { net: net_tx.clone(), new_calls: call_tx.clone(), carriers: carriers.clone() };
+            tokio::spawn(udp_reader(s.clone(), queues));
         }
+        drop(call_tx);
         let tcp_guard = tcp::TcpGuard::new(&self.cfg);
         for l in self.tcp {
             tokio::spawn(tcp::acceptor(l, net_tx.clone(), tcp_guard.clone(), None));
@@ -196,49 +204,48 @@ impl SipServer {
             cmd_tx,
             net_tx: net_tx.clone(),
             incoming,
+            carriers,
         };
         // Registrations to carriers go out at once.
         endpoint.handle_timeout(Instant::now(), wall_now());
         st.flush(&mut endpoint, Instant::now()).await;
         loop {
             let deadline = endpoint.poll_timeout();
+            // What steers the calls we carry (ACKs, BYEs, responses, other
+            // requests), commands and timers come before new calls: a BYE
+            // stuck behind a thousand INVITEs keeps its call alive, the
+            // call limit fills, and every call is refused.
             let ev = tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
                 Some(ev) = net_rx.recv() => ev,
                 Some(c) = cmd_rx.recv() => DriverEvent::Command(c),
                 _ = sleep_until(deadline) => DriverEvent::Timer,
-                _ = &mut shutdown => break,
+                Some((p, b)) = call_rx.recv() => DriverEvent::NewCall(p, b),
             };
             let now = Instant::now();
             let wall = wall_now();
             match ev {
                 DriverEvent::Datagram(peer, bytes) => {
-                    // Under load, datagrams queue up here. What ends or
-                    // steers the calls we carry (ACKs, BYEs, responses) is
-                    // taken before new INVITEs from the same batch: a BYE
-                    // stuck behind a thousand INVITEs keeps its call alive,
-                    // the call limit fills, and every call is refused.
-                    let mut invites = Vec::new();
-                    let mut next = Some(DriverEvent::Datagram(peer, bytes));
-                    let mut taken = 0;
-                    while let Some(ev) = next.take() {
-                        match ev {
-                            DriverEvent::Datagram(p, b) if b.starts_with(b"INVITE ") => invites.push((p, b)),
-                            DriverEvent::Datagram(p, b) => endpoint.handle_input(now, wall, p, &b),
-                            other => {
-                                next = Some(other);
+                    endpoint.handle_input(now, wall, peer, &bytes);
+                    for _ in 1..DATAGRAM_BATCH {
+                        match net_rx.try_recv() {
+                            Ok(DriverEvent::Datagram(p, b)) => endpoint.handle_input(now, wall, p, &b),
+                            Ok(other) => {
+                                st.event(&mut endpoint, now, wall, other).await;
                                 break;
                             }
-                        }
-                        taken += 1;
-                        if taken < DATAGRAM_BATCH {
-                            next = net_rx.try_recv().ok();
+                            Err(_) => break,
                         }
                     }
-                    for (p, b) in invites {
-                        endpoint.handle_input(now, wall, p, &b);
-                    }
-                    if let Some(ev) = next {
-                        st.event(&mut endpoint, now, wall, ev).await;
+                }
+                DriverEvent::NewCall(peer, bytes) => {
+                    endpoint.handle_input(now, wall, peer, &bytes);
+                    for _ in 1..NEW_CALL_BATCH {
+                        match call_rx.try_recv() {
+                            Ok((p, b)) => endpoint.handle_input(now, wall, p, &b),
+                            Err(_) => break,
+                        }
                     }
                 }
                 ev => st.event(&mut endpoint, now, wall, ev).await,
@@ -317,13 +324,15 @@ struct State {
     cmd_tx: mpsc::Sender<SipCommand>,
     net_tx: mpsc::Sender<DriverEvent>,
     incoming: mpsc::Sender<IncomingCall>,
+    /// The trunks as the UDP readers see them (addresses kept fresh).
+    carriers: Arc<RwLock<Vec<config::Trunk>>>,
 }
 
 impl State {
     /// One event other than a batch of datagrams.
     async fn event(&mut self, endpoint: &mut Endpoint, now: Instant, wall: u64, ev: DriverEvent) {
         match ev {
-            DriverEvent::Datagram(peer, bytes) => endpoint.handle_input(now, wall, peer, &bytes),
+            DriverEvent::Datagram(peer, bytes) | DriverEvent::NewCall(peer, bytes) => endpoint.handle_input(now, wall, peer, &bytes),
             DriverEvent::StreamOpened(peer, w) => {
                 self.streams.insert(peer, w);
             }
@@ -334,6 +343,9 @@ impl State {
             DriverEvent::Timer => endpoint.handle_timeout(now, wall),
             DriverEvent::Resolved(trunk, addrs) => {
                 self.tls_clients.resolved(&trunk, &addrs);
+                if let Some(t) = self.carriers.write().unwrap_or_else(|e| e.into_inner()).iter_mut().find(|t| t.name == trunk) {
+                    t.proxy_addrs = addrs.clone();
+                }
                 endpoint.set_trunk_addrs(&trunk, addrs);
             }
             DriverEvent::Command(c) => self.command(endpoint, now, wall, c).await,
@@ -597,18 +609,73 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(s)
 }
 
-async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::Sender<DriverEvent>) {
+/// Where a UDP reader puts what it reads.
+struct Queues {
+    net: mpsc::Sender<DriverEvent>,
+    /// Trunks' new INVITEs; when it is full they are shed.
+    new_calls: mpsc::Sender<(Peer, Vec<u8>)>,
+    carriers: Arc<RwLock<Vec<config::Trunk>>>,
+}
+
+async fn udp_reader(sock: Arc<UdpSocket>, q: Queues) {
     let mut buf = vec![0u8; MAX_MESSAGE_LEN];
+    let mut shed = Shed::default();
     loop {
         match sock.recv_from(&mut buf).await {
             Ok((n, from)) => {
                 let peer = Peer { transport: Transport::Udp, addr: from };
-                if tx.send(DriverEvent::Datagram(peer, buf[..n].to_vec())).await.is_err() {
+                let bytes = &buf[..n];
+                if overload::acks_a_refusal(bytes) {
+                    continue;
+                }
+                let carrier = || q.carriers.read().unwrap_or_else(|e| e.into_inner()).iter().any(|t| t.contains(from.ip()));
+                if overload::is_new_invite(bytes) && carrier() {
+                    match q.new_calls.try_send((peer, bytes.to_vec())) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => shed.count(from),
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                } else if q.net.send(DriverEvent::Datagram(peer, bytes.to_vec())).await.is_err() {
                     return;
                 }
             }
             // ICMP port unreachable surfaces here on some systems: keep going.
             Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
+/// Trunks' new INVITEs waiting to be taken; past this they are dropped as
+/// they arrive, unread and unanswered. Answering each (a 503) would take
+/// the time the calls already carried need — past three times capacity,
+/// refusals took two thirds of the core — and a long queue delays each
+/// new call past the caller's patience. The carrier retransmits a dropped
+/// INVITE (RFC 3261 Timer A), by when there may be room again. Strangers'
+/// requests are not queued here: they go through the endpoint's per-source
+/// rate limit like everything else, so a flood cannot take trunks' places.
+const NEW_CALL_QUEUE: usize = 256;
+/// New INVITEs taken at once before looking at the other traffic again.
+const NEW_CALL_BATCH: usize = 16;
+
+/// New calls shed while overloaded, told to the admin at most every 10 s.
+#[derive(Default)]
+struct Shed {
+    since_told: u64,
+    told: Option<Instant>,
+}
+
+impl Shed {
+    fn count(&mut self, from: SocketAddr) {
+        self.since_told += 1;
+        let now = Instant::now();
+        if self.told.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+            tracing::warn!(
+                shed = self.since_told,
+                last_source = %from,
+                "SIP overloaded: new calls' INVITEs dropped unread while {NEW_CALL_QUEUE} wait; their senders retransmit"
+            );
+            self.since_told = 0;
+            self.told = Some(now);
         }
     }
 }
@@ -621,7 +688,7 @@ async fn lookup(host: &str, port: u16) -> Vec<SocketAddr> {
     }
 }
 
-/// Datagrams taken from the queue at once, ACKs, BYEs and responses first.
+/// Datagrams taken from the queue at once.
 const DATAGRAM_BATCH: usize = 256;
 
 const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

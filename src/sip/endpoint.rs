@@ -21,12 +21,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use super::config::{SipConfig, Transport};
 use super::dialog::{new_tag, response_for, Local};
 use super::flood::RateLimiter;
 use super::message::{self, Method, ParseError, Request, Response, SipMessage};
+use super::overload;
 use super::registrar::Registrar;
 use super::transaction::{Peer, ServerMatch, Transactions, Transmit, TxEvent, TxKey};
 use super::validate::{self, Rejection, RequestInfo};
@@ -304,6 +305,9 @@ impl Endpoint {
         }
         let datagram = peer.transport == Transport::Udp;
         let known = trunk || self.registrar.is_registered_source(peer.addr, wall).is_some();
+        if known && self.calls.len() >= self.cfg.limits.max_calls && self.refuse_new_call_unread(peer, bytes) {
+            return;
+        }
         match message::parse(bytes, datagram) {
             Ok(SipMessage::Request(req)) => {
                 self.stats.requests += 1;
@@ -324,6 +328,28 @@ impl Endpoint {
             Err(_) => self.stats.unparsable += 1,
         }
         self.queue_call_timers();
+    }
+
+    /// Past `max_calls`, a new INVITE from a trunk or phone is refused
+    /// with a stateless 503 read from its raw header lines (`overload`),
+    /// unless it repeats a call we took. False when it is not one we can
+    /// read that way: the full path then decides, as for any message.
+    fn refuse_new_call_unread(&mut self, peer: Peer, bytes: &[u8]) -> bool {
+        let Some(inv) = overload::NewInvite::scan(bytes) else { return false };
+        let (Ok(call_id), Ok(from_tag)) =
+            (std::str::from_utf8(inv.call_id()), std::str::from_utf8(inv.from_tag().unwrap_or_default()))
+        else {
+            return false;
+        };
+        if self.inbound.contains_key(&(call_id.to_string(), from_tag.to_string())) {
+            return false;
+        }
+        self.stats.overloaded += 1;
+        self.stats.rejected += 1;
+        let tag = overload::refusal_tag(self.rng.gen());
+        let bytes = inv.refusal(&tag, self.cfg.limits.retry_after_s, &self.cfg.user_agent);
+        self.out.push_back(Transmit { peer, bytes });
+        true
     }
 
     /// A TCP/TLS connection to `peer` failed (refused, a certificate that
@@ -414,6 +440,13 @@ impl Endpoint {
             let mut r = Rejection::new(503, "Service Unavailable");
             r.extra.push(("Retry-After", self.cfg.limits.retry_after_s.to_string()));
             return self.reply_stateless(&req, peer, r, true);
+        }
+        // In-dialog requests are never refused, but the transactions they
+        // leave behind to absorb retransmissions are bounded all the same:
+        // past the cap the oldest answered one goes.
+        let (server, _) = self.tx.len();
+        if server >= self.cfg.limits.max_transactions.saturating_mul(LINGER_FACTOR) && !self.tx.server_exists(&key) {
+            self.tx.evict_lingering();
         }
         if self.tx.server_receive(now, &key, &req, peer) == ServerMatch::Absorbed {
             return;
@@ -519,7 +552,7 @@ impl Endpoint {
             return;
         }
         self.stats.rejected += 1;
-        let tag = new_tag(&mut self.rng);
+        let tag = overload::refusal_tag(self.rng.gen());
         let mut resp = response_for(req, rej.code, Some(&tag));
         if rej.code == 400 || rej.code == 505 {
             resp.reason = format!("{} ({})", resp.reason, rej.why.replace(['\r', '\n'], " "));
@@ -575,7 +608,7 @@ fn stateless_tag(req: &Request, info: &RequestInfo) -> String {
     info.from.tag().hash(&mut h);
     info.cseq.seq.hash(&mut h);
     req.headers.get("Via").hash(&mut h);
-    format!("{:016x}", h.finish())
+    overload::refusal_tag(h.finish())
 }
 
 /// Per-request context passed to handlers.

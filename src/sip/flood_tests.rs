@@ -279,24 +279,55 @@ fn a_bye_is_never_refused_for_overload() {
 
 #[test]
 fn calls_beyond_max_calls_are_refused_statelessly_before_any_state() {
-    let mut ep = endpoint("[limits]\nmax_calls = 2\n");
+    let mut ep = endpoint("[limits]\nmax_calls = 2\nmax_transactions = 2\n");
     let t0 = Instant::now();
+    let mut answers = Vec::new();
     for n in 0..2 {
         ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", n));
         let Some(EndpointEvent::Incoming { call, .. }) = ep.poll_event() else { panic!("an incoming call") };
         ep.answer(t0, call, "198.51.100.7:20000".parse().unwrap()).unwrap();
+        answers.extend(sent(&mut ep));
     }
-    sent(&mut ep);
     let before = ep.tx.len().0;
-    ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", 7));
+    let invite = request("INVITE", "1000", 7);
+    ep.handle_input(t0, 0, udp(TRUNK), &invite);
     let out = sent(&mut ep);
     assert!(out[0].starts_with("SIP/2.0 503 ") && out[0].contains("Retry-After: 10\r\n"), "{out:?}");
     assert_eq!(ep.tx.len().0, before, "no transaction for the refused call");
     assert!(ep.poll_event().is_none(), "and no call");
     assert_eq!(ep.active_calls(), 2);
+    // Read from the raw lines: the same fields as the request, and a To tag
+    // that marks it as ours, so that the driver drops its ACK unread.
+    let resp = String::from_utf8_lossy(&invite).into_owned();
+    for field in ["Via: ", "From: ", "Call-ID: ", "CSeq: "] {
+        let line = |m: &str| m.lines().find(|l| l.starts_with(field)).map(str::to_string);
+        assert_eq!(line(&out[0]), line(&resp), "{field}");
+    }
+    let to = out[0].lines().find(|l| l.starts_with("To: ")).expect("To");
+    assert!(to.contains(";tag=x"), "{to}");
+    let ack = resp.replace("INVITE sip:", "ACK sip:").replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
+    let ack = ack.replace(resp.lines().find(|l| l.starts_with("To: ")).expect("To"), to);
+    assert!(crate::sip::overload::acks_a_refusal(ack.as_bytes()), "{ack}");
+    // A retransmission of a call we took is no new call: not refused.
+    ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", 0));
+    assert!(!sent(&mut ep).iter().any(|m| m.starts_with("SIP/2.0 503 ")));
     // Requests that are not new calls still get through.
     ep.handle_input(t0, 0, udp(TRUNK), &request("OPTIONS", "1000", 8));
     assert!(sent(&mut ep)[0].starts_with("SIP/2.0 200 "));
+    // In-dialog requests are never refused, and what they leave behind to
+    // absorb retransmissions stays within eight times max_transactions.
+    let ok = answers.iter().find(|m| m.starts_with("SIP/2.0 200 ") && m.contains("Call-ID: c0@x")).expect("the 200 of call 0");
+    let our_to = ok.lines().find(|l| l.starts_with("To: ")).expect("To");
+    for k in 0..100 {
+        let info = format!(
+            "INFO sip:1000@198.51.100.7 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bKi{k}\r\nMax-Forwards: 70\r\n\
+             From: <sip:x@203.0.113.66>;tag=f0\r\n{our_to}\r\nCall-ID: c0@x\r\nCSeq: {} INFO\r\nContent-Length: 0\r\n\r\n",
+            k + 2
+        );
+        ep.handle_input(t0, 0, udp(TRUNK), info.as_bytes());
+        assert!(sent(&mut ep).iter().any(|m| m.starts_with("SIP/2.0 200 ")), "INFO {k} answered");
+    }
+    assert!(ep.tx.len().0 <= 2 * 8 + 1, "{} server transactions kept", ep.tx.len().0);
 }
 
 /// The endpoint of these tests with one trunk that must authenticate.

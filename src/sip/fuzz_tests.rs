@@ -57,7 +57,7 @@ const TOKENS: &[&[u8]] = &[
     b"\x00",
 ];
 
-fn corpus() -> Vec<Vec<u8>> {
+pub(super) fn corpus() -> Vec<Vec<u8>> {
     let root = std::env::var_os("CLINIVOX_TESTDATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"))
@@ -95,7 +95,7 @@ fn offer_bytes() -> Vec<u8> {
     SdpSession::new(cfg, 1).create_offer(Direction::SendRecv).to_string().into_bytes()
 }
 
-fn mutate(rng: &mut StdRng, corpus: &[Vec<u8>]) -> Vec<u8> {
+pub(super) fn mutate(rng: &mut StdRng, corpus: &[Vec<u8>]) -> Vec<u8> {
     let mut v = corpus[rng.gen_range(0..corpus.len())].clone();
     for _ in 0..rng.gen_range(1..=4) {
         let len = v.len();
@@ -196,6 +196,10 @@ fn mutated_sip_sdp_and_rtp_never_panic_and_state_stays_bounded() {
             0 | 1 => {
                 let transport = if i % 8 < 4 { Transport::Udp } else { Transport::Tls };
                 ep.handle_input(now, i / 1000, Peer { transport, addr: from }, &input);
+                let _ = crate::sip::overload::is_new_invite(&input);
+                if let Some(inv) = crate::sip::overload::NewInvite::scan(&input) {
+                    let _ = inv.refusal("t", 10, "x");
+                }
                 while ep.poll_transmit().is_some() {}
                 while ep.poll_event().is_some() {}
                 framer.push(&input);
