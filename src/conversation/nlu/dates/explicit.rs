@@ -37,7 +37,7 @@ pub(super) fn at(cx: &Ctx, i: usize, today: NaiveDate, birth: bool) -> Option<(S
             if let Some(found) = after_day(cx, d, k, today, birth) {
                 return Some(found);
             }
-            if d > MAX_OPTION && !looks_like_time(cx, k) {
+            if d > MAX_OPTION && !(d <= 12 && looks_like_time(cx, k)) {
                 return bare_day(d, k, today);
             }
             return None;

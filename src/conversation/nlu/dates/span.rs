@@ -23,12 +23,15 @@ pub(super) fn weekday_day_at(cx: &Ctx, i: usize, today: NaiveDate, birth: bool) 
         None if cx.word(e).is_some_and(|w| lex.spans.articles.contains(w) || lex.date_links.contains(w)) => e + 1,
         None => e,
     };
-    if cx.match_any_at_pairs(&lex.weekdays, j).is_some() {
+    // "na segunda segunda-feira", "giovedì prima delle dieci": no day number.
+    let t = &lex.time;
+    let bound = [&t.after, &t.before, &t.between].iter().any(|b| cx.match_any_at(b, j).is_some());
+    if bound || cx.match_any_at_pairs(&lex.weekdays, j).is_some() {
         return None;
     }
     let (d, k) = day_number(cx, j)?;
     // "na segunda segunda-feira": an ordinal weekday follows, not a day.
-    if cx.match_any_at_pairs(&lex.weekdays, k).is_some() || looks_like_hour(cx, k) {
+    if cx.match_any_at_pairs(&lex.weekdays, k).is_some() || (d <= 12 && looks_like_hour(cx, k)) {
         return None;
     }
     let (day, end) = match after_day(cx, d, k, today, birth) {
