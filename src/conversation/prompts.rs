@@ -264,7 +264,7 @@ impl Prompts {
     /// A surname particle kept lowercase ("de", "del", "da", "di", "dos").
     pub fn is_particle(&self, word: &str) -> bool {
         let w = fold(word);
-        self.particles.iter().any(|p| *p == w)
+        self.particles.contains(&w)
     }
 
     /// The caller asked for the first free slot, whenever it is.
