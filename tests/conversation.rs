@@ -68,6 +68,8 @@ scripts!(
     book_known_es,
     book_new_en,
     book_other_days_es,
+    date_conflict_es,
+    new_patient_name_pt,
     book_it,
     book_pt,
     confirm_es,

@@ -81,3 +81,45 @@ fn exact_json_for_reference_case() {
         r#"{"intent":"book","slots":{"specialty":"dermatology","date":"2026-11-24","part_of_day":"morning"}}"#
     );
 }
+
+/// Keys the development sets score: every one of them is compared.
+const DATE_KEYS: [&str; 7] = ["date", "date_to", "date_conflict", "time", "time_after", "time_before", "date_of_birth"];
+
+/// Share of `tests/nlu/dates_<lang>.tsv` understood right, with the misses.
+fn dev_score(lang: &str, lex: &Lexicon, vocab: &Vocabulary) -> (usize, usize, Vec<String>) {
+    let cases = cases(&format!("dates_{lang}"));
+    let mut misses = Vec::new();
+    for c in &cases {
+        let got = serde_json::to_value(understand(&c.text, lex, vocab, c.now)).expect("serializable");
+        let slots = &got["slots"];
+        let mut keys: Vec<&str> = DATE_KEYS.to_vec();
+        if c.expected.get("part_of_day").is_some() {
+            keys.push("part_of_day");
+        }
+        let wrong = keys.iter().any(|k| slots.get(*k) != c.expected.get(*k));
+        if wrong {
+            misses.push(format!("{lang}:{} {:?}\n   expected {}\n   got      {}", c.line, c.text, c.expected, slots));
+        }
+    }
+    (cases.len() - misses.len(), cases.len(), misses)
+}
+
+/// Dates and times as callers say them: at least 90 % per language.
+#[test]
+fn dates_dev_set() {
+    let vocab = vocab();
+    let mut low = Vec::new();
+    for lang in ["es", "en", "it", "pt"] {
+        let lex = Lexicon::load(&root().join("prompts"), lang).expect("lexicon loads");
+        let (ok, n, misses) = dev_score(lang, &lex, &vocab);
+        let pct = 100.0 * ok as f64 / n.max(1) as f64;
+        println!("dates {lang}: {ok}/{n} ({pct:.1}%)");
+        for m in &misses {
+            println!("{m}");
+        }
+        if pct < 90.0 {
+            low.push(format!("{lang} {pct:.1}%"));
+        }
+    }
+    assert!(low.is_empty(), "below 90%: {}", low.join(", "));
+}

@@ -3,13 +3,13 @@
 //! chooses → read back → book (or move). Holds not chosen are released at
 //! once; a slot someone else takes meanwhile is answered with fresh offers.
 
-use chrono::{Duration, NaiveDate, NaiveTime};
+use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
 
 use super::action::{Outcome, StoreReply, StoreRequest};
 use super::machine::{Conversation, Heard, Input, State, Then};
-use super::nlu::{Intent, Slots};
-use crate::store::availability::PartOfDay;
-use crate::store::{Appointment, Hold, Slot};
+use super::nlu::Intent;
+pub(super) use super::want::{Want, When};
+use crate::store::{Hold, Slot};
 
 /// Most slots offered at once: more is hard to remember on the phone.
 const OFFERS: usize = 3;
@@ -23,75 +23,11 @@ const LOST_RACES: u8 = 3;
 /// How far ahead a waiting-list entry reaches.
 const WAITLIST_DAYS: i64 = 30;
 
-/// When the caller would like the appointment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) enum When {
-    #[default]
-    Unknown,
-    /// The first free slot, whenever.
-    Earliest,
-    On(NaiveDate),
-    /// "Other days, please": strictly after this date.
-    After(NaiveDate),
-}
-
-/// The booking wish as it builds up over the turns.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Want {
-    pub specialty: Option<String>,
-    pub provider: Option<String>,
-    pub when: When,
-    pub part: Option<PartOfDay>,
-    pub time: Option<NaiveTime>,
-    /// Set when this search moves an existing appointment.
-    pub moving: Option<Appointment>,
-}
-
 /// A slot offered to the caller and held for them.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Offer {
     pub slot: Slot,
     pub hold: Hold,
-}
-
-impl Want {
-    pub(super) fn from_slots(s: &Slots, today: NaiveDate) -> Want {
-        let mut want = Want { specialty: s.specialty.clone(), provider: s.provider.clone(), ..Want::default() };
-        want.update(s, today);
-        want
-    }
-
-    /// "Lo antes posible" said along with the wish itself.
-    pub(super) fn earliest_if_said(&mut self, text: &str, prompts: &super::prompts::Prompts) {
-        if self.when == When::Unknown && prompts.means_earliest(text) {
-            self.when = When::Earliest;
-        }
-    }
-
-    /// Takes the day, part of day and time the caller just said.
-    fn update(&mut self, s: &Slots, today: NaiveDate) {
-        if let Some(d) = s.date.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()) {
-            self.when = if d >= today { When::On(d) } else { When::Earliest };
-        }
-        if let Some(p) = s.part_of_day.as_deref().and_then(part_of_day) {
-            self.part = Some(p);
-        }
-        if let Some(t) = s.time.as_deref().and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok()) {
-            self.time = Some(t);
-        }
-        if self.when == When::Unknown && (self.part.is_some() || self.time.is_some()) {
-            self.when = When::Earliest;
-        }
-    }
-}
-
-fn part_of_day(s: &str) -> Option<PartOfDay> {
-    match s {
-        "morning" => Some(PartOfDay::Morning),
-        "afternoon" => Some(PartOfDay::Afternoon),
-        "evening" => Some(PartOfDay::Evening),
-        _ => None,
-    }
 }
 
 impl Conversation {
@@ -108,6 +44,15 @@ impl Conversation {
                 q = format!("{q} {}.", self.ctx.language.prompts.join(&options));
             }
             self.state = State::AskSpecialty { want };
+            self.ask(q);
+        } else if let Some((by_day, by_weekday)) = want.conflict {
+            // "El 21 es martes: ¿el martes 21 o el lunes 20?"
+            let prompts = &self.ctx.language.prompts;
+            let weekday = prompts.weekday(by_day.weekday().num_days_from_monday() as usize).to_string();
+            let args = [("day", by_day.day().to_string()), ("weekday", weekday), ("by_day", prompts.date(by_day)), ("by_weekday", prompts.date(by_weekday))];
+            let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let q = self.p("date_conflict", &args);
+            self.state = State::AskWhen { want };
             self.ask(q);
         } else if want.when == When::Unknown {
             let key = if want.moving.is_some() { "ask_when_reschedule" } else { "ask_when" };
@@ -141,9 +86,18 @@ impl Conversation {
     }
 
     pub(super) fn when_answer(&mut self, mut want: Want, input: Input) -> Heard {
+        let had_conflict = want.conflict.is_some();
         match &input {
-            Input::Key('1') => want.when = When::Earliest,
+            Input::Key(_) if want.settle_conflict(input.choice(), None) => {}
+            Input::Key('1') if want.conflict.is_none() => want.when = When::Earliest,
             Input::Key(_) => {}
+            Input::Said { u, .. } if want.conflict.is_some() => {
+                let mut said = u.slots.clone();
+                said.date_conflict = None;
+                if !want.settle_conflict(input.choice(), Some(&said)) {
+                    want.update(&said, self.today());
+                }
+            }
             Input::Said { text, u } => {
                 want.update(&u.slots, self.today());
                 // "Yes", "as soon as possible", or "the first" / "one", as the
@@ -153,6 +107,11 @@ impl Conversation {
                     want.when = When::Earliest;
                 }
             }
+        }
+        if want.conflict.is_some() && !had_conflict {
+            // "El lunes 20" when the 20th is a Sunday: ask which.
+            self.next_booking_step(want);
+            return Heard::Understood;
         }
         if want.when == When::Unknown {
             self.state = State::AskWhen { want };
@@ -169,7 +128,7 @@ impl Conversation {
     fn search_after_races(&mut self, want: Want, widened: bool, lost: u8) {
         let today = self.today();
         let (from, to) = match want.when {
-            When::On(d) if d >= today => (d, d),
+            When::On(d) if d >= today => (d, want.until.filter(|u| *u > d).unwrap_or(d)),
             When::After(d) => (d.succ_opt().unwrap_or(d).max(today), d.max(today) + Duration::days(SEARCH_DAYS)),
             _ => (today, today + Duration::days(SEARCH_DAYS)),
         };
@@ -180,11 +139,13 @@ impl Conversation {
     }
 
     pub(super) fn slots_found(&mut self, mut want: Want, widened: bool, lost: u8, slots: Vec<Slot>) {
-        let picked = spread(slots, want.time, self.ctx.config.clinic.timezone);
+        let tz = self.ctx.config.clinic.timezone;
+        let slots: Vec<Slot> = slots.into_iter().filter(|s| want.fits(s.starts_at.with_timezone(&tz).time())).collect();
+        let picked = spread(slots, want.time, tz);
         if picked.is_empty() {
             if let When::On(d) = want.when {
                 // Nothing that day: the nearest days after it instead.
-                want.when = When::After(d);
+                want.when = When::After(want.until.take().unwrap_or(d));
                 return self.search(want, true);
             }
             return self.offer_waitlist(want);

@@ -105,7 +105,7 @@ impl Conversation {
         match cb.step.clone() {
             // "A person, please" is no name (reception is what cannot be had).
             Step::Name if input.intent() == Some(Intent::Human) => return self.callback_not_understood(cb),
-            Step::Name => match spoken_name(&input) {
+            Step::Name => match spoken_name(&input, &self.ctx.language.prompts) {
                 Some(name) => {
                     cb.name = Some(name);
                     self.callback_ask_number(cb, None);

@@ -10,7 +10,7 @@ use super::action::{Patience, StoreRequest, TransferGroup};
 use super::booking::Want;
 use super::machine::{Conversation, Goal, Heard, Input, State};
 use super::nlu::Intent;
-use super::prompts::fold;
+use super::prompts::{fold, Prompts};
 use crate::store::Patient;
 
 /// What a date of birth (and name) said on the phone matched.
@@ -24,6 +24,9 @@ pub(super) enum Check {
         ambiguous: bool,
     },
 }
+
+/// Letters in a row that make a spelled-out word ("G A R C I A").
+const SPELLED_MIN: usize = 3;
 
 /// Similarity (Jaro–Winkler, 0–1) above which two name words are the same
 /// word heard loosely ("Lopes" for "López").
@@ -53,7 +56,7 @@ impl Conversation {
     }
 
     pub(super) fn name_answer(&mut self, goal: Goal, dob: Option<NaiveDate>, input: Input) -> Heard {
-        let Some(name) = spoken_name(&input) else {
+        let Some(name) = spoken_name(&input, &self.ctx.language.prompts) else {
             self.state = State::AskName { goal, dob };
             return Heard::NotUnderstood;
         };
@@ -196,19 +199,40 @@ impl Conversation {
 }
 
 /// The name in an answer to "what is your name?": what the NLU found after a
-/// cue ("me llamo …"), else the words themselves.
-pub(super) fn spoken_name(input: &Input) -> Option<String> {
+/// cue ("me llamo …"), else the words themselves — but only when they can be
+/// a name: not a date, a time, a yes/no or a request ("na próxima
+/// quinta-feira de manhã" is not a name). A surname spelled letter by
+/// letter ("G A R C I A", "ge a erre ce i a") is joined into one word.
+pub(super) fn spoken_name(input: &Input, prompts: &Prompts) -> Option<String> {
     let Input::Said { text, u } = input else {
         return None;
     };
     if let Some(n) = &u.slots.name {
         return Some(n.clone());
     }
-    if matches!(u.intent, Intent::Yes | Intent::No | Intent::Choose) {
+    let s = &u.slots;
+    let when = s.date.is_some() || s.date_conflict.is_some() || s.date_of_birth.is_some() || s.part_of_day.is_some();
+    let clock = s.time.is_some() || s.time_after.is_some() || s.time_before.is_some();
+    // A provider's surname may be the caller's too ("María García").
+    let request = !matches!(u.intent, Intent::Unknown | Intent::Book) || (u.intent == Intent::Book && s.provider.is_none());
+    if when || clock || s.digits.is_some() || request {
         return None;
     }
-    let words: Vec<String> =
-        text.split(|c: char| !c.is_alphabetic() && c != '-' && c != '\'').filter(|w| !w.is_empty()).map(capitalize).collect();
+    let raw: Vec<&str> = text.split(|c: char| !c.is_alphabetic() && c != '-' && c != '\'').filter(|w| !w.is_empty()).collect();
+    let mut words: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        let run = raw[i..].iter().map_while(|w| prompts.letter(w)).collect::<String>();
+        let n = raw[i..].iter().take_while(|w| prompts.letter(w).is_some()).count();
+        if n >= SPELLED_MIN {
+            words.push(capitalize(&run));
+            i += n;
+        } else {
+            let w = raw[i];
+            words.push(if !words.is_empty() && prompts.is_particle(w) { w.to_lowercase() } else { capitalize(w) });
+            i += 1;
+        }
+    }
     (!words.is_empty() && words.len() <= 6).then(|| words.join(" "))
 }
 

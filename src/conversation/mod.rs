@@ -33,6 +33,7 @@ mod manage;
 pub mod nlu;
 mod outreach;
 pub mod prompts;
+mod want;
 
 #[cfg(test)]
 mod tests;

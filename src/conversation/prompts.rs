@@ -132,6 +132,10 @@ pub struct Prompts {
     clock_12h: bool,
     /// Folded phrases meaning "the first free slot, whenever".
     earliest: Vec<String>,
+    /// Spoken letter names ("ge" → 'g') for surnames spelled out.
+    letters: HashMap<String, char>,
+    /// Lowercase surname particles ("de", "da", "dos").
+    particles: Vec<String>,
 }
 
 impl Prompts {
@@ -176,6 +180,8 @@ impl Prompts {
             weekdays: list("calendar", "weekdays", Some(7))?,
             months: list("calendar", "months", Some(12))?,
             earliest: list("listen", "earliest", None)?.iter().map(|p| fold(p)).collect(),
+            letters: letters(table),
+            particles: list("listen", "name_particles", None).unwrap_or_default().iter().map(|p| fold(p)).collect(),
             clock_12h,
             texts,
         })
@@ -245,11 +251,35 @@ impl Prompts {
         }
     }
 
+    /// The letter a spoken word names, in a spelled-out surname.
+    pub fn letter(&self, word: &str) -> Option<char> {
+        let w = fold(word);
+        let mut chars = w.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_alphabetic() => Some(c),
+            _ => self.letters.get(&w).copied(),
+        }
+    }
+
+    /// A surname particle kept lowercase ("de", "del", "da", "di", "dos").
+    pub fn is_particle(&self, word: &str) -> bool {
+        let w = fold(word);
+        self.particles.contains(&w)
+    }
+
     /// The caller asked for the first free slot, whenever it is.
     pub fn means_earliest(&self, text: &str) -> bool {
         let folded = fold(text);
         self.earliest.iter().any(|p| folded.contains(p.as_str()))
     }
+}
+
+/// `[prompts.listen] letters`: spoken letter name → letter (optional).
+fn letters(table: &toml::Table) -> HashMap<String, char> {
+    let Some(t) = table.get("listen").and_then(|l| l.get("letters")).and_then(|v| v.as_table()) else {
+        return HashMap::new();
+    };
+    t.iter().filter_map(|(k, v)| Some((fold(k), v.as_str()?.chars().next()?))).collect()
 }
 
 /// Lowercase without accents, for matching speech loosely.

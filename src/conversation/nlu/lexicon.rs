@@ -54,6 +54,7 @@ pub struct Lexicon {
     pub(super) day_words: Vec<Phrase>,
     pub(super) dob_cues: Vec<Phrase>,
     pub(super) next_words: Vec<Phrase>,
+    pub(super) spans: SpanWords,
     pub(super) numeric_mdy: bool,
     pub(super) parts: Vec<(Phrase, PartOfDay)>,
     pub(super) today_parts: Vec<(Phrase, PartOfDay)>,
@@ -91,6 +92,40 @@ pub(super) struct NumberWords {
     pub digit_only: HashMap<String, u32>,
 }
 
+/// Unit of a date offset ("en dos semanas").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unit {
+    Day,
+    Week,
+    Month,
+}
+
+/// Words for offsets, weeks, months and bare days (`[nlu.dates]`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct SpanWords {
+    /// Articles before a bare day number ("el 15", "the 15th").
+    pub articles: HashSet<String>,
+    pub next_week: Vec<Phrase>,
+    pub this_week: Vec<Phrase>,
+    pub next_month: Vec<Phrase>,
+    pub this_month: Vec<Phrase>,
+    /// "a principios de", "early": the first days of a span.
+    pub early: Vec<Phrase>,
+    /// "a finales de", "end of": the last days of a span.
+    pub late: Vec<Phrase>,
+    /// "el último", "the last" (weekday of a month).
+    pub last: Vec<Phrase>,
+    /// "dentro de", "in", "tra", "daqui a" before a count.
+    pub offset_before: Vec<Phrase>,
+    /// "from now" after a count and unit.
+    pub offset_after: Vec<Phrase>,
+    /// "from" between an offset and its anchor ("a week from Friday").
+    pub offset_from: Vec<Phrase>,
+    /// "a", "an": a count of one.
+    pub offset_articles: HashSet<String>,
+    pub units: Vec<(Phrase, Unit)>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub(super) struct TimeWords {
     pub introducers: Vec<Phrase>,
@@ -107,6 +142,15 @@ pub(super) struct TimeWords {
     pub noon: Vec<Phrase>,
     pub minute_words: Vec<Phrase>,
     pub hour_marks: HashSet<String>,
+    /// "después de las", "after": a lower bound.
+    pub after: Vec<Phrase>,
+    /// "antes de las", "before": an upper bound.
+    pub before: Vec<Phrase>,
+    /// "entre las", "between": both bounds, joined by `range_and`.
+    pub between: Vec<Phrase>,
+    pub range_and: Vec<Phrase>,
+    /// "para las", "alle": "to" only after a quarter ("cuarto para las ocho").
+    pub quarter_to: Vec<Phrase>,
 }
 
 impl Lexicon {
@@ -170,6 +214,26 @@ impl Lexicon {
                 }
             }
         }
+        let mut units = Vec::new();
+        for (key, unit) in [("day", Unit::Day), ("week", Unit::Week), ("month", Unit::Month)] {
+            units.extend(ph(&format!("nlu.dates.units.{key}"), false)?.into_iter().map(|p| (p, unit)));
+        }
+        units.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        let spans = SpanWords {
+            articles: set("nlu.dates.articles")?,
+            next_week: ph("nlu.dates.next_week", false)?,
+            this_week: ph("nlu.dates.this_week", false)?,
+            next_month: ph("nlu.dates.next_month", false)?,
+            this_month: ph("nlu.dates.this_month", false)?,
+            early: ph("nlu.dates.early", false)?,
+            late: ph("nlu.dates.late", false)?,
+            last: ph("nlu.dates.last", false)?,
+            offset_before: ph("nlu.dates.offset.before", false)?,
+            offset_after: ph("nlu.dates.offset.after", false)?,
+            offset_from: ph("nlu.dates.offset.from", false)?,
+            offset_articles: set("nlu.dates.offset.articles")?,
+            units,
+        };
         let order = r.string("nlu.dates.numeric_order")?;
         let numeric_mdy = match order.as_deref() {
             None | Some("dmy") => false,
@@ -192,6 +256,7 @@ impl Lexicon {
             day_words: ph("nlu.dates.day_words", false)?,
             dob_cues: ph("nlu.dates.birth_cues", false)?,
             next_words: ph("nlu.dates.next", false)?,
+            spans,
             numeric_mdy,
             parts: parts_of("nlu.part_of_day")?,
             today_parts: parts_of("nlu.part_of_day.today")?,
@@ -209,6 +274,11 @@ impl Lexicon {
                 noon: ph("nlu.time.noon", false)?,
                 minute_words: ph("nlu.time.minute_words", false)?,
                 hour_marks: set("nlu.time.hour_marks")?,
+                after: ph("nlu.time.after", false)?,
+                before: ph("nlu.time.before", false)?,
+                between: ph("nlu.time.between", false)?,
+                range_and: ph("nlu.time.range_and", false)?,
+                quarter_to: ph("nlu.time.quarter_to", false)?,
             },
             specialty_aliases,
             titles: set("nlu.providers.titles")?,

@@ -78,15 +78,29 @@ pub struct Slots {
     pub specialty: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    /// "YYYY-MM-DD", resolved against `now` (clinic-local).
+    /// "YYYY-MM-DD", resolved against `now` (clinic-local). With
+    /// `date_to`, the first day of a span ("la semana que viene").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<String>,
+    /// "YYYY-MM-DD": last day of a span that starts at `date`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_to: Option<String>,
+    /// A weekday and a day number that do not agree ("el lunes 20" when
+    /// the 20th is a Sunday): no `date` is guessed, the caller is asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_conflict: Option<DateConflict>,
     /// "morning" | "afternoon" | "evening"
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part_of_day: Option<String>,
     /// "HH:MM"
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    /// "HH:MM": not earlier than this ("después de las cinco").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_after: Option<String>,
+    /// "HH:MM": not later than this ("antes de las diez").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_before: Option<String>,
     /// 1-based ordinal of an offered option.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choice: Option<u32>,
@@ -98,6 +112,15 @@ pub struct Slots {
     /// Digits of a phone or id number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digits: Option<String>,
+}
+
+/// The two readings of a weekday said with a day number that disagree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DateConflict {
+    /// "YYYY-MM-DD": the day number's date (the 20th).
+    pub by_day: String,
+    /// "YYYY-MM-DD": the said weekday nearest to it (Monday the 21st).
+    pub by_weekday: String,
 }
 
 /// Result of [`understand`].
@@ -112,8 +135,16 @@ pub struct Understanding {
 /// Documented choices for ambiguous input:
 /// - a bare weekday ("el viernes") is its next occurrence strictly after
 ///   today, so on a Friday it means next week's Friday; "next Monday" /
-///   "el lunes que viene" resolve the same way;
+///   "el lunes que viene" resolve the same way, while "el lunes de la
+///   semana que viene" is the Monday of next week (weeks start on Monday);
 /// - a day/month without year is this year, or next year if already past;
+///   a bare day of the month ("el 15") is this month's, or next month's
+///   once past; a weekday with a day number must agree, else
+///   `date_conflict` holds both readings and `date` stays empty;
+/// - a two-digit year is in the future for an appointment (up to ten
+///   years ahead) and in the past after a birth cue;
+/// - spans ("la semana que viene", "a finales de mes") set `date` and
+///   `date_to`;
 /// - hours 1–7 without am/pm are afternoon (clinics do not open at 3 am);
 /// - "de la tarde"/"pm" right after a time set only `time`, not `part_of_day`;
 /// - a fully dated day in the past (or after "nací"/"born") is a birth date;
@@ -130,9 +161,13 @@ pub fn understand(text: &str, lex: &Lexicon, vocab: &Vocabulary, now: chrono::Na
     let mut slots = Slots::default();
     entities::extract_name(&mut cx, &mut slots);
     dates::extract(&mut cx, now.date(), &mut slots);
+    let (after, before) = times::extract_bounds(&mut cx);
     let clock = times::extract(&mut cx);
     dates::extract_relative(&mut cx, now.date(), &mut slots);
-    slots.time = clock.map(|c| c.resolve(slots.part_of_day.as_deref()));
+    let part = slots.part_of_day.clone();
+    slots.time = clock.map(|c| c.resolve(part.as_deref()));
+    slots.time_after = after.map(|c| c.resolve(part.as_deref()));
+    slots.time_before = before.map(|c| c.resolve(part.as_deref()));
     entities::extract_vocab(&mut cx, vocab, &mut slots);
     entities::extract_choice(&mut cx, &mut slots);
     entities::extract_digits(&mut cx, &mut slots);

@@ -52,6 +52,12 @@ pub(super) fn cardinal(cx: &Ctx, i: usize) -> Option<(u32, usize)> {
 pub(super) fn ordinal(cx: &Ctx, i: usize) -> Option<(u32, usize)> {
     let w = cx.word(i)?;
     if let Some(&n) = cx.lex.ordinals.get(w) {
+        // "vigésimo segundo": a tens ordinal and a unit ordinal.
+        if n >= 20 && n % 10 == 0 {
+            if let Some(&u) = cx.word(i + 1).and_then(|u| cx.lex.ordinals.get(u)).filter(|u| **u < 10) {
+                return Some((n + u, i + 2));
+            }
+        }
         return Some((n, i + 1));
     }
     if let Some(n) = digits_value(w) {

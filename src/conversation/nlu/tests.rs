@@ -57,7 +57,9 @@ fn relative_days() {
     assert_eq!(date("it", "dopodomani", now).as_deref(), Some("2026-11-25"));
     assert_eq!(date("en", "the day after tomorrow", now).as_deref(), Some("2026-11-25"));
     assert_eq!(date("pt", "amanhã", now).as_deref(), Some("2026-11-24"));
-    assert_eq!(date("es", "la semana que viene", now), None);
+    // A span: its first day, with `date_to` its last.
+    assert_eq!(date("es", "la semana que viene", now).as_deref(), Some("2026-11-30"));
+    assert_eq!(slots("es", "la semana que viene", now).date_to.as_deref(), Some("2026-12-06"));
 }
 
 #[test]

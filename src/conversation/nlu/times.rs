@@ -51,6 +51,60 @@ pub(super) fn extract(cx: &mut Ctx) -> Option<Clock> {
     None
 }
 
+/// Bounds: "después de las cinco", "antes de las diez", "entre las diez y
+/// las doce", "from 3 to 5". Runs before [`extract`].
+pub(super) fn extract_bounds(cx: &mut Ctx) -> (Option<Clock>, Option<Clock>) {
+    let t = &cx.lex.time;
+    let (mut after, mut before) = (None, None);
+    for i in 0..cx.len() {
+        // "ten after five" is a clock time, not a bound.
+        if i > 0 && cardinal(cx, i - 1).is_some() {
+            continue;
+        }
+        let (lower, j) = if let Some((_, j)) = cx.match_any_at(&t.between, i) {
+            (true, j)
+        } else if let Some((_, j)) = cx.match_any_at(&t.after, i) {
+            (true, j)
+        } else if let Some((_, j)) = cx.match_any_at(&t.before, i) {
+            (false, j)
+        } else {
+            continue;
+        };
+        let Some((c, mut end)) = clock_at(cx, j) else {
+            continue;
+        };
+        if lower {
+            after = after.or(Some(c));
+            if let Some((_, k)) = cx.match_any_at(&t.range_and, end) {
+                if let Some((c2, e2)) = clock_at(cx, k) {
+                    before = before.or(Some(c2));
+                    end = e2;
+                }
+            }
+        } else {
+            before = before.or(Some(c));
+        }
+        cx.mark(i, end);
+    }
+    (after, before)
+}
+
+/// A clock time right at `j` (after an introducer or a bound word).
+fn clock_at(cx: &Ctx, j: usize) -> Option<(Clock, usize)> {
+    let t = &cx.lex.time;
+    let j = cx.match_any_at(&t.introducers, j).map_or(j, |(_, e)| e);
+    if let Some(w) = cx.word(j) {
+        if let Some((h, m)) = colon(w) {
+            let (pm, end) = meridiem(cx, j + 1);
+            return Some((Clock { h, m, pm }, end));
+        }
+    }
+    if let Some((_, e)) = cx.match_any_at(&t.noon, j) {
+        return Some((Clock { h: 12, m: 0, pm: None }, e));
+    }
+    english_prefix(cx, j).or_else(|| hour_and_rest(cx, j).map(|(c, e, _)| (c, e)))
+}
+
 fn time_at(cx: &Ctx, i: usize) -> Option<(Clock, usize)> {
     let t = &cx.lex.time;
     let w = cx.word(i)?;
@@ -60,15 +114,17 @@ fn time_at(cx: &Ctx, i: usize) -> Option<(Clock, usize)> {
         return Some((Clock { h, m, pm }, end));
     }
     if let Some((_, e)) = cx.match_any_at(&t.noon, i) {
-        return Some((Clock { h: 12, m: 0, pm: None }, e));
+        // "ao meio-dia e quinze"
+        let (m, e) = minutes(cx, e).filter(|(m, _)| *m > 0).map_or((0, e), |(m, e)| (m as u32, e));
+        return Some((Clock { h: 12, m, pm: None }, e));
     }
     if let Some(found) = english_prefix(cx, i) {
         return Some(found);
     }
     // "a las diez …": an introducer makes any hour a time.
     if let Some((_, j)) = cx.match_any_at(&t.introducers, i) {
-        if let Some((c, e, _)) = hour_and_rest(cx, j) {
-            return Some((c, e));
+        if let Some(found) = clock_at(cx, j) {
+            return Some(found);
         }
     }
     // "10 am", "ten o'clock", "10h30": a bare hour needs a time marker.
@@ -88,6 +144,8 @@ fn hour_and_rest(cx: &Ctx, j: usize) -> Option<(Clock, usize, bool)> {
         marker = true;
     }
     let (delta, k2) = minutes(cx, k).unwrap_or((0, k));
+    // "nueve y media", "nine thirty": minutes make a bare hour a time.
+    marker |= k2 > k && said_minutes(cx, j, k, k2, delta);
     k = k2;
     if let Some((_, e)) = cx.match_any_at(&t.oclock, k) {
         k = e;
@@ -138,6 +196,16 @@ fn minutes(cx: &Ctx, k: usize) -> Option<(i32, usize)> {
     Some((n as i32, skip_minute_word(cx, e)))
 }
 
+/// Minutes that make a bare hour a time: "y media", "menos cuarto", or
+/// a round word number with nothing numeric after it ("nine thirty"),
+/// so that spoken digit strings ("cuatro cinco seis") stay digits.
+fn said_minutes(cx: &Ctx, j: usize, k: usize, k2: usize, delta: i32) -> bool {
+    let words = digits_value(cx.toks[j].norm.as_str()).is_none();
+    let linked = cx.word(k).is_some_and(|w| cx.lex.time.connectors.contains(w) || cx.match_any_at(&cx.lex.time.minus, k).is_some());
+    let round = delta >= 10 && delta % 5 == 0;
+    words && delta != 0 && (linked || round) && cardinal(cx, k2).is_none()
+}
+
 fn skip_minute_word(cx: &Ctx, e: usize) -> usize {
     cx.match_any_at(&cx.lex.time.minute_words, e).map_or(e, |(_, e2)| e2)
 }
@@ -153,7 +221,15 @@ fn english_prefix(cx: &Ctx, i: usize) -> Option<(Clock, usize)> {
         let (n, e) = cardinal(cx, i).filter(|(n, _)| (1..60).contains(n))?;
         (n, skip_minute_word(cx, e))
     };
-    let (before, k) = if let Some((_, e)) = cx.match_any_at(&t.past, j) { (false, e) } else { (true, cx.match_any_at(&t.to, j)?.1) };
+    let (before, k) = if let Some((_, e)) = cx.match_any_at(&t.past, j) {
+        (false, e)
+    } else if let Some((_, e)) = cx.match_any_at(&t.to, j) {
+        (true, e)
+    } else if mins == 15 {
+        (true, cx.match_any_at(&t.quarter_to, j)?.1)
+    } else {
+        return None;
+    };
     let (h, e) = cardinal(cx, k).filter(|(h, _)| (1..=12).contains(h))?;
     let (pm, end) = meridiem(cx, e);
     let (h, m) = if before { ((h + 11) % 12 + if h == 1 { 12 } else { 0 }, 60 - mins) } else { (h, mins) };
