@@ -12,9 +12,12 @@
 //!    rejected packet and the bytes it sent back per byte received (an
 //!    amplifier sends back more than it gets).
 //!
-//! The server and the generator (`secure_calls.rs`) are the ones of the
-//! TLS+SRTP comparison; here the trunk is 127.0.0.1 alone, so that the
-//! outsider's address is a stranger's.
+//! The server is the one of the TLS+SRTP comparison, here with the trunk
+//! on 127.0.0.1 alone, so that the outsider's address is a stranger's. The
+//! overload table's calls come from `lean.rs` (one task for all calls, as
+//! SIPp does: the task-per-call generator of `secure_calls.rs` took more of
+//! the shared 2 cores the more it offered); the flood table's legitimate
+//! calls from `secure_calls.rs`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,8 +28,9 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
-use super::calls::{self, CallFailure, Trunk};
-use super::{print_notes, ratio, CpuMark, EchoServer, SecureBenchError};
+use super::calls::{self, Trunk};
+use super::lean::{self, Load, Outcome};
+use super::{ratio, CpuMark, EchoServer, SecureBenchError};
 
 /// Pause between the tables, for the server to finish what the last left.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -67,7 +71,7 @@ pub async fn run(o: &OverloadOptions) -> Result<(), SecureBenchError> {
         std::net::Ipv4Addr::from(OUTSIDER),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
-    overload(&trunk, o).await;
+    overload(server.udp, o).await?;
     // The overload's calls wind down (BYEs, timeouts) before the next table.
     tokio::time::sleep(SETTLE).await;
     flood(&trunk, server.udp, o).await?;
@@ -84,105 +88,59 @@ fn overload_config(cert: &Path, key: &Path) -> String {
     super::server_config(cert, key).replace(r#"cidrs = ["127.0.0.0/8"]"#, r#"cidrs = ["127.0.0.1/32"]"#).replace("max_calls = 4000\n", "")
 }
 
-/// Table 1: capacity, then open-loop offers beyond it.
-async fn overload(trunk: &Arc<Trunk>, o: &OverloadOptions) {
+/// Table 1: capacity, then open-loop offers beyond it, both from the lean
+/// generator (one task, see `lean.rs`), so that offering more costs the
+/// machine as little as it can besides the server's own work.
+async fn overload(server: SocketAddr, o: &OverloadOptions) -> Result<(), SecureBenchError> {
     println!("## Past capacity (INVITE → 200 → ACK → BYE → 200; offered open-loop at multiples of capacity)\n");
     println!(
         "| offered | calls | completed | refused (503) | failed otherwise | completed setups/s within the window | of capacity | server CPU | generator CPU |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     // Sustained for as long as an open-loop step: a short burst reads high.
-    let cap = timed_setups(trunk, o.capacity_in_flight, o.seconds).await;
-    let capacity = cap.rate;
+    let (cap, cpu) = step(server, Load::Closed(o.capacity_in_flight), o.seconds).await?;
+    let capacity = cap.completed_in_window as f64 / o.seconds.max(1e-3);
     println!(
         "| closed loop, {} in flight, {} s | {} | {} | – | {} | {capacity:.0} | 100 % | {:.0} % | {:.0} % |",
         o.capacity_in_flight,
         o.seconds,
-        cap.done + cap.failed,
-        cap.done,
-        cap.failed,
-        cap.server * 100.0,
-        cap.generator * 100.0
+        cap.calls,
+        cap.completed,
+        cap.failed + cap.refused,
+        cpu.server * 100.0,
+        cpu.generator * 100.0
     );
-    let mut notes = Vec::new();
     let mut held = Vec::new();
     for &m in &o.multiples {
+        tokio::time::sleep(SETTLE).await;
         let rate = capacity * m;
-        let s = open_loop(trunk, rate, o.seconds).await;
-        let share = if capacity > 0.0 { s.rate / capacity * 100.0 } else { 0.0 };
+        let (s, cpu) = step(server, Load::Open(rate), o.seconds).await?;
+        let done = s.completed_in_window as f64 / o.seconds.max(1e-3);
+        let share = if capacity > 0.0 { done / capacity * 100.0 } else { 0.0 };
         println!(
-            "| {m}× = {rate:.0}/s | {} | {} | {} | {} | {:.0} | {share:.0} % | {:.0} % | {:.0} % |",
+            "| {m}× = {rate:.0}/s | {} | {} | {} | {} | {done:.0} | {share:.0} % | {:.0} % | {:.0} % |",
             s.calls,
             s.completed,
             s.refused,
             s.failed,
-            s.rate,
-            s.cpu_server * 100.0,
-            s.cpu_generator * 100.0
+            cpu.server * 100.0,
+            cpu.generator * 100.0
         );
-        if let Some(f) = s.first_failure {
-            notes.push(format!("{m}×: the first other failure: {f}"));
-        }
         held.push((m, share));
     }
-    print_notes(&notes);
     let summary: Vec<String> = held
         .iter()
         .map(|(m, share)| format!("{m}×: {share:.0} % {}", if *share >= HOLD_PERCENT { "(holds)" } else { "(below 90 %)" }))
         .collect();
     println!("\nCapacity {capacity:.0} setups/s; completed when offered more — {}\n", summary.join(", "));
+    Ok(())
 }
 
-/// What one open-loop step measured.
-struct OpenStep {
-    calls: usize,
-    completed: u64,
-    refused: u64,
-    failed: u64,
-    first_failure: Option<CallFailure>,
-    /// Calls completed within the offered window, per second of it (the
-    /// goodput while overloaded; stragglers retransmitted past it do not count).
-    rate: f64,
-    cpu_server: f64,
-    cpu_generator: f64,
-}
-
-/// Starts `rate` calls per second for `seconds`, on schedule, each its own task.
-async fn open_loop(trunk: &Arc<Trunk>, rate: f64, seconds: f64) -> OpenStep {
-    let calls = (rate * seconds).round().max(1.0) as usize;
+/// One step of the lean generator, with the CPU it and the server used.
+async fn step(server: SocketAddr, load: Load, seconds: f64) -> Result<(Outcome, super::CpuUse), SecureBenchError> {
     let mark = CpuMark::now();
-    let start = Instant::now();
-    let mut set = JoinSet::new();
-    for i in 0..calls {
-        let due = start + Duration::from_secs_f64(i as f64 / rate.max(1.0));
-        tokio::time::sleep_until(due.into()).await;
-        let t = trunk.clone();
-        set.spawn(async move { (calls::call(&t, None).await, Instant::now()) });
-    }
-    let mut s =
-        OpenStep { calls, completed: 0, refused: 0, failed: 0, first_failure: None, rate: 0.0, cpu_server: 0.0, cpu_generator: 0.0 };
-    let window = Duration::from_secs_f64(seconds);
-    let mut in_window = 0u64;
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok((Ok(_), at)) => {
-                s.completed += 1;
-                if at.duration_since(start) <= window {
-                    in_window += 1;
-                }
-            }
-            Ok((Err(CallFailure::Refused { method: "INVITE", code: 503 }), _)) => s.refused += 1,
-            Ok((Err(e), _)) => {
-                s.failed += 1;
-                s.first_failure.get_or_insert(e);
-            }
-            Err(_) => s.failed += 1,
-        }
-    }
-    let cpu = mark.since();
-    (s.cpu_server, s.cpu_generator) = (cpu.server, cpu.generator);
-    s.rate = in_window as f64 / seconds.max(1e-3);
-    s
+    let out = lean::run(server, load, seconds).await?;
+    Ok((out, mark.since()))
 }
 
 /// Table 2: legitimate calls with and without a flood, then the flood alone.
@@ -231,11 +189,9 @@ async fn flood(trunk: &Arc<Trunk>, server: SocketAddr, o: &OverloadOptions) -> R
 
 /// What a closed-loop step measured.
 struct Timed {
-    done: u64,
     failed: u64,
     rate: f64,
     server: f64,
-    generator: f64,
 }
 
 /// Closed-loop calls, `in_flight` at a time, for about `seconds`.
@@ -260,7 +216,7 @@ async fn timed_setups(trunk: &Arc<Trunk>, in_flight: usize, seconds: f64) -> Tim
     let elapsed = mark.at.elapsed().as_secs_f64().max(1e-3);
     let cpu = mark.since();
     let (done, failed) = (done.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    Timed { done, failed, rate: done as f64 / elapsed, server: cpu.server, generator: cpu.generator }
+    Timed { failed, rate: done as f64 / elapsed, server: cpu.server }
 }
 
 /// The outsider: INVITEs, each a new call, paced at a rate, from a

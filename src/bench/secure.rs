@@ -41,6 +41,9 @@ pub mod calls;
 /// Past capacity and under a flood (issue 13), with the same server and generator.
 #[path = "overload.rs"]
 pub mod overload;
+/// A generator of calls that costs little per call, for the overload table.
+#[path = "lean.rs"]
+pub(crate) mod lean;
 use calls::{CallFailure, Media, MediaCount, Mode, Tone, Trunk, PACKETS_PER_SECOND};
 
 /// Name of every thread of the server's runtime. Linux keeps 15 bytes of a

@@ -44,6 +44,15 @@ impl Vocabulary {
                 .iter()
                 .map(|p| ProviderTerm { id: p.id.clone(), name: p.name.clone(), specialty: p.specialty.clone() })
                 .collect(),
+            opening_hours: super::nlu::WEEKDAYS
+                .iter()
+                .zip(config.clinic.opening_hours.0.iter())
+                .filter(|(_, ranges)| !ranges.is_empty())
+                .map(|(day, ranges)| {
+                    let ranges = ranges.iter().map(|r| format!("{}-{}", r.start.format("%H:%M"), r.end.format("%H:%M"))).collect();
+                    (day.to_string(), ranges)
+                })
+                .collect(),
         }
     }
 }

@@ -30,7 +30,39 @@ pub struct Vocabulary {
     pub specialties: Vec<SpecialtyTerm>,
     #[serde(default)]
     pub providers: Vec<ProviderTerm>,
+    /// The clinic's opening hours by weekday ("monday" → ["09:00-14:00"]),
+    /// for reading an hour said without a part of day: "a las cinco" is
+    /// 17:00 where the clinic opens 9–20, 05:00 nowhere.
+    #[serde(default)]
+    pub opening_hours: BTreeMap<String, Vec<String>>,
 }
+
+impl Vocabulary {
+    /// Whether the clinic is open at `h:m` on `day` (any day when `None`);
+    /// `None` when it has no hours at all.
+    pub(crate) fn open_at(&self, day: Option<chrono::Weekday>, h: u32, m: u32) -> Option<bool> {
+        if self.opening_hours.is_empty() {
+            return None;
+        }
+        let minute = h * 60 + m;
+        let within = |range: &String| {
+            let (a, b) = range.split_once('-')?;
+            let at = |s: &str| {
+                let (h, m) = s.trim().split_once(':')?;
+                Some(h.parse::<u32>().ok()? * 60 + m.parse::<u32>().ok()?)
+            };
+            Some(at(a)? <= minute && minute < at(b)?)
+        };
+        let days: Vec<&str> = match day {
+            Some(d) => vec![WEEKDAYS[d.num_days_from_monday() as usize]],
+            None => WEEKDAYS.to_vec(),
+        };
+        Some(days.iter().any(|d| self.opening_hours.get(*d).is_some_and(|rs| rs.iter().any(|r| within(r) == Some(true)))))
+    }
+}
+
+/// Weekday keys of `opening_hours`, Monday first (as in the configuration).
+pub(crate) const WEEKDAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
 
 /// A specialty id ("dermatology") with its spoken names per language.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -145,7 +177,10 @@ pub struct Understanding {
 ///   years ahead) and in the past after a birth cue;
 /// - spans ("la semana que viene", "a finales de mes") set `date` and
 ///   `date_to`;
-/// - hours 1–7 without am/pm are afternoon (clinics do not open at 3 am);
+/// - an hour without am/pm or part of day is the reading within the
+///   clinic's opening hours (`Vocabulary::opening_hours`, for the date
+///   said or any day); when both or neither are, 1–7 are afternoon
+///   (clinics do not open at 3 am);
 /// - "de la tarde"/"pm" right after a time set only `time`, not `part_of_day`;
 /// - a fully dated day in the past (or after "nací"/"born") is a birth date;
 /// - emergency phrases always win, even if negated ("no me duele el pecho").
@@ -165,9 +200,11 @@ pub fn understand(text: &str, lex: &Lexicon, vocab: &Vocabulary, now: chrono::Na
     let clock = times::extract(&mut cx);
     dates::extract_relative(&mut cx, now.date(), &mut slots);
     let part = slots.part_of_day.clone();
-    slots.time = clock.map(|c| c.resolve(part.as_deref()));
-    slots.time_after = after.map(|c| c.resolve(part.as_deref()));
-    slots.time_before = before.map(|c| c.resolve(part.as_deref()));
+    let day = slots.date.as_deref().and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()).map(|d| chrono::Datelike::weekday(&d));
+    let open = |h: u32, m: u32| vocab.open_at(day, h, m);
+    slots.time = clock.map(|c| c.resolve(part.as_deref(), &open));
+    slots.time_after = after.map(|c| c.resolve(part.as_deref(), &open));
+    slots.time_before = before.map(|c| c.resolve(part.as_deref(), &open));
     entities::extract_vocab(&mut cx, vocab, &mut slots);
     entities::extract_choice(&mut cx, &mut slots);
     entities::extract_digits(&mut cx, &mut slots);

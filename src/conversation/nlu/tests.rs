@@ -172,3 +172,27 @@ fn unknown_top_level_tables_are_ignored() {
     let with_prompts = format!("[other.deep]\nx = 1\n{text}");
     assert!(Lexicon::from_toml_str("es", &with_prompts).is_ok());
 }
+
+/// An hour said without a part of day is read within the clinic's opening
+/// hours, for the day said (or any day); when both readings or neither
+/// fall within them, 1–7 are afternoon as before.
+#[test]
+fn an_hour_without_part_of_day_is_read_within_opening_hours() {
+    let mut v = Vocabulary::default();
+    for day in ["monday", "tuesday", "wednesday", "thursday", "friday"] {
+        v.opening_hours.insert(day.into(), vec!["15:00-22:00".into()]);
+    }
+    v.opening_hours.insert("saturday".into(), vec!["07:00-13:00".into()]);
+    // 2026-11-23 is a Monday; the 28th a Saturday.
+    let t = |lang: &str, text: &str| understand(text, &lex(lang), &v, at(2026, 11, 23)).slots.time;
+    assert_eq!(t("es", "el lunes a las nueve").as_deref(), Some("21:00"));
+    assert_eq!(t("es", "el sábado a las nueve").as_deref(), Some("09:00"));
+    assert_eq!(t("it", "sabato alle sette").as_deref(), Some("07:00"), "not 19:00: closed then on Saturdays");
+    assert_eq!(t("en", "on the 30th at eight").as_deref(), Some("20:00"), "the 30th is a Monday");
+    assert_eq!(t("pt", "às nove").as_deref(), Some("09:00"), "no day said: both readings are open some day, as said");
+    // Without hours, the old rule.
+    assert_eq!(time("es", "a las nueve").as_deref(), Some("09:00"));
+    assert_eq!(time("es", "a las seis").as_deref(), Some("18:00"));
+    // A part of day or am/pm always wins.
+    assert_eq!(t("es", "el lunes a las nueve de la mañana").as_deref(), Some("09:00"));
+}

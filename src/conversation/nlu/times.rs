@@ -2,8 +2,10 @@
 //! "alle quattro del pomeriggio", "10:30", "10h30", "mediodía".
 //!
 //! Hours without am/pm are resolved late, once the part of day is known:
-//! afternoon/evening → pm; otherwise 1–7 → pm (clinics do not open at
-//! 3 am) and 8–12 stay as said.
+//! afternoon/evening → pm; otherwise the reading that falls within the
+//! clinic's opening hours (for the day said, or any day when none was),
+//! and when both or neither do, 1–7 → pm (clinics do not open at 3 am)
+//! and 8–12 stay as said.
 
 use super::matcher::Ctx;
 use super::numbers::{cardinal, digits_value};
@@ -19,15 +21,20 @@ pub(super) struct Clock {
 
 impl Clock {
     /// "HH:MM" using an explicit meridiem, else the part of day, else the
-    /// clinic-hours heuristic.
-    pub fn resolve(self, part_of_day: Option<&str>) -> String {
+    /// clinic's opening hours (`open(h, m)`: whether the clinic is open
+    /// then; `None` when it has no hours), else the clinic-hours heuristic.
+    pub fn resolve(self, part_of_day: Option<&str>, open: &dyn Fn(u32, u32) -> Option<bool>) -> String {
         let pm = match self.pm {
             Some(pm) => pm,
             None if self.h >= 12 => false,
             None => match part_of_day {
                 Some("afternoon") | Some("evening") => true,
                 Some(_) => false,
-                None => (1..=7).contains(&self.h),
+                None => match (open(self.h, self.m), open(self.h + 12, self.m)) {
+                    (Some(true), Some(false)) => false,
+                    (Some(false), Some(true)) => true,
+                    _ => (1..=7).contains(&self.h),
+                },
             },
         };
         let h = match (pm, self.h) {
