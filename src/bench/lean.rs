@@ -46,7 +46,9 @@ pub(super) struct Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// INVITE sent; `provisional` once a 1xx stopped the retransmissions.
-    Inviting { provisional: bool },
+    Inviting {
+        provisional: bool,
+    },
     /// 2xx ACKed, BYE sent.
     Ending,
     Over,

@@ -38,12 +38,12 @@ use crate::sip::driver::{DriverError, SipServer};
 
 #[path = "secure_calls.rs"]
 pub mod calls;
-/// Past capacity and under a flood (issue 13), with the same server and generator.
-#[path = "overload.rs"]
-pub mod overload;
 /// A generator of calls that costs little per call, for the overload table.
 #[path = "lean.rs"]
 pub(crate) mod lean;
+/// Past capacity and under a flood (issue 13), with the same server and generator.
+#[path = "overload.rs"]
+pub mod overload;
 use calls::{CallFailure, Media, MediaCount, Mode, Tone, Trunk, PACKETS_PER_SECOND};
 
 /// Name of every thread of the server's runtime. Linux keeps 15 bytes of a

@@ -49,7 +49,12 @@ impl Conversation {
             // "El 21 es martes: ¿el martes 21 o el lunes 20?"
             let prompts = &self.ctx.language.prompts;
             let weekday = prompts.weekday(by_day.weekday().num_days_from_monday() as usize).to_string();
-            let args = [("day", by_day.day().to_string()), ("weekday", weekday), ("by_day", prompts.date(by_day)), ("by_weekday", prompts.date(by_weekday))];
+            let args = [
+                ("day", by_day.day().to_string()),
+                ("weekday", weekday),
+                ("by_day", prompts.date(by_day)),
+                ("by_weekday", prompts.date(by_weekday)),
+            ];
             let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let q = self.p("date_conflict", &args);
             self.state = State::AskWhen { want };

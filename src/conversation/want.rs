@@ -133,4 +133,3 @@ fn part_of_day(s: &str) -> Option<PartOfDay> {
         _ => None,
     }
 }
-

@@ -336,8 +336,7 @@ impl Endpoint {
     /// read that way: the full path then decides, as for any message.
     fn refuse_new_call_unread(&mut self, peer: Peer, bytes: &[u8]) -> bool {
         let Some(inv) = overload::NewInvite::scan(bytes) else { return false };
-        let (Ok(call_id), Ok(from_tag)) =
-            (std::str::from_utf8(inv.call_id()), std::str::from_utf8(inv.from_tag().unwrap_or_default()))
+        let (Ok(call_id), Ok(from_tag)) = (std::str::from_utf8(inv.call_id()), std::str::from_utf8(inv.from_tag().unwrap_or_default()))
         else {
             return false;
         };

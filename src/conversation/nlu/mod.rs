@@ -200,7 +200,8 @@ pub fn understand(text: &str, lex: &Lexicon, vocab: &Vocabulary, now: chrono::Na
     let clock = times::extract(&mut cx);
     dates::extract_relative(&mut cx, now.date(), &mut slots);
     let part = slots.part_of_day.clone();
-    let day = slots.date.as_deref().and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()).map(|d| chrono::Datelike::weekday(&d));
+    let day =
+        slots.date.as_deref().and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()).map(|d| chrono::Datelike::weekday(&d));
     let open = |h: u32, m: u32| vocab.open_at(day, h, m);
     slots.time = clock.map(|c| c.resolve(part.as_deref(), &open));
     slots.time_after = after.map(|c| c.resolve(part.as_deref(), &open));

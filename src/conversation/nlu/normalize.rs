@@ -54,7 +54,10 @@ pub fn tokenize(text: &str) -> Vec<Tok> {
             && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit())
         {
             raw.push(c);
-        } else if c == '.' && raw.chars().last().is_some_and(|p| p.is_ascii_digit()) && matches!(chars.get(i + 1), Some('\u{00BA}' | '\u{00AA}')) {
+        } else if c == '.'
+            && raw.chars().last().is_some_and(|p| p.is_ascii_digit())
+            && matches!(chars.get(i + 1), Some('\u{00BA}' | '\u{00AA}'))
+        {
             // "1.º": the dot belongs to the ordinal indicator.
         } else if c == '\u{00BA}' || c == '\u{00AA}' || c == '\u{00B0}' {
             // Ordinal indicators: "1º", "1ª", "1°" -> separate suffix token.
