@@ -9,6 +9,12 @@
 //! SIPp is: INVITE (retransmitted on RFC 3261's Timer A until a provisional
 //! or final answer, for at most [`FINAL_WITHIN`]), the 2xx ACKed and a BYE
 //! sent at once, a failure ACKed within its transaction.
+//!
+//! With `oc` it is a carrier that honours RFC 7339: it puts `oc` in its
+//! Via, reads the server's answer in the Via of each response, and while
+//! that holds drops that percentage of its new calls at random before
+//! sending them (the RFC's loss-based client; a real carrier would route
+//! them elsewhere or give the caller a busy tone).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -40,6 +46,8 @@ pub(super) struct Outcome {
     pub completed_in_window: u64,
     pub refused: u64,
     pub failed: u64,
+    /// Calls the generator held back itself, as the server asked (RFC 7339).
+    pub held_back: u64,
     pub elapsed: f64,
 }
 
@@ -67,7 +75,7 @@ struct Call {
 
 /// Places calls on `server` as `load` says, for `seconds`, and waits for
 /// the last ones (at most [`FINAL_WITHIN`] after the window).
-pub(super) async fn run(server: SocketAddr, load: Load, seconds: f64) -> std::io::Result<Outcome> {
+pub(super) async fn run(server: SocketAddr, load: Load, seconds: f64, oc: bool) -> std::io::Result<Outcome> {
     let sock = UdpSocket::bind("127.0.0.1:0").await?;
     crate::sip::driver::large_buffers(&sock);
     let mut g = Generator {
@@ -76,6 +84,8 @@ pub(super) async fn run(server: SocketAddr, load: Load, seconds: f64) -> std::io
         run: rand::random::<u32>(),
         sdp: offer_sdp(SocketAddr::from(([127, 0, 0, 1], 9)), None),
         calls: Vec::new(),
+        scheduled: 0,
+        oc: oc.then(Told::default),
         waiting: Vec::new(),
         out: Vec::new(),
         outcome: Outcome::default(),
@@ -93,8 +103,13 @@ pub(super) async fn run(server: SocketAddr, load: Load, seconds: f64) -> std::io
             match load {
                 Load::Open(rate) => {
                     let due = (now.duration_since(g.start).as_secs_f64() * rate) as usize;
-                    while g.calls.len() < due {
-                        g.start_call(now);
+                    while g.scheduled < due {
+                        g.scheduled += 1;
+                        if g.holds_back(now) {
+                            g.outcome.held_back += 1;
+                        } else {
+                            g.start_call(now);
+                        }
                     }
                 }
                 Load::Closed(n) => {
@@ -129,12 +144,25 @@ pub(super) async fn run(server: SocketAddr, load: Load, seconds: f64) -> std::io
     Ok(g.outcome)
 }
 
+/// What the server last said about holding back (RFC 7339).
+#[derive(Debug, Default)]
+struct Told {
+    percent: u8,
+    until: Option<Instant>,
+    /// `oc-seq`, as (seconds, fraction): older answers are ignored.
+    seq: (u64, u64),
+}
+
 struct Generator {
     local: SocketAddr,
     server: SocketAddr,
     run: u32,
     sdp: String,
     calls: Vec<Call>,
+    /// Calls due so far on an open-loop schedule, placed or held back.
+    scheduled: usize,
+    /// `Some` when honouring RFC 7339.
+    oc: Option<Told>,
     /// Calls not over, by index (swept lazily).
     waiting: Vec<usize>,
     out: Vec<String>,
@@ -158,14 +186,39 @@ impl Generator {
         self.out.push(invite);
     }
 
+    /// Whether the next new call is dropped here, as the server asked.
+    fn holds_back(&mut self, now: Instant) -> bool {
+        match &self.oc {
+            Some(t) if t.percent > 0 && t.until.is_some_and(|u| now < u) => rand::random::<f64>() * 100.0 < f64::from(t.percent),
+            _ => false,
+        }
+    }
+
+    /// Reads RFC 7339's parameters from a response's top Via.
+    fn told(&mut self, now: Instant, text: &str) {
+        let Some(t) = self.oc.as_mut() else { return };
+        let Some(via) = header(text, "Via", "v") else { return };
+        let top = via.split(',').next().unwrap_or_default();
+        let param =
+            |name: &str| top.split(';').skip(1).find_map(|p| p.trim().strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::trim);
+        let (Some(percent), Some(seq)) = (param("oc").and_then(|v| v.parse::<u8>().ok()), param("oc-seq")) else { return };
+        let seq = seq.split_once('.').and_then(|(s, f)| Some((s.parse().ok()?, f.parse().ok()?))).unwrap_or_default();
+        if seq < t.seq {
+            return;
+        }
+        let validity = param("oc-validity").and_then(|v| v.parse::<u64>().ok()).unwrap_or(500);
+        (t.percent, t.seq, t.until) = (percent.min(100), seq, Some(now + Duration::from_millis(validity)));
+    }
+
     /// A request of call `i`; `kind` tells the branches apart (INVITE and
     /// the ACK of a failure share one).
     fn request(&self, i: usize, method: &str, cseq: u32, kind: char) -> String {
         let (local, server, run) = (self.local, self.server, self.run);
         let to = self.calls[i].to.clone().unwrap_or_else(|| format!("<sip:{CALLEE}@{server}>"));
         let body = (method == "INVITE").then_some(self.sdp.as_str());
+        let oc = if self.oc.is_some() { ";oc;oc-algo=\"loss\"" } else { "" };
         let mut m = format!(
-            "{method} sip:{CALLEE}@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKl{run:x}{kind}{i};rport\r\n\
+            "{method} sip:{CALLEE}@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKl{run:x}{kind}{i};rport{oc}\r\n\
              Max-Forwards: 70\r\nFrom: <sip:bench@{ip}>;tag=l{i}\r\nTo: {to}\r\nCall-ID: l{run:x}-{i}@bench\r\nCSeq: {cseq} {method}\r\n\
              Contact: <sip:bench@{local}>\r\n",
             ip = local.ip()
@@ -182,6 +235,7 @@ impl Generator {
         let Some(code) = text.strip_prefix("SIP/2.0 ").and_then(|r| r.get(..3)).and_then(|c| c.parse::<u16>().ok()) else {
             return;
         };
+        self.told(now, text);
         let Some(i) = header(text, "Call-ID", "i")
             .and_then(|c| c.strip_prefix(&format!("l{:x}-", self.run)))
             .and_then(|c| c.strip_suffix("@bench"))

@@ -5,7 +5,10 @@
 //!    and 3× that rate — started on schedule whether or not earlier ones
 //!    finished, as callers do — and the table reports how many completed
 //!    per second, how many were refused cheaply (503 with Retry-After),
-//!    and how many failed otherwise. Holding ≥ 90 % of capacity is the aim.
+//!    and how many failed otherwise. Each multiple is offered twice: by a
+//!    carrier that only reads the 503s, and by one that honours RFC 7339
+//!    (`sip/oc.rs`) and holds back what the server asks. Holding ≥ 90 %
+//!    of capacity is the aim.
 //! 2. **Flood.** Legitimate calls from the trunk (127.0.0.1) with and
 //!    without an outsider (127.0.0.2, not a trunk) sending INVITEs as fast
 //!    as `flood_rate`; then the flood alone, for the server's CPU per
@@ -94,14 +97,14 @@ fn overload_config(cert: &Path, key: &Path) -> String {
 async fn overload(server: SocketAddr, o: &OverloadOptions) -> Result<(), SecureBenchError> {
     println!("## Past capacity (INVITE → 200 → ACK → BYE → 200; offered open-loop at multiples of capacity)\n");
     println!(
-        "| offered | calls | completed | refused (503) | failed otherwise | completed setups/s within the window | of capacity | server CPU | generator CPU |"
+        "| offered | the carrier | calls sent | completed | refused (503) | held back by the carrier | failed otherwise | completed setups/s within the window | of capacity | server CPU | generator CPU |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     // Sustained for as long as an open-loop step: a short burst reads high.
-    let (cap, cpu) = step(server, Load::Closed(o.capacity_in_flight), o.seconds).await?;
+    let (cap, cpu) = step(server, Load::Closed(o.capacity_in_flight), o.seconds, false).await?;
     let capacity = cap.completed_in_window as f64 / o.seconds.max(1e-3);
     println!(
-        "| closed loop, {} in flight, {} s | {} | {} | – | {} | {capacity:.0} | 100 % | {:.0} % | {:.0} % |",
+        "| closed loop, {} in flight, {} s | – | {} | {} | – | – | {} | {capacity:.0} | 100 % | {:.0} % | {:.0} % |",
         o.capacity_in_flight,
         o.seconds,
         cap.calls,
@@ -112,34 +115,41 @@ async fn overload(server: SocketAddr, o: &OverloadOptions) -> Result<(), SecureB
     );
     let mut held = Vec::new();
     for &m in &o.multiples {
-        tokio::time::sleep(SETTLE).await;
-        let rate = capacity * m;
-        let (s, cpu) = step(server, Load::Open(rate), o.seconds).await?;
-        let done = s.completed_in_window as f64 / o.seconds.max(1e-3);
-        let share = if capacity > 0.0 { done / capacity * 100.0 } else { 0.0 };
-        println!(
-            "| {m}× = {rate:.0}/s | {} | {} | {} | {} | {done:.0} | {share:.0} % | {:.0} % | {:.0} % |",
-            s.calls,
-            s.completed,
-            s.refused,
-            s.failed,
-            cpu.server * 100.0,
-            cpu.generator * 100.0
-        );
-        held.push((m, share));
+        // A carrier that only reads 503s, then one that honours RFC 7339.
+        for oc in [false, true] {
+            tokio::time::sleep(SETTLE).await;
+            let rate = capacity * m;
+            let (s, cpu) = step(server, Load::Open(rate), o.seconds, oc).await?;
+            let done = s.completed_in_window as f64 / o.seconds.max(1e-3);
+            let share = if capacity > 0.0 { done / capacity * 100.0 } else { 0.0 };
+            let carrier = if oc { "RFC 7339 (oc)" } else { "503 only" };
+            println!(
+                "| {m}× = {rate:.0}/s | {carrier} | {} | {} | {} | {} | {} | {done:.0} | {share:.0} % | {:.0} % | {:.0} % |",
+                s.calls,
+                s.completed,
+                s.refused,
+                s.held_back,
+                s.failed,
+                cpu.server * 100.0,
+                cpu.generator * 100.0
+            );
+            held.push((m, carrier, share));
+        }
     }
     let summary: Vec<String> = held
         .iter()
-        .map(|(m, share)| format!("{m}×: {share:.0} % {}", if *share >= HOLD_PERCENT { "(holds)" } else { "(below 90 %)" }))
+        .map(|(m, carrier, share)| {
+            format!("{m}× ({carrier}): {share:.0} % {}", if *share >= HOLD_PERCENT { "(holds)" } else { "(below 90 %)" })
+        })
         .collect();
     println!("\nCapacity {capacity:.0} setups/s; completed when offered more — {}\n", summary.join(", "));
     Ok(())
 }
 
 /// One step of the lean generator, with the CPU it and the server used.
-async fn step(server: SocketAddr, load: Load, seconds: f64) -> Result<(Outcome, super::CpuUse), SecureBenchError> {
+async fn step(server: SocketAddr, load: Load, seconds: f64, oc: bool) -> Result<(Outcome, super::CpuUse), SecureBenchError> {
     let mark = CpuMark::now();
-    let out = lean::run(server, load, seconds).await?;
+    let out = lean::run(server, load, seconds, oc).await?;
     Ok((out, mark.since()))
 }
 

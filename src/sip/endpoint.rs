@@ -27,10 +27,10 @@ use super::config::{SipConfig, Transport};
 use super::dialog::{new_tag, response_for, Local};
 use super::flood::RateLimiter;
 use super::message::{self, Method, ParseError, Request, Response, SipMessage};
-use super::overload;
 use super::registrar::Registrar;
 use super::transaction::{Peer, ServerMatch, Transactions, Transmit, TxEvent, TxKey};
 use super::validate::{self, Rejection, RequestInfo};
+use super::{oc, overload};
 use crate::media::sdp::Negotiated;
 
 #[path = "endpoint_calls.rs"]
@@ -159,6 +159,10 @@ pub struct Endpoint {
     registrations: Vec<registration::Registration>,
     reg_tx: HashMap<TxKey, usize>,
     limiter: RateLimiter,
+    /// RFC 7339: how much of their new traffic clients that ask should hold back.
+    oc: oc::LossControl,
+    /// The time of the input or timer being handled (`handle_*`).
+    clock: Option<(Instant, u64)>,
 }
 
 /// Counters for tests and benchmarks.
@@ -206,6 +210,8 @@ impl Endpoint {
             events: VecDeque::new(),
             next_sweep: None,
             stats: EndpointStats::default(),
+            oc: oc::LossControl::default(),
+            clock: None,
         }
     }
 
@@ -296,6 +302,7 @@ impl Endpoint {
 
     /// Feed one received datagram (UDP) or one framed message (TCP).
     pub fn handle_input(&mut self, now: Instant, wall: u64, peer: Peer, bytes: &[u8]) {
+        self.clock = Some((now, wall));
         // Before any parsing: a source over its rate costs one table
         // lookup. Trunks are exempt (a carrier's burst is our callers).
         let trunk = self.cfg.trunk_for_source(peer.addr.ip()).is_some();
@@ -305,7 +312,7 @@ impl Endpoint {
         }
         let datagram = peer.transport == Transport::Udp;
         let known = trunk || self.registrar.is_registered_source(peer.addr, wall).is_some();
-        if known && self.calls.len() >= self.cfg.limits.max_calls && self.refuse_new_call_unread(peer, bytes) {
+        if known && self.calls.len() >= self.cfg.limits.max_calls && self.refuse_new_call_unread(now, wall, peer, bytes) {
             return;
         }
         match message::parse(bytes, datagram) {
@@ -334,7 +341,7 @@ impl Endpoint {
     /// with a stateless 503 read from its raw header lines (`overload`),
     /// unless it repeats a call we took. False when it is not one we can
     /// read that way: the full path then decides, as for any message.
-    fn refuse_new_call_unread(&mut self, peer: Peer, bytes: &[u8]) -> bool {
+    fn refuse_new_call_unread(&mut self, now: Instant, wall: u64, peer: Peer, bytes: &[u8]) -> bool {
         let Some(inv) = overload::NewInvite::scan(bytes) else { return false };
         let (Ok(call_id), Ok(from_tag)) = (std::str::from_utf8(inv.call_id()), std::str::from_utf8(inv.from_tag().unwrap_or_default()))
         else {
@@ -345,8 +352,10 @@ impl Endpoint {
         }
         self.stats.overloaded += 1;
         self.stats.rejected += 1;
+        self.oc.handle_new_call(now, wall, true);
         let tag = overload::refusal_tag(self.rng.gen());
-        let bytes = inv.refusal(&tag, self.cfg.limits.retry_after_s, &self.cfg.user_agent);
+        let told = oc::asks(inv.top_via()).then(|| self.oc.via_params(now, wall));
+        let bytes = inv.refusal(&tag, self.cfg.limits.retry_after_s, &self.cfg.user_agent, told.as_deref());
         self.out.push_back(Transmit { peer, bytes });
         true
     }
@@ -366,6 +375,7 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, wall: u64) {
+        self.clock = Some((now, wall));
         for ev in self.tx.handle_timeout(now) {
             match ev {
                 TxEvent::ClientTimeout(key) => {
@@ -431,14 +441,21 @@ impl Endpoint {
         let starts_something = info.to.tag().is_none() && !matches!(req.method, Method::Ack | Method::Cancel);
         // A new call beyond `max_calls` (not a retransmission of one we
         // took) is refused the same cheap way, before any state.
-        let new_call = req.method == Method::Invite && info.to.tag().is_none() && self.calls.len() >= self.cfg.limits.max_calls;
+        let offered = req.method == Method::Invite && info.to.tag().is_none() && !self.tx.server_exists(&key);
+        let new_call = offered && self.calls.len() >= self.cfg.limits.max_calls;
         if starts_something && !self.tx.server_exists(&key) && (new_call || self.over_transaction_cap(peer, trunk)) {
             // Cheap and stateless; Retry-After asks a well-behaved peer to
             // come back later (RFC 3261 §21.5.4).
+            if offered {
+                self.oc.handle_new_call(now, wall, true);
+            }
             self.stats.overloaded += 1;
             let mut r = Rejection::new(503, "Service Unavailable");
             r.extra.push(("Retry-After", self.cfg.limits.retry_after_s.to_string()));
             return self.reply_stateless(&req, peer, r, true);
+        }
+        if offered {
+            self.oc.handle_new_call(now, wall, false);
         }
         // In-dialog requests are never refused, but the transactions they
         // leave behind to absorb retransmissions are bounded all the same:
@@ -540,7 +557,23 @@ impl Endpoint {
     }
 
     fn send_response(&mut self, now: Instant, ctx: &Ctx, resp: Response) {
-        self.tx.server_respond(now, &ctx.key, &resp, ctx.peer);
+        self.respond(now, &ctx.key, resp, ctx.peer);
+    }
+
+    /// Every response of a server transaction goes out here.
+    fn respond(&mut self, now: Instant, key: &TxKey, mut resp: Response, peer: Peer) {
+        self.feedback(&mut resp.headers);
+        self.tx.server_respond(now, key, &resp, peer);
+    }
+
+    /// RFC 7339: a response to a client whose top Via asked for overload
+    /// control tells it, in that Via, how much new traffic to hold back.
+    fn feedback(&mut self, headers: &mut message::Headers) {
+        let Some((now, wall)) = self.clock else { return };
+        let Some(via) = headers.0.iter_mut().find(|h| h.name.eq_ignore_ascii_case("Via")) else { return };
+        if oc::asks(via.value.as_bytes()) {
+            via.value = oc::with_params(&via.value, &self.oc.via_params(now, wall));
+        }
     }
 
     /// Answer without a transaction (errors found before matching one).
@@ -561,6 +594,7 @@ impl Endpoint {
         }
         if known {
             self.push_agent(&mut resp.headers, "Server");
+            self.feedback(&mut resp.headers);
         }
         self.out.push_back(Transmit { peer, bytes: resp.to_bytes() });
     }

@@ -459,7 +459,7 @@ impl Endpoint {
         let ok = self.response(req, ctx, 200);
         self.send_response(now, ctx, ok);
         let terminated = response_for(&invite, 487, Some(&tag));
-        self.tx.server_respond(now, &invite_key, &terminated, ctx.peer);
+        self.respond(now, &invite_key, terminated, ctx.peer);
         self.end_call(id, EndReason::Cancelled);
     }
 
@@ -510,7 +510,7 @@ impl Endpoint {
         let mut resp = response_for(invite, 180, Some(&call.dialog.local_tag));
         resp.headers.push("Contact", self.contact(call.dialog.peer));
         let (key, peer) = (key.clone(), call.dialog.peer);
-        self.tx.server_respond(now, &key, &resp, peer);
+        self.respond(now, &key, resp, peer);
         Ok(())
     }
 
@@ -534,7 +534,7 @@ impl Endpoint {
                 Err(_) => {
                     let resp = response_for(invite, 488, Some(&call.dialog.local_tag));
                     let (key, peer) = (key.clone(), call.dialog.peer);
-                    self.tx.server_respond(now, &key, &resp, peer);
+                    self.respond(now, &key, resp, peer);
                     self.end_call(id, EndReason::Rejected(488));
                     return Err(CallError::NotAcceptable);
                 }
@@ -553,7 +553,7 @@ impl Endpoint {
         call.retrans = Some(Retrans { bytes: resp.to_bytes(), next: now + t1, interval: t1, give_up: now + 64 * t1 });
         call.sdp = Some(sdp);
         call.phase = Phase::Established;
-        self.tx.server_respond(now, &key, &resp, peer);
+        self.respond(now, &key, resp, peer);
         Ok(media)
     }
 
@@ -565,7 +565,7 @@ impl Endpoint {
         };
         let resp = response_for(invite, code.clamp(300, 699), Some(&call.dialog.local_tag));
         let (key, peer) = (key.clone(), call.dialog.peer);
-        self.tx.server_respond(now, &key, &resp, peer);
+        self.respond(now, &key, resp, peer);
         self.end_call(id, EndReason::Rejected(code));
         Ok(())
     }

@@ -407,3 +407,35 @@ fn a_trunks_inbound_credentials_register_no_phone() {
     assert!(out[0].starts_with("SIP/2.0 403 "), "{out:?}");
     assert_eq!(ep.registrar().binding_count(), 0);
 }
+
+/// RFC 7339: a carrier that puts `oc` in its Via is told in every answer's
+/// Via how much of its new traffic to hold back; past `max_calls` the
+/// refusals raise it, and a carrier that did not ask is told nothing.
+#[test]
+fn a_carrier_that_asks_is_told_how_many_new_calls_to_hold_back() {
+    let mut ep = endpoint("[limits]\nmax_calls = 2\n");
+    let asking = |n: u32| String::from_utf8(request("INVITE", "1000", n)).unwrap().replace(";branch=", ";oc;oc-algo=\"loss,A\";branch=");
+    let top_via = |m: &str| m.lines().find(|l| l.starts_with("Via: ")).unwrap_or_default().to_string();
+    let t0 = Instant::now();
+    ep.handle_input(t0, 1_700_000_000, udp(TRUNK), asking(0).as_bytes());
+    let out = sent(&mut ep);
+    assert!(out[0].starts_with("SIP/2.0 100 "), "{out:?}");
+    let via = top_via(&out[0]);
+    assert!(via.ends_with(";oc=0;oc-algo=\"loss\";oc-validity=500;oc-seq=1700000000.00000"), "{via}");
+    ep.handle_input(t0, 1_700_000_000, udp(TRUNK), &request("INVITE", "1000", 1));
+    assert!(sent(&mut ep).iter().all(|m| !m.contains("oc=")), "not asked, not told");
+    // Both lines taken: thirty more in the same window are refused.
+    for n in 2..32 {
+        ep.handle_input(t0, 1_700_000_000, udp(TRUNK), asking(n).as_bytes());
+        let out = sent(&mut ep);
+        assert!(out[0].starts_with("SIP/2.0 503 ") && top_via(&out[0]).contains(";oc=0;"), "{out:?}");
+    }
+    // In the next window the carrier is told to drop most of its new calls.
+    let later = t0 + crate::sip::oc::WINDOW;
+    ep.handle_input(later, 1_700_000_001, udp(TRUNK), asking(40).as_bytes());
+    let out = sent(&mut ep);
+    let via = top_via(&out[0]);
+    let oc: u32 = via.split(";oc=").nth(1).and_then(|v| v.split(';').next()).and_then(|v| v.parse().ok()).expect("oc");
+    assert!(out[0].starts_with("SIP/2.0 503 ") && (80..=95).contains(&oc), "{via}");
+    assert!(via.contains(";oc-seq=1700000001.00001") && via.matches("oc-algo").count() == 1, "{via}");
+}

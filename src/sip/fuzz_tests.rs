@@ -198,7 +198,7 @@ fn mutated_sip_sdp_and_rtp_never_panic_and_state_stays_bounded() {
                 ep.handle_input(now, i / 1000, Peer { transport, addr: from }, &input);
                 let _ = crate::sip::overload::is_new_invite(&input);
                 if let Some(inv) = crate::sip::overload::NewInvite::scan(&input) {
-                    let _ = inv.refusal("t", 10, "x");
+                    let _ = inv.refusal("t", 10, "x", Some(";oc=5"));
                 }
                 while ep.poll_transmit().is_some() {}
                 while ep.poll_event().is_some() {}

@@ -12,6 +12,7 @@ pub mod headers;
 pub mod lockout;
 pub mod message;
 pub mod nonce;
+pub mod oc;
 pub mod overload;
 pub mod registrar;
 pub mod stream;

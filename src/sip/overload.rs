@@ -104,14 +104,23 @@ impl<'a> NewInvite<'a> {
         tag_of(self.from)
     }
 
+    /// The first Via field's value, as received.
+    pub fn top_via(&self) -> &'a [u8] {
+        self.vias.first().copied().unwrap_or_default()
+    }
+
     /// A 503 for it, with `to_tag` added to To, `Retry-After`, and
-    /// `Server` when `agent` is not empty. It is never longer than the
-    /// request's header fields plus about a hundred bytes.
-    pub fn refusal(&self, to_tag: &str, retry_after_s: u32, agent: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.vias.iter().map(|v| v.len() + 8).sum::<usize>());
+    /// `Server` when `agent` is not empty; `oc`: RFC 7339 parameters for
+    /// the top Via ([`crate::sip::oc`]). It is never longer than the
+    /// request's header fields plus about two hundred bytes.
+    pub fn refusal(&self, to_tag: &str, retry_after_s: u32, agent: &str, oc: Option<&str>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(320 + self.vias.iter().map(|v| v.len() + 8).sum::<usize>());
         out.extend_from_slice(b"SIP/2.0 503 Service Unavailable\r\n");
-        for v in &self.vias {
-            line(&mut out, b"Via", v);
+        for (i, v) in self.vias.iter().enumerate() {
+            match (i, oc) {
+                (0, Some(params)) => line(&mut out, b"Via", &super::oc::with_params_raw(v, params)),
+                _ => line(&mut out, b"Via", v),
+            }
         }
         line(&mut out, b"From", self.from);
         out.extend_from_slice(b"To: ");

@@ -3,7 +3,7 @@ use rand::SeedableRng;
 
 use super::{is_new_invite, NewInvite};
 use crate::sip::dialog::response_for;
-use crate::sip::headers::NameAddr;
+use crate::sip::headers::{param, NameAddr, Via};
 use crate::sip::message::{self, SipMessage};
 
 const INVITE: &[u8] = b"INVITE sip:1000@clinic.example SIP/2.0\r\n\
@@ -37,7 +37,7 @@ fn the_raw_refusal_is_the_503_the_full_parser_would_build() {
     let inv = NewInvite::scan(INVITE).expect("a new INVITE");
     assert_eq!(inv.call_id(), b"a84b4c76e66710@carrier.example");
     assert_eq!(inv.from_tag(), Some(&b"9fx"[..]));
-    let raw = response(&inv.refusal("t0", 10, "Clinivox"));
+    let raw = response(&inv.refusal("t0", 10, "Clinivox", None));
     let mut want = response_for(&request(INVITE), 503, Some("t0"));
     want.headers.push("Retry-After", "10");
     want.headers.push("Server", "Clinivox");
@@ -46,7 +46,7 @@ fn the_raw_refusal_is_the_503_the_full_parser_would_build() {
     assert_eq!(raw.headers, want.headers);
     assert!(raw.body.is_empty());
     // No Server for an empty agent.
-    assert!(response(&inv.refusal("t0", 10, "")).headers.get("Server").is_none());
+    assert!(response(&inv.refusal("t0", 10, "", None)).headers.get("Server").is_none());
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn the_raw_reading_agrees_with_the_full_parser() {
         if let Some(Ok(from)) = req.headers.get("From").map(|f| NameAddr::parse(f, "From")) {
             assert_eq!(inv.from_tag().map(|t| String::from_utf8_lossy(t).into_owned()).as_deref(), from.tag(), "{text}");
         }
-        let resp = response(&inv.refusal("t0", 10, ""));
+        let resp = response(&inv.refusal("t0", 10, "", None));
         // (The full parser keeps a stray CR at the end of a value; the raw
         // reading trims it.)
         for name in ["From", "Call-ID", "CSeq"] {
@@ -122,6 +122,12 @@ fn the_raw_reading_agrees_with_the_full_parser() {
         assert_eq!(vias(&resp.headers), vias(&req.headers), "{text}");
         let rto = NameAddr::parse(resp.headers.get("To").expect("To"), "To");
         assert!(rto.map_or(true, |t| t.tag() == Some("t0")), "{text}");
+        // With RFC 7339's answer added to the top Via, it still reads, and
+        // says what was added.
+        let told = response(&inv.refusal("t0", 10, "", Some(";oc=7;oc-algo=\"loss\"")));
+        let top = Via::parse_all(told.headers.get("Via").expect("Via")).map(|v| v.into_iter().next());
+        let oc = top.as_ref().ok().and_then(|v| v.as_ref()).and_then(|v| param(&v.params, "oc").map(str::to_string));
+        assert_eq!(oc.as_deref(), Some("7"), "{top:?} in {text}");
     }
     assert!(taken > 1000 && checked > 500, "too few new INVITEs in the mutations: {taken} taken, {checked} parsed");
 }
