@@ -31,31 +31,41 @@ fn the_answer_replaces_the_clients_oc_parameters_in_the_top_value_only() {
 }
 
 #[test]
-fn refusals_ask_the_carrier_to_drop_the_excess_and_quiet_gives_it_back() {
+fn refusals_ask_the_carrier_to_drop_the_excess_and_few_give_it_back() {
     let t0 = Instant::now();
     let mut c = LossControl::default();
     assert_eq!(c.percent(t0, 1000), 0);
-    // 100 offered in a window, 60 refused: send 42 % of the demand (the
-    // 40 taken and 5 % more).
+    // 100 offered in a window, 60 refused: send the 40 % that was taken.
     for i in 0..100 {
         c.handle_new_call(t0 + Duration::from_millis(i / 2), 1000, i % 5 < 3);
     }
-    assert_eq!(c.percent(t0 + WINDOW, 1000), 58);
+    assert_eq!(c.percent(t0 + WINDOW, 1000), 60);
     let told = c.via_params(t0 + WINDOW, 1000);
-    assert_eq!(told, ";oc=58;oc-algo=\"loss\";oc-validity=500;oc-seq=1000.00001");
-    // The carrier sends 42 of its 100; 2 are refused: the same demand.
-    for i in 0..42 {
+    assert_eq!(told, ";oc=60;oc-algo=\"loss\";oc-validity=500;oc-seq=1000.00001");
+    // The carrier sends its 40 %; 2 refused (5 %): steady, the lines full.
+    for i in 0..40 {
         c.handle_new_call(t0 + WINDOW + Duration::from_millis(i), 1000, i < 2);
     }
-    assert_eq!(c.percent(t0 + 2 * WINDOW, 1000), 58, "steady while the carrier's demand holds");
-    // Nothing refused: 5 points back per window, idle windows included.
+    assert_eq!(c.percent(t0 + 2 * WINDOW, 1000), 60, "steady while a few are refused");
+    // None refused: 5 points back per window, idle windows included.
     for i in 0..20 {
         c.handle_new_call(t0 + 2 * WINDOW + Duration::from_millis(i), 1001, false);
     }
-    assert_eq!(c.percent(t0 + 3 * WINDOW, 1001), 53);
+    assert_eq!(c.percent(t0 + 3 * WINDOW, 1001), 55);
     assert!(c.via_params(t0 + 3 * WINDOW, 1001).ends_with("oc-seq=1001.00002"), "a newer value has a larger oc-seq");
-    assert_eq!(c.percent(t0 + 3 * WINDOW + Duration::from_secs(1), 1002), 3);
+    assert_eq!(c.percent(t0 + 3 * WINDOW + Duration::from_secs(1), 1002), 5);
     assert_eq!(c.percent(t0 + 3 * WINDOW + Duration::from_secs(2), 1003), 0, "after quiet seconds, nothing held back");
+}
+
+#[test]
+fn just_past_capacity_it_moves_half_way() {
+    let t0 = Instant::now();
+    let mut c = LossControl::default();
+    // 20 of 100 refused: keep 90 % of what was sent, not 80 %.
+    for i in 0..100 {
+        c.handle_new_call(t0 + Duration::from_millis(i / 2), 0, i % 5 == 0);
+    }
+    assert_eq!(c.percent(t0 + WINDOW, 0), 10);
 }
 
 #[test]
@@ -81,8 +91,8 @@ fn never_all_even_when_everything_is_refused() {
 
 /// A server that takes `capacity` new calls a window and refuses the rest,
 /// and a carrier with `demand` a window that drops the share it was last
-/// told: the calls taken over 10 s stay at least 90 % of capacity, and the
-/// refusals fall to a small share of the demand.
+/// told: the calls taken over 10 s stay at least 90 % of capacity, and
+/// the refusals fall to a small share of the demand.
 #[test]
 fn in_a_loop_with_a_carrier_that_honours_it_capacity_is_held() {
     for multiple in [1.5, 3.0, 10.0] {
@@ -98,8 +108,7 @@ fn in_a_loop_with_a_carrier_that_honours_it_capacity_is_held() {
             let sent = credit.floor();
             credit -= sent;
             for k in 0..sent as u32 {
-                let refuse = f64::from(k) >= capacity;
-                c.handle_new_call(at + Duration::from_micros(u64::from(k)), 0, refuse);
+                c.handle_new_call(at + Duration::from_micros(u64::from(k)), 0, f64::from(k) >= capacity);
             }
             if w >= 10 {
                 taken += sent.min(capacity);
