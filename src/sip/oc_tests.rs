@@ -42,9 +42,9 @@ fn refusals_ask_the_carrier_to_drop_the_excess_and_few_give_it_back() {
     assert_eq!(c.percent(t0 + WINDOW, 1000), 60);
     let told = c.via_params(t0 + WINDOW, 1000);
     assert_eq!(told, ";oc=60;oc-algo=\"loss\";oc-validity=500;oc-seq=1000.00001");
-    // The carrier sends its 40 %; 2 refused (5 %): steady, the lines full.
+    // The carrier sends its 40 %; 6 refused (15 %): steady, the lines full.
     for i in 0..40 {
-        c.handle_new_call(t0 + WINDOW + Duration::from_millis(i), 1000, i < 2);
+        c.handle_new_call(t0 + WINDOW + Duration::from_millis(i), 1000, i < 6);
     }
     assert_eq!(c.percent(t0 + 2 * WINDOW, 1000), 60, "steady while a few are refused");
     // None refused: 5 points back per window, idle windows included.
@@ -61,11 +61,16 @@ fn refusals_ask_the_carrier_to_drop_the_excess_and_few_give_it_back() {
 fn just_past_capacity_it_moves_half_way() {
     let t0 = Instant::now();
     let mut c = LossControl::default();
-    // 20 of 100 refused: keep 90 % of what was sent, not 80 %.
+    // 30 of 100 refused: keep 85 % of what was sent, not 70 %.
     for i in 0..100 {
-        c.handle_new_call(t0 + Duration::from_millis(i / 2), 0, i % 5 == 0);
+        c.handle_new_call(t0 + Duration::from_millis(i / 2), 0, i % 10 < 3);
     }
-    assert_eq!(c.percent(t0 + WINDOW, 0), 10);
+    assert_eq!(c.percent(t0 + WINDOW, 0), 15);
+    // 20 of 100: a few, as it aims for; it holds.
+    for i in 0..100 {
+        c.handle_new_call(t0 + WINDOW + Duration::from_millis(i / 2), 0, i % 5 == 0);
+    }
+    assert_eq!(c.percent(t0 + 2 * WINDOW, 0), 15);
 }
 
 #[test]
@@ -92,7 +97,8 @@ fn never_all_even_when_everything_is_refused() {
 /// A server that takes `capacity` new calls a window and refuses the rest,
 /// and a carrier with `demand` a window that drops the share it was last
 /// told: the calls taken over 10 s stay at least 90 % of capacity, and
-/// the refusals fall to a small share of the demand.
+/// the refusals the server still sends are at most a fifth of the demand
+/// (a 503-only carrier: a third of it at 1.5×, nine tenths at 10×).
 #[test]
 fn in_a_loop_with_a_carrier_that_honours_it_capacity_is_held() {
     for multiple in [1.5, 3.0, 10.0] {
@@ -118,6 +124,6 @@ fn in_a_loop_with_a_carrier_that_honours_it_capacity_is_held() {
         let measured = f64::from(windows - 10);
         let held = taken / (capacity * measured);
         assert!(held >= 0.9, "{multiple}×: {:.0} % of capacity", held * 100.0);
-        assert!(refused / (demand * measured) < 0.1, "{multiple}×: {refused} refused");
+        assert!(refused / (demand * measured) < 0.2, "{multiple}×: {refused} refused");
     }
 }

@@ -16,6 +16,11 @@ pub struct Tok {
     /// True when punctuation separated this token from the previous one;
     /// used to stop names and numbers at commas.
     pub brk: bool,
+    /// True when nothing separated this token from the previous one: it
+    /// was split off at a letter/digit boundary ("3rd", "1ª"). Only such
+    /// a token is an ordinal suffix: in "el día 14 a la tarde" the "a"
+    /// is a word of its own.
+    pub glued: bool,
 }
 
 /// Lowercases, strips diacritics, maps punctuation to separators.
@@ -28,16 +33,18 @@ pub fn tokenize(text: &str) -> Vec<Tok> {
     let mut out = Vec::new();
     let mut raw = String::new();
     let mut brk = false;
+    let mut glued = false;
     let mut i = 0;
-    let flush = |raw: &mut String, brk: &mut bool, out: &mut Vec<Tok>| {
+    let flush = |raw: &mut String, brk: &mut bool, glued: &mut bool, out: &mut Vec<Tok>| {
         if !raw.is_empty() {
             let norm = fold(raw);
             if !norm.is_empty() {
-                out.push(Tok { norm, raw: std::mem::take(raw), brk: *brk });
+                out.push(Tok { norm, raw: std::mem::take(raw), brk: *brk, glued: *glued });
                 *brk = false;
             }
             raw.clear();
         }
+        *glued = false;
     };
     while i < chars.len() {
         let c = chars[i];
@@ -45,7 +52,8 @@ pub fn tokenize(text: &str) -> Vec<Tok> {
             // Split at letter/digit boundaries ("10am" -> "10", "am").
             if let Some(prev) = raw.chars().last() {
                 if prev.is_alphanumeric() && prev.is_ascii_digit() != c.is_ascii_digit() {
-                    flush(&mut raw, &mut brk, &mut out);
+                    flush(&mut raw, &mut brk, &mut glued, &mut out);
+                    glued = true;
                 }
             }
             raw.push(c);
@@ -61,18 +69,19 @@ pub fn tokenize(text: &str) -> Vec<Tok> {
             // "1.º": the dot belongs to the ordinal indicator.
         } else if c == '\u{00BA}' || c == '\u{00AA}' || c == '\u{00B0}' {
             // Ordinal indicators: "1º", "1ª", "1°" -> separate suffix token.
-            flush(&mut raw, &mut brk, &mut out);
+            flush(&mut raw, &mut brk, &mut glued, &mut out);
             raw.push(if c == '\u{00AA}' { 'a' } else { 'o' });
-            flush(&mut raw, &mut brk, &mut out);
+            glued = true;
+            flush(&mut raw, &mut brk, &mut glued, &mut out);
         } else {
-            flush(&mut raw, &mut brk, &mut out);
+            flush(&mut raw, &mut brk, &mut glued, &mut out);
             if !c.is_whitespace() && c != '\'' && c != '\u{2019}' && c != '-' {
                 brk = true;
             }
         }
         i += 1;
     }
-    flush(&mut raw, &mut brk, &mut out);
+    flush(&mut raw, &mut brk, &mut glued, &mut out);
     out
 }
 
@@ -96,6 +105,13 @@ mod tests {
 
     fn norms(s: &str) -> Vec<String> {
         tokenize(s).into_iter().map(|t| t.norm).collect()
+    }
+
+    #[test]
+    fn a_suffix_is_glued_and_a_word_is_not() {
+        let glued = |s: &str| tokenize(s).into_iter().map(|t| t.glued).collect::<Vec<_>>();
+        assert_eq!(glued("15th 1ª 1.º"), [false, true, false, true, false, true]);
+        assert_eq!(glued("día 14 a la tarde"), [false, false, false, false, false]);
     }
 
     #[test]

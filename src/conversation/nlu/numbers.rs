@@ -62,7 +62,7 @@ pub(super) fn ordinal(cx: &Ctx, i: usize) -> Option<(u32, usize)> {
     }
     if let Some(n) = digits_value(w) {
         let suffix = cx.word(i + 1)?;
-        if cx.lex.ordinal_suffixes.contains(suffix) && !cx.toks[i + 1].brk {
+        if cx.lex.ordinal_suffixes.contains(suffix) && cx.toks[i + 1].glued {
             return Some((n, i + 2));
         }
         return None;

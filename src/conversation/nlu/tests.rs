@@ -196,3 +196,27 @@ fn an_hour_without_part_of_day_is_read_within_opening_hours() {
     // A part of day or am/pm always wins.
     assert_eq!(t("es", "el lunes a las nueve de la mañana").as_deref(), Some("09:00"));
 }
+
+/// "à tarde" / "a la tarde" after a day number is the part of the day, not
+/// an ordinal suffix ("14ª"), also when weekday and number disagree.
+#[test]
+fn a_part_of_day_after_a_day_number_is_kept() {
+    let now = at(2026, 12, 7);
+    for (lang, text) in [
+        ("pt", "dia 14 à tarde"),
+        ("pt", "quero na sexta-feira dia 25 à tarde"),
+        ("es", "el día 14 a la tarde"),
+        ("it", "il 14 al pomeriggio"),
+        ("en", "friday the 25th in the afternoon"),
+    ] {
+        let s = slots(lang, text, now);
+        assert!(s.date.is_some(), "{lang} {text:?}: {s:?}");
+        assert_eq!(s.part_of_day.as_deref(), Some("afternoon"), "{lang} {text:?}: {s:?}");
+    }
+    // The 24th is a Thursday: both readings kept, and the afternoon.
+    let s = slots("pt", "sexta-feira 24 à tarde", now);
+    assert!(s.date_conflict.is_some() && s.date.is_none(), "{s:?}");
+    assert_eq!(s.part_of_day.as_deref(), Some("afternoon"), "{s:?}");
+    // A glued suffix is still an ordinal: "o dia 1º".
+    assert_eq!(date("pt", "no dia 1º de janeiro", now).as_deref(), Some("2027-01-01"));
+}
