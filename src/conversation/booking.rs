@@ -220,6 +220,12 @@ impl Conversation {
                     want.when = When::After(last);
                     want.time = None;
                     want.update(s, self.today());
+                    // "¿Y el día siguiente?": after the day offered, not today.
+                    if s.after_discussed {
+                        if let Some(next) = last.succ_opt() {
+                            (want.when, want.until) = (When::On(next), None);
+                        }
+                    }
                 }
                 asked_other
             }

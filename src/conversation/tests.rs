@@ -278,6 +278,25 @@ fn offered_slots_are_held_and_the_ones_not_chosen_released() {
     assert!(c.held_tokens().is_empty());
 }
 
+/// Offered Tuesday 24th, "¿y el día siguiente?" searches Wednesday 25th,
+/// not tomorrow (the NLU's reading when nothing is being talked about).
+#[test]
+fn the_day_after_is_the_day_after_the_offers() {
+    let (mut c, now) = maria_searching();
+    c.handle_store_reply(StoreReply::Slots(vec![slot(0), slot(60)]));
+    let out = drain(&mut c);
+    let [StoreRequest::HoldSlots { slots: offered }] = &asks(&out)[..] else { panic!("{out:#?}") };
+    let held = offered.iter().zip(["a", "b"]).map(|(s, t)| (s.clone(), hold(s, t))).collect();
+    c.handle_store_reply(StoreReply::Held(held));
+    assert!(said(&drain(&mut c)).contains("martes 24"));
+    c.handle_utterance(now + Duration::seconds(10), "¿y el día siguiente por la tarde?", 0.9);
+    let out = drain(&mut c);
+    let wednesday = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+    let search = asks(&out).into_iter().find(|r| matches!(r, StoreRequest::FreeSlots { .. }));
+    let Some(StoreRequest::FreeSlots { from, to, part_of_day, .. }) = search else { panic!("{out:#?}") };
+    assert_eq!((from, to, part_of_day), (wednesday, wednesday, Some(crate::store::availability::PartOfDay::Afternoon)), "{out:#?}");
+}
+
 #[test]
 fn slots_other_callers_held_first_are_searched_again_not_answered_with_the_waiting_list() {
     let (mut c, _) = maria_searching();

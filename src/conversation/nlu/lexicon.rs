@@ -54,6 +54,9 @@ pub struct Lexicon {
     pub(super) day_words: Vec<Phrase>,
     pub(super) dob_cues: Vec<Phrase>,
     pub(super) next_words: Vec<Phrase>,
+    /// "el día siguiente", "the day after": the day after the one being
+    /// talked about (the offers' day), else tomorrow.
+    pub(super) after_discussed: Vec<Phrase>,
     pub(super) spans: SpanWords,
     pub(super) numeric_mdy: bool,
     pub(super) parts: Vec<(Phrase, PartOfDay)>,
@@ -256,6 +259,7 @@ impl Lexicon {
             day_words: ph("nlu.dates.day_words", false)?,
             dob_cues: ph("nlu.dates.birth_cues", false)?,
             next_words: ph("nlu.dates.next", false)?,
+            after_discussed: ph("nlu.dates.after_discussed", false)?,
             spans,
             numeric_mdy,
             parts: parts_of("nlu.part_of_day")?,

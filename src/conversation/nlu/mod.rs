@@ -121,6 +121,11 @@ pub struct Slots {
     /// the 20th is a Sunday): no `date` is guessed, the caller is asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_conflict: Option<DateConflict>,
+    /// `date` was said as "the day after" ("el día siguiente"): the day
+    /// after the one being talked about, where there is one (the offers'
+    /// day); `date` holds tomorrow for when there is none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_discussed: bool,
     /// "morning" | "afternoon" | "evening"
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part_of_day: Option<String>,

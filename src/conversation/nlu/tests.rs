@@ -220,3 +220,29 @@ fn a_part_of_day_after_a_day_number_is_kept() {
     // A glued suffix is still an ordinal: "o dia 1º".
     assert_eq!(date("pt", "no dia 1º de janeiro", now).as_deref(), Some("2027-01-01"));
 }
+
+/// "El día siguiente" is the day after the one being talked about; the
+/// NLU says so, with tomorrow as the date when nothing is.
+#[test]
+fn the_day_after_is_marked_as_relative_to_the_day_discussed() {
+    let now = at(2026, 12, 7);
+    for (lang, text) in [
+        ("es", "¿y el día siguiente?"),
+        ("es", "mejor al día siguiente por la tarde"),
+        ("en", "what about the day after"),
+        ("en", "the following day"),
+        ("it", "e il giorno dopo?"),
+        ("pt", "e no dia seguinte?"),
+    ] {
+        let s = slots(lang, text, now);
+        assert!(s.after_discussed, "{lang} {text:?}: {s:?}");
+        assert_eq!(s.date.as_deref(), Some("2026-12-08"), "{lang} {text:?}");
+    }
+    assert_eq!(slots("es", "mejor al día siguiente por la tarde", now).part_of_day.as_deref(), Some("afternoon"));
+    for (lang, text) in [("en", "the day after tomorrow"), ("es", "el día después de mañana"), ("es", "pasado mañana")] {
+        let s = slots(lang, text, now);
+        assert!(!s.after_discussed, "{lang} {text:?}: {s:?}");
+        assert_eq!(s.date.as_deref(), Some("2026-12-09"), "{lang} {text:?}");
+        assert_eq!(s.part_of_day, None, "{lang} {text:?}");
+    }
+}

@@ -119,6 +119,17 @@ pub(super) fn extract_relative(cx: &mut Ctx, today: NaiveDate, slots: &mut Slots
         }
     }
     for i in 0..cx.len() {
+        // "the day after tomorrow" is not "the day after" and a word.
+        let longer = |e: usize| cx.match_any_at_pairs(&lex.relative, i).is_some_and(|(_, r)| r > e);
+        if let Some((_, e)) = cx.match_any_at(&lex.after_discussed, i).filter(|(_, e)| !longer(*e)) {
+            cx.mark(i, e);
+            if slots.date.is_none() {
+                slots.date = Some(fmt(today + Duration::days(1)));
+                slots.after_discussed = true;
+            }
+        }
+    }
+    for i in 0..cx.len() {
         if let Some((off, e)) = cx.match_any_at_pairs(&lex.relative, i) {
             cx.mark(i, e);
             let date = today + Duration::days(off);
