@@ -96,6 +96,9 @@ pub struct Clinic {
     pub emergency_number: String,
     pub opening_hours: WeeklyHours,
     pub holidays: BTreeSet<NaiveDate>,
+    /// "next Friday" is the Friday of next week (`[clinic] next_weekday =
+    /// "following_week"`), not the coming one.
+    pub next_weekday_following_week: bool,
 }
 
 /// Ranges of wall-clock time per weekday, Monday first.

@@ -67,6 +67,10 @@ pub struct RawClinic {
     pub opening_hours: BTreeMap<String, Vec<String>>,
     /// "YYYY-MM-DD" dates the whole clinic is closed.
     pub holidays: Vec<String>,
+    /// What "el próximo viernes" / "next Friday" means: "coming" (the
+    /// next Friday to come, the default) or "following_week" (the Friday
+    /// of next week, when this week's is still ahead).
+    pub next_weekday: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -26,6 +26,7 @@ fn validation_reports_every_problem_at_once_with_its_key() {
         languages = ["es", "fr"]
         holidays = ["2026-13-01"]
         opening_hours = { monday = ["09:00-14:00", "13:00-15:00"], funday = ["10:00-11:00"] }
+        next_weekday = "the one after"
 
         [[specialties]]
         id = "general"
@@ -54,6 +55,7 @@ fn validation_reports_every_problem_at_once_with_its_key() {
         "clinic.holidays[0]",
         "clinic.opening_hours.monday",
         "clinic.opening_hours.funday",
+        "clinic.next_weekday",
         "providers[0].id",
         "providers[0].specialty",
         "providers[0].slot_minutes",

@@ -61,6 +61,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         e.push("clinic.emergency_number", "must be digits, like 112");
     }
     let opening_hours = weekly(&mut e, "clinic.opening_hours", &c.opening_hours);
+    let next_weekday_following_week = match c.next_weekday.as_deref() {
+        None | Some("coming") => false,
+        Some("following_week") => true,
+        Some(other) => {
+            e.push("clinic.next_weekday", format!("{other:?} is not \"coming\" or \"following_week\""));
+            false
+        }
+    };
     let mut holidays = BTreeSet::new();
     for (i, h) in c.holidays.iter().enumerate() {
         match NaiveDate::parse_from_str(h, "%Y-%m-%d") {
@@ -267,6 +275,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             emergency_number,
             opening_hours,
             holidays,
+            next_weekday_following_week,
         },
         specialties,
         providers,

@@ -53,6 +53,7 @@ impl Vocabulary {
                     (day.to_string(), ranges)
                 })
                 .collect(),
+            next_weekday_following_week: config.clinic.next_weekday_following_week,
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct Lexicon {
     /// "el día siguiente", "the day after": the day after the one being
     /// talked about (the offers' day), else tomorrow.
     pub(super) after_discussed: Vec<Phrase>,
+    /// "próximo", "next" (not "este", "this"): before a weekday, read as
+    /// the clinic says (`Vocabulary::next_weekday_following_week`).
+    pub(super) next_strict: Vec<Phrase>,
     pub(super) spans: SpanWords,
     pub(super) numeric_mdy: bool,
     pub(super) parts: Vec<(Phrase, PartOfDay)>,
@@ -260,6 +263,7 @@ impl Lexicon {
             dob_cues: ph("nlu.dates.birth_cues", false)?,
             next_words: ph("nlu.dates.next", false)?,
             after_discussed: ph("nlu.dates.after_discussed", false)?,
+            next_strict: ph("nlu.dates.next_strict", false)?,
             spans,
             numeric_mdy,
             parts: parts_of("nlu.part_of_day")?,

@@ -35,6 +35,13 @@ pub struct Vocabulary {
     /// 17:00 where the clinic opens 9–20, 05:00 nowhere.
     #[serde(default)]
     pub opening_hours: BTreeMap<String, Vec<String>>,
+    /// "el próximo viernes" / "next Friday" is the Friday of next week
+    /// while this week's is still ahead (`[clinic] next_weekday =
+    /// "following_week"`); by default it is the coming one. "Este
+    /// viernes", "el viernes" and "el viernes que viene" are always the
+    /// coming one; every date is said back to the caller with its number.
+    #[serde(default)]
+    pub next_weekday_following_week: bool,
 }
 
 impl Vocabulary {
@@ -203,7 +210,7 @@ pub fn understand(text: &str, lex: &Lexicon, vocab: &Vocabulary, now: chrono::Na
     dates::extract(&mut cx, now.date(), &mut slots);
     let (after, before) = times::extract_bounds(&mut cx);
     let clock = times::extract(&mut cx);
-    dates::extract_relative(&mut cx, now.date(), &mut slots);
+    dates::extract_relative(&mut cx, now.date(), vocab.next_weekday_following_week, &mut slots);
     let part = slots.part_of_day.clone();
     let day =
         slots.date.as_deref().and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()).map(|d| chrono::Datelike::weekday(&d));

@@ -246,3 +246,24 @@ fn the_day_after_is_marked_as_relative_to_the_day_discussed() {
         assert_eq!(s.part_of_day, None, "{lang} {text:?}");
     }
 }
+
+/// "El próximo viernes" is the coming Friday by default, and next week's
+/// where the clinic says so; "este viernes" and "el viernes" are always
+/// the coming one.
+#[test]
+fn next_weekday_reads_as_the_clinic_says() {
+    let monday = at(2026, 12, 7);
+    let following = Vocabulary { next_weekday_following_week: true, ..Vocabulary::default() };
+    let read = |lang: &str, text: &str, vocab: &Vocabulary, now| understand(text, &lex(lang), vocab, now).slots.date;
+    for (lang, text) in
+        [("es", "el próximo viernes"), ("en", "next friday"), ("it", "il prossimo venerdì"), ("pt", "na próxima sexta-feira")]
+    {
+        assert_eq!(read(lang, text, &Vocabulary::default(), monday).as_deref(), Some("2026-12-11"), "{lang} {text:?}");
+        assert_eq!(read(lang, text, &following, monday).as_deref(), Some("2026-12-18"), "{lang} {text:?}");
+        // On Saturday the coming Friday is next week's already.
+        assert_eq!(read(lang, text, &following, at(2026, 12, 12)).as_deref(), Some("2026-12-18"), "{lang} {text:?}");
+    }
+    for (lang, text) in [("es", "este viernes"), ("es", "el viernes"), ("en", "this friday"), ("pt", "nesta sexta-feira")] {
+        assert_eq!(read(lang, text, &following, monday).as_deref(), Some("2026-12-11"), "{lang} {text:?}");
+    }
+}

@@ -98,7 +98,8 @@ fn set_span(slots: &mut Slots, from: NaiveDate, to: NaiveDate) {
 
 /// Part of day, relative days, weekdays and spans; runs after times so
 /// that "de la mañana" after an hour is already taken as a meridiem.
-pub(super) fn extract_relative(cx: &mut Ctx, today: NaiveDate, slots: &mut Slots) {
+/// `following_week`: "next Friday" is next week's (a clinic setting).
+pub(super) fn extract_relative(cx: &mut Ctx, today: NaiveDate, following_week: bool, slots: &mut Slots) {
     let lex = cx.lex;
     // "esta tarde" = today + afternoon; must run before "mañana".
     for i in 0..cx.len() {
@@ -137,9 +138,14 @@ pub(super) fn extract_relative(cx: &mut Ctx, today: NaiveDate, slots: &mut Slots
         }
     }
     for i in 0..cx.len() {
-        let Some((date, e)) = span::weekday_at(cx, i, today) else {
+        let Some((mut date, e)) = span::weekday_at(cx, i, today) else {
             continue;
         };
+        // "el próximo viernes" said while this week's Friday is ahead.
+        let strict = (i.saturating_sub(2)..i).any(|s| cx.match_any_at(&lex.next_strict, s).is_some_and(|(_, e2)| e2 == i));
+        if strict && following_week && date < monday_of(today) + Duration::days(7) {
+            date += Duration::days(7);
+        }
         cx.mark(i, e);
         // "next" / "próximo" before the weekday.
         for s in i.saturating_sub(2)..i {
