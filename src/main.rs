@@ -28,6 +28,13 @@ enum Command {
     Demo,
     /// Check the configuration and report every problem.
     CheckConfig,
+    /// Print each provider's calendar feed URL (`[calendar] key` set):
+    /// `calendar-urls --base https://clinic.example:8443`.
+    CalendarUrls {
+        /// The service's address as doctors' calendar apps reach it.
+        #[arg(long, default_value = "")]
+        base: String,
+    },
     /// Remove patients' data past its `[privacy]` retention period now
     /// (the service also does it every hour); `--dry-run` only reports it.
     Purge {
@@ -261,6 +268,13 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("{bad} certificate problem(s), listed above");
             }
             println!("configuration OK: {} ({} specialties, {} providers)", c.clinic.name, c.specialties.len(), c.providers.len());
+        }
+        Command::CalendarUrls { base } => {
+            let c = load(&cli.config)?;
+            let Some(cal) = &c.calendar else { anyhow::bail!("no [calendar] key is set: there are no feeds") };
+            for p in &c.providers {
+                println!("{}\t{}{}", p.id, base.trim_end_matches('/'), clinivox::api::calendar::feed_path(&cal.key, &p.id));
+            }
         }
         Command::Serve => serve(load(&cli.config)?).await?,
         Command::Purge { dry_run } => {

@@ -45,6 +45,7 @@ on_both_engines!(
     input_is_bounded,
     metrics_need_a_token_and_are_cached,
     subject_rights_and_the_access_log,
+    calendar_feeds,
 );
 
 fn app(store: Store, config: Config) -> Router {
@@ -980,3 +981,45 @@ async fn subject_rights_and_the_access_log(store: Store, config: Config) {
 
 #[path = "api/crash.rs"]
 mod crash;
+
+/// A provider's feed at its secret URL: the same 404 for feeds off, a
+/// wrong token or another provider's token; events without the patient
+/// unless the clinic allows names, and then the read is in the access log.
+async fn calendar_feeds(store: Store, mut config: Config) {
+    use clinivox::api::calendar::feed_path;
+    let key = "a calendar key of at least 32 characters".to_string();
+    let path = feed_path(&key, "dr-garcia");
+    let off = app(store.clone(), config.clone());
+    assert_problem(&call(&off, "GET", &path, None, None, &[]).await, 404);
+
+    config.calendar = Some(clinivox::config::CalendarConfig { key: key.clone(), patient_names: false, days_back: 14, days_ahead: 120 });
+    let app_plain = app(store.clone(), config.clone());
+    let patient = new_patient(&app_plain, "Rosalía Calendario Ruiz", "+34622000333").await;
+    let body = json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": SLOT});
+    let booked = call(&app_plain, "POST", "/api/v1/appointments", Some(WRITE), Some(body), &[]).await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.json);
+    let id = booked.json["id"].as_str().unwrap().to_string();
+
+    let wrong = path.replace(".ics", "0.ics");
+    assert_problem(&call(&app_plain, "GET", &wrong, None, None, &[]).await, 404);
+    let borrowed = feed_path(&key, "dr-sanchez").replace("dr-sanchez", "dr-garcia");
+    assert_problem(&call(&app_plain, "GET", &borrowed, None, None, &[]).await, 404);
+    assert_problem(&call(&app_plain, "GET", &feed_path(&key, "dr-nobody"), None, None, &[]).await, 404);
+
+    let feed = call(&app_plain, "GET", &path, None, None, &[]).await;
+    assert_eq!(feed.status, StatusCode::OK);
+    assert_eq!(feed.content_type, "text/calendar; charset=utf-8");
+    let text = feed.json.as_str().expect("text").to_string();
+    assert!(text.contains(&format!("UID:{id}@clinivox")) && text.contains("DTSTART:20261124T080000Z"), "{text}");
+    assert!(!text.contains("Rosalía"), "no patient name unless allowed: {text}");
+    let log = call(&app_plain, "GET", &format!("/api/v1/patients/{patient}/access-log"), Some(WRITE), None, &[]).await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.json);
+    assert!(!log.json.to_string().contains("calendar"), "no patient data read: {}", log.json);
+
+    config.calendar.as_mut().unwrap().patient_names = true;
+    let app_names = app(store.clone(), config);
+    let feed = call(&app_names, "GET", &path, None, None, &[]).await;
+    assert!(feed.json.as_str().expect("text").contains("Rosalía Calendario Ruiz"), "{}", feed.json);
+    let log = call(&app_names, "GET", &format!("/api/v1/patients/{patient}/access-log"), Some(WRITE), None, &[]).await;
+    assert!(log.json.to_string().contains("calendar:dr-garcia"), "the feed's read is logged: {}", log.json);
+}

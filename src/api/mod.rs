@@ -7,6 +7,7 @@
 mod appointments;
 pub mod auth;
 mod bounds;
+pub mod calendar;
 mod callbacks;
 mod catalog;
 mod idempotency;
@@ -123,6 +124,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        // Calendar apps send no token: the URL is the secret.
+        .route("/calendar/{provider}/{file}", get(calendar::feed))
         .merge(metrics)
         .merge(api)
         .fallback(|| async { Problem::not_found("route") })

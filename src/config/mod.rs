@@ -54,8 +54,24 @@ pub struct Config {
     /// Failed phone identity checks before a caller is handed to staff
     /// whatever they say (`[privacy]`).
     pub verification: Verification,
+    /// Providers' iCalendar feeds (`[calendar]`); `None` without a key.
+    pub calendar: Option<CalendarConfig>,
     /// True when this is the built-in demo clinic.
     pub demo: bool,
+}
+
+/// `[calendar]`, validated.
+#[derive(Debug, Clone)]
+pub struct CalendarConfig {
+    /// Secret from which each provider's feed URL is derived.
+    pub key: String,
+    /// Events name the patient (off by default: a calendar app is outside
+    /// the clinic's control).
+    pub patient_names: bool,
+    /// Days of past appointments in a feed.
+    pub days_back: i64,
+    /// Days of future appointments in a feed.
+    pub days_ahead: i64,
 }
 
 /// `[logging]`. By default the log holds call ids, timings, outcomes and

@@ -26,6 +26,20 @@ pub struct RawConfig {
     pub speech: Option<RawSpeech>,
     pub logging: RawLogging,
     pub privacy: RawPrivacy,
+    pub calendar: RawCalendar,
+}
+
+/// `[calendar]`: per-provider iCalendar feeds at secret URLs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCalendar {
+    /// The secret the feeds' URLs are derived from (at least 32
+    /// characters; `CLINIVOX_CALENDAR__KEY`). No key, no feeds.
+    pub key: Option<String>,
+    /// Patients' names in the events (health data in a calendar app).
+    pub patient_names: Option<bool>,
+    pub days_back: Option<i64>,
+    pub days_ahead: Option<i64>,
 }
 
 /// `[privacy]`: retention periods, in days (idempotency keys: hours).

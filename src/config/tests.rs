@@ -44,6 +44,10 @@ fn validation_reports_every_problem_at_once_with_its_key() {
 
         [http]
         listen = "everywhere"
+
+        [calendar]
+        key = "short"
+        days_ahead = 0
     "#;
     let Err(ConfigError::Invalid(errors)) = from_toml(text, "t", env(&[])) else { panic!("expected validation errors") };
     let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
@@ -63,6 +67,8 @@ fn validation_reports_every_problem_at_once_with_its_key() {
         "api.tokens[0].hash",
         "api.tokens[0].scope",
         "http.listen",
+        "calendar.key",
+        "calendar.days_ahead",
     ] {
         assert!(keys.contains(&expected), "no error for {expected}; got {keys:?}");
     }

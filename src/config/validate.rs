@@ -257,6 +257,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     };
 
     let calls = calls(&mut e, &raw.calls, calls_app);
+    let calendar = calendar(&mut e, &raw.calendar);
     let verification = verification(&mut e, &raw.privacy);
     let mut retention = retention(&mut e, &raw.privacy);
     retention.identity_failures = verification.window;
@@ -299,6 +300,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         logging: LoggingConfig { transcripts: raw.logging.transcripts.unwrap_or(false) },
         retention,
         verification,
+        calendar,
         demo: false,
     })
 }
@@ -678,4 +680,21 @@ fn retention(e: &mut Errors, r: &RawPrivacy) -> crate::store::Retention {
         // Set from the lockout window by the caller.
         identity_failures: d.identity_failures,
     }
+}
+
+/// `[calendar]`: no key, no feeds; a key short enough to guess is refused.
+fn calendar(e: &mut Errors, c: &super::raw::RawCalendar) -> Option<super::CalendarConfig> {
+    let key = c.key.clone()?;
+    if key.chars().count() < 32 {
+        e.push("calendar.key", "must be at least 32 characters (the feeds' URLs are derived from it)");
+    }
+    let days_back = c.days_back.unwrap_or(14);
+    if !(0..=366).contains(&days_back) {
+        e.push("calendar.days_back", "must be between 0 and 366");
+    }
+    let days_ahead = c.days_ahead.unwrap_or(120);
+    if !(1..=730).contains(&days_ahead) {
+        e.push("calendar.days_ahead", "must be between 1 and 730");
+    }
+    Some(super::CalendarConfig { key, patient_names: c.patient_names.unwrap_or(false), days_back, days_ahead })
 }

@@ -282,6 +282,21 @@ impl Store {
         rows.iter().map(|r| self.appointment_from_row(r)).collect()
     }
 
+    /// A provider's appointments starting in `[from, to)`, by start time,
+    /// at most `limit` (a calendar feed).
+    pub async fn appointments_for_provider(
+        &self,
+        provider_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Appointment>> {
+        let sql = format!("SELECT {COLUMNS} FROM appointments WHERE provider_id = $1 AND starts_at >= $2 AND starts_at < $3 ORDER BY starts_at, id LIMIT $4");
+        let rows =
+            sqlx::query(&sql).bind(provider_id).bind(from.timestamp()).bind(to.timestamp()).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.appointment_from_row(r)).collect()
+    }
+
     /// Every appointment starting on a clinic-local date, by start time.
     pub async fn appointments_on(&self, date: NaiveDate) -> Result<Vec<Appointment>> {
         self.appointments_on_page(date, Page::ALL).await
