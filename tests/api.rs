@@ -1012,6 +1012,21 @@ async fn calendar_feeds(store: Store, mut config: Config) {
     let text = feed.json.as_str().expect("text").to_string();
     assert!(text.contains(&format!("UID:{id}@clinivox")) && text.contains("DTSTART:20261124T080000Z"), "{text}");
     assert!(!text.contains("Rosalía"), "no patient name unless allowed: {text}");
+    // Read back by a parser: exactly the provider's appointments.
+    use icalendar::{CalendarComponent, CalendarDateTime, Component, DatePerhapsTime};
+    let parsed: icalendar::Calendar = text.parse().expect("the feed parses as iCalendar");
+    let events: Vec<_> = parsed
+        .components
+        .iter()
+        .filter_map(|c| match c {
+            CalendarComponent::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 1, "{text}");
+    assert_eq!(events[0].get_uid(), Some(format!("{id}@clinivox").as_str()));
+    let start: DateTime<Utc> = SLOT.parse().unwrap();
+    assert_eq!(events[0].get_start(), Some(DatePerhapsTime::DateTime(CalendarDateTime::Utc(start))));
     let log = call(&app_plain, "GET", &format!("/api/v1/patients/{patient}/access-log"), Some(WRITE), None, &[]).await;
     assert_eq!(log.status, StatusCode::OK, "{}", log.json);
     assert!(!log.json.to_string().contains("calendar"), "no patient data read: {}", log.json);
