@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -175,8 +176,9 @@ impl SipServer {
         let (net_tx, mut net_rx) = mpsc::channel::<DriverEvent>(1024);
         let (call_tx, mut call_rx) = mpsc::channel::<(Peer, Vec<u8>)>(NEW_CALL_QUEUE);
         let carriers = Arc::new(RwLock::new(self.cfg.trunks.clone()));
+        let shed = Arc::new(AtomicU64::new(0));
         for s in &self.udp {
-            let queues = Queues { net: net_tx.clone(), new_calls: call_tx.clone(), carriers: carriers.clone() };
+            let queues = Queues { net: net_tx.clone(), new_calls: call_tx.clone(), carriers: carriers.clone(), shed: shed.clone() };
             tokio::spawn(udp_reader(s.clone(), queues));
         }
         drop(call_tx);
@@ -225,6 +227,11 @@ impl SipServer {
             };
             let now = Instant::now();
             let wall = wall_now();
+            // New calls shed unread are refusals too, for RFC 7339.
+            let dropped = shed.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                endpoint.handle_shed(now, wall, dropped);
+            }
             match ev {
                 DriverEvent::Datagram(peer, bytes) => {
                     endpoint.handle_input(now, wall, peer, &bytes);
@@ -235,6 +242,15 @@ impl SipServer {
                                 st.event(&mut endpoint, now, wall, other).await;
                                 break;
                             }
+                            Err(_) => break,
+                        }
+                    }
+                    // New calls get a turn after every batch, or under a
+                    // steady stream of other traffic their queue fills and
+                    // they are shed though the lines are free.
+                    for _ in 0..NEW_CALL_BATCH {
+                        match call_rx.try_recv() {
+                            Ok((p, b)) => endpoint.handle_input(now, wall, p, &b),
                             Err(_) => break,
                         }
                     }
@@ -615,6 +631,8 @@ struct Queues {
     /// Trunks' new INVITEs; when it is full they are shed.
     new_calls: mpsc::Sender<(Peer, Vec<u8>)>,
     carriers: Arc<RwLock<Vec<config::Trunk>>>,
+    /// New INVITEs shed since the driver last looked.
+    shed: Arc<AtomicU64>,
 }
 
 async fn udp_reader(sock: Arc<UdpSocket>, q: Queues) {
@@ -632,7 +650,10 @@ async fn udp_reader(sock: Arc<UdpSocket>, q: Queues) {
                 if overload::is_new_invite(bytes) && carrier() {
                     match q.new_calls.try_send((peer, bytes.to_vec())) {
                         Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => shed.count(from),
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            q.shed.fetch_add(1, Ordering::Relaxed);
+                            shed.count(from);
+                        }
                         Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
                 } else if q.net.send(DriverEvent::Datagram(peer, bytes.to_vec())).await.is_err() {

@@ -360,6 +360,13 @@ impl Endpoint {
         true
     }
 
+    /// `count` new INVITEs from trunks were shed unread (the driver's queue
+    /// was full): refusals for RFC 7339's controller, which otherwise
+    /// never sees them.
+    pub fn handle_shed(&mut self, now: Instant, wall: u64, count: u64) {
+        self.oc.handle_refused(now, wall, count);
+    }
+
     /// A TCP/TLS connection to `peer` failed (refused, a certificate that
     /// did not verify, reset): what was waiting on it fails at once, as a
     /// timeout would (RFC 3261 §8.1.3.1), so a call is not left ringing

@@ -75,6 +75,14 @@ impl LossControl {
         self.refused = self.refused.saturating_add(refused as u32);
     }
 
+    /// `count` new calls refused before they could be read (shed).
+    pub fn handle_refused(&mut self, now: Instant, wall: u64, count: u64) {
+        self.roll(now, wall);
+        let n = u32::try_from(count).unwrap_or(u32::MAX);
+        self.offered = self.offered.saturating_add(n);
+        self.refused = self.refused.saturating_add(n);
+    }
+
     /// The percentage of new calls clients are asked to drop now.
     pub fn percent(&mut self, now: Instant, wall: u64) -> u8 {
         self.roll(now, wall);

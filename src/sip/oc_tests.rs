@@ -127,3 +127,14 @@ fn in_a_loop_with_a_carrier_that_honours_it_capacity_is_held() {
         assert!(refused / (demand * measured) < 0.2, "{multiple}×: {refused} refused");
     }
 }
+
+#[test]
+fn calls_shed_unread_count_as_refused() {
+    let t0 = Instant::now();
+    let mut c = LossControl::default();
+    for i in 0..40 {
+        c.handle_new_call(t0 + Duration::from_millis(i), 0, false);
+    }
+    c.handle_refused(t0 + Duration::from_millis(50), 0, 60);
+    assert_eq!(c.percent(t0 + WINDOW, 0), 60);
+}
