@@ -27,7 +27,7 @@ use subtle::ConstantTimeEq;
 
 use super::{AppState, Problem};
 use crate::config::{CalendarConfig, Config};
-use crate::store::{Appointment, AppointmentStatus};
+use crate::store::{Appointment, AppointmentStatus, StoreError};
 
 /// Events in one feed at most (a busy provider's half year is far less).
 const MAX_EVENTS: i64 = 5_000;
@@ -66,10 +66,13 @@ pub async fn feed(State(state): State<AppState>, Path((provider, file)): Path<(S
         for a in &appointments {
             if !names.contains_key(&a.patient_id) {
                 match state.store.patient(&a.patient_id).await {
-                    Ok(p) => names.insert(a.patient_id.clone(), p.name),
+                    Ok(p) => {
+                        names.insert(a.patient_id.clone(), p.name);
+                    }
                     // Erased since: the event stays, nameless.
-                    Err(_) => None,
-                };
+                    Err(StoreError::Gone(_) | StoreError::NotFound(_)) => {}
+                    Err(e) => return Problem::from(e).into_response(),
+                }
             }
         }
         let reads: Vec<(String, Option<String>)> = appointments.iter().map(|a| (a.patient_id.clone(), Some(a.id.clone()))).collect();

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
 use super::calls::{header, offer_sdp, CALLEE, FINAL_WITHIN};
+use crate::sip::headers::{param, Via};
 
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
@@ -197,10 +198,10 @@ impl Generator {
     /// Reads RFC 7339's parameters from a response's top Via.
     fn told(&mut self, now: Instant, text: &str) {
         let Some(t) = self.oc.as_mut() else { return };
-        let Some(via) = header(text, "Via", "v") else { return };
-        let top = via.split(',').next().unwrap_or_default();
-        let param =
-            |name: &str| top.split(';').skip(1).find_map(|p| p.trim().strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::trim);
+        let Some(top) = header(text, "Via", "v").and_then(|v| Via::parse_all(v).ok()).and_then(|v| v.into_iter().next()) else {
+            return;
+        };
+        let param = |name: &str| param(&top.params, name);
         let (Some(percent), Some(seq)) = (param("oc").and_then(|v| v.parse::<u8>().ok()), param("oc-seq")) else { return };
         let seq = seq.split_once('.').and_then(|(s, f)| Some((s.parse().ok()?, f.parse().ok()?))).unwrap_or_default();
         if seq < t.seq {

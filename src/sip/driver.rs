@@ -248,21 +248,11 @@ impl SipServer {
                     // New calls get a turn after every batch, or under a
                     // steady stream of other traffic their queue fills and
                     // they are shed though the lines are free.
-                    for _ in 0..NEW_CALL_BATCH {
-                        match call_rx.try_recv() {
-                            Ok((p, b)) => endpoint.handle_input(now, wall, p, &b),
-                            Err(_) => break,
-                        }
-                    }
+                    take_new_calls(&mut endpoint, &mut call_rx, now, wall, NEW_CALL_BATCH);
                 }
                 DriverEvent::NewCall(peer, bytes) => {
                     endpoint.handle_input(now, wall, peer, &bytes);
-                    for _ in 1..NEW_CALL_BATCH {
-                        match call_rx.try_recv() {
-                            Ok((p, b)) => endpoint.handle_input(now, wall, p, &b),
-                            Err(_) => break,
-                        }
-                    }
+                    take_new_calls(&mut endpoint, &mut call_rx, now, wall, NEW_CALL_BATCH - 1);
                 }
                 ev => st.event(&mut endpoint, now, wall, ev).await,
             }
@@ -663,6 +653,14 @@ async fn udp_reader(sock: Arc<UdpSocket>, q: Queues) {
             // ICMP port unreachable surfaces here on some systems: keep going.
             Err(_) => tokio::task::yield_now().await,
         }
+    }
+}
+
+/// Up to `n` of the new calls waiting, into the endpoint.
+fn take_new_calls(endpoint: &mut Endpoint, calls: &mut mpsc::Receiver<(Peer, Vec<u8>)>, now: Instant, wall: u64, n: usize) {
+    for _ in 0..n {
+        let Ok((peer, bytes)) = calls.try_recv() else { break };
+        endpoint.handle_input(now, wall, peer, &bytes);
     }
 }
 

@@ -448,9 +448,10 @@ impl Endpoint {
         let starts_something = info.to.tag().is_none() && !matches!(req.method, Method::Ack | Method::Cancel);
         // A new call beyond `max_calls` (not a retransmission of one we
         // took) is refused the same cheap way, before any state.
-        let offered = req.method == Method::Invite && info.to.tag().is_none() && !self.tx.server_exists(&key);
+        let fresh = !self.tx.server_exists(&key);
+        let offered = fresh && req.method == Method::Invite && info.to.tag().is_none();
         let new_call = offered && self.calls.len() >= self.cfg.limits.max_calls;
-        if starts_something && !self.tx.server_exists(&key) && (new_call || self.over_transaction_cap(peer, trunk)) {
+        if starts_something && fresh && (new_call || self.over_transaction_cap(peer, trunk)) {
             // Cheap and stateless; Retry-After asks a well-behaved peer to
             // come back later (RFC 3261 §21.5.4).
             if offered {
@@ -468,7 +469,7 @@ impl Endpoint {
         // leave behind to absorb retransmissions are bounded all the same:
         // past the cap the oldest answered one goes.
         let (server, _) = self.tx.len();
-        if server >= self.cfg.limits.max_transactions.saturating_mul(LINGER_FACTOR) && !self.tx.server_exists(&key) {
+        if server >= self.cfg.limits.max_transactions.saturating_mul(LINGER_FACTOR) && fresh {
             self.tx.evict_lingering();
         }
         if self.tx.server_receive(now, &key, &req, peer) == ServerMatch::Absorbed {

@@ -137,14 +137,14 @@ pub fn asks(via: &[u8]) -> bool {
     let (mut oc, mut loss) = (false, true);
     for p in split_outside_quotes(top, b';').skip(1) {
         let (name, value) = match p.iter().position(|&b| b == b'=') {
-            Some(e) => (trim(&p[..e]), trim(&p[e + 1..])),
-            None => (trim(p), &b""[..]),
+            Some(e) => (p[..e].trim_ascii(), p[e + 1..].trim_ascii()),
+            None => (p.trim_ascii(), &b""[..]),
         };
         if name.eq_ignore_ascii_case(b"oc") {
             oc = true;
         } else if name.eq_ignore_ascii_case(b"oc-algo") {
             let list = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
-            loss = list.split(|&b| b == b',').any(|a| trim(a).eq_ignore_ascii_case(b"loss"));
+            loss = list.split(|&b| b == b',').any(|a| a.trim_ascii().eq_ignore_ascii_case(b"loss"));
         }
     }
     oc && loss
@@ -163,14 +163,14 @@ pub fn with_params_raw(via: &[u8], params: &str) -> Vec<u8> {
     let (top, rest) = via.split_at(top_end(via));
     let mut out = Vec::with_capacity(via.len() + params.len());
     for (i, p) in split_outside_quotes(top, b';').enumerate() {
-        let name = trim(p.iter().position(|&b| b == b'=').map_or(p, |e| &p[..e]));
+        let name = p.iter().position(|&b| b == b'=').map_or(p, |e| &p[..e]).trim_ascii();
         if i > 0 && (name.eq_ignore_ascii_case(b"oc") || name.len() > 3 && name[..3].eq_ignore_ascii_case(b"oc-")) {
             continue;
         }
         if i > 0 {
             out.push(b';');
         }
-        out.extend_from_slice(&p[..p.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |e| e + 1)]);
+        out.extend_from_slice(p.trim_ascii_end());
     }
     out.extend_from_slice(params.as_bytes());
     out.extend_from_slice(rest);
@@ -207,12 +207,6 @@ fn split_outside_quotes(s: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
         }
         b == sep && !quoted
     })
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
-    &s[start..end]
 }
 
 #[cfg(test)]

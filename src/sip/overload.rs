@@ -208,7 +208,7 @@ fn each_field<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8]) -> bool
             return None;
         }
         let colon = l.iter().position(|&b| b == b':')?;
-        if !f(trim(&l[..colon]), trim(&l[colon + 1..])) {
+        if !f(l[..colon].trim_ascii(), l[colon + 1..].trim_ascii()) {
             break;
         }
     }
@@ -217,12 +217,6 @@ fn each_field<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8]) -> bool
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
-    &s[start..end]
 }
 
 /// The header parameters of a From/To value: after the `>` that closes a
@@ -257,8 +251,8 @@ fn tag_of(value: &[u8]) -> Option<&[u8]> {
     params(value).split(|&b| b == b';').find_map(|p| {
         let eq = p.iter().position(|&b| b == b'=');
         let (name, v) = match eq {
-            Some(e) => (trim(&p[..e]), trim(&p[e + 1..])),
-            None => (trim(p), &b""[..]),
+            Some(e) => (p[..e].trim_ascii(), p[e + 1..].trim_ascii()),
+            None => (p.trim_ascii(), &b""[..]),
         };
         (name.eq_ignore_ascii_case(b"tag") && !v.is_empty()).then_some(v)
     })
