@@ -200,6 +200,9 @@ enum BenchWhat {
         /// Multiples of capacity offered open-loop.
         #[arg(long, value_delimiter = ',', default_value = "1.5,3")]
         overload_multiples: Vec<f64>,
+        /// Times the capacity and overload steps are repeated (the table gives medians).
+        #[arg(long, default_value_t = 3)]
+        overload_rounds: usize,
     },
     /// Turn latency on the wire with scripted callers (the service runs in
     /// this process): p50/p95 per model, then simultaneous calls with the default model (base-q8_0).
@@ -318,10 +321,15 @@ async fn main() -> anyhow::Result<()> {
                     flood_rate,
                     overload_only,
                     overload_multiples,
+                    overload_rounds,
                 },
         } => {
-            let overload =
-                clinivox::bench::secure::overload::OverloadOptions { flood_rate, multiples: overload_multiples, ..Default::default() };
+            let overload = clinivox::bench::secure::overload::OverloadOptions {
+                flood_rate,
+                multiples: overload_multiples,
+                rounds: overload_rounds,
+                ..Default::default()
+            };
             if overload_only {
                 clinivox::bench::secure::overload::run(&overload).await?;
                 return Ok(());

@@ -376,7 +376,9 @@ impl EchoServer {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name(SERVER_THREAD.into()).spawn(move || {
-            rt.block_on(async move {
+            // Everything on the worker threads, the application's loop
+            // included: not woken across threads for every call.
+            let _ = rt.block_on(rt.spawn(async move {
                 // Bound here, so that its sockets belong to this runtime.
                 let server = match SipServer::bind(cfg).await {
                     Ok(s) => s,
@@ -391,7 +393,7 @@ impl EchoServer {
                     let _ = stopped.await;
                 })
                 .await;
-            });
+            }));
         })?;
         let mut server = EchoServer { udp: unspecified(), tls: unspecified(), cert, stop: Some(stop), thread: Some(thread), _dir: dir };
         let addrs = tokio::time::timeout(SERVER_START_WITHIN, ready_rx)

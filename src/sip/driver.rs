@@ -196,7 +196,8 @@ impl SipServer {
         }
         let SipServer { mut endpoint, cfg, udp, cmd_tx, mut cmd_rx, tls_clients, .. } = self;
         let mut st = State {
-            udp,
+            // Each socket's family, read once: not a system call per message.
+            udp: udp.into_iter().map(|s| (s.local_addr().is_ok_and(|a| a.is_ipv6()), s)).collect(),
             streams: HashMap::new(),
             tls_clients,
             calls: HashMap::new(),
@@ -235,9 +236,13 @@ impl SipServer {
             match ev {
                 DriverEvent::Datagram(peer, bytes) => {
                     endpoint.handle_input(now, wall, peer, &bytes);
+                    let mut taken = 1;
                     for _ in 1..DATAGRAM_BATCH {
                         match net_rx.try_recv() {
-                            Ok(DriverEvent::Datagram(p, b)) => endpoint.handle_input(now, wall, p, &b),
+                            Ok(DriverEvent::Datagram(p, b)) => {
+                                endpoint.handle_input(now, wall, p, &b);
+                                taken += 1;
+                            }
                             Ok(other) => {
                                 st.event(&mut endpoint, now, wall, other).await;
                                 break;
@@ -247,8 +252,11 @@ impl SipServer {
                     }
                     // New calls get a turn after every batch, or under a
                     // steady stream of other traffic their queue fills and
-                    // they are shed though the lines are free.
-                    take_new_calls(&mut endpoint, &mut call_rx, now, wall, NEW_CALL_BATCH);
+                    // they are shed though the lines are free. Each call
+                    // carried brings about two more datagrams (ACK, BYE):
+                    // new calls get half the batch's size, so that they
+                    // keep pace with the calls that end.
+                    take_new_calls(&mut endpoint, &mut call_rx, now, wall, NEW_CALL_BATCH.max(taken / 2));
                 }
                 DriverEvent::NewCall(peer, bytes) => {
                     endpoint.handle_input(now, wall, peer, &bytes);
@@ -314,7 +322,8 @@ impl TlsClients {
 }
 
 struct State {
-    udp: Vec<Arc<UdpSocket>>,
+    /// The UDP sockets, each with whether it is IPv6.
+    udp: Vec<(bool, Arc<UdpSocket>)>,
     /// Open TCP and TLS connections, by peer: replies and requests to a
     /// registered phone go back on the connection it registered over
     /// (RFC 5923 §4-style reuse; it is behind NAT and cannot be reached otherwise).
@@ -474,7 +483,7 @@ impl State {
     async fn transmit(&mut self, t: Transmit) {
         match t.peer.transport {
             Transport::Udp => {
-                let sock = self.udp.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv6() == t.peer.addr.is_ipv6()));
+                let sock = self.udp.iter().find(|(v6, _)| *v6 == t.peer.addr.is_ipv6()).map(|(_, s)| s);
                 if let Some(s) = sock {
                     let _ = s.send_to(&t.bytes, t.peer.addr).await;
                 }
