@@ -27,7 +27,12 @@ pub enum AppError {
     Assistant(#[from] crate::call::assistant::AssistantError),
     #[error("SIP endpoint: {0}")]
     Sip(#[from] crate::sip::driver::DriverError),
+    #[error("webhooks: {0}")]
+    Webhooks(#[from] crate::tls::TlsError),
 }
+
+/// How often the webhooks' outbox is looked at.
+const WEBHOOK_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Opens the store, applies migrations, mirrors the clinic's configuration
 /// into it and, for the demo clinic, seeds demo patients on first run.
@@ -38,7 +43,8 @@ pub async fn open_store(config: &Config, clock: &dyn Clock) -> Result<Store, Sto
         chrono::Duration::from_std(config.http.request_timeout).unwrap_or(crate::store::IN_FLIGHT_LIMIT) + chrono::Duration::seconds(15);
     let store = Store::connect(&config.database.url, config.database.max_connections, config.clinic.timezone)
         .await?
-        .with_in_flight_limit(in_flight);
+        .with_in_flight_limit(in_flight)
+        .with_webhooks(config.webhooks.iter().map(crate::webhooks::Webhook::subscription).collect());
     store.sync_clinic(config).await?;
     if config.demo {
         crate::demo::seed(&store, clock.now()).await?;
@@ -228,6 +234,12 @@ pub async fn run(
         }
     };
     tokio::spawn(purge_loop(store.clone(), config.retention.clone(), clock.clone(), stopped(stop_rx.clone())));
+    if !config.webhooks.is_empty() {
+        let owner = format!("clinivox-{}-{}", std::process::id(), rand::random::<u32>());
+        let sender = crate::webhooks::sender::Sender::new(store.clone(), config.webhooks.clone(), owner)?;
+        tracing::info!(webhooks = config.webhooks.len(), "webhooks on");
+        tokio::spawn(sender.run(clock.clone(), WEBHOOK_TICK, stopped(stop_rx.clone())));
+    }
     let limits = config.http.clone();
     let state = AppState::new(store.clone(), config, clock, metrics);
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());

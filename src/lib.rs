@@ -19,6 +19,7 @@ pub mod speech;
 pub mod store;
 pub mod testing;
 pub mod tls;
+pub mod webhooks;
 
 #[cfg(test)]
 mod invariants_tests;

@@ -40,11 +40,19 @@ on_both_engines!(
     an_abandoned_booking_is_answered_on_retry_and_never_booked_twice,
     subject_export_and_erasure,
     identity_failures_count_per_subject_in_a_window,
+    webhooks_deliver_every_event_once_signed,
+    webhooks_survive_a_receiver_down_and_a_dead_node,
+    webhooks_give_up_after_a_day,
+    webhooks_two_nodes_send_each_event_once,
 );
 
 #[path = "store/subject.rs"]
 mod subject;
 use subject::subject_export_and_erasure;
+
+#[path = "store/webhooks.rs"]
+mod webhooks;
+use webhooks::*;
 
 /// `[privacy]` retention with simulated time: data older than its period
 /// goes (recordings from disk too), younger data and the call records
@@ -147,6 +155,7 @@ async fn retention_removes_what_is_past_its_period_and_nothing_younger(store: St
         finished_jobs: Duration::days(30),
         callbacks: Duration::days(30),
         identity_failures: Duration::hours(24),
+        webhook_log: Duration::days(30),
     };
     let expected = PurgeReport {
         transcript_turns: 1,
@@ -157,6 +166,7 @@ async fn retention_removes_what_is_past_its_period_and_nothing_younger(store: St
         finished_jobs: 1,
         callbacks: 1,
         identity_failures: 2,
+        webhook_deliveries: 0,
     };
     let dry = store.purge(&keep, now(), true).await.unwrap();
     // Audit entries: the patient's creation, the old booking and the old callback's writes.

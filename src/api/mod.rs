@@ -19,6 +19,7 @@ mod problem;
 mod records;
 mod reminders;
 pub mod server;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -106,6 +107,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reminders::job))
         .routes(routes!(callbacks::list))
         .routes(routes!(callbacks::done))
+        .routes(routes!(webhooks::list))
+        .routes(routes!(webhooks::resend))
         .split_for_parts()
 }
 

@@ -56,6 +56,8 @@ pub struct Config {
     pub verification: Verification,
     /// Providers' iCalendar feeds (`[calendar]`); `None` without a key.
     pub calendar: Option<CalendarConfig>,
+    /// Where events are sent (`[[webhooks]]`).
+    pub webhooks: Vec<crate::webhooks::Webhook>,
     /// True when this is the built-in demo clinic.
     pub demo: bool,
 }

@@ -27,6 +27,24 @@ pub struct RawConfig {
     pub logging: RawLogging,
     pub privacy: RawPrivacy,
     pub calendar: RawCalendar,
+    pub webhooks: Vec<RawWebhook>,
+}
+
+/// `[[webhooks]]`: where events are POSTed, signed (Standard Webhooks).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawWebhook {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    /// `whsec_` and the base64 of at least 24 random bytes.
+    pub secret: Option<String>,
+    /// Event types (`appointment.booked`, …); all when absent.
+    pub events: Option<Vec<String>>,
+    /// Plain HTTP to a host that is not this machine (the payload is ids
+    /// and times, but they say who sees which doctor when).
+    pub allow_plain_http: Option<bool>,
+    /// PEM file of the CA(s) to trust for this receiver instead of the system's roots.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// `[calendar]`: per-provider iCalendar feeds at secret URLs.
@@ -51,6 +69,8 @@ pub struct RawPrivacy {
     pub audit_snapshots_days: Option<i64>,
     pub idempotency_hours: Option<i64>,
     pub finished_jobs_days: Option<i64>,
+    /// Delivered and given-up webhook deliveries.
+    pub webhook_log_days: Option<i64>,
     pub callbacks_days: Option<i64>,
     /// Failed phone identity checks (per patient, per number) before a
     /// caller is handed to staff whatever they say.

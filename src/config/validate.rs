@@ -258,6 +258,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let calls = calls(&mut e, &raw.calls, calls_app);
     let calendar = calendar(&mut e, &raw.calendar);
+    let webhooks = crate::webhooks::Webhook::validate_all(&raw.webhooks, &mut |field, message| e.push(field, message));
     let verification = verification(&mut e, &raw.privacy);
     let mut retention = retention(&mut e, &raw.privacy);
     retention.identity_failures = verification.window;
@@ -301,6 +302,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         retention,
         verification,
         calendar,
+        webhooks,
         demo: false,
     })
 }
@@ -679,6 +681,7 @@ fn retention(e: &mut Errors, r: &RawPrivacy) -> crate::store::Retention {
         callbacks: period("callbacks_days", r.callbacks_days, d.callbacks, days, 3650),
         // Set from the lockout window by the caller.
         identity_failures: d.identity_failures,
+        webhook_log: period("webhook_log_days", r.webhook_log_days, d.webhook_log, days, 3650),
     }
 }
 

@@ -108,8 +108,8 @@ impl Refill {
         let freed = store.appointment(&offer.job.appointment_id).await?;
         let actor = Actor::new("refill", Channel::Phone);
         let theirs = store.appointments_for_patient(&offer.entry.patient_id, true, now).await?;
-        if theirs.iter().any(|a| a.provider_id == freed.provider_id && a.starts_at == freed.starts_at) {
-            store.waitlist_fulfil(&offer.entry.id).await?;
+        if let Some(a) = theirs.iter().find(|a| a.provider_id == freed.provider_id && a.starts_at == freed.starts_at) {
+            store.waitlist_fulfil(&offer.entry.id, &a.id, &offer.job.appointment_id, now).await?;
             return store.finish_attempt(&offer.job.id, &self.instance, "accepted", None, now).await;
         }
         let later = theirs.into_iter().find(|a| a.specialty_id == freed.specialty_id && a.starts_at > freed.starts_at);
@@ -134,8 +134,8 @@ impl Refill {
             }
         };
         match taken {
-            Ok(_) => {
-                store.waitlist_fulfil(&offer.entry.id).await?;
+            Ok(a) => {
+                store.waitlist_fulfil(&offer.entry.id, &a.id, &offer.job.appointment_id, now).await?;
                 store.finish_attempt(&offer.job.id, &self.instance, "accepted", None, now).await
             }
             // The hold expired and someone else booked: nothing left to offer.

@@ -10,7 +10,8 @@ use sqlx::Row;
 
 use super::availability::{template_slots, Interval, PartOfDay};
 use super::{
-    is_unique_violation, new_id, ts, Actor, Appointment, AppointmentStatus, Channel, Hold, Page, Provider, Result, Slot, Store, StoreError,
+    is_unique_violation, new_id, ts, Actor, Appointment, AppointmentStatus, Channel, Event, EventType, Hold, Page, Provider, Result, Slot,
+    Store, StoreError,
 };
 
 /// Longest date range one slot search may cover.
@@ -186,6 +187,7 @@ impl Store {
         release_lock(&mut tx, &provider.id, new.starts_at).await?;
         let appointment = self.fetch_appointment(&mut tx, &id).await?;
         Store::audit(&mut tx, now, actor, "appointment", &id, "book", None, serde_json::to_string(&appointment).ok()).await?;
+        self.emit(&mut tx, now, Event::appointment(EventType::AppointmentBooked, &appointment, actor, None)).await?;
         tx.commit().await?;
         Ok(appointment)
     }
@@ -245,6 +247,7 @@ impl Store {
             serde_json::to_string(&after).ok(),
         )
         .await?;
+        self.emit(&mut tx, now, Event::appointment(EventType::AppointmentRescheduled, &after, actor, Some(&before))).await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -346,6 +349,14 @@ impl Store {
             serde_json::to_string(&after).ok(),
         )
         .await?;
+        let kind = match to {
+            AppointmentStatus::Confirmed => Some(EventType::AppointmentConfirmed),
+            AppointmentStatus::Cancelled => Some(EventType::AppointmentCancelled),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            self.emit(&mut tx, now, Event::appointment(kind, &after, actor, None)).await?;
+        }
         tx.commit().await?;
         Ok(after)
     }

@@ -105,6 +105,17 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM callback_requests WHERE id = $1");
         let created = from_row(&sqlx::query(&sql).bind(&id).fetch_one(&mut *tx).await?)?;
         Store::audit(&mut tx, now, actor, "callback_request", &id, "create", None, serde_json::to_string(&created).ok()).await?;
+        // Not the reason, name or number: the receiver reads those through the API.
+        let data = serde_json::json!({
+            "callback_id": created.id,
+            "call_id": created.call_id,
+            "patient_id": created.patient_id,
+            "language": created.language,
+            "created_at": created.created_at,
+            "channel": actor.channel,
+            "by": actor.name,
+        });
+        self.emit(&mut tx, now, super::Event { kind: super::EventType::CallbackRequested, order_key: id.clone(), data }).await?;
         tx.commit().await?;
         Ok(created)
     }

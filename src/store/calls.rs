@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{new_id, ts, Call, CallDetail, CallTurn, Page, Result, Store, StoreError};
+use super::{new_id, ts, Call, CallDetail, CallTurn, Event, EventType, Page, Result, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct NewCall {
@@ -32,7 +32,9 @@ const COLUMNS: &str =
 
 impl Store {
     pub async fn start_call(&self, new: NewCall, now: DateTime<Utc>) -> Result<Call> {
-        let id = self.insert_call(&new, now, None).await?;
+        let mut conn = self.pool.acquire().await?;
+        let id = self.insert_call(&mut conn, &new, now, None).await?;
+        drop(conn);
         Ok(self.call(&id).await?.call)
     }
 
@@ -44,11 +46,21 @@ impl Store {
         if outcome.trim().is_empty() {
             return Err(StoreError::invalid("outcome", "must not be empty"));
         }
-        let id = self.insert_call(&new, started, Some((outcome, ended.max(started)))).await?;
-        Ok(self.call(&id).await?.call)
+        let mut tx = self.pool.begin().await?;
+        let id = self.insert_call(&mut tx, &new, started, Some((outcome, ended.max(started)))).await?;
+        let call = fetch_call(&mut tx, &id).await?;
+        self.emit(&mut tx, ended, call_ended(&call)).await?;
+        tx.commit().await?;
+        Ok(call)
     }
 
-    async fn insert_call(&self, new: &NewCall, started: DateTime<Utc>, ended: Option<(&str, DateTime<Utc>)>) -> Result<String> {
+    async fn insert_call(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        new: &NewCall,
+        started: DateTime<Utc>,
+        ended: Option<(&str, DateTime<Utc>)>,
+    ) -> Result<String> {
         if new.direction != "inbound" && new.direction != "outbound" {
             return Err(StoreError::invalid("direction", "must be inbound or outbound"));
         }
@@ -66,7 +78,7 @@ impl Store {
         .bind(&new.appointment_id)
         .bind(ended.map(|(o, _)| o))
         .bind(ended.map(|(_, t)| t.timestamp()))
-        .execute(&self.pool)
+        .execute(conn)
         .await?;
         Ok(id)
     }
@@ -178,6 +190,7 @@ impl Store {
         summary: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE calls SET ended_at = $1, outcome = $2, patient_id = COALESCE($3, patient_id), transfer_target = $4, summary = $5 WHERE id = $6",
         )
@@ -187,11 +200,14 @@ impl Store {
         .bind(transfer_target)
         .bind(summary)
         .bind(call_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("call"));
         }
+        let call = fetch_call(&mut tx, call_id).await?;
+        self.emit(&mut tx, now, call_ended(&call)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -234,6 +250,28 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         Ok(CallDetail { call, turns })
     }
+}
+
+async fn fetch_call(conn: &mut sqlx::AnyConnection, id: &str) -> Result<Call> {
+    let sql = format!("SELECT {COLUMNS} FROM calls WHERE id = $1");
+    call_from_row(&sqlx::query(&sql).bind(id).fetch_one(conn).await?)
+}
+
+/// `call.ended`: the outcome and whether staff took it over; no transcript,
+/// summary or number.
+fn call_ended(c: &Call) -> Event {
+    let data = serde_json::json!({
+        "call_id": c.id,
+        "direction": c.direction,
+        "outcome": c.outcome,
+        "transferred": c.transfer_target.is_some() || c.outcome.as_deref() == Some("transferred"),
+        "patient_id": c.patient_id,
+        "appointment_id": c.appointment_id,
+        "language": c.language,
+        "started_at": c.started_at,
+        "ended_at": c.ended_at,
+    });
+    Event { kind: EventType::CallEnded, order_key: c.id.clone(), data }
 }
 
 fn call_from_row(r: &AnyRow) -> Result<Call> {

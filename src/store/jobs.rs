@@ -164,6 +164,18 @@ impl Store {
         let after = serde_json::json!({"job": job.id, "kind": job.kind, "attempt": job.attempts, "outcome": outcome}).to_string();
         let actor = Actor::new(instance, Channel::Phone);
         Store::audit(&mut tx, now, &actor, "appointment", &job.appointment_id, &format!("{}_call", job.kind), None, Some(after)).await?;
+        if retry_at.is_none() && job.kind == "escalation" {
+            let data = serde_json::json!({
+                "job_id": job.id,
+                "appointment_id": job.appointment_id,
+                "patient_id": job.patient_id,
+                "attempts": job.attempts,
+                "outcome": outcome,
+                "finished_at": now,
+            });
+            let event = super::Event { kind: super::EventType::EscalationFinished, order_key: job.appointment_id.clone(), data };
+            self.emit(&mut tx, now, event).await?;
+        }
         tx.commit().await?;
         Ok(job)
     }

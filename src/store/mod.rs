@@ -22,6 +22,7 @@ mod identity;
 mod jobs;
 mod metrics;
 mod models;
+mod outbox;
 mod patients;
 mod refill;
 mod reminders;
@@ -44,6 +45,7 @@ pub use identity::identity_subjects;
 pub use jobs::{Job, JobAttempt};
 pub use metrics::Sample;
 pub use models::*;
+pub use outbox::{Delivery, Event, EventType, Subscription};
 pub use patients::{NewPatient, PatientPatch};
 pub use reminders::{NewReminder, Reminder, ReminderChannel, ReplyKind};
 pub use retention::{PurgeReport, Retention};
@@ -107,6 +109,8 @@ pub struct Store {
     /// How long an `Idempotency-Key` claim may stay unfinished before a
     /// retry takes it over ([`IN_FLIGHT_LIMIT`] unless set).
     in_flight_limit: chrono::Duration,
+    /// Configured webhooks: events are written to the outbox for these.
+    webhooks: std::sync::Arc<[outbox::Subscription]>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -167,7 +171,7 @@ impl Store {
                 crate::private_files::restrict(std::path::Path::new(&p)).map_err(StoreError::Io)?;
             }
         }
-        Ok(Store { pool, backend, tz, in_flight_limit: IN_FLIGHT_LIMIT })
+        Ok(Store { pool, backend, tz, in_flight_limit: IN_FLIGHT_LIMIT, webhooks: Vec::new().into() })
     }
 
     /// Claims on an `Idempotency-Key` unfinished after `limit` were

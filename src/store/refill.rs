@@ -94,9 +94,23 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("waitlist_id")?, r.try_get("patient_id")?, r.try_get("outcome")?))).collect()
     }
 
-    /// Marks a waiting-list entry as served by an appointment.
-    pub async fn waitlist_fulfil(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE waitlist SET status = 'fulfilled' WHERE id = $1 AND status = 'active'").bind(id).execute(&self.pool).await?;
+    /// Marks a waiting-list entry as served by `appointment_id`, which took
+    /// the slot `freed_appointment_id` left.
+    pub async fn waitlist_fulfil(&self, id: &str, appointment_id: &str, freed_appointment_id: &str, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done =
+            sqlx::query("UPDATE waitlist SET status = 'fulfilled' WHERE id = $1 AND status = 'active'").bind(id).execute(&mut *tx).await?;
+        if done.rows_affected() > 0 {
+            let data = serde_json::json!({
+                "waitlist_id": id,
+                "appointment_id": appointment_id,
+                "freed_appointment_id": freed_appointment_id,
+                "filled_at": now,
+            });
+            let event = super::Event { kind: super::EventType::WaitlistSlotFilled, order_key: freed_appointment_id.to_string(), data };
+            self.emit(&mut tx, now, event).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -31,6 +31,9 @@ pub struct Retention {
     /// Failed identity checks: kept as long as they count towards a
     /// lockout (`[privacy] verify_window_hours`), not a moment longer.
     pub identity_failures: Duration,
+    /// The webhooks' delivery log: delivered and given-up deliveries, with
+    /// their events (ids and times of appointments and calls).
+    pub webhook_log: Duration,
 }
 
 impl Default for Retention {
@@ -43,6 +46,7 @@ impl Default for Retention {
             finished_jobs: Duration::days(90),
             callbacks: Duration::days(90),
             identity_failures: Duration::hours(24),
+            webhook_log: Duration::days(30),
         }
     }
 }
@@ -58,11 +62,12 @@ pub struct PurgeReport {
     pub finished_jobs: u64,
     pub callbacks: u64,
     pub identity_failures: u64,
+    pub webhook_deliveries: u64,
 }
 
 impl PurgeReport {
     /// One row per kind, for the CLI and the log.
-    pub fn rows(&self) -> [(&'static str, u64); 8] {
+    pub fn rows(&self) -> [(&'static str, u64); 9] {
         [
             ("call transcript turns", self.transcript_turns),
             ("call summaries", self.call_summaries),
@@ -72,6 +77,7 @@ impl PurgeReport {
             ("finished jobs", self.finished_jobs),
             ("done callbacks", self.callbacks),
             ("failed identity checks", self.identity_failures),
+            ("settled webhook deliveries", self.webhook_deliveries),
         ]
     }
 }
@@ -142,6 +148,20 @@ impl Store {
         r.callbacks = self.count_or_run(dry_run, "callback_requests WHERE status = 'done' AND done_at < $1", t, "DELETE FROM").await?;
 
         r.identity_failures = self.purge_identity_failures(keep.identity_failures, now, dry_run).await?;
+
+        let t = before(keep.webhook_log);
+        r.webhook_deliveries =
+            self.count_or_run(dry_run, "webhook_deliveries WHERE status <> 'pending' AND updated_at < $1", t, "DELETE FROM").await?;
+        if !dry_run {
+            // Events whose every delivery is gone.
+            sqlx::query(
+                "DELETE FROM webhook_events WHERE created_at < $1 AND NOT EXISTS \
+                 (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = webhook_events.seq)",
+            )
+            .bind(t)
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(r)
     }
 

@@ -315,6 +315,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             Store::audit(&mut tx, now, actor, "appointment", aid, "cancel", None, None).await?;
+            let after = self.fetch_appointment(&mut tx, aid).await?;
+            self.emit(&mut tx, now, super::Event::appointment(super::EventType::AppointmentCancelled, &after, actor, None)).await?;
             r.appointments_cancelled += 1;
         }
         sqlx::query("UPDATE appointments SET notes = NULL WHERE patient_id = $1").bind(id).execute(&mut *tx).await?;
