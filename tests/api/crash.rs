@@ -30,6 +30,11 @@ struct Service {
 
 impl Service {
     fn start(dir: &Path, addr: SocketAddr, fault: Option<&str>) -> Service {
+        Service::start_with(dir, addr, fault, &[])
+    }
+
+    /// The same with more `CLINIVOX_…` settings.
+    fn start_with(dir: &Path, addr: SocketAddr, fault: Option<&str>, env: &[(&str, String)]) -> Service {
         let cache = std::env::var_os("CLINIVOX_TEST_CACHE")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
@@ -49,6 +54,9 @@ impl Service {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         match fault {
             Some(f) => cmd.env("CLINIVOX_FAULT", f),
             None => cmd.env_remove("CLINIVOX_FAULT"),
@@ -105,11 +113,23 @@ async fn request(
     body: Option<&Value>,
     key: Option<&str>,
 ) -> std::io::Result<Option<(u16, Value)>> {
+    request_as(WRITE, addr, method, path, body, key).await
+}
+
+/// [`request`] with another bearer token.
+async fn request_as(
+    token: &str,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    key: Option<&str>,
+) -> std::io::Result<Option<(u16, Value)>> {
     let mut s = TcpStream::connect(addr).await?;
     let body = body.map(Value::to_string).unwrap_or_default();
     let key = key.map(|k| format!("Idempotency-Key: {k}\r\n")).unwrap_or_default();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {WRITE}\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n{key}Connection: close\r\n\r\n",
         body.len()
     );
@@ -204,4 +224,92 @@ async fn killed_between_a_bookings_commit_and_its_answer_the_retry_gets_a_defini
         request(addr, "POST", "/api/v1/appointments", Some(&booking), Some("crash-key-1")).await.unwrap().expect("an answer");
     assert_eq!((status, &again["id"]), (201, &appointment["id"]));
     drop(service);
+}
+
+/// Issue 20: the service is killed after a booking committed and before
+/// its webhook went out (the receiver was down); restarted, it delivers
+/// the event, signed, once the receiver is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_before_a_bookings_webhook_went_out_the_restarted_service_delivers_it() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let root = std::env::var_os("CLINIVOX_TEST_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
+    clinivox::speech::models::fetch(clinivox::speech::models::DEFAULT_MODEL, &root.join("cache"), &root.join("models"), &mut |_| {})
+        .expect("model in the test cache");
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, receiver) = (free_port(), free_port());
+    // The demo clinic from a file (with credentials of its own, as a
+    // clinic's file must have), a receiver added.
+    const OWN: &str = "a-write-token-of-the-clinics-own";
+    use clinivox::config::hash_token;
+    let demo = clinivox::config::DEMO_TOML
+        .replace(&hash_token("demo-read-token"), &hash_token("a-read-token-of-the-clinics-own"))
+        .replace(&hash_token("demo-write-token"), &hash_token(OWN))
+        .replace("demo-201-secret", "correct-horse-201")
+        .replace("demo-202-secret", "battery-staple-202");
+    let config = dir.path().join("clinivox.toml");
+    let hooks = format!(
+        "\n[[webhooks]]\nname = \"pms\"\nurl = \"http://{receiver}/hooks\"\nsecret = \"{SECRET}\"\nevents = [\"appointment.booked\"]\n"
+    );
+    std::fs::write(&config, format!("{demo}{hooks}")).unwrap();
+    let env = [("CLINIVOX_CONFIG", config.display().to_string())];
+
+    let mut service = Service::start_with(dir.path(), addr, Some("after_booking_commit"), &env);
+    service.ready(addr).await;
+    let patient = json!({"name": "Inés Webhook", "phones": ["+34600999222"], "date_of_birth": "1961-02-03", "preferred_language": "es"});
+    let (status, created) = request_as(OWN, addr, "POST", "/api/v1/patients", Some(&patient), None).await.unwrap().expect("an answer");
+    assert_eq!(status, 201, "{created}");
+    let (_, slots) =
+        request_as(OWN, addr, "GET", "/api/v1/slots?specialty=dermatology&limit=1", None, None).await.unwrap().expect("an answer");
+    let slot = slots.get("items").and_then(|i| i.get(0)).or_else(|| slots.get(0)).cloned().expect("a free slot");
+    let booking = json!({"patient_id": created["id"], "provider_id": slot["provider_id"], "starts_at": slot["starts_at"]});
+    let first = tokio::spawn(async move { request_as(OWN, addr, "POST", "/api/v1/appointments", Some(&booking), None).await });
+    loop {
+        let line = service.stderr.recv_timeout(Duration::from_secs(30)).expect("the fault point is reached");
+        if line.contains("CLINIVOX_FAULT: reached after_booking_commit") {
+            break;
+        }
+    }
+    service.kill();
+    let _ = first.await;
+
+    // The receiver comes up; the service comes back.
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String, bool)>::new()));
+    let app = {
+        let got = got.clone();
+        axum::Router::new().route(
+            "/hooks",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let got = got.clone();
+                async move {
+                    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                    let signed = h("webhook-timestamp")
+                        .parse()
+                        .is_ok_and(|t| clinivox::webhooks::verify(SECRET, &h("webhook-id"), t, &body, &h("webhook-signature")));
+                    got.lock().unwrap().push((h("webhook-id"), body, signed));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind(receiver).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut service = Service::start_with(dir.path(), addr, None, &env);
+    service.ready(addr).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    while got.lock().unwrap().is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "delivered once after the restart: {got:?}");
+    let (_, body, signed) = &got[0];
+    assert!(signed, "signed: {body}");
+    let event: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["type"], "appointment.booked");
+    assert_eq!(event["data"]["patient_id"], created["id"]);
+    assert_eq!(event["data"]["starts_at"], slot["starts_at"]);
+    assert!(!body.contains("Webhook") && !body.contains("600999222"), "ids and times only: {body}");
+    service.kill();
 }
