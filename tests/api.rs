@@ -46,6 +46,7 @@ on_both_engines!(
     metrics_need_a_token_and_are_cached,
     subject_rights_and_the_access_log,
     calendar_feeds,
+    fhir_scheduling_round_trip,
 );
 
 fn app(store: Store, config: Config) -> Router {
@@ -978,6 +979,10 @@ async fn subject_rights_and_the_access_log(store: Store, config: Config) {
     let slots = call(&app, "GET", "/api/v1/slots?provider=dr-garcia&from=2026-11-24&to=2026-11-24", Some(READ), None, &[]).await.json;
     assert!(slots.as_array().unwrap().iter().any(|s| s["starts_at"] == "2026-11-24T08:00:00Z"), "the slot is free again");
 }
+
+#[path = "api/fhir.rs"]
+mod fhir;
+use fhir::fhir_scheduling_round_trip;
 
 #[path = "api/crash.rs"]
 mod crash;

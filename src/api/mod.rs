@@ -10,6 +10,7 @@ mod bounds;
 pub mod calendar;
 mod callbacks;
 mod catalog;
+mod fhir;
 mod idempotency;
 mod metrics;
 mod page;
@@ -124,8 +125,14 @@ pub fn router(state: AppState) -> Router {
     let metrics = Router::new()
         .route("/metrics", get(metrics::metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_metrics_token));
+    // FHIR R4: the same tokens; patient reads are logged by its handlers.
+    let fhir = fhir::routes()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn(fhir::as_outcomes));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/fhir/r4/metadata", get(fhir::metadata))
+        .merge(fhir)
         .route("/readyz", get(readyz))
         // Calendar apps send no token: the URL is the secret.
         .route("/calendar/{provider}/{file}", get(calendar::feed))
