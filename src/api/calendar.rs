@@ -27,7 +27,7 @@ use subtle::ConstantTimeEq;
 
 use super::{AppState, Problem};
 use crate::config::{CalendarConfig, Config};
-use crate::store::{Appointment, AppointmentStatus, StoreError};
+use crate::store::{Appointment, AppointmentStatus};
 
 /// Events in one feed at most (a busy provider's half year is far less).
 const MAX_EVENTS: i64 = 5_000;
@@ -63,18 +63,14 @@ pub async fn feed(State(state): State<AppState>, Path((provider, file)): Path<(S
     };
     let mut names = HashMap::new();
     if cal.patient_names {
-        for a in &appointments {
-            if !names.contains_key(&a.patient_id) {
-                match state.store.patient(&a.patient_id).await {
-                    Ok(p) => {
-                        names.insert(a.patient_id.clone(), p.name);
-                    }
-                    // Erased since: the event stays, nameless.
-                    Err(StoreError::Gone(_) | StoreError::NotFound(_)) => {}
-                    Err(e) => return Problem::from(e).into_response(),
-                }
-            }
-        }
+        let mut ids: Vec<String> = appointments.iter().map(|a| a.patient_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // Erased since: their events stay, nameless.
+        names = match state.store.patient_names(&ids).await {
+            Ok(n) => n,
+            Err(e) => return Problem::from(e).into_response(),
+        };
         let reads: Vec<(String, Option<String>)> = appointments.iter().map(|a| (a.patient_id.clone(), Some(a.id.clone()))).collect();
         if !reads.is_empty() {
             if let Err(e) = state.store.record_access(&format!("calendar:{provider}"), "calendar feed", &reads, now).await {

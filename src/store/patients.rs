@@ -95,6 +95,25 @@ impl Store {
         fetch(&mut conn, id).await
     }
 
+    /// The names of the patients in `ids` that are not erased, in one query
+    /// per 500 ids (a calendar feed names every patient of a provider's
+    /// months).
+    pub async fn patient_names(&self, ids: &[String]) -> Result<std::collections::HashMap<String, String>> {
+        let mut names = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id, name FROM patients WHERE erased_at IS NULL AND id IN ({})", marks.join(", "));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                names.insert(row.try_get("id")?, row.try_get("name")?);
+            }
+        }
+        Ok(names)
+    }
+
     /// Patients reachable at `phone` (caller ID lookup), oldest record first.
     pub async fn patients_by_phone(&self, phone: &E164) -> Result<Vec<Patient>> {
         self.patients_by_phone_page(phone, Page::ALL).await
