@@ -111,6 +111,8 @@ pub struct Store {
     in_flight_limit: chrono::Duration,
     /// Configured webhooks: events are written to the outbox for these.
     webhooks: std::sync::Arc<[outbox::Subscription]>,
+    /// How this store was opened, for [`Store::connect_again`].
+    opened: std::sync::Arc<(String, u32)>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -171,7 +173,14 @@ impl Store {
                 crate::private_files::restrict(std::path::Path::new(&p)).map_err(StoreError::Io)?;
             }
         }
-        Ok(Store { pool, backend, tz, in_flight_limit: IN_FLIGHT_LIMIT, webhooks: Vec::new().into() })
+        Ok(Store {
+            pool,
+            backend,
+            tz,
+            in_flight_limit: IN_FLIGHT_LIMIT,
+            webhooks: Vec::new().into(),
+            opened: std::sync::Arc::new((url, max_connections)),
+        })
     }
 
     /// Claims on an `Idempotency-Key` unfinished after `limit` were
@@ -180,6 +189,14 @@ impl Store {
     pub fn with_in_flight_limit(mut self, limit: chrono::Duration) -> Store {
         self.in_flight_limit = limit;
         self
+    }
+
+    /// Another handle on the same database with a pool of its own, as a
+    /// second node has (the settings given with `with_…` carry over).
+    pub async fn connect_again(&self) -> Result<Store> {
+        let (url, max) = self.opened.as_ref();
+        let fresh = Store::connect(url, *max, self.tz).await?;
+        Ok(Store { pool: fresh.pool, ..self.clone() })
     }
 
     pub fn backend(&self) -> Backend {

@@ -278,8 +278,8 @@ pub async fn webhooks_give_up_after_a_day(store: Store, _: Config) {
     assert!(d.attempts >= 9 && t <= now() + Duration::hours(24), "{d:?}");
 }
 
-/// Two nodes on one database, sending at the same moment: every event
-/// reaches the receiver once.
+/// Two nodes on one database (each its own connection pool), sending at
+/// the same moment: every event reaches the receiver once.
 pub async fn webhooks_two_nodes_send_each_event_once(store: Store, _: Config) {
     let rx = Receiver::default();
     let port = rx.start(0).await;
@@ -290,7 +290,8 @@ pub async fn webhooks_two_nodes_send_each_event_once(store: Store, _: Config) {
         let at = utc("2026-11-30T08:00:00Z") + Duration::minutes(15 * i64::from(i % 12)) + Duration::days(i64::from(i / 12));
         store.book(book_at(&p, "dr-garcia", at), &staff(), now()).await.unwrap();
     }
-    let (a, b) = (sender(&store, &w, "node-a"), sender(&store, &w, "node-b"));
+    let second = store.connect_again().await.unwrap();
+    let (a, b) = (sender(&store, &w, "node-a"), sender(&second, &w, "node-b"));
     let (x, y) = tokio::join!(a.deliver_due(now()), b.deliver_due(now()));
     let (x, y) = (x.unwrap(), y.unwrap());
     let mut per_id: HashMap<String, usize> = HashMap::new();
