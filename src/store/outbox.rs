@@ -127,6 +127,14 @@ pub struct Delivery {
 const COLUMNS: &str = "d.id, d.webhook, d.status, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.delivered_at, \
                        d.created_at, e.id AS event_id, e.type AS event_type, e.payload, e.seq";
 
+/// A settling UPDATE that matched nothing: another node holds the lease now.
+fn lease_held(rows: u64) -> Result<()> {
+    if rows == 0 {
+        return Err(StoreError::Conflict("the delivery's lease was lost".into()));
+    }
+    Ok(())
+}
+
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Delivery> {
     let opt_ts = |v: Option<i64>| v.map(ts).transpose();
     Ok(Delivery {
@@ -245,10 +253,7 @@ impl Store {
         .bind(owner)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict("the delivery's lease was lost".into()));
-        }
-        Ok(())
+        lease_held(done.rows_affected())
     }
 
     /// An attempt failed: due again at `retry_at`, or given up (`None`).
@@ -275,10 +280,7 @@ impl Store {
         .bind(owner)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict("the delivery's lease was lost".into()));
-        }
-        Ok(())
+        lease_held(done.rows_affected())
     }
 
     pub async fn delivery(&self, id: &str) -> Result<Delivery> {

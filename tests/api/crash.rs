@@ -146,18 +146,22 @@ async fn request_as(
     Ok(Some((status, serde_json::from_str(body).unwrap_or(Value::String(body.to_string())))))
 }
 
+/// `serve` loads the configured speech model: fetched (or found) first.
+fn model_in_cache() {
+    let root = std::env::var_os("CLINIVOX_TEST_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
+    clinivox::speech::models::fetch(clinivox::speech::models::DEFAULT_MODEL, &root.join("cache"), &root.join("models"), &mut |_| {})
+        .expect("model in the test cache");
+}
+
 fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_a_bookings_commit_and_its_answer_the_retry_gets_a_definite_answer_and_one_booking() {
-    let root = std::env::var_os("CLINIVOX_TEST_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
-    // `serve` loads the configured speech model; fetched (or found) first.
-    clinivox::speech::models::fetch(clinivox::speech::models::DEFAULT_MODEL, &root.join("cache"), &root.join("models"), &mut |_| {})
-        .expect("model in the test cache");
+    model_in_cache();
     let dir = tempfile::tempdir().unwrap();
     let addr = free_port();
 
@@ -232,11 +236,7 @@ async fn killed_between_a_bookings_commit_and_its_answer_the_retry_gets_a_defini
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_before_a_bookings_webhook_went_out_the_restarted_service_delivers_it() {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let root = std::env::var_os("CLINIVOX_TEST_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
-    clinivox::speech::models::fetch(clinivox::speech::models::DEFAULT_MODEL, &root.join("cache"), &root.join("models"), &mut |_| {})
-        .expect("model in the test cache");
+    model_in_cache();
     let dir = tempfile::tempdir().unwrap();
     let (addr, receiver) = (free_port(), free_port());
     // The demo clinic from a file (with credentials of its own, as a
