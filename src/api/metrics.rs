@@ -20,12 +20,13 @@ use crate::store::Sample;
 /// How long stored counts are served from the cache.
 pub const STORED_TTL: chrono::Duration = chrono::Duration::seconds(15);
 
-const HELP: [(&str, &str, &str); 5] = [
+const HELP: [(&str, &str, &str); 6] = [
     ("clinivox_appointments", "gauge", "Appointments by status."),
     ("clinivox_jobs", "gauge", "Escalation and refill jobs by kind and status."),
     ("clinivox_job_attempts_total", "counter", "Call attempts of jobs by kind and outcome."),
     ("clinivox_calls_total", "counter", "Calls by direction and outcome."),
     ("clinivox_waitlist_active", "gauge", "Patients on the waiting list."),
+    ("clinivox_webhook_deliveries", "gauge", "Webhook deliveries in the log by receiver and status (pending, delivered, failed)."),
 ];
 
 /// The last stored samples and when they were read.

@@ -11,7 +11,7 @@ pub type Sample = (&'static str, Vec<(&'static str, String)>, i64);
 impl Store {
     pub async fn metric_samples(&self) -> Result<Vec<Sample>> {
         let mut out = Vec::new();
-        let grouped: [(&'static str, &'static str, &[&'static str]); 4] = [
+        let grouped: [(&'static str, &'static str, &[&'static str]); 5] = [
             ("clinivox_appointments", "SELECT status, COUNT(*) AS n FROM appointments GROUP BY status", &["status"]),
             ("clinivox_jobs", "SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status", &["kind", "status"]),
             (
@@ -24,6 +24,11 @@ impl Store {
                 "clinivox_calls_total",
                 "SELECT direction, COALESCE(outcome, 'in_progress') AS outcome, COUNT(*) AS n FROM calls GROUP BY direction, COALESCE(outcome, 'in_progress')",
                 &["direction", "outcome"],
+            ),
+            (
+                "clinivox_webhook_deliveries",
+                "SELECT webhook, status, COUNT(*) AS n FROM webhook_deliveries GROUP BY webhook, status",
+                &["webhook", "status"],
             ),
         ];
         for (name, sql, labels) in grouped {

@@ -179,6 +179,14 @@ pub async fn webhooks_deliver_every_event_once_signed(store: Store, _: Config) {
     let log = store.deliveries_page(Some("delivered"), Page { limit: 100, offset: 0 }).await.unwrap();
     assert_eq!(log.len(), got.len());
     assert!(log.iter().all(|d| d.attempts == 1 && d.last_status == Some(200)));
+    // The manager's dashboard sees them.
+    let samples = store.metric_samples().await.unwrap();
+    let delivered = samples.iter().find(|(name, labels, _)| {
+        *name == "clinivox_webhook_deliveries"
+            && labels.contains(&("webhook", "practice".into()))
+            && labels.contains(&("status", "delivered".into()))
+    });
+    assert_eq!(delivered.map(|s| s.2), Some(got.len() as i64), "{samples:?}");
 }
 
 /// The receiver down (nothing listening, then answering 503): retried with
