@@ -375,7 +375,12 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 /// reader logged as `cli:<user>` in the patient's access log.
 async fn patient(c: Config, action: PatientAction) -> anyhow::Result<()> {
     use clinivox::store::{Actor, Channel, Store};
-    let store = Store::connect(&c.database.url, 2, c.clinic.timezone).await.context("opening the clinic's database")?;
+    // An erasure cancels appointments: the practice system hears of it
+    // through the running service's webhooks, from the shared outbox.
+    let store = Store::connect(&c.database.url, 2, c.clinic.timezone)
+        .await
+        .context("opening the clinic's database")?
+        .with_webhooks(c.webhooks.iter().map(clinivox::webhooks::Webhook::subscription).collect());
     let who = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
     let now = chrono::Utc::now();
     match action {

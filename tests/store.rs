@@ -43,6 +43,7 @@ on_both_engines!(
     webhooks_deliver_every_event_once_signed,
     webhooks_survive_a_receiver_down_and_a_dead_node,
     webhooks_give_up_after_a_day,
+    webhooks_tell_of_an_erasures_cancellations,
     webhooks_two_nodes_send_each_event_once,
 );
 

@@ -261,6 +261,22 @@ pub async fn webhooks_survive_a_receiver_down_and_a_dead_node(store: Store, _: C
     assert!(got.iter().all(|r| r.signed));
 }
 
+/// An erasure cancels the patient's future appointments: the practice
+/// system is told, by ids only (the name is gone by then anyway).
+pub async fn webhooks_tell_of_an_erasures_cancellations(store: Store, _: Config) {
+    let rx = Receiver::default();
+    let port = rx.start(0).await;
+    let w = webhook(port, Some(&["appointment.cancelled"]));
+    let store = store.with_webhooks(vec![w.subscription()]);
+    let ana = patient(&store, "Ana Borrada", "+34600123005").await;
+    let a = store.book(book_at(&ana, "dr-garcia", utc("2026-11-24T09:00:00Z")), &staff(), now()).await.unwrap();
+    store.erase_patient(&ana.id, &staff(), now()).await.unwrap();
+    assert_eq!(sender(&store, &w, "node-a").deliver_due(now()).await.unwrap(), 1);
+    let got = rx.got();
+    assert_eq!((got[0].kind.as_str(), got[0].body["data"]["appointment_id"].as_str()), ("appointment.cancelled", Some(a.id.as_str())));
+    assert!(got[0].signed);
+}
+
 /// A receiver down for more than a day: the delivery is given up, in the
 /// log as failed with the last answer.
 pub async fn webhooks_give_up_after_a_day(store: Store, _: Config) {
