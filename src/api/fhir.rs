@@ -196,12 +196,9 @@ async fn record(s: &AppState, actor: &Actor, action: &str, reads: Vec<(String, O
 // ---- Patient ----
 
 fn patient(p: &Patient) -> Value {
-    let (family, given) = match p.name.rsplit_once(' ') {
-        // Spanish and Portuguese names put the surnames last: the first word is given.
-        Some(_) => {
-            let mut words = p.name.splitn(2, ' ');
-            (words.nth(1).map(str::to_string), p.name.split(' ').next().map(str::to_string))
-        }
+    // Spanish and Portuguese names put the surnames last: the first word is given.
+    let (family, given) = match p.name.split_once(' ') {
+        Some((given, family)) => (Some(family.to_string()), Some(given.to_string())),
         None => (Some(p.name.clone()), None),
     };
     let mut name = json!({"text": p.name});
@@ -523,7 +520,10 @@ async fn appointment_create(State(s): State<AppState>, actor: Actor, body: axum:
     let (Some(patient_id), Some(provider_id), Some(starts_at)) = (w.patient, w.practitioner, w.start) else {
         return Err(invalid("an Appointment needs a Patient and a Practitioner participant and a start (or a Slot)"));
     };
-    let notes = w.comment.map(|c| c.chars().take(super::bounds::MAX_TEXT).collect());
+    // The API's bounds on notes: refused, not cut.
+    super::bounds::opt_text("comment", w.comment.as_deref(), super::bounds::MAX_TEXT)
+        .map_err(|_| invalid(format!("comment: at most {} characters, no control characters", super::bounds::MAX_TEXT)))?;
+    let notes = w.comment;
     let a = s.store.book(NewAppointment { patient_id, provider_id, starts_at, hold_token: None, notes }, &actor, s.clock.now()).await?;
     let mut r = fhir(StatusCode::CREATED, appointment(&a));
     if let Ok(v) = HeaderValue::from_str(&format!("Appointment/{}", a.id)) {
