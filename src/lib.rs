@@ -7,6 +7,7 @@ pub mod bench;
 pub mod call;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod conversation;
 pub mod demo;
 pub mod escalation;

@@ -47,6 +47,12 @@ enum Command {
         #[command(subcommand)]
         action: PatientAction,
     },
+    /// Staff console accounts: `user add NAME --role reception --display-name "…"`
+    /// and `user password NAME` read the password from standard input; `user list`.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Run a telephony test application on its own, printing one line per event
@@ -141,6 +147,27 @@ enum PatientAction {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add an account (the password, at least 12 characters, on standard input).
+    Add {
+        username: String,
+        /// reception, manager or admin.
+        #[arg(long, default_value = "reception")]
+        role: String,
+        /// The name the console shows (default: the user name).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// es, en, it or pt (default: the clinic's first language).
+        #[arg(long)]
+        language: Option<String>,
+    },
+    /// Set a new password (on standard input); the account's sessions end.
+    Password { username: String },
+    /// Every account, with its role.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -292,6 +319,7 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
         }
         Command::Patient { action } => patient(load(&cli.config)?, action).await?,
+        Command::User { action } => user(load(&cli.config)?, action).await?,
         Command::Demo => demo(load(&cli.config)?).await?,
         Command::Nlu { lang, now, prompts, text } => {
             let c = load(&cli.config)?;
@@ -559,6 +587,45 @@ fn speech_cli(command: &str, mut args: Vec<String>) -> anyhow::Result<()> {
 }
 
 /// `clinivox ha1 201 --realm clinivox < password.txt`
+async fn user(c: Config, action: UserAction) -> anyhow::Result<()> {
+    use clinivox::console::password;
+    use clinivox::store::{Actor, Channel, NewStaffUser, Role, Store};
+    let store = Store::connect(&c.database.url, 2, c.clinic.timezone).await.context("opening the clinic's database")?;
+    let who = Actor::new(format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())), Channel::Staff);
+    let read_password = || -> anyhow::Result<String> {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    };
+    match action {
+        UserAction::Add { username, role, display_name, language } => {
+            let role = Role::parse(&role).context("--role: reception, manager or admin")?;
+            if let Some(l) = &language {
+                anyhow::ensure!(["es", "en", "it", "pt"].contains(&l.as_str()), "--language: es, en, it or pt");
+            }
+            let password_hash = password::hash(&username, &read_password()?)?;
+            let display_name = display_name.unwrap_or_else(|| username.clone());
+            let u = store
+                .create_staff_user(NewStaffUser { username, display_name, role, language, password_hash }, &who, chrono::Utc::now())
+                .await?;
+            println!("added {} ({})", u.username, u.role.as_str());
+        }
+        UserAction::Password { username } => {
+            let u = store.staff_user_by_name(&username).await?.context("no such user")?;
+            let hash = password::hash(&u.username, &read_password()?)?;
+            store.set_staff_password(&u.id, &hash, &who, chrono::Utc::now()).await?;
+            println!("password set for {}; their sessions ended", u.username);
+        }
+        UserAction::List => {
+            for u in store.staff_users().await? {
+                println!("{}\t{}\t{}", u.username, u.role.as_str(), u.display_name);
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
 fn ha1(extension: &str, realm: &str) -> anyhow::Result<()> {
     use clinivox::sip::digest::{ha1, Algorithm};
     let mut password = String::new();

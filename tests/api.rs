@@ -47,6 +47,8 @@ on_both_engines!(
     subject_rights_and_the_access_log,
     calendar_feeds,
     fhir_scheduling_round_trip,
+    console_logins_and_sessions,
+    console_pages_show_the_day_and_log_who_saw_it,
 );
 
 fn app(store: Store, config: Config) -> Router {
@@ -983,6 +985,10 @@ async fn subject_rights_and_the_access_log(store: Store, config: Config) {
 #[path = "api/fhir.rs"]
 mod fhir;
 use fhir::fhir_scheduling_round_trip;
+
+#[path = "api/console.rs"]
+mod console;
+use console::{console_logins_and_sessions, console_pages_show_the_day_and_log_who_saw_it};
 
 #[path = "api/crash.rs"]
 mod crash;

@@ -138,6 +138,8 @@ pub fn router(state: AppState) -> Router {
         .route("/calendar/{provider}/{file}", get(calendar::feed))
         .merge(metrics)
         .merge(api)
+        // The staff console: its own sessions (src/console).
+        .merge(crate::console::routes())
         .fallback(|| async { Problem::not_found("route") })
         // One limit for every body, answered 413 by `ApiJson` and the idempotency layer.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

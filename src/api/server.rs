@@ -54,7 +54,6 @@ pub async fn serve(
         None => None,
     };
     let app = app.layer(axum::middleware::from_fn_with_state(limits.request_timeout, request_deadline));
-    let service = TowerToHyperService::new(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -71,10 +70,10 @@ pub async fn serve(
             r = listener.accept() => r,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 backoff = MIN_BACKOFF;
-                stream
+                (stream, peer)
             }
             // The peer gave up between SYN and accept: nothing to wait for.
             Err(e) if is_connection_error(&e) => continue,
@@ -89,7 +88,9 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (watcher, http, service, tls) = (graceful.watcher(), http.clone(), service.clone(), tls.clone());
+        // Handlers that log the client's address (the console's failed logins) find it here.
+        let service = TowerToHyperService::new(tower::Layer::layer(&axum::Extension(axum::extract::ConnectInfo(peer)), app.clone()));
+        let (watcher, http, tls) = (graceful.watcher(), http.clone(), tls.clone());
         let handshake_limit = limits.header_read_timeout;
         tokio::spawn(async move {
             let r = match tls {

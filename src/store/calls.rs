@@ -18,6 +18,19 @@ pub struct NewCall {
     pub appointment_id: Option<String>,
 }
 
+/// Which calls [`Store::calls_filtered`] lists.
+#[derive(Debug, Clone)]
+pub struct CallFilter {
+    /// Started at or after…
+    pub from: DateTime<Utc>,
+    /// …and before.
+    pub until: DateTime<Utc>,
+    pub direction: Option<String>,
+    pub outcome: Option<String>,
+    pub language: Option<String>,
+    pub transferred: Option<bool>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewTurn {
     pub speaker: String,
@@ -220,6 +233,31 @@ impl Store {
     pub async fn calls_page(&self, page: Page) -> Result<Vec<Call>> {
         let sql = format!("SELECT {COLUMNS} FROM calls ORDER BY started_at DESC, id LIMIT $1 OFFSET $2");
         let rows = sqlx::query(&sql).bind(page.limit).bind(page.offset).fetch_all(&self.pool).await?;
+        rows.iter().map(call_from_row).collect()
+    }
+
+    /// Calls matching `f`, most recent first (the staff console's list).
+    pub async fn calls_filtered(&self, f: &CallFilter, page: Page) -> Result<Vec<Call>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM calls WHERE started_at >= $1 AND started_at < $2");
+        let mut texts: Vec<&str> = Vec::new();
+        for (column, value) in [("direction", &f.direction), ("outcome", &f.outcome), ("language", &f.language)] {
+            if let Some(v) = value {
+                texts.push(v);
+                sql.push_str(&format!(" AND {column} = ${}", texts.len() + 2));
+            }
+        }
+        match f.transferred {
+            Some(true) => sql.push_str(" AND (transfer_target IS NOT NULL OR outcome = 'transferred')"),
+            Some(false) => sql.push_str(" AND transfer_target IS NULL AND (outcome IS NULL OR outcome <> 'transferred')"),
+            None => {}
+        }
+        let n = texts.len();
+        sql.push_str(&format!(" ORDER BY started_at DESC, id LIMIT ${} OFFSET ${}", n + 3, n + 4));
+        let mut q = sqlx::query(&sql).bind(f.from.timestamp()).bind(f.until.timestamp());
+        for t in texts {
+            q = q.bind(t);
+        }
+        let rows = q.bind(page.limit).bind(page.offset).fetch_all(&self.pool).await?;
         rows.iter().map(call_from_row).collect()
     }
 

@@ -27,6 +27,7 @@ mod patients;
 mod refill;
 mod reminders;
 mod retention;
+mod staff;
 mod subject;
 mod waitlist;
 
@@ -39,7 +40,7 @@ use sqlx::{AnyPool, Row};
 
 pub use appointments::{NewAppointment, Reschedule, SlotQuery};
 pub use callbacks::{CallbackRequest, CallbackStatus, NewCallback};
-pub use calls::{NewCall, NewTurn};
+pub use calls::{CallFilter, NewCall, NewTurn};
 pub use idempotency::{IdempotencyStart, IN_FLIGHT_LIMIT};
 pub use identity::identity_subjects;
 pub use jobs::{Job, JobAttempt};
@@ -49,6 +50,7 @@ pub use outbox::{Delivery, Event, EventType, Subscription};
 pub use patients::{NewPatient, PatientPatch};
 pub use reminders::{NewReminder, Reminder, ReminderChannel, ReplyKind};
 pub use retention::{PurgeReport, Retention};
+pub use staff::{Failure, NewStaffUser, Role, SessionTimes, StaffSession, StaffUser};
 pub use subject::{AccessEntry, ErasureReport, SubjectExport, TextHit};
 pub use waitlist::NewWaitlistEntry;
 

@@ -1,0 +1,31 @@
+-- The staff console (issue 18): staff accounts and their login sessions.
+-- Keep in step with ../postgres/0009_staff.sql.
+--
+-- password_hash is an argon2id PHC string; the password itself is never
+-- stored. failed_logins counts wrong passwords since the last good one;
+-- past the limit the account is locked until locked_until (seconds).
+CREATE TABLE staff_users (
+    id TEXT PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    role TEXT NOT NULL,                -- reception, manager, admin
+    language TEXT,                     -- es, en, it, pt; NULL: the clinic's first
+    password_hash TEXT NOT NULL,
+    failed_logins BIGINT NOT NULL DEFAULT 0,
+    locked_until BIGINT,
+    disabled BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+
+-- A session is known by the SHA-256 of its cookie's value: a copy of this
+-- table logs nobody in. csrf is the token every form of the session must
+-- carry. A session ends at expires_at, or after idle_until passes unused.
+CREATE TABLE staff_sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES staff_users(id),
+    csrf TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    idle_until BIGINT NOT NULL
+);
+CREATE INDEX staff_sessions_user ON staff_sessions(user_id);

@@ -1,0 +1,323 @@
+//! The staff console (issue 18), through the same router the service
+//! serves: logging in (the login form's token, lockout after repeated
+//! failures, the cookie's flags), sessions that end when idle and at
+//! logout, CSRF on every form, roles, the pages' contents (escaped), and
+//! the access log written for every page that shows a patient's data.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::Router;
+use clinivox::clock::Clock;
+use clinivox::config::Config;
+use clinivox::console::password;
+use clinivox::store::{Actor, Channel, NewCall, NewCallback, NewStaffUser, NewTurn, Role, Store};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::{app_and_clock, new_patient, now};
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// A `Set-Cookie` of this response, whole.
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    }
+
+    /// The value of the first hidden `csrf` field.
+    fn csrf(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").expect("a form with a token") + "name=\"csrf\" value=\"".len();
+        self.body[at..].split('"').next().unwrap().to_string()
+    }
+}
+
+async fn send(app: &Router, method: &str, uri: &str, cookies: &str, form: Option<&[(&str, &str)]>) -> Page {
+    let mut req = Request::builder().method(method).uri(uri);
+    if !cookies.is_empty() {
+        req = req.header(header::COOKIE, cookies);
+    }
+    let req = match form {
+        Some(f) => req
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(serde_urlencoded::to_string(f).unwrap()))
+            .unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let res = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let body = String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).into_owned();
+    Page { status, headers, body }
+}
+
+/// Logs in; the session cookie ("clinivox_session=…") and the first page.
+async fn log_in(app: &Router, username: &str, pass: &str) -> (String, Page) {
+    let (status, cookie) = try_log_in(app, username, pass).await;
+    assert_eq!(status.status, StatusCode::SEE_OTHER, "{}", status.body);
+    let page = send(app, "GET", "/console/today", &cookie, None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    (cookie, page)
+}
+
+async fn try_log_in(app: &Router, username: &str, pass: &str) -> (Page, String) {
+    let form = send(app, "GET", "/console/login", "", None).await;
+    let login_cookie = form.set_cookie("clinivox_login").unwrap();
+    let pair = login_cookie.split(';').next().unwrap().to_string();
+    let csrf = form.csrf();
+    let r = send(app, "POST", "/console/login", &pair, Some(&[("csrf", &csrf), ("username", username), ("password", pass)])).await;
+    let cookie = r.set_cookie("clinivox_session").map(|c| c.split(';').next().unwrap().to_string()).unwrap_or_default();
+    (r, cookie)
+}
+
+async fn add_user(store: &Store, username: &str, role: Role, pass: &str) {
+    let new = NewStaffUser {
+        username: username.into(),
+        display_name: format!("{username} (display)"),
+        role,
+        language: None,
+        password_hash: password::hash(username, pass).unwrap(),
+    };
+    store.create_staff_user(new, &Actor::new("test", Channel::System), now()).await.unwrap();
+}
+
+const RITA: &str = "rita";
+const RITA_PW: &str = "recepcion-2026-segura";
+const ADMIN: &str = "admin.ana";
+const ADMIN_PW: &str = "admin-muy-larga-2026";
+
+pub async fn console_logins_and_sessions(store: Store, config: Config) {
+    let (app, clock) = app_and_clock(store.clone(), config);
+    add_user(&store, RITA, Role::Reception, RITA_PW).await;
+
+    // Not logged in: pages send to the login form; forms are refused.
+    let r = send(&app, "GET", "/console/today", "", None).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/console/login"));
+    assert_eq!(send(&app, "POST", "/console/logout", "", Some(&[("csrf", "x")])).await.status, StatusCode::FORBIDDEN);
+
+    // The login form: its token in a cookie of the login path only, and the console's headers.
+    let form = send(&app, "GET", "/console/login", "", None).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.body.contains("Contraseña"), "the clinic's first language, Spanish: {}", form.body);
+    let c = form.set_cookie("clinivox_login").unwrap();
+    assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/console/login"), "{c}");
+    assert_eq!(c.split(';').next().unwrap(), format!("clinivox_login={}", form.csrf()));
+    assert_eq!(form.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(form.headers[header::X_FRAME_OPTIONS], "DENY");
+    assert!(form.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("default-src 'self'"));
+    assert!(send(&app, "GET", "/console/login?lang=it", "", None).await.body.contains("Accedi"));
+    // A login without the form's token (another site's form) is refused.
+    let forged = send(&app, "POST", "/console/login", "", Some(&[("csrf", "abc"), ("username", RITA), ("password", RITA_PW)])).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.set_cookie("clinivox_session").is_none());
+
+    // Wrong passwords, and an unknown name, get the same words.
+    for _ in 0..4 {
+        let (r, cookie) = try_log_in(&app, RITA, "not-the-password-at-all").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(r.body.contains("Usuario o contraseña incorrectos") && cookie.is_empty(), "{}", r.body);
+    }
+    let (unknown, _) = try_log_in(&app, "nobody", RITA_PW).await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert!(unknown.body.contains("Usuario o contraseña incorrectos"));
+    // The fifth wrong one locks the account: then even the right password is refused.
+    let (r, _) = try_log_in(&app, RITA, "still-not-the-password").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("bloqueada"), "{}", r.body);
+    let (r, cookie) = try_log_in(&app, RITA, RITA_PW).await;
+    assert_eq!((r.status, cookie.as_str()), (StatusCode::FORBIDDEN, ""));
+    let user = store.staff_user_by_name(RITA).await.unwrap().unwrap();
+    let audit = store.audit_log("staff_user", &user.id).await.unwrap();
+    assert_eq!(audit.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["created", "locked"]);
+    // Once the lock has passed, the right password lets her in.
+    clock.advance(chrono::Duration::minutes(clinivox::console::LOCKOUT_MINUTES + 1));
+    let (r, session) = try_log_in(&app, RITA, RITA_PW).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/console/today"));
+    let set = r.set_cookie("clinivox_session").unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/console"), "{set}");
+    assert!(!set.contains("Secure"), "no HTTPS in this test: {set}");
+    let today = send(&app, "GET", "/console/today", &session, None).await;
+    assert_eq!(today.status, StatusCode::OK);
+    assert!(today.body.contains("rita (display)") && today.body.contains("Llamadas en curso"), "{}", today.body);
+    // The session is kept by its digest only.
+    let token = session.split_once('=').unwrap().1;
+    assert!(store.staff_session(token, clinivox::console::session_times(), clock.now()).await.unwrap().is_none());
+
+    // Idle for 29 minutes: still in (and the idle time starts again); then 31 more: out.
+    clock.advance(chrono::Duration::minutes(29));
+    assert_eq!(send(&app, "GET", "/console/calls", &session, None).await.status, StatusCode::OK);
+    clock.advance(chrono::Duration::minutes(29));
+    assert_eq!(send(&app, "GET", "/console/calls", &session, None).await.status, StatusCode::OK);
+    clock.advance(chrono::Duration::minutes(31));
+    let r = send(&app, "GET", "/console/calls", &session, None).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/console/login"));
+
+    // Logout needs the session's token, and then the cookie opens nothing.
+    let (session, today) = log_in(&app, RITA, RITA_PW).await;
+    let csrf = today.csrf();
+    assert_eq!(send(&app, "POST", "/console/logout", &session, Some(&[("csrf", "wrong")])).await.status, StatusCode::FORBIDDEN);
+    let out = send(&app, "POST", "/console/logout", &session, Some(&[("csrf", &csrf)])).await;
+    assert_eq!((out.status, out.location()), (StatusCode::SEE_OTHER, "/console/login"));
+    assert!(out.set_cookie("clinivox_session").unwrap().contains("Max-Age=0"));
+    assert_eq!(send(&app, "GET", "/console/today", &session, None).await.status, StatusCode::SEE_OTHER);
+
+    // A new password ends every session of the account.
+    let (session, _) = log_in(&app, RITA, RITA_PW).await;
+    store
+        .set_staff_password(&user.id, &password::hash(RITA, "otra-clave-mas-larga").unwrap(), &Actor::new("t", Channel::System), now())
+        .await
+        .unwrap();
+    assert_eq!(send(&app, "GET", "/console/today", &session, None).await.status, StatusCode::SEE_OTHER);
+    log_in(&app, RITA, "otra-clave-mas-larga").await;
+}
+
+pub async fn console_pages_show_the_day_and_log_who_saw_it(store: Store, config: Config) {
+    let (app, _clock) = app_and_clock(store.clone(), config);
+    add_user(&store, RITA, Role::Reception, RITA_PW).await;
+    add_user(&store, ADMIN, Role::Admin, ADMIN_PW).await;
+    let patient = new_patient(&app, "Carmen Consola", "+34600777001").await;
+
+    // A call of today, booked, with its transcript; and one transferred.
+    let call = store
+        .start_call(
+            NewCall {
+                direction: "inbound".into(),
+                remote_number: "+34600777001".into(),
+                patient_id: Some(patient.clone()),
+                language: Some("es".into()),
+                appointment_id: None,
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    for (speaker, text) in [("assistant", "Clínica Demo, ¿en qué puedo ayudarle?"), ("caller", "Quiero una cita <b>mañana</b>")] {
+        let turn = NewTurn { speaker: speaker.into(), text: text.into(), confidence: None, intent: None, latency_ms: Some(900) };
+        store.add_turn(&call.id, turn, now()).await.unwrap();
+    }
+    store.finish_call(&call.id, "booked", Some(&patient), None, Some("cita reservada"), now()).await.unwrap();
+    let other = NewCall {
+        direction: "inbound".into(),
+        remote_number: "+34600777002".into(),
+        patient_id: None,
+        language: Some("en".into()),
+        appointment_id: None,
+    };
+    let other = store.start_call(other, now()).await.unwrap();
+    store.finish_call(&other.id, "transferred", None, Some("reception"), None, now()).await.unwrap();
+    // And a callback request, with a name that is markup.
+    let cb = NewCallback {
+        call_id: Some(call.id.clone()),
+        patient_id: Some(patient.clone()),
+        name: "<script>alert(1)</script> Carmen".into(),
+        phone: "+34600777001".into(),
+        reason: "cambiar la cita".into(),
+        language: "es".into(),
+        promised: "2026-11-23 16:00".into(),
+    };
+    let cb = store.create_callback(cb, &Actor::new("assistant", Channel::Phone), now()).await.unwrap();
+
+    let (session, today) = log_in(&app, RITA, RITA_PW).await;
+    assert!(today.body.contains(&format!("/console/calls/{}", call.id)) && today.body.contains("+34600777002"), "{}", today.body);
+    // The live figures, polled by the page.
+    let live = send(&app, "GET", "/console/today/live", &session, None).await;
+    let live: serde_json::Value = serde_json::from_str(&live.body).unwrap();
+    assert_eq!((live["open_callbacks"].as_u64(), live["active"].as_u64()), (Some(1), Some(0)));
+    assert!(live["max_active"].as_u64().unwrap() > 0);
+
+    // Filters.
+    let only = |q: &str| {
+        let (app, session) = (app.clone(), session.clone());
+        let q = q.to_string();
+        async move { send(&app, "GET", &format!("/console/calls?day=2026-11-23&{q}"), &session, None).await }
+    };
+    let booked = only("outcome=booked").await;
+    assert!(booked.body.contains(&call.id) && !booked.body.contains(&other.id), "{}", booked.body);
+    let transferred = only("transferred=yes").await;
+    assert!(transferred.body.contains(&other.id) && !transferred.body.contains(&call.id));
+    let english = only("language=en&direction=inbound").await;
+    assert!(english.body.contains(&other.id) && !english.body.contains(&call.id));
+    assert!(!only("transferred=no&outcome=transferred").await.body.contains(&other.id));
+    assert!(!send(&app, "GET", "/console/calls?day=2026-11-22", &session, None).await.body.contains(&call.id));
+    assert_eq!(only("outcome=exploded").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(send(&app, "GET", "/console/calls?day=yesterday", &session, None).await.status, StatusCode::BAD_REQUEST);
+
+    // One call: the transcript, escaped, with its timings.
+    let one = send(&app, "GET", &format!("/console/calls/{}", call.id), &session, None).await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert!(
+        one.body.contains("Quiero una cita &#60;b&#62;mañana&#60;/b&#62;")
+            || one.body.contains("Quiero una cita &lt;b&gt;mañana&lt;/b&gt;"),
+        "{}",
+        one.body
+    );
+    assert!(one.body.contains("0.9 s") && one.body.contains("cita reservada"));
+    assert_eq!(send(&app, "GET", "/console/calls/nope", &session, None).await.status, StatusCode::NOT_FOUND);
+
+    // Every page that showed Carmen's data is in her access log, under Rita's name.
+    let log = store.access_log_of(&patient).await.unwrap();
+    let seen: Vec<(&str, &str)> =
+        log.iter().map(|e| (e.actor.as_str(), e.action.as_str())).filter(|(a, _)| a.starts_with("console:")).collect();
+    for action in ["console.today", "console.calls", "console.call"] {
+        assert!(seen.contains(&("console:rita", action)), "{action} not in {seen:?}");
+    }
+
+    // Callbacks: escaped, oldest first; "done" needs the session's token and says who.
+    let page = send(&app, "GET", "/console/callbacks", &session, None).await;
+    assert!(!page.body.contains("<script>alert(1)</script>"), "{}", page.body);
+    assert!(page.body.contains("alert(1)") && page.body.contains("cambiar la cita"));
+    let done = format!("/console/callbacks/{}/done", cb.id);
+    assert_eq!(send(&app, "POST", &done, &session, Some(&[("csrf", "forged")])).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(store.callback(&cb.id).await.unwrap().status, clinivox::store::CallbackStatus::Open);
+    let r = send(&app, "POST", &done, &session, Some(&[("csrf", &page.csrf())])).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/console/callbacks"));
+    let closed = store.callback(&cb.id).await.unwrap();
+    assert_eq!(closed.done_by.as_deref(), Some("console:rita"));
+    assert!(send(&app, "GET", "/console/callbacks", &session, None).await.body.contains("console:rita"));
+
+    // Staff accounts: admins only.
+    assert_eq!(send(&app, "GET", "/console/users", &session, None).await.status, StatusCode::FORBIDDEN);
+    assert!(!today.body.contains("/console/users"), "reception is not shown the Staff page");
+    let csrf = today.csrf();
+    let sneaky =
+        [("csrf", csrf.as_str()), ("username", "mallory"), ("display_name", "M"), ("role", "admin"), ("password", "una-clave-larguisima")];
+    assert_eq!(send(&app, "POST", "/console/users", &session, Some(&sneaky)).await.status, StatusCode::FORBIDDEN);
+    assert!(store.staff_user_by_name("mallory").await.unwrap().is_none());
+
+    let (admin, page) = log_in(&app, ADMIN, ADMIN_PW).await;
+    assert!(page.body.contains("/console/users"));
+    let users = send(&app, "GET", "/console/users", &admin, None).await;
+    assert!(users.body.contains(RITA) && users.body.contains("reception"), "{}", users.body);
+    let csrf = users.csrf();
+    let short = [("csrf", csrf.as_str()), ("username", "luis"), ("display_name", "Luis"), ("role", "manager"), ("password", "corta")];
+    let r = send(&app, "POST", "/console/users", &admin, Some(&short)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("at least 12"), "{}", r.body);
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("username", "Luis"),
+        ("display_name", "Luis Gil"),
+        ("role", "manager"),
+        ("password", "gerencia-clinica-2026"),
+    ];
+    assert_eq!(send(&app, "POST", "/console/users", &admin, Some(&good)).await.status, StatusCode::SEE_OTHER);
+    let taken = send(&app, "POST", "/console/users", &admin, Some(&good)).await;
+    assert_eq!(taken.status, StatusCode::BAD_REQUEST);
+    assert!(taken.body.contains("taken"));
+    let luis = store.staff_user_by_name("luis").await.unwrap().unwrap();
+    assert_eq!((luis.role, luis.display_name.as_str()), (Role::Manager, "Luis Gil"));
+    let audit = store.audit_log("staff_user", &luis.id).await.unwrap();
+    assert_eq!((audit[0].actor.as_str(), audit[0].action.as_str()), ("console:admin.ana", "created"));
+    log_in(&app, "luis", "gerencia-clinica-2026").await;
+}
