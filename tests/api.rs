@@ -49,6 +49,7 @@ on_both_engines!(
     fhir_scheduling_round_trip,
     console_logins_and_sessions,
     console_pages_show_the_day_and_log_who_saw_it,
+    console_kpis_count_what_the_store_holds,
 );
 
 fn app(store: Store, config: Config) -> Router {
@@ -988,7 +989,7 @@ use fhir::fhir_scheduling_round_trip;
 
 #[path = "api/console.rs"]
 mod console;
-use console::{console_logins_and_sessions, console_pages_show_the_day_and_log_who_saw_it};
+use console::{console_kpis_count_what_the_store_holds, console_logins_and_sessions, console_pages_show_the_day_and_log_who_saw_it};
 
 #[path = "api/crash.rs"]
 mod crash;

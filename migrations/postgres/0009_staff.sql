@@ -29,3 +29,10 @@ CREATE TABLE staff_sessions (
     idle_until BIGINT NOT NULL
 );
 CREATE INDEX staff_sessions_user ON staff_sessions(user_id);
+
+-- The console's KPI page reads each of these by time.
+CREATE INDEX audit_log_entity_at ON audit_log(entity, at);
+CREATE INDEX reminders_sent ON reminders(sent_at);
+CREATE INDEX jobs_updated ON jobs(status, updated_at);
+CREATE INDEX callback_requests_created ON callback_requests(created_at);
+CREATE INDEX appointments_status_starts ON appointments(status, starts_at);

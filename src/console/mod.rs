@@ -19,6 +19,7 @@
 //! - **Audit**: every page that shows a patient's data writes who saw
 //!   which patient to the access log, as the API does.
 
+mod kpis;
 mod pages;
 pub mod password;
 mod texts;
@@ -69,6 +70,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console/callbacks", get(pages::callbacks))
         .route("/console/callbacks/{id}/done", post(pages::callback_done))
         .route("/console/users", get(pages::users).post(pages::add_user))
+        .route("/console/kpis", get(kpis::page))
+        .route("/console/kpis.csv", get(kpis::csv_file))
         .layer(axum::middleware::from_fn(security_headers))
 }
 

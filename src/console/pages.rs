@@ -42,13 +42,21 @@ pub struct Frame {
     pub user: String,
     pub csrf: String,
     pub nav: &'static str,
+    pub manager: bool,
     pub admin: bool,
 }
 
 impl Frame {
-    fn new(staff: &Staff, state: &AppState, nav: &'static str) -> Frame {
+    pub(super) fn new(staff: &Staff, state: &AppState, nav: &'static str) -> Frame {
         let u = &staff.session.user;
-        Frame { t: staff.texts(state), user: u.display_name.clone(), csrf: staff.session.csrf.clone(), nav, admin: u.role >= Role::Admin }
+        Frame {
+            t: staff.texts(state),
+            user: u.display_name.clone(),
+            csrf: staff.session.csrf.clone(),
+            nav,
+            manager: u.role >= Role::Manager,
+            admin: u.role >= Role::Admin,
+        }
     }
 }
 
@@ -65,7 +73,7 @@ pub fn message(staff: &Staff, state: &AppState, status: StatusCode, text: &str) 
 }
 
 /// A store error as a page (404 for what does not exist, else 503).
-fn failed(staff: &Staff, state: &AppState, e: StoreError) -> Response {
+pub(super) fn failed(staff: &Staff, state: &AppState, e: StoreError) -> Response {
     match e {
         StoreError::NotFound(_) | StoreError::Gone(_) => message(staff, state, StatusCode::NOT_FOUND, staff.texts(state).not_found),
         e => {

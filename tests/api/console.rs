@@ -321,3 +321,90 @@ pub async fn console_pages_show_the_day_and_log_who_saw_it(store: Store, config:
     assert_eq!((audit[0].actor.as_str(), audit[0].action.as_str()), ("console:admin.ana", "created"));
     log_in(&app, "luis", "gerencia-clinica-2026").await;
 }
+
+pub async fn console_kpis_count_what_the_store_holds(store: Store, config: Config) {
+    let (app, _clock) = app_and_clock(store.clone(), config);
+    add_user(&store, RITA, Role::Reception, RITA_PW).await;
+    add_user(&store, "gema", Role::Manager, "gerente-de-la-clinica").await;
+    let patient = new_patient(&app, "Kpi Paciente", "+34600888001").await;
+    let inbound = |number: &str, lang: &str| NewCall {
+        direction: "inbound".into(),
+        remote_number: number.into(),
+        patient_id: None,
+        language: Some(lang.into()),
+        appointment_id: None,
+    };
+    // Monday 23 November: three calls handled (one booked, one transferred
+    // wanting to cancel, one abandoned) and one refused (busy).
+    for (outcome, target, summary, lang) in [
+        ("booked", None, None, "es"),
+        ("transferred", Some("reception"), Some("wants: cancel; caller: not identified"), "en"),
+        ("abandoned", None, None, "es"),
+        ("busy", None, None, "es"),
+    ] {
+        let c = store.start_call(inbound("+34600888002", lang), now()).await.unwrap();
+        let turn = NewTurn { speaker: "assistant".into(), text: "…".into(), confidence: None, intent: None, latency_ms: Some(1200) };
+        store.add_turn(&c.id, turn, now()).await.unwrap();
+        store.finish_call(&c.id, outcome, None, target, summary, now()).await.unwrap();
+    }
+    // A booking through the API (channel api) and a callback request, done two hours later.
+    let body = serde_json::json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": super::SLOT});
+    let booked = super::call(&app, "POST", "/api/v1/appointments", Some(super::WRITE), Some(body), &[]).await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.json);
+    let cb = NewCallback {
+        call_id: None,
+        patient_id: None,
+        name: "Kpi".into(),
+        phone: "+34600888002".into(),
+        reason: "r".into(),
+        language: "es".into(),
+        promised: "2026-11-23 16:00".into(),
+    };
+    let cb = store.create_callback(cb, &Actor::new("assistant", Channel::Phone), now()).await.unwrap();
+    store.callback_done(&cb.id, &Actor::new("console:rita", Channel::Staff), now() + chrono::Duration::hours(2)).await.unwrap();
+
+    // Reception may not see the figures.
+    let (reception, _) = log_in(&app, RITA, RITA_PW).await;
+    assert_eq!(send(&app, "GET", "/console/kpis", &reception, None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(send(&app, "GET", "/console/kpis.csv", &reception, None).await.status, StatusCode::FORBIDDEN);
+
+    let (manager, today) = log_in(&app, "gema", "gerente-de-la-clinica").await;
+    assert!(today.body.contains("/console/kpis"));
+    let csv = send(&app, "GET", "/console/kpis.csv?from=2026-11-22&to=2026-11-23&period=day", &manager, None).await;
+    assert_eq!(csv.status, StatusCode::OK, "{}", csv.body);
+    assert!(csv.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    let lines: Vec<Vec<&str>> = csv.body.lines().map(|l| l.split(',').collect()).collect();
+    let col = |name: &str| lines[0].iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let monday = lines.iter().find(|l| l[0] == "2026-11-23").expect("a row for the 23rd");
+    let sunday = lines.iter().find(|l| l[0] == "2026-11-22").expect("a row for the 22nd, empty");
+    for (name, want) in [
+        ("handled", "3"),
+        ("contained", "1"),
+        ("containment_pct", "33.3"),
+        ("transferred", "1"),
+        ("abandoned", "1"),
+        ("busy", "1"),
+        ("latency_p50_ms", "1200"),
+        ("booked", "1"),
+        ("callbacks_opened", "1"),
+        ("callbacks_closed", "1"),
+        ("callback_hours_median", "2.0"),
+    ] {
+        assert_eq!(monday[col(name)], want, "{name}: {}", csv.body);
+    }
+    assert_eq!(sunday[col("handled")], "0");
+    assert_eq!(lines.last().unwrap()[0], "total");
+    // English calls only.
+    let en = send(&app, "GET", "/console/kpis.csv?from=2026-11-23&to=2026-11-23&language=en", &manager, None).await;
+    let en: Vec<Vec<&str>> = en.body.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!((en[1][col("handled")], en[1][col("transferred")]), ("1", "1"));
+
+    // The page: the chart, the figures, the reasons and channels.
+    let page = send(&app, "GET", "/console/kpis?from=2026-11-23&to=2026-11-23", &manager, None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("<svg") && page.body.contains("33 %") && page.body.contains("cancel"), "{}", page.body);
+    assert!(page.body.contains("<td>book</td><td>api</td><td>1</td>"), "{}", page.body);
+    for bad in ["period=year", "from=2026-11-24&to=2026-11-23", "from=2025-01-01&to=2026-11-23", "language=fr", "to=soon"] {
+        assert_eq!(send(&app, "GET", &format!("/console/kpis?{bad}"), &manager, None).await.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
