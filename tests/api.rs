@@ -50,6 +50,7 @@ on_both_engines!(
     console_logins_and_sessions,
     console_pages_show_the_day_and_log_who_saw_it,
     console_kpis_count_what_the_store_holds,
+    console_record_pages,
 );
 
 fn app(store: Store, config: Config) -> Router {
@@ -989,7 +990,10 @@ use fhir::fhir_scheduling_round_trip;
 
 #[path = "api/console.rs"]
 mod console;
-use console::{console_kpis_count_what_the_store_holds, console_logins_and_sessions, console_pages_show_the_day_and_log_who_saw_it};
+use console::{
+    console_kpis_count_what_the_store_holds, console_logins_and_sessions, console_pages_show_the_day_and_log_who_saw_it,
+    console_record_pages,
+};
 
 #[path = "api/crash.rs"]
 mod crash;

@@ -36,3 +36,4 @@ CREATE INDEX reminders_sent ON reminders(sent_at);
 CREATE INDEX jobs_updated ON jobs(status, updated_at);
 CREATE INDEX callback_requests_created ON callback_requests(created_at);
 CREATE INDEX appointments_status_starts ON appointments(status, starts_at);
+CREATE INDEX calls_patient ON calls(patient_id, started_at);

@@ -22,6 +22,7 @@
 mod kpis;
 mod pages;
 pub mod password;
+mod records;
 mod texts;
 
 use std::net::SocketAddr;
@@ -70,6 +71,11 @@ pub fn routes() -> Router<AppState> {
         .route("/console/callbacks", get(pages::callbacks))
         .route("/console/callbacks/{id}/done", post(pages::callback_done))
         .route("/console/users", get(pages::users).post(pages::add_user))
+        .route("/console/appointments", get(records::appointments))
+        .route("/console/appointments/{id}", get(records::appointment))
+        .route("/console/patients", get(records::patients))
+        .route("/console/patients/{id}", get(records::patient))
+        .route("/console/escalations", get(records::escalations))
         .route("/console/kpis", get(kpis::page))
         .route("/console/kpis.csv", get(kpis::csv_file))
         .layer(axum::middleware::from_fn(security_headers))

@@ -95,7 +95,7 @@ pub struct CallRow {
 }
 
 impl CallRow {
-    fn new(c: &Call, t: &Texts, state: &AppState) -> CallRow {
+    pub(super) fn new(c: &Call, t: &Texts, state: &AppState) -> CallRow {
         CallRow {
             id: c.id.clone(),
             time: local(state, c.started_at),
@@ -108,7 +108,7 @@ impl CallRow {
     }
 }
 
-fn local(state: &AppState, at: DateTime<Utc>) -> String {
+pub(super) fn local(state: &AppState, at: DateTime<Utc>) -> String {
     at.with_timezone(&state.store.timezone()).format("%Y-%m-%d %H:%M").to_string()
 }
 
@@ -500,7 +500,7 @@ fn page(n: u32) -> Page {
 /// Writes to the access log that this staff member saw these patients'
 /// data (records without a patient are skipped); a page whose viewing
 /// cannot be recorded is not shown.
-async fn seen(
+pub(super) async fn seen(
     state: &AppState,
     staff: &Staff,
     action: &str,

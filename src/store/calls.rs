@@ -261,6 +261,13 @@ impl Store {
         rows.iter().map(call_from_row).collect()
     }
 
+    /// A patient's calls, most recent first.
+    pub async fn calls_of_patient(&self, patient_id: &str, limit: i64) -> Result<Vec<Call>> {
+        let sql = format!("SELECT {COLUMNS} FROM calls WHERE patient_id = $1 ORDER BY started_at DESC, id LIMIT $2");
+        let rows = sqlx::query(&sql).bind(patient_id).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(call_from_row).collect()
+    }
+
     pub async fn call(&self, id: &str) -> Result<CallDetail> {
         let sql = format!("SELECT {COLUMNS} FROM calls WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound("call"))?;

@@ -137,6 +137,30 @@ impl Store {
         Ok(out)
     }
 
+    /// Patients whose name contains `text` (case-insensitive for ASCII
+    /// letters), by name; erased patients are not found.
+    pub async fn patients_by_name(&self, text: &str, limit: i64) -> Result<Vec<Patient>> {
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > 100 || text.chars().any(char::is_control) {
+            return Err(StoreError::invalid("name", "1 to 100 characters"));
+        }
+        // LIKE's own wildcards in the text are taken literally.
+        let pattern = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let mut conn = self.pool.acquire().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM patients WHERE erased_at IS NULL AND LOWER(name) LIKE $1 ESCAPE '\\' ORDER BY name, id LIMIT $2",
+        )
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(fetch(&mut conn, &id).await?);
+        }
+        Ok(out)
+    }
+
     /// Number of patients; used by the demo seeder to run once.
     pub async fn patient_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM patients").fetch_one(&self.pool).await?)

@@ -408,3 +408,57 @@ pub async fn console_kpis_count_what_the_store_holds(store: Store, config: Confi
         assert_eq!(send(&app, "GET", &format!("/console/kpis?{bad}"), &manager, None).await.status, StatusCode::BAD_REQUEST, "{bad}");
     }
 }
+
+pub async fn console_record_pages(store: Store, config: Config) {
+    use clinivox::store::{NewReminder, ReminderChannel};
+    let (app, _clock) = app_and_clock(store.clone(), config);
+    add_user(&store, RITA, Role::Reception, RITA_PW).await;
+    let patient = new_patient(&app, "Dolores Registro", "+34600999001").await;
+    let body = serde_json::json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": super::SLOT});
+    let booked = super::call(&app, "POST", "/api/v1/appointments", Some(super::WRITE), Some(body), &[]).await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.json);
+    let appointment = booked.json["id"].as_str().unwrap().to_string();
+    let reminder = NewReminder { appointment_id: appointment.clone(), channel: ReminderChannel::Sms, sent_at: now(), external_id: None };
+    store.record_reminder(reminder, now()).await.unwrap();
+    store.enqueue_job("escalation", &appointment, &patient, now() + chrono::Duration::hours(3), now()).await.unwrap();
+    let (session, _) = log_in(&app, RITA, RITA_PW).await;
+
+    // Tuesday's appointments, by provider, with who booked them.
+    let day = send(&app, "GET", "/console/appointments?day=2026-11-24", &session, None).await;
+    assert_eq!(day.status, StatusCode::OK, "{}", day.body);
+    assert!(
+        day.body.contains("Dolores Registro") && day.body.contains("2026-11-24 09:00") && day.body.contains("demo-reception (api)"),
+        "{}",
+        day.body
+    );
+    assert!(!send(&app, "GET", "/console/appointments?day=2026-11-25", &session, None).await.body.contains("Dolores"));
+    assert_eq!(send(&app, "GET", "/console/appointments?day=24/11", &session, None).await.status, StatusCode::BAD_REQUEST);
+    // One appointment's history.
+    let one = send(&app, "GET", &format!("/console/appointments/{appointment}"), &session, None).await;
+    assert!(one.body.contains("<td>book</td>"), "{}", one.body);
+
+    // Patients by name (any case) and by number; then one patient.
+    for q in ["dolores", "REGISTRO", "%2B34600999001", "+34 600 999 001"] {
+        let found = send(&app, "GET", &format!("/console/patients?q={}", q.replace(' ', "%20").replace('+', "%2B")), &session, None).await;
+        assert!(found.body.contains(&format!("/console/patients/{patient}")), "{q}: {}", found.body);
+    }
+    assert!(!send(&app, "GET", "/console/patients?q=zzz", &session, None).await.body.contains("/console/patients/"));
+    // LIKE's wildcards are literal.
+    assert!(!send(&app, "GET", "/console/patients?q=%25", &session, None).await.body.contains("/console/patients/"));
+    let p = send(&app, "GET", &format!("/console/patients/{patient}"), &session, None).await;
+    assert!(p.body.contains("+34600999001") && p.body.contains("1950-05-03") && p.body.contains("sms"), "{}", p.body);
+
+    // Follow-up calls due.
+    let esc = send(&app, "GET", "/console/escalations", &session, None).await;
+    assert!(
+        esc.body.contains("escalation") && esc.body.contains("Dolores Registro") && esc.body.contains("2026-11-23 12:00"),
+        "{}",
+        esc.body
+    );
+
+    let log = store.access_log_of(&patient).await.unwrap();
+    let seen: Vec<&str> = log.iter().filter(|e| e.actor == "console:rita").map(|e| e.action.as_str()).collect();
+    for action in ["console.appointments", "console.appointment", "console.patients", "console.patient", "console.escalations"] {
+        assert!(seen.contains(&action), "{action} not in {seen:?}");
+    }
+}
