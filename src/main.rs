@@ -24,8 +24,13 @@ struct Cli {
 enum Command {
     /// Run the service (HTTP API; the clinic's database is migrated at start-up).
     Serve,
-    /// Seed the demo clinic's patients and appointments (once) and print them.
-    Demo,
+    /// Seed the demo clinic's patients and appointments (once) and print them;
+    /// `--history-days 90` also writes 90 days of past calls, bookings,
+    /// reminders, escalation calls and callbacks (for the console's figures).
+    Demo {
+        #[arg(long, default_value_t = 0)]
+        history_days: i64,
+    },
     /// Check the configuration and report every problem.
     CheckConfig,
     /// Print each provider's calendar feed URL (`[calendar] key` set):
@@ -320,7 +325,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Patient { action } => patient(load(&cli.config)?, action).await?,
         Command::User { action } => user(load(&cli.config)?, action).await?,
-        Command::Demo => demo(load(&cli.config)?).await?,
+        Command::Demo { history_days } => demo(load(&cli.config)?, history_days).await?,
         Command::Nlu { lang, now, prompts, text } => {
             let c = load(&cli.config)?;
             let now = now.unwrap_or_else(|| chrono::Utc::now().with_timezone(&c.clinic.timezone).naive_local());
@@ -458,11 +463,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo(mut config: Config) -> anyhow::Result<()> {
+async fn demo(mut config: Config, history_days: i64) -> anyhow::Result<()> {
     let clock = SystemClock;
     config.demo = false; // seed explicitly below, whatever the configuration
     let store = clinivox::app::open_store(&config, &clock).await?;
     let seeded = clinivox::demo::seed(&store, clock.now()).await?;
+    anyhow::ensure!((0..=730).contains(&history_days), "--history-days: 0 to 730");
+    if history_days > 0 {
+        if seeded.patients.is_empty() {
+            println!("history not written: the database already had patients (it is written once, into a new database)");
+        } else {
+            let h = clinivox::demo::history::seed_history(&store, &seeded.patients, history_days, clock.now()).await?;
+            println!(
+                "history: {history_days} days, {} calls, {} appointments, {} reminders, {} escalation calls, {} callbacks, {} slots refilled",
+                h.calls, h.appointments, h.reminders, h.escalation_calls, h.callbacks, h.refills
+            );
+        }
+    }
     println!("{} — {} ({})", config.clinic.name, config.clinic.address, config.clinic.phone);
     println!("database: {}", config.database.url);
     for s in store.specialties().await? {

@@ -51,6 +51,7 @@ on_both_engines!(
     console_pages_show_the_day_and_log_who_saw_it,
     console_kpis_count_what_the_store_holds,
     console_record_pages,
+    console_kpis_match_a_seeded_history,
 );
 
 fn app(store: Store, config: Config) -> Router {
@@ -991,8 +992,8 @@ use fhir::fhir_scheduling_round_trip;
 #[path = "api/console.rs"]
 mod console;
 use console::{
-    console_kpis_count_what_the_store_holds, console_logins_and_sessions, console_pages_show_the_day_and_log_who_saw_it,
-    console_record_pages,
+    console_kpis_count_what_the_store_holds, console_kpis_match_a_seeded_history, console_logins_and_sessions,
+    console_pages_show_the_day_and_log_who_saw_it, console_record_pages,
 };
 
 #[path = "api/crash.rs"]

@@ -62,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console", get(|| async { Redirect::to("/console/today") }))
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", post(logout))
+        .route("/console/language", post(language))
         .route("/console/static/{file}", get(asset))
         .route("/console/today", get(pages::today))
         .route("/console/today/live", get(pages::live))
@@ -295,6 +296,31 @@ async fn logout(State(state): State<AppState>, staff: Staff, Form(form): Form<Cs
     let mut r = Redirect::to("/console/login").into_response();
     set_cookie(&mut r, &state, COOKIE, "", "/console", Some(0));
     r
+}
+
+#[derive(Deserialize)]
+struct LanguageForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    language: String,
+}
+
+/// The console in another of the four languages, for this user from now on.
+async fn language(State(state): State<AppState>, staff: Staff, Form(form): Form<LanguageForm>) -> Response {
+    if let Err(r) = check_csrf(&staff, &form.csrf) {
+        return r;
+    }
+    if !texts::LANGUAGES.contains(&form.language.as_str()) {
+        return (StatusCode::BAD_REQUEST, "language: es, en, it or pt").into_response();
+    }
+    match state.store.set_staff_language(&staff.session.user.id, Some(&form.language)).await {
+        Ok(()) => Redirect::to("/console/today").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "saving a console language failed");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }
 
 fn clinic_language(state: &AppState) -> &str {

@@ -422,6 +422,9 @@ pub const PT: Texts = Texts {
     not_found: "Não existe.",
 };
 
+/// The console's languages, as its language menu offers them.
+pub const LANGUAGES: [&str; 4] = ["es", "en", "it", "pt"];
+
 /// The texts for `lang` (a language code), English for one not known.
 pub fn for_language(lang: &str) -> &'static Texts {
     match lang {

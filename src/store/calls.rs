@@ -31,6 +31,19 @@ pub struct CallFilter {
     pub transferred: Option<bool>,
 }
 
+/// A call that is over, with its transcript, for [`Store::import_calls`].
+#[derive(Debug, Clone)]
+pub struct PastCall {
+    pub call: NewCall,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub outcome: String,
+    pub transfer_target: Option<String>,
+    pub summary: Option<String>,
+    /// Each turn with when it was said.
+    pub turns: Vec<(DateTime<Utc>, NewTurn)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewTurn {
     pub speaker: String,
@@ -259,6 +272,42 @@ impl Store {
         }
         let rows = q.bind(page.limit).bind(page.offset).fetch_all(&self.pool).await?;
         rows.iter().map(call_from_row).collect()
+    }
+
+    /// Finished calls with their transcripts, written in one transaction
+    /// (the demo's history and benchmarks; the live path is `start_call`,
+    /// `add_turn`, `finish_call`). Answers their ids.
+    pub async fn import_calls(&self, calls: &[PastCall]) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(calls.len());
+        for c in calls {
+            let id = self.insert_call(&mut *tx, &c.call, c.started_at, Some((&c.outcome, c.ended_at))).await?;
+            sqlx::query("UPDATE calls SET transfer_target = $2, summary = $3 WHERE id = $1")
+                .bind(&id)
+                .bind(&c.transfer_target)
+                .bind(&c.summary)
+                .execute(&mut *tx)
+                .await?;
+            for (seq, (at, t)) in c.turns.iter().enumerate() {
+                // Always a confidence: see `add_turn` on sqlx's NULL floats.
+                sqlx::query(
+                    "INSERT INTO call_turns (call_id, seq, at, speaker, text, intent, latency_ms, confidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&id)
+                .bind(seq as i64 + 1)
+                .bind(at.timestamp())
+                .bind(&t.speaker)
+                .bind(&t.text)
+                .bind(&t.intent)
+                .bind(t.latency_ms)
+                .bind(t.confidence.unwrap_or(1.0))
+                .execute(&mut *tx)
+                .await?;
+            }
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     /// A patient's calls, most recent first.

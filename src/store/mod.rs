@@ -41,7 +41,7 @@ use sqlx::{AnyPool, Row};
 
 pub use appointments::{NewAppointment, Reschedule, SlotQuery};
 pub use callbacks::{CallbackRequest, CallbackStatus, NewCallback};
-pub use calls::{CallFilter, NewCall, NewTurn};
+pub use calls::{CallFilter, NewCall, NewTurn, PastCall};
 pub use idempotency::{IdempotencyStart, IN_FLIGHT_LIMIT};
 pub use identity::identity_subjects;
 pub use jobs::{Job, JobAttempt};

@@ -207,6 +207,15 @@ impl Store {
         Ok(())
     }
 
+    /// The console language a staff member chose (`None`: the clinic's first).
+    pub async fn set_staff_language(&self, id: &str, language: Option<&str>) -> Result<()> {
+        let changed = sqlx::query("UPDATE staff_users SET language = $2 WHERE id = $1").bind(id).bind(language).execute(&self.pool).await?;
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::NotFound("staff user"));
+        }
+        Ok(())
+    }
+
     /// Starts a session known by `token_hash` (the SHA-256 of its cookie).
     pub async fn create_staff_session(
         &self,

@@ -154,6 +154,20 @@ pub async fn console_logins_and_sessions(store: Store, config: Config) {
     let token = session.split_once('=').unwrap().1;
     assert!(store.staff_session(token, clinivox::console::session_times(), clock.now()).await.unwrap().is_none());
 
+    // Her own language.
+    let csrf = today.csrf();
+    assert_eq!(
+        send(&app, "POST", "/console/language", &session, Some(&[("csrf", &csrf), ("language", "fr")])).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(&app, "POST", "/console/language", &session, Some(&[("csrf", "x"), ("language", "pt")])).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = send(&app, "POST", "/console/language", &session, Some(&[("csrf", &csrf), ("language", "pt")])).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(send(&app, "GET", "/console/today", &session, None).await.body.contains("Chamadas em curso"));
+
     // Idle for 29 minutes: still in (and the idle time starts again); then 31 more: out.
     clock.advance(chrono::Duration::minutes(29));
     assert_eq!(send(&app, "GET", "/console/calls", &session, None).await.status, StatusCode::OK);
@@ -461,4 +475,57 @@ pub async fn console_record_pages(store: Store, config: Config) {
     for action in ["console.appointments", "console.appointment", "console.patients", "console.patient", "console.escalations"] {
         assert!(seen.contains(&action), "{action} not in {seen:?}");
     }
+}
+
+pub async fn console_kpis_match_a_seeded_history(store: Store, config: Config) {
+    use clinivox::store::{CallFilter, Page as StorePage};
+    let (app, _clock) = app_and_clock(store.clone(), config);
+    let seeded = clinivox::demo::seed(&store, now()).await.unwrap();
+    let h = clinivox::demo::history::seed_history(&store, &seeded.patients, 21, now()).await.unwrap();
+    assert!(h.calls > 200 && h.appointments > 20 && h.reminders > 20 && h.escalation_calls > 0 && h.callbacks > 0, "{h:?}");
+    add_user(&store, "gema", Role::Manager, "gerente-de-la-clinica").await;
+    let (manager, _) = log_in(&app, "gema", "gerente-de-la-clinica").await;
+    let csv = send(&app, "GET", "/console/kpis.csv?from=2026-11-02&to=2026-11-22", &manager, None).await;
+    assert_eq!(csv.status, StatusCode::OK, "{}", csv.body);
+    let lines: Vec<Vec<&str>> = csv.body.lines().map(|l| l.split(',').collect()).collect();
+    let col = |name: &str| lines[0].iter().position(|h| *h == name).unwrap();
+    assert_eq!(lines.len(), 1 + 21 + 1, "a row per day and the total");
+    let tz = store.timezone();
+    let mut total_handled = 0;
+    for row in &lines[1..22] {
+        // The same day's calls, read through the Calls page's query instead.
+        let day = chrono::NaiveDate::parse_from_str(row[0], "%Y-%m-%d").unwrap();
+        let (from, until) = clinivox_day(tz, day);
+        let filter = CallFilter { from, until, direction: None, outcome: None, language: None, transferred: None };
+        let calls = store.calls_filtered(&filter, StorePage { limit: 10_000, offset: 0 }).await.unwrap();
+        let inbound: Vec<_> = calls.iter().filter(|c| c.direction == "inbound").collect();
+        let outcome = |c: &&&clinivox::store::Call| c.outcome.clone().unwrap_or_default();
+        let handled = inbound.iter().filter(|c| outcome(c) != "busy").count();
+        let transferred = inbound.iter().filter(|c| c.transfer_target.is_some()).count();
+        let contained =
+            inbound.iter().filter(|c| ["booked", "confirmed", "cancelled", "rescheduled", "info"].contains(&outcome(c).as_str())).count();
+        let abandoned = inbound.iter().filter(|c| outcome(c) == "abandoned").count();
+        for (name, want) in [("handled", handled), ("contained", contained), ("transferred", transferred), ("abandoned", abandoned)] {
+            assert_eq!(row[col(name)], want.to_string(), "{name} on {day}");
+        }
+        total_handled += handled;
+    }
+    assert_eq!(lines[22][col("handled")], total_handled.to_string());
+    // Callbacks: every one the history opened, and those it closed.
+    let opened: u64 = lines[22][col("callbacks_opened")].parse().unwrap();
+    let all = store.callbacks_page(None, StorePage { limit: 10_000, offset: 0 }).await.unwrap();
+    assert_eq!(opened, all.len() as u64);
+    let closed: u64 = lines[22][col("callbacks_closed")].parse().unwrap();
+    assert_eq!(closed, all.iter().filter(|c| c.done_at.is_some()).count() as u64);
+    // The page renders it all.
+    let page = send(&app, "GET", "/console/kpis?from=2026-11-02&to=2026-11-22&period=week", &manager, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("(W45)") && page.body.contains("speak to a person"), "{}", page.body);
+}
+
+fn clinivox_day(tz: chrono_tz::Tz, day: chrono::NaiveDate) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    use chrono::TimeZone;
+    let at =
+        |d: chrono::NaiveDate| tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap()).earliest().unwrap().with_timezone(&chrono::Utc);
+    (at(day), at(day.succ_opt().unwrap()))
 }

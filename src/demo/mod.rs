@@ -1,6 +1,8 @@
 //! The demo clinic's patients and appointments, seeded once into an empty
 //! database so a newcomer can call, query and book right away.
 
+pub mod history;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::phone::E164;
