@@ -264,6 +264,18 @@ enum BenchWhat {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Staff console pages' server time with a year of a busy clinic's history, SQLite and PostgreSQL.
+    Console {
+        /// PostgreSQL to use (a private schema is created); "off" to skip it.
+        #[arg(long, default_value = clinivox::testing::DEFAULT_PG_URL)]
+        postgres: String,
+        /// Calls in the year of history.
+        #[arg(long, default_value_t = 100_000)]
+        calls: usize,
+        /// Requests per page.
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
+    },
     /// Escalation jobs claimed and completed per second, 1 and 4 instances.
     Scheduler {
         /// PostgreSQL to use (a private schema is created); "off" to skip it.
@@ -335,6 +347,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { what: BenchWhat::Conversation { prompts, tables, postgres } } => {
             let pg = (postgres != "off").then_some(postgres);
             clinivox::bench::conversation::run(&prompts, &tables, pg.as_deref()).await?;
+        }
+        Command::Bench { what: BenchWhat::Console { postgres, calls, rounds } } => {
+            let pg = (postgres != "off").then_some(postgres);
+            clinivox::bench::console::run(pg.as_deref(), calls, rounds).await?;
         }
         Command::Bench { what: BenchWhat::Store { postgres, clients } } => {
             let pg = (postgres != "off").then_some(postgres);

@@ -37,3 +37,8 @@ CREATE INDEX jobs_updated ON jobs(status, updated_at);
 CREATE INDEX callback_requests_created ON callback_requests(created_at);
 CREATE INDEX appointments_status_starts ON appointments(status, starts_at);
 CREATE INDEX calls_patient ON calls(patient_id, started_at);
+-- The KPI page counts calls and replies' waits by day without reading the
+-- rows themselves (transcripts, summaries): these indexes cover it.
+CREATE INDEX calls_kpi ON calls(started_at, direction, language, outcome, transfer_target);
+CREATE INDEX call_turns_latency ON call_turns(call_id, latency_ms);
+CREATE INDEX call_turns_waits ON call_turns(at, latency_ms);

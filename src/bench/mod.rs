@@ -2,6 +2,7 @@
 //! and percentiles of one run: the machines are shared, so read ratios.
 
 pub mod caller;
+pub mod console;
 pub mod conversation;
 pub mod scheduler;
 /// TLS+SRTP beside UDP+RTP, with our own caller (no whisper needed).

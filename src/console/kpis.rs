@@ -114,7 +114,8 @@ pub struct Row {
     pub callbacks_opened: u64,
     pub callbacks_closed: u64,
     pub callback_hours_median: Option<f64>,
-    latencies: Vec<i64>,
+    /// (bin, count): the waits' histogram.
+    latencies: Vec<(i64, u64)>,
     close_hours: Vec<f64>,
 }
 
@@ -142,13 +143,22 @@ fn share(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 * 100.0 / whole as f64)
 }
 
-/// Nearest rank: the smallest value with at least `q` of them at or below it.
-fn percentile(sorted: &[i64], q: f64) -> Option<i64> {
-    if sorted.is_empty() {
+/// Nearest rank over a sorted histogram of (value, count): the smallest
+/// value with at least `q` of all counts at or below it.
+fn percentile(sorted: &[(i64, u64)], q: f64) -> Option<i64> {
+    let total: u64 = sorted.iter().map(|&(_, n)| n).sum();
+    if total == 0 {
         return None;
     }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+    let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+    let mut seen = 0;
+    for &(v, n) in sorted {
+        seen += n;
+        if seen >= rank {
+            return Some(v);
+        }
+    }
+    sorted.last().map(|&(v, _)| v)
 }
 
 /// The figures of a span: one row per period, the whole span's, and two breakdowns.
@@ -181,62 +191,64 @@ pub fn compute(facts: &KpiFacts, tz: Tz, period: Period, from: NaiveDate, until:
         d = period.next(d);
     }
     let day = |t: DateTime<Utc>| t.with_timezone(&tz).date_naive();
-    let in_span = |t: DateTime<Utc>| (from..=until).contains(&day(t));
     let lang_ok = |l: Option<&str>| language.is_none_or(|want| l == Some(want));
     let mut report = Report::default();
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-    let mut each = |t: DateTime<Utc>, f: &mut dyn FnMut(&mut Row)| {
-        if in_span(t) {
-            if let Some(r) = rows.get_mut(&period.start(day(t))) {
+    // The row of a clinic-local day, if the day is in the span. Calls and
+    // waits come counted per day; the rest by instant (`day` of it).
+    let on = |rows: &mut BTreeMap<NaiveDate, Row>, d: NaiveDate, f: &mut dyn FnMut(&mut Row)| {
+        if (from..=until).contains(&d) {
+            if let Some(r) = rows.get_mut(&period.start(d)) {
                 f(r);
             }
         }
     };
     for c in facts.calls.iter().filter(|c| lang_ok(c.language.as_deref())) {
-        let outcome = c.outcome.as_deref().unwrap_or("");
+        let (outcome, n) = (c.outcome.as_deref().unwrap_or(""), c.count);
         if c.direction != "inbound" {
-            each(c.started_at, &mut |r| r.outbound += 1);
+            on(&mut rows, c.day, &mut |r| r.outbound += n);
             continue;
         }
         if outcome == "busy" {
-            each(c.started_at, &mut |r| r.busy += 1);
+            on(&mut rows, c.day, &mut |r| r.busy += n);
             continue;
         }
-        let transferred = c.transfer_target.is_some() || outcome == "transferred";
-        each(c.started_at, &mut |r| {
-            r.handled += 1;
-            r.contained += u64::from(CONTAINED.contains(&outcome) && !transferred);
-            r.transferred += u64::from(transferred);
-            r.abandoned += u64::from(outcome == "abandoned");
+        let transferred = c.transferred || outcome == "transferred";
+        on(&mut rows, c.day, &mut |r| {
+            r.handled += n;
+            r.contained += if CONTAINED.contains(&outcome) && !transferred { n } else { 0 };
+            r.transferred += if transferred { n } else { 0 };
+            r.abandoned += if outcome == "abandoned" { n } else { 0 };
         });
-        if transferred && in_span(c.started_at) {
-            *reasons.entry(reason(c.transfer_summary.as_deref())).or_default() += 1;
+        if transferred && (from..=until).contains(&c.day) {
+            *reasons.entry(reason(c.transfer_reason.as_deref())).or_default() += n;
         }
     }
-    for l in facts.latencies.iter().filter(|l| lang_ok(l.language.as_deref())) {
-        each(l.call_started_at, &mut |r| r.latencies.push(l.latency_ms));
+    // Waits read by language carry it; read for every language, none.
+    for l in facts.latencies.iter().filter(|l| l.language.is_none() || lang_ok(l.language.as_deref())) {
+        on(&mut rows, l.day, &mut |r| r.latencies.push((l.latency_ms, l.count)));
     }
     for c in &facts.changes {
-        each(c.at, &mut |r| match c.action.as_str() {
+        on(&mut rows, day(c.at), &mut |r| match c.action.as_str() {
             "book" => r.booked += 1,
             "confirm" => r.confirmed += 1,
             "cancel" => r.cancelled += 1,
             "reschedule" => r.rescheduled += 1,
             _ => {}
         });
-        if in_span(c.at) {
+        if (from..=until).contains(&day(c.at)) {
             *report.changes_by_channel.entry((c.action.clone(), c.channel.clone())).or_default() += 1;
         }
     }
     for m in &facts.reminders {
-        each(m.sent_at, &mut |r| {
+        on(&mut rows, day(m.sent_at), &mut |r| {
             r.reminders += 1;
             r.reminders_confirmed += u64::from(m.reply.as_deref() == Some("confirmed"));
         });
     }
     for j in &facts.jobs {
         let outcome = j.outcome.as_deref().unwrap_or("");
-        each(j.ended_at, &mut |r| match j.kind.as_str() {
+        on(&mut rows, day(j.ended_at), &mut |r| match j.kind.as_str() {
             "escalation" => {
                 r.escalations += 1;
                 r.recovered += u64::from(RECOVERED.contains(&outcome));
@@ -246,10 +258,10 @@ pub fn compute(facts: &KpiFacts, tz: Tz, period: Period, from: NaiveDate, until:
         });
     }
     for &t in &facts.no_shows {
-        each(t, &mut |r| r.no_shows += 1);
+        on(&mut rows, day(t), &mut |r| r.no_shows += 1);
     }
     for c in facts.callbacks.iter().filter(|c| lang_ok(Some(&c.language))) {
-        each(c.created_at, &mut |r| {
+        on(&mut rows, day(c.created_at), &mut |r| {
             r.callbacks_opened += 1;
             if let Some(done) = c.done_at {
                 r.callbacks_closed += 1;
@@ -293,7 +305,7 @@ fn add(total: &mut Row, r: &Row) {
     total.close_hours.extend_from_slice(&r.close_hours);
 }
 
-/// What a transferred caller wanted, from the summary's "wants: …;".
+/// What a transferred caller wanted, from the head of the summary ("wants: …").
 fn reason(summary: Option<&str>) -> String {
     let wants = summary.and_then(|s| s.strip_prefix("wants: ")).and_then(|s| s.split(';').next()).map(str::trim).unwrap_or("unclear");
     if wants.starts_with("book") {
@@ -438,7 +450,7 @@ fn asked(state: &AppState, q: &KpiQuery) -> Result<Asked, String> {
 async fn report(state: &AppState, a: &Asked) -> Result<Report, crate::store::StoreError> {
     let tz = state.store.timezone();
     let (start, end) = span(tz, a.from, a.until);
-    let facts = state.store.kpi_facts(start, end).await?;
+    let facts = state.store.kpi_facts(start, end, a.language.as_deref()).await?;
     Ok(compute(&facts, tz, a.period, a.from, a.until, a.language.as_deref()))
 }
 
@@ -559,34 +571,39 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn call(at: &str, direction: &str, lang: &str, outcome: &str, transfer: Option<(&str, &str)>) -> CallFact {
+    fn call(day: &str, direction: &str, lang: &str, outcome: &str, reason: Option<&str>) -> CallFact {
         CallFact {
-            started_at: t(at),
+            day: NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap(),
             direction: direction.into(),
             language: Some(lang.into()),
             outcome: Some(outcome.into()),
-            transfer_target: transfer.map(|(g, _)| g.into()),
-            transfer_summary: transfer.map(|(_, s)| s.into()),
+            transferred: reason.is_some(),
+            transfer_reason: reason.map(str::to_string),
+            count: 1,
         }
     }
 
     fn facts() -> KpiFacts {
         KpiFacts {
             calls: vec![
-                call("2026-11-23T08:00:00Z", "inbound", "es", "booked", None),
-                call("2026-11-23T09:00:00Z", "inbound", "es", "info", None),
-                call("2026-11-23T10:00:00Z", "inbound", "en", "transferred", Some(("reception", "wants: book dermatology; caller: x"))),
-                call("2026-11-23T11:00:00Z", "inbound", "es", "abandoned", None),
-                call("2026-11-23T12:00:00Z", "inbound", "es", "busy", None),
-                call("2026-11-23T13:00:00Z", "outbound", "es", "confirmed", None),
-                // 23:30 UTC on the 24th is the 25th in Madrid.
-                call("2026-11-24T23:30:00Z", "inbound", "es", "transferred", Some(("reception", "wants: cancel; caller: y"))),
+                call("2026-11-23", "inbound", "es", "booked", None),
+                call("2026-11-23", "inbound", "es", "info", None),
+                call("2026-11-23", "inbound", "en", "transferred", Some("wants: book dermatology")),
+                call("2026-11-23", "inbound", "es", "abandoned", None),
+                call("2026-11-23", "inbound", "es", "busy", None),
+                call("2026-11-23", "outbound", "es", "confirmed", None),
+                call("2026-11-25", "inbound", "es", "transferred", Some("wants: cancel")),
                 // Outside the span.
-                call("2026-11-22T10:00:00Z", "inbound", "es", "booked", None),
+                call("2026-11-22", "inbound", "es", "booked", None),
             ],
-            latencies: [900, 1100, 1500, 4000]
+            latencies: [(900, 1), (1100, 1), (1500, 1), (4000, 1)]
                 .into_iter()
-                .map(|ms| LatencyFact { call_started_at: t("2026-11-23T08:00:00Z"), language: Some("es".into()), latency_ms: ms })
+                .map(|(ms, count)| LatencyFact {
+                    day: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+                    language: Some("es".into()),
+                    latency_ms: ms,
+                    count,
+                })
                 .collect(),
             changes: vec![
                 ChangeFact { at: t("2026-11-23T08:01:00Z"), action: "book".into(), channel: "phone".into() },
@@ -626,7 +643,7 @@ mod tests {
         assert_eq!((mon.escalations, mon.recovered), (2, 1));
         assert_eq!((mon.callbacks_opened, mon.callbacks_closed, mon.callback_hours_median), (2, 1, Some(2.0)));
         assert_eq!((r.rows[1].refilled, r.rows[1].no_shows), (1, 1));
-        assert_eq!((r.rows[2].handled, r.rows[2].transferred, r.rows[2].cancelled), (1, 1, 1), "late on the 24th UTC is the 25th");
+        assert_eq!((r.rows[2].handled, r.rows[2].transferred, r.rows[2].cancelled), (1, 1, 1));
         assert_eq!(r.total.handled, 5);
         assert_eq!(r.transfers_by_reason, [("book".to_string(), 1), ("cancel".to_string(), 1)]);
         assert_eq!(r.changes_by_channel[&("book".to_string(), "phone".to_string())], 1);
@@ -653,8 +670,11 @@ mod tests {
     #[test]
     fn percentiles_are_nearest_rank() {
         assert_eq!(percentile(&[], 0.5), None);
-        assert_eq!(percentile(&[7], 0.95), Some(7));
-        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&[(7, 1)], 0.95), Some(7));
+        let v: Vec<(i64, u64)> = (1..=100).map(|v| (v, 1)).collect();
         assert_eq!((percentile(&v, 0.5), percentile(&v, 0.95)), (Some(50), Some(95)));
+        // 90 fast replies and 10 slow: the p95 is a slow one.
+        assert_eq!(percentile(&[(800, 90), (5000, 10)], 0.95), Some(5000));
+        assert_eq!(percentile(&[(800, 90), (5000, 10)], 0.90), Some(800));
     }
 }

@@ -3,31 +3,41 @@
 //! rates and percentiles are made from them by `console::kpis`, a pure
 //! function tested without a database.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
 use sqlx::Row;
 
-use super::{ts, Result, Store};
+use super::{ts, Backend, Result, Store};
 
-/// One call.
+/// Calls of one clinic-local day alike in what the figures count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallFact {
-    pub started_at: DateTime<Utc>,
+    /// The clinic-local day the calls started.
+    pub day: NaiveDate,
     pub direction: String,
     pub language: Option<String>,
     pub outcome: Option<String>,
-    /// Where it was transferred (a ring group), if it was.
-    pub transfer_target: Option<String>,
-    /// A transferred call's summary ("wants: cancel; caller: …"): its reason.
-    pub transfer_summary: Option<String>,
+    /// They were transferred (to a ring group).
+    pub transferred: bool,
+    /// A transferred call's reason, the head of its summary ("wants: cancel").
+    pub transfer_reason: Option<String>,
+    pub count: u64,
 }
 
-/// The wait before one of the assistant's replies, on the phone.
+/// Waits before the assistant's replies on the phone, on one clinic-local
+/// day, in [`LATENCY_BIN_MS`] bins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyFact {
-    pub call_started_at: DateTime<Utc>,
+    pub day: NaiveDate,
+    /// The calls' language; `None` when not asked for by language.
     pub language: Option<String>,
+    /// The bin's lower bound.
     pub latency_ms: i64,
+    pub count: u64,
 }
+
+/// Width of the latency histogram's bins: percentiles are read to this.
+pub const LATENCY_BIN_MS: i64 = 10;
 
 /// A booking, confirmation, cancellation or move, by whom it came.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,44 +87,63 @@ pub struct KpiFacts {
 }
 
 impl Store {
-    /// The facts of `[from, until)`: calls by when they started, changes,
-    /// reminders and callbacks by when they happened, jobs by when they
-    /// ended, no-shows by when the appointment was.
-    pub async fn kpi_facts(&self, from: DateTime<Utc>, until: DateTime<Utc>) -> Result<KpiFacts> {
+    /// The facts of `[from, until)`: calls by when they started, replies'
+    /// waits by when they were answered (of calls in `language` by when the
+    /// call started, when one is given), changes, reminders and callbacks
+    /// by when they happened, jobs by when they ended, no-shows by when the
+    /// appointment was.
+    pub async fn kpi_facts(&self, from: DateTime<Utc>, until: DateTime<Utc>, language: Option<&str>) -> Result<KpiFacts> {
         let (a, b) = (from.timestamp(), until.timestamp());
         let mut f = KpiFacts::default();
-        let rows = sqlx::query(
-            "SELECT started_at, direction, language, outcome, transfer_target, \
-             CASE WHEN transfer_target IS NOT NULL THEN summary END AS transfer_summary \
-             FROM calls WHERE started_at >= $1 AND started_at < $2",
-        )
-        .bind(a)
-        .bind(b)
-        .fetch_all(&self.pool)
-        .await?;
-        for r in &rows {
+        // Calls and waits are the bulk (a busy clinic's year: 100,000 calls,
+        // 200,000 replies): counted by the database per local day.
+        let day = local_day_sql(self.tz, "c.started_at", from, until);
+        let head = match self.backend {
+            Backend::Sqlite => "substr(c.summary, 1, instr(c.summary || ';', ';') - 1)",
+            Backend::Postgres => "substr(c.summary, 1, strpos(c.summary || ';', ';') - 1)",
+        };
+        let sql = format!(
+            "SELECT {day} AS day, c.direction, c.language, c.outcome, \
+             CAST(CASE WHEN c.transfer_target IS NOT NULL THEN 1 ELSE 0 END AS BIGINT) AS transferred, \
+             CASE WHEN c.transfer_target IS NOT NULL THEN {head} END AS reason, COUNT(*) AS n \
+             FROM calls c WHERE c.started_at >= $1 AND c.started_at < $2 \
+             GROUP BY 1, c.direction, c.language, c.outcome, 5, 6"
+        );
+        for r in sqlx::query(&sql).bind(a).bind(b).fetch_all(&self.pool).await? {
             f.calls.push(CallFact {
-                started_at: ts(r.try_get("started_at")?)?,
+                day: epoch_day(r.try_get("day")?)?,
                 direction: r.try_get("direction")?,
                 language: r.try_get("language")?,
                 outcome: r.try_get("outcome")?,
-                transfer_target: r.try_get("transfer_target")?,
-                transfer_summary: r.try_get("transfer_summary")?,
+                transferred: r.try_get::<i64, _>("transferred")? != 0,
+                transfer_reason: r.try_get("reason")?,
+                count: r.try_get::<i64, _>("n")?.max(0) as u64,
             });
         }
-        let rows = sqlx::query(
-            "SELECT c.started_at, c.language, t.latency_ms FROM call_turns t JOIN calls c ON c.id = t.call_id \
-             WHERE c.started_at >= $1 AND c.started_at < $2 AND t.latency_ms IS NOT NULL",
-        )
-        .bind(a)
-        .bind(b)
-        .fetch_all(&self.pool)
-        .await?;
-        for r in &rows {
+        // Waits: by the reply's own time, from an index of (at, latency_ms)
+        // alone; by the call's language, through its call (slower).
+        let sql = match language {
+            None => format!(
+                "SELECT {} AS day, CAST(NULL AS TEXT) AS language, (t.latency_ms / {LATENCY_BIN_MS}) * {LATENCY_BIN_MS} AS bin, COUNT(*) AS n \
+                 FROM call_turns t WHERE t.at >= $1 AND t.at < $2 AND t.latency_ms IS NOT NULL GROUP BY 1, 3",
+                local_day_sql(self.tz, "t.at", from, until)
+            ),
+            Some(_) => format!(
+                "SELECT {day} AS day, c.language, (t.latency_ms / {LATENCY_BIN_MS}) * {LATENCY_BIN_MS} AS bin, COUNT(*) AS n \
+                 FROM call_turns t JOIN calls c ON c.id = t.call_id \
+                 WHERE c.started_at >= $1 AND c.started_at < $2 AND t.latency_ms IS NOT NULL AND c.language = $3 GROUP BY 1, c.language, 3"
+            ),
+        };
+        let mut q = sqlx::query(&sql).bind(a).bind(b);
+        if let Some(l) = language {
+            q = q.bind(l);
+        }
+        for r in q.fetch_all(&self.pool).await? {
             f.latencies.push(LatencyFact {
-                call_started_at: ts(r.try_get("started_at")?)?,
+                day: epoch_day(r.try_get("day")?)?,
                 language: r.try_get("language")?,
-                latency_ms: r.try_get("latency_ms")?,
+                latency_ms: r.try_get("bin")?,
+                count: r.try_get::<i64, _>("n")?.max(0) as u64,
             });
         }
         let rows = sqlx::query(
@@ -167,5 +196,61 @@ impl Store {
             });
         }
         Ok(f)
+    }
+}
+
+/// SQL for the clinic-local day of `column` (seconds since the epoch), as
+/// days since 1970-01-01: the column plus the zone's offset, divided by a
+/// day, with one branch per offset the zone has within `[from, until)`
+/// (summer time: a few). Integers only, so both engines read it alike.
+fn local_day_sql(tz: Tz, column: &str, from: DateTime<Utc>, until: DateTime<Utc>) -> String {
+    let offset = |t: DateTime<Utc>| i64::from(tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc());
+    // (from when, offset): the offset at `from`, then each change, found hour by hour.
+    let mut spans = vec![(from, offset(from))];
+    let mut t = from;
+    while t < until {
+        let next = t + Duration::hours(1);
+        let o = offset(next);
+        if spans.last().is_some_and(|&(_, last)| last != o) {
+            spans.push((next, o));
+        }
+        t = next;
+    }
+    let day = |o: i64| format!("(({column} + {o}) / 86400)");
+    if spans.len() == 1 {
+        return day(spans[0].1);
+    }
+    let mut sql = String::from("CASE");
+    for w in spans.windows(2) {
+        sql.push_str(&format!(" WHEN {column} < {} THEN {}", w[1].0.timestamp(), day(w[0].1)));
+    }
+    sql.push_str(&format!(" ELSE {} END", day(spans[spans.len() - 1].1)));
+    sql
+}
+
+fn epoch_day(days: i64) -> Result<NaiveDate> {
+    NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|e| e.checked_add_signed(Duration::days(days)))
+        .ok_or_else(|| super::StoreError::Corrupt(format!("day {days} out of range")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_days_follow_summer_time() {
+        let tz: Tz = "Europe/Madrid".parse().unwrap();
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        // Summer time ends on 25 October 2026.
+        let sql = local_day_sql(tz, "x", t("2026-10-01T00:00:00Z"), t("2026-11-01T00:00:00Z"));
+        assert_eq!(
+            sql,
+            format!("CASE WHEN x < {} THEN ((x + 7200) / 86400) ELSE ((x + 3600) / 86400) END", t("2026-10-25T01:00:00Z").timestamp())
+        );
+        assert_eq!(local_day_sql(tz, "x", t("2026-11-01T00:00:00Z"), t("2026-11-30T00:00:00Z")), "((x + 3600) / 86400)");
+        // 23:30 UTC on 24 November is the 25th in Madrid.
+        let at = t("2026-11-24T23:30:00Z").timestamp();
+        assert_eq!(epoch_day((at + 3600) / 86400).unwrap(), NaiveDate::from_ymd_opt(2026, 11, 25).unwrap());
     }
 }
