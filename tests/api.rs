@@ -999,6 +999,9 @@ use console::{
 #[path = "api/crash.rs"]
 mod crash;
 
+#[path = "api/browser.rs"]
+mod browser;
+
 /// A provider's feed at its secret URL: the same 404 for feeds off, a
 /// wrong token or another provider's token; events without the patient
 /// unless the clinic allows names, and then the read is in the access log.

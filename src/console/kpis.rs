@@ -518,7 +518,7 @@ pub async fn page(State(state): State<AppState>, staff: Staff, Query(mut q): Que
         f: Frame::new(&staff, &state, "kpis"),
         chart: chart(&r, staff.texts(&state).kpis),
         languages: state.config.clinic.languages.clone(),
-        headers: HEADERS.to_vec(),
+        headers: staff.texts(&state).kpi_columns.to_vec(),
         rows,
         reasons: r.transfers_by_reason.clone(),
         channels: r.changes_by_channel.iter().map(|((a, c), n)| (a.clone(), c.clone(), *n)).collect(),
@@ -527,23 +527,6 @@ pub async fn page(State(state): State<AppState>, staff: Staff, Query(mut q): Que
     };
     render(&page)
 }
-
-/// Column headings (the figures are defined in the README and above).
-const HEADERS: [&str; 13] = [
-    "calls handled",
-    "containment",
-    "transferred",
-    "abandoned",
-    "latency p50",
-    "latency p95",
-    "booked / confirmed / cancelled / moved",
-    "reminders confirmed",
-    "recovered / escalation calls",
-    "slots refilled",
-    "no-shows",
-    "callbacks closed / opened",
-    "time to close (median)",
-];
 
 pub async fn csv_file(State(state): State<AppState>, staff: Staff, Query(q): Query<KpiQuery>) -> Response {
     if let Err(r) = staff.require(Role::Manager, &state) {

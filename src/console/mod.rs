@@ -220,6 +220,9 @@ fn login_page(state: &AppState, t: &'static Texts, status: StatusCode, error: St
 struct LoginForm {
     #[serde(default)]
     csrf: String,
+    /// The language the form was shown in: its answer stays in it.
+    #[serde(default)]
+    lang: String,
     #[serde(default)]
     username: String,
     #[serde(default)]
@@ -228,7 +231,7 @@ struct LoginForm {
 
 async fn login(State(state): State<AppState>, Source(source): Source, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
     let source = source.map_or_else(|| "?".to_string(), |s| s.ip().to_string());
-    let t = texts::for_language(clinic_language(&state));
+    let t = texts::for_language(if form.lang.is_empty() { clinic_language(&state) } else { form.lang.as_str() });
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if form.csrf.is_empty() || !bool::from(form.csrf.as_bytes().ct_eq(expected.as_bytes())) {
         return login_page(&state, t, StatusCode::FORBIDDEN, t.login_failed.to_string(), String::new());

@@ -22,14 +22,14 @@ const WRITE: &str = "demo-write-token";
 /// over 15 s after it, so the test waits ~20 s instead of the default 45.
 const REQUEST_TIMEOUT_S: u64 = 5;
 
-struct Service {
+pub(super) struct Service {
     child: Child,
     /// Lines the service wrote to stderr, as they come.
     stderr: std::sync::mpsc::Receiver<String>,
 }
 
 impl Service {
-    fn start(dir: &Path, addr: SocketAddr, fault: Option<&str>) -> Service {
+    pub(super) fn start(dir: &Path, addr: SocketAddr, fault: Option<&str>) -> Service {
         Service::start_with(dir, addr, fault, &[])
     }
 
@@ -75,7 +75,7 @@ impl Service {
     }
 
     /// Waits until /healthz answers (the database is migrated, the listener up).
-    async fn ready(&mut self, addr: SocketAddr) {
+    pub(super) async fn ready(&mut self, addr: SocketAddr) {
         let until = Instant::now() + Duration::from_secs(60);
         while Instant::now() < until {
             if let Ok(Some((200, _))) = request(addr, "GET", "/healthz", None, None).await {
@@ -147,7 +147,7 @@ async fn request_as(
 }
 
 /// `serve` loads the configured speech model: fetched (or found) first.
-fn model_in_cache() {
+pub(super) fn model_in_cache() {
     let root = std::env::var_os("CLINIVOX_TEST_CACHE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
@@ -155,7 +155,7 @@ fn model_in_cache() {
         .expect("model in the test cache");
 }
 
-fn free_port() -> SocketAddr {
+pub(super) fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 

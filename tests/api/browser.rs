@@ -1,0 +1,206 @@
+//! The staff console in a real browser (issue 18): Debian's Chromium,
+//! driven through chromedriver with `fantoccini`, against the real
+//! `clinivox serve` on a database that `clinivox demo --history-days 14`
+//! filled and where `clinivox user add` made the accounts. A wrong
+//! password is refused and repeated ones lock the account; the receptionist
+//! marks a callback done with a click; the figures' page shows the number
+//! of calls the store holds; a form posted without its CSRF token is
+//! refused. Each step saves a screenshot under
+//! `target/tmp/console-screenshots/`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use super::crash::{free_port, model_in_cache, Service};
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `clinivox` with the service's database, in `dir`.
+fn cli(dir: &Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clinivox"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CLINIVOX_CONFIG")
+        .env("CLINIVOX_DATABASE__URL", format!("sqlite://{}", dir.join("clinic.db").display()))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("clinivox runs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "clinivox {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn shot(c: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = c.screenshot().await.expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn log_in(c: &Client, base: &str, user: &str, password: &str) -> String {
+    c.goto(&format!("{base}/console/login?lang=en")).await.unwrap();
+    let token = c.find(Locator::Css("input[name=csrf]")).await.unwrap().attr("value").await.unwrap().unwrap_or_default();
+    c.find(Locator::Css("input[name=username]")).await.unwrap().send_keys(user).await.unwrap();
+    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(password).await.unwrap();
+    c.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    settled(c, &token).await
+}
+
+/// The page after a form was sent: no longer the one holding `token`.
+async fn settled(c: &Client, token: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = c.source().await.unwrap();
+        let ready = c.execute("return document.readyState", vec![]).await.unwrap() == json!("complete");
+        if ready && !page.contains(token) {
+            return page;
+        }
+        assert!(Instant::now() < until, "the form's answer did not come within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn chromedriver(port: u16) -> Driver {
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (Debian's chromium-driver) runs");
+    let driver = Driver(child);
+    let until = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < until, "chromedriver did not listen within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    driver
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_chromium() {
+    model_in_cache();
+    let dir = tempfile::tempdir().unwrap();
+    // The database: the demo clinic with two weeks of history, and accounts.
+    let seeded = cli(dir.path(), &["demo", "--history-days", "14"], "");
+    assert!(seeded.contains("history: 14 days"), "{seeded}");
+    cli(dir.path(), &["user", "add", "ana", "--role", "manager", "--display-name", "Ana Ruiz"], "una-clave-bastante-larga\n");
+    cli(dir.path(), &["user", "add", "intruso", "--role", "reception"], "otra-clave-bastante-larga\n");
+    assert!(cli(dir.path(), &["user", "list"], "").contains("ana\tmanager\tAna Ruiz"));
+
+    let addr: SocketAddr = free_port();
+    let mut service = Service::start(dir.path(), addr, None);
+    service.ready(addr).await;
+    let base = format!("http://{addr}");
+    let port = free_port().port();
+    let _driver = chromedriver(port).await;
+    let caps = json!({"goog:chromeOptions": {
+        "binary": "/usr/bin/chromium",
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
+    }});
+    let c = ClientBuilder::rustls()
+        .expect("rustls")
+        .capabilities(caps.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session");
+
+    // A wrong password: refused, said plainly.
+    let page = log_in(&c, &base, "ana", "not-her-password-at-all").await;
+    assert!(page.contains("Wrong user name or password"), "{page}");
+    shot(&c, "01-login-refused").await;
+    // Five in a row lock the account: then even the right one is refused.
+    for _ in 0..5 {
+        let page = log_in(&c, &base, "intruso", "guessing-the-password").await;
+        assert!(page.contains("Wrong user name or password") || page.contains("locked"), "{page}");
+    }
+    let page = log_in(&c, &base, "intruso", "otra-clave-bastante-larga").await;
+    assert!(page.contains("the account is locked for a while"), "{page}");
+    shot(&c, "02-locked").await;
+
+    // Ana logs in: Today, in her clinic's language.
+    let page = log_in(&c, &base, "ana", "una-clave-bastante-larga").await;
+    assert!(page.contains("Llamadas en curso") && page.contains("Ana Ruiz"), "{page}");
+    assert_eq!(c.current_url().await.unwrap().path(), "/console/today");
+    shot(&c, "03-today").await;
+
+    // A callback marked done with a click: who did it is shown.
+    c.goto(&format!("{base}/console/callbacks")).await.unwrap();
+    let open_before = c.find_all(Locator::Css("form[action$='/done'] button")).await.unwrap().len();
+    assert!(open_before > 0, "the history left open callbacks");
+    let first = c.find(Locator::Css("form[action$='/done']")).await.unwrap().attr("action").await.unwrap().unwrap();
+    c.find(Locator::Css("form[action$='/done'] button")).await.unwrap().click().await.unwrap();
+    let page = settled(&c, &first).await;
+    assert_eq!(c.find_all(Locator::Css("form[action$='/done'] button")).await.unwrap().len(), open_before - 1);
+    assert!(page.contains("console:ana"), "{page}");
+    shot(&c, "04-callback-done").await;
+
+    // The figures: the calls handled the page shows are the store's.
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Madrid).date_naive();
+    let from = today - chrono::Duration::days(14);
+    c.goto(&format!("{base}/console/kpis?from={from}&to={today}")).await.unwrap();
+    let total_row = c.find(Locator::Css("table.kpis tbody tr:last-child")).await.unwrap();
+    let cells: Vec<String> = {
+        let mut out = Vec::new();
+        for td in total_row.find_all(Locator::Css("td")).await.unwrap() {
+            out.push(td.text().await.unwrap());
+        }
+        out
+    };
+    let store =
+        clinivox::store::Store::connect(&format!("sqlite://{}", dir.path().join("clinic.db").display()), 2, chrono_tz::Europe::Madrid)
+            .await
+            .unwrap();
+    let (start, end) = (
+        chrono_tz::Europe::Madrid.from_local_datetime(&from.and_hms_opt(0, 0, 0).unwrap()).earliest().unwrap().with_timezone(&chrono::Utc),
+        chrono::Utc::now() + chrono::Duration::days(1),
+    );
+    let filter = clinivox::store::CallFilter {
+        from: start,
+        until: end,
+        direction: Some("inbound".into()),
+        outcome: None,
+        language: None,
+        transferred: None,
+    };
+    let calls = store.calls_filtered(&filter, clinivox::store::Page { limit: 100_000, offset: 0 }).await.unwrap();
+    let handled = calls.iter().filter(|c| c.outcome.as_deref() != Some("busy")).count();
+    assert!(handled > 100);
+    assert_eq!(cells[0], "total");
+    assert_eq!(cells[1], handled.to_string(), "calls handled on the page and in the store");
+    shot(&c, "05-figures").await;
+
+    // A form posted without the session's token (as another site would): 403.
+    let status = c
+        .execute_async(
+            "const done = arguments[0]; fetch('/console/callbacks/whatever/done', {method: 'POST', \
+             headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body: 'csrf='}).then(r => done(r.status));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(403));
+    shot(&c, "06-after-forged-post").await;
+    c.close().await.unwrap();
+    store.close().await;
+    drop(service);
+}
+
+use chrono::TimeZone as _;
