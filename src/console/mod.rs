@@ -144,11 +144,30 @@ impl FromRequestParts<AppState> for Staff {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        Staff::find(parts, state, true).await
+    }
+}
+
+/// A staff member whose request is not activity: the Today page's own
+/// polling. It needs a live session but does not keep it alive, so a tab
+/// left open on a shared reception tablet still logs out when idle.
+pub struct Polling(pub Staff);
+
+impl FromRequestParts<AppState> for Polling {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        Staff::find(parts, state, false).await.map(Polling)
+    }
+}
+
+impl Staff {
+    async fn find(parts: &Parts, state: &AppState, activity: bool) -> Result<Staff, Response> {
         let reading = parts.method == Method::GET || parts.method == Method::HEAD;
         let refuse = || if reading { Redirect::to("/console/login").into_response() } else { StatusCode::FORBIDDEN.into_response() };
         let Some(token) = cookie(&parts.headers, COOKIE) else { return Err(refuse()) };
         let token_hash = digest(&token);
-        match state.store.staff_session(&token_hash, session_times(), state.clock.now()).await {
+        match state.store.staff_session(&token_hash, session_times(), state.clock.now(), activity).await {
             Ok(Some(session)) => Ok(Staff { session, token_hash }),
             Ok(None) => Err(refuse()),
             Err(e) => {

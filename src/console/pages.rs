@@ -154,7 +154,7 @@ pub async fn today(State(state): State<AppState>, staff: Staff) -> Response {
     render(&TodayPage { f: Frame::new(&staff, &state, "today"), live, calls })
 }
 
-pub async fn live(State(state): State<AppState>, staff: Staff) -> Response {
+pub async fn live(State(state): State<AppState>, super::Polling(staff): super::Polling) -> Response {
     match live_figures(&state).await {
         Ok(l) => Json(l).into_response(),
         Err(e) => failed(&staff, &state, e),

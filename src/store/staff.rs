@@ -244,9 +244,16 @@ impl Store {
         Ok(())
     }
 
-    /// The live session behind `token_hash`, its idle time started again;
-    /// `None` when there is none, it ended, or its account is disabled.
-    pub async fn staff_session(&self, token_hash: &str, times: SessionTimes, now: DateTime<Utc>) -> Result<Option<StaffSession>> {
+    /// The live session behind `token_hash`, its idle time started again
+    /// when `activity` (a page the user asked for, not a page's own
+    /// polling); `None` when there is none, it ended, or its account is disabled.
+    pub async fn staff_session(
+        &self,
+        token_hash: &str,
+        times: SessionTimes,
+        now: DateTime<Utc>,
+        activity: bool,
+    ) -> Result<Option<StaffSession>> {
         let row = sqlx::query("SELECT user_id, csrf, expires_at, idle_until FROM staff_sessions WHERE token_hash = $1")
             .bind(token_hash)
             .fetch_optional(&self.pool)
@@ -261,12 +268,14 @@ impl Store {
         if user.disabled {
             return Ok(None);
         }
-        let idle_until = (now + times.idle).timestamp().min(expires);
-        sqlx::query("UPDATE staff_sessions SET idle_until = $2 WHERE token_hash = $1")
-            .bind(token_hash)
-            .bind(idle_until)
-            .execute(&self.pool)
-            .await?;
+        if activity {
+            let idle_until = (now + times.idle).timestamp().min(expires);
+            sqlx::query("UPDATE staff_sessions SET idle_until = $2 WHERE token_hash = $1")
+                .bind(token_hash)
+                .bind(idle_until)
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(Some(StaffSession { user, csrf: row.try_get("csrf")?, expires_at: ts(expires)? }))
     }
 

@@ -152,7 +152,7 @@ pub async fn console_logins_and_sessions(store: Store, config: Config) {
     assert!(today.body.contains("rita (display)") && today.body.contains("Llamadas en curso"), "{}", today.body);
     // The session is kept by its digest only.
     let token = session.split_once('=').unwrap().1;
-    assert!(store.staff_session(token, clinivox::console::session_times(), clock.now()).await.unwrap().is_none());
+    assert!(store.staff_session(token, clinivox::console::session_times(), clock.now(), true).await.unwrap().is_none());
 
     // Her own language.
     let csrf = today.csrf();
@@ -173,7 +173,14 @@ pub async fn console_logins_and_sessions(store: Store, config: Config) {
     assert_eq!(send(&app, "GET", "/console/calls", &session, None).await.status, StatusCode::OK);
     clock.advance(chrono::Duration::minutes(29));
     assert_eq!(send(&app, "GET", "/console/calls", &session, None).await.status, StatusCode::OK);
-    clock.advance(chrono::Duration::minutes(31));
+    // The Today page's polling does not keep a session alive.
+    for _ in 0..4 {
+        clock.advance(chrono::Duration::minutes(10));
+        if send(&app, "GET", "/console/today/live", &session, None).await.status != StatusCode::OK {
+            break;
+        }
+    }
+    assert_eq!(send(&app, "GET", "/console/today/live", &session, None).await.status, StatusCode::SEE_OTHER);
     let r = send(&app, "GET", "/console/calls", &session, None).await;
     assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/console/login"));
 
