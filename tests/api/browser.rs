@@ -21,8 +21,14 @@ use super::crash::{free_port, model_in_cache, Service};
 struct Driver(Child);
 
 impl Drop for Driver {
+    /// chromedriver and every Chromium process it started (one process
+    /// group): nothing is left behind, even when the test failed midway.
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = i32::try_from(self.0.id()).unwrap_or(0);
+        if group > 0 {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory is touched.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
         let _ = self.0.wait();
     }
 }
@@ -79,8 +85,10 @@ async fn settled(c: &Client, token: &str) -> String {
 }
 
 async fn chromedriver(port: u16) -> Driver {
+    use std::os::unix::process::CommandExt;
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
