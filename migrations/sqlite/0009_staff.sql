@@ -42,3 +42,30 @@ CREATE INDEX calls_patient ON calls(patient_id, started_at);
 CREATE INDEX calls_kpi ON calls(started_at, direction, language, outcome, transfer_target);
 CREATE INDEX call_turns_latency ON call_turns(call_id, latency_ms);
 CREATE INDEX call_turns_waits ON call_turns(at, latency_ms);
+
+-- The KPI page's roll-ups: each closed clinic-local day's calls and
+-- replies' waits, counted once (days since 1970-01-01 in the clinic's
+-- zone). Counts, languages, outcomes and reasons ("wants: cancel") only:
+-- nothing here names a patient, and the counts outlive purged calls.
+CREATE TABLE kpi_closed_days (
+    day BIGINT PRIMARY KEY,
+    rolled_at BIGINT NOT NULL
+);
+CREATE TABLE kpi_call_days (
+    day BIGINT NOT NULL,
+    direction TEXT NOT NULL,
+    language TEXT,
+    outcome TEXT,
+    transferred BIGINT NOT NULL,
+    reason TEXT,
+    n BIGINT NOT NULL
+);
+CREATE INDEX kpi_call_days_day ON kpi_call_days(day);
+-- histogram: "bin:count,…", the waits' counts in 50 ms bins, one row
+-- per day and language.
+CREATE TABLE kpi_wait_days (
+    day BIGINT NOT NULL,
+    language TEXT,
+    histogram TEXT NOT NULL
+);
+CREATE INDEX kpi_wait_days_day ON kpi_wait_days(day);

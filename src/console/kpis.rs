@@ -450,7 +450,7 @@ fn asked(state: &AppState, q: &KpiQuery) -> Result<Asked, String> {
 async fn report(state: &AppState, a: &Asked) -> Result<Report, crate::store::StoreError> {
     let tz = state.store.timezone();
     let (start, end) = span(tz, a.from, a.until);
-    let facts = state.store.kpi_facts(start, end, a.language.as_deref()).await?;
+    let facts = state.store.kpi_facts(start, end, a.language.as_deref(), state.clock.now()).await?;
     Ok(compute(&facts, tz, a.period, a.from, a.until, a.language.as_deref()))
 }
 

@@ -130,11 +130,7 @@ impl Store {
         .bind(page.offset)
         .fetch_all(&mut *conn)
         .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(fetch(&mut conn, &id).await?);
-        }
-        Ok(out)
+        fetch_each(&mut conn, &ids).await
     }
 
     /// Patients whose name contains `text` (case-insensitive for ASCII
@@ -154,11 +150,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(fetch(&mut conn, &id).await?);
-        }
-        Ok(out)
+        fetch_each(&mut conn, &ids).await
     }
 
     /// Number of patients; used by the demo seeder to run once.
@@ -189,6 +181,15 @@ async fn set_phones(conn: &mut sqlx::AnyConnection, id: &str, phones: &[E164]) -
             .await?;
     }
     Ok(())
+}
+
+/// The patients with these ids, in this order.
+async fn fetch_each(conn: &mut sqlx::AnyConnection, ids: &[String]) -> Result<Vec<Patient>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(fetch(conn, id).await?);
+    }
+    Ok(out)
 }
 
 async fn fetch(conn: &mut sqlx::AnyConnection, id: &str) -> Result<Patient> {
