@@ -27,13 +27,14 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::pages::{message, Frame};
 use super::{render, Staff};
 use crate::api::AppState;
+use crate::store::availability::day_start;
 use crate::store::{KpiFacts, Role};
 
 /// Outcomes of a call the assistant resolved alone.
@@ -174,11 +175,7 @@ pub struct Report {
 
 /// The clinic-local days `[from, until]` as UTC instants `[start, end)`.
 pub fn span(tz: Tz, from: NaiveDate, until: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
-    let at = |d: NaiveDate| {
-        let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-        tz.from_local_datetime(&midnight).earliest().map_or_else(|| midnight.and_utc(), |t| t.with_timezone(&Utc))
-    };
-    (at(from), at(until + Duration::days(1)))
+    (day_start(tz, from), day_start(tz, until + Duration::days(1)))
 }
 
 /// Figures per `period` for the clinic-local days `from..=until`;

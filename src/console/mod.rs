@@ -265,7 +265,7 @@ async fn login(State(state): State<AppState>, Source(source): Source, headers: H
     };
     let hash = user.as_ref().map_or_else(|| password::decoy().to_string(), |u| u.password_hash.clone());
     let password = form.password;
-    let right = tokio::task::spawn_blocking(move || password::verify(&hash, &password)).await.unwrap_or(false);
+    let right = password::verify_bounded(hash, password).await;
     let Some(user) = user.filter(|u| !u.disabled) else {
         tracing::warn!(%source, "console login failed: no such account");
         return login_page(&state, t, StatusCode::UNAUTHORIZED, t.login_failed.to_string(), form.username);

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{check_csrf, password, render, CsrfForm, Staff, Texts};
@@ -122,12 +122,12 @@ pub struct Live {
 }
 
 async fn live_figures(state: &AppState) -> Result<Live, StoreError> {
-    let open = state.store.callbacks_page(Some(CallbackStatus::Open), Page { limit: 1000, offset: 0 }).await?;
+    let open = state.store.open_callback_count().await?;
     Ok(Live {
         active: state.metrics.active_calls(),
         max_active: state.config.calls.max_active,
         recognition_queue: state.metrics.recognition_queue(),
-        open_callbacks: open.len(),
+        open_callbacks: usize::try_from(open).unwrap_or(0),
     })
 }
 
@@ -484,13 +484,8 @@ pub async fn add_user(State(state): State<AppState>, staff: Staff, Form(form): F
 
 /// The clinic-local day's calls.
 fn day_filter(state: &AppState, day: NaiveDate) -> CallFilter {
-    let tz = state.store.timezone();
-    let start = |d: NaiveDate| {
-        let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-        tz.from_local_datetime(&midnight).earliest().map_or_else(|| midnight.and_utc(), |t| t.with_timezone(&Utc))
-    };
-    let next = day.succ_opt().unwrap_or(day);
-    CallFilter { from: start(day), until: start(next), direction: None, outcome: None, language: None, transferred: None }
+    let (from, until) = super::kpis::span(state.store.timezone(), day, day);
+    CallFilter { from, until, direction: None, outcome: None, language: None, transferred: None }
 }
 
 fn page(n: u32) -> Page {

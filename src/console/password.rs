@@ -46,6 +46,18 @@ pub fn verify(phc: &str, password: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// Checks running at once: each takes argon2's 19 MiB and tens of
+/// milliseconds, so a flood of logins waits here instead of filling the
+/// blocking pool's threads and the memory.
+const CONCURRENT_CHECKS: usize = 2;
+
+/// [`verify`] on the blocking pool, at most [`CONCURRENT_CHECKS`] at once.
+pub async fn verify_bounded(phc: String, password: String) -> bool {
+    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_CHECKS);
+    let Ok(_permit) = PERMITS.acquire().await else { return false };
+    tokio::task::spawn_blocking(move || verify(&phc, &password)).await.unwrap_or(false)
+}
+
 /// A hash no password matches, verified against when the user name is
 /// unknown so that the answer takes as long as for a real account.
 pub fn decoy() -> &'static str {

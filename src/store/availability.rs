@@ -139,6 +139,13 @@ pub fn local_date(tz: Tz, t: DateTime<Utc>) -> NaiveDate {
     t.with_timezone(&tz).date_naive()
 }
 
+/// The instant a clinic-local day starts (its midnight; read as UTC in a
+/// zone that skips that midnight).
+pub fn day_start(tz: Tz, d: NaiveDate) -> DateTime<Utc> {
+    let midnight = d.and_time(NaiveTime::MIN);
+    tz.from_local_datetime(&midnight).earliest().map_or_else(|| midnight.and_utc(), |t| t.with_timezone(&Utc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

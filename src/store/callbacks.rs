@@ -133,6 +133,11 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// How many requests are open (the console's Today page asks every 5 s).
+    pub async fn open_callback_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM callback_requests WHERE status = 'open'").fetch_one(&self.pool).await?)
+    }
+
     pub async fn callback(&self, id: &str) -> Result<CallbackRequest> {
         let sql = format!("SELECT {COLUMNS} FROM callback_requests WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound("callback request"))?;

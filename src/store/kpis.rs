@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, NaiveDate, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use sqlx::Row;
 
+use super::availability::{day_start, local_date};
 use super::{ts, Backend, Result, Store};
 
 /// Calls of one clinic-local day alike in what the figures count.
@@ -354,16 +355,6 @@ fn wait_fact(r: &sqlx::any::AnyRow) -> Result<LatencyFact> {
         latency_ms: r.try_get("bin")?,
         count: r.try_get::<i64, _>("n")?.max(0) as u64,
     })
-}
-
-fn local_date(tz: Tz, t: DateTime<Utc>) -> NaiveDate {
-    t.with_timezone(&tz).date_naive()
-}
-
-/// The instant a clinic-local day starts.
-fn day_start(tz: Tz, d: NaiveDate) -> DateTime<Utc> {
-    let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-    tz.from_local_datetime(&midnight).earliest().map_or_else(|| midnight.and_utc(), |t| t.with_timezone(&Utc))
 }
 
 fn days_since_epoch(d: NaiveDate) -> i64 {
