@@ -171,8 +171,12 @@ enum UserAction {
     },
     /// Set a new password (on standard input); the account's sessions end.
     Password { username: String },
-    /// Every account, with its role.
+    /// Every account, with its role (and "disabled" when it is).
     List,
+    /// Disable an account: it cannot log in and its sessions end. Nothing is deleted.
+    Disable { username: String },
+    /// Enable a disabled account again.
+    Enable { username: String },
 }
 
 #[derive(Subcommand)]
@@ -651,8 +655,19 @@ async fn user(c: Config, action: UserAction) -> anyhow::Result<()> {
         }
         UserAction::List => {
             for u in store.staff_users().await? {
-                println!("{}\t{}\t{}", u.username, u.role.as_str(), u.display_name);
+                let state = if u.disabled { "\tdisabled" } else { "" };
+                println!("{}\t{}\t{}{state}", u.username, u.role.as_str(), u.display_name);
             }
+        }
+        UserAction::Disable { username } => {
+            let u = store.staff_user_by_name(&username).await?.context("no such user")?;
+            store.set_staff_disabled(&u.id, true, &who, chrono::Utc::now()).await?;
+            println!("{} disabled; their sessions ended", u.username);
+        }
+        UserAction::Enable { username } => {
+            let u = store.staff_user_by_name(&username).await?.context("no such user")?;
+            store.set_staff_disabled(&u.id, false, &who, chrono::Utc::now()).await?;
+            println!("{} enabled", u.username);
         }
     }
     store.close().await;

@@ -3,13 +3,16 @@
 //! recognition time and turn latency). One [`Metrics`] is shared through an
 //! `Arc` by the voice assistant, which records, and the HTTP API, which
 //! renders it for `/metrics` in the Prometheus text format. Counts and
-//! durations only: never patient data. Lock-free atomics; nothing here
-//! blocks a call.
+//! durations only: never patient data. Lock-free atomics, except the list
+//! of calls in progress and what each is doing (the staff console's Today
+//! page), a map held locked for a few instructions per change; it holds the
+//! store's call id, never a number or a name.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Turn latency (end of the caller's speech → first reply audio) buckets, seconds.
 pub const TURN_LATENCY_BUCKETS: &[f64] = &[0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0];
@@ -39,10 +42,43 @@ impl TransferResult {
     }
 }
 
+/// What a call in progress is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallPhase {
+    /// Talking with the assistant.
+    Assistant,
+    /// Staff phones ringing (or a REFER under way); the caller hears ring-back.
+    Transferring,
+    /// Joined to a staff member's phone.
+    Bridged,
+}
+
+impl CallPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallPhase::Assistant => "assistant",
+            CallPhase::Transferring => "transferring",
+            CallPhase::Bridged => "bridged",
+        }
+    }
+}
+
+/// One call in progress, as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCall {
+    /// The store's call id, once the call is recorded.
+    pub call_id: Option<String>,
+    pub phase: CallPhase,
+    /// When it entered `phase`.
+    pub since: Instant,
+}
+
 /// The registry: cheap to share, safe to update from any task or thread.
 #[derive(Debug)]
 pub struct Metrics {
     active_calls: AtomicI64,
+    live: Mutex<BTreeMap<u64, LiveCall>>,
+    next_live: AtomicU64,
     busy_calls: AtomicU64,
     transfers: [AtomicU64; 3],
     recognition_queue: AtomicI64,
@@ -54,6 +90,8 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             active_calls: AtomicI64::new(0),
+            live: Mutex::default(),
+            next_live: AtomicU64::new(0),
             busy_calls: AtomicU64::new(0),
             transfers: Default::default(),
             recognition_queue: AtomicI64::new(0),
@@ -63,14 +101,41 @@ impl Default for Metrics {
     }
 }
 
-/// One assistant call in progress; the gauge goes down when it is dropped,
-/// however the call ends.
+/// One assistant call in progress; the gauge goes down, and the call leaves
+/// the list of calls in progress, when it is dropped, however the call ends.
 #[derive(Debug)]
-pub struct ActiveCall(Arc<Metrics>);
+pub struct ActiveCall {
+    metrics: Arc<Metrics>,
+    slot: u64,
+}
+
+impl ActiveCall {
+    /// The store's id of this call (for the console to show its row).
+    pub fn set_call_id(&self, id: Option<&str>) {
+        self.update(|c| c.call_id = id.map(str::to_string));
+    }
+
+    /// The call now does something else; `at` is now.
+    pub fn set_phase(&self, phase: CallPhase, at: Instant) {
+        self.update(|c| {
+            if c.phase != phase {
+                c.phase = phase;
+                c.since = at;
+            }
+        });
+    }
+
+    fn update(&self, f: impl FnOnce(&mut LiveCall)) {
+        if let Some(c) = self.metrics.live_map().get_mut(&self.slot) {
+            f(c);
+        }
+    }
+}
 
 impl Drop for ActiveCall {
     fn drop(&mut self) {
-        self.0.active_calls.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.active_calls.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.live_map().remove(&self.slot);
     }
 }
 
@@ -79,10 +144,23 @@ impl Metrics {
         Arc::new(Metrics::default())
     }
 
-    /// Counts a call as active until the returned guard is dropped.
-    pub fn call_started(self: &Arc<Self>) -> ActiveCall {
+    /// Counts a call as active, with the assistant since `at`, until the
+    /// returned guard is dropped.
+    pub fn call_started(self: &Arc<Self>, at: Instant) -> ActiveCall {
         self.active_calls.fetch_add(1, Ordering::Relaxed);
-        ActiveCall(self.clone())
+        let slot = self.next_live.fetch_add(1, Ordering::Relaxed);
+        self.live_map().insert(slot, LiveCall { call_id: None, phase: CallPhase::Assistant, since: at });
+        ActiveCall { metrics: self.clone(), slot }
+    }
+
+    /// The calls in progress, oldest first.
+    pub fn live_calls(&self) -> Vec<LiveCall> {
+        self.live_map().values().cloned().collect()
+    }
+
+    fn live_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, LiveCall>> {
+        // Nothing panics while holding it; a poisoned map is still consistent.
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn active_calls(&self) -> usize {
@@ -186,8 +264,8 @@ mod tests {
     #[test]
     fn gauges_counters_and_histograms_render_as_prometheus_text() {
         let m = Metrics::new();
-        let a = m.call_started();
-        let b = m.call_started();
+        let a = m.call_started(Instant::now());
+        let b = m.call_started(Instant::now());
         drop(a);
         assert_eq!(m.active_calls(), 1);
         m.transfer(TransferResult::Failed);
@@ -214,6 +292,32 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
         }
         drop(b);
+        assert_eq!(m.active_calls(), 0);
+    }
+
+    #[test]
+    fn calls_in_progress_are_listed_with_what_they_do_until_they_end() {
+        let m = Metrics::new();
+        let t0 = Instant::now();
+        let first = m.call_started(t0);
+        let second = m.call_started(t0 + Duration::from_secs(1));
+        first.set_call_id(Some("c1"));
+        second.set_call_id(Some("c2"));
+        second.set_phase(CallPhase::Transferring, t0 + Duration::from_secs(5));
+        // The same phase again keeps its start.
+        second.set_phase(CallPhase::Transferring, t0 + Duration::from_secs(7));
+        let live = m.live_calls();
+        assert_eq!(live.len(), 2);
+        assert_eq!((live[0].call_id.as_deref(), live[0].phase, live[0].since), (Some("c1"), CallPhase::Assistant, t0));
+        assert_eq!((live[1].call_id.as_deref(), live[1].phase), (Some("c2"), CallPhase::Transferring));
+        assert_eq!(live[1].since, t0 + Duration::from_secs(5));
+        second.set_phase(CallPhase::Bridged, t0 + Duration::from_secs(9));
+        drop(first);
+        let live = m.live_calls();
+        assert_eq!(live.len(), 1);
+        assert_eq!((live[0].call_id.as_deref(), live[0].phase), (Some("c2"), CallPhase::Bridged));
+        drop(second);
+        assert!(m.live_calls().is_empty());
         assert_eq!(m.active_calls(), 0);
     }
 }

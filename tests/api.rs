@@ -51,6 +51,7 @@ on_both_engines!(
     console_pages_show_the_day_and_log_who_saw_it,
     console_kpis_count_what_the_store_holds,
     console_record_pages,
+    console_calls_in_progress_and_accounts,
     console_kpis_match_a_seeded_history,
 );
 
@@ -471,9 +472,9 @@ async fn live_metrics(store: Store, config: Config) {
     use std::time::Duration;
     let metrics = Metrics::new();
     let app = app_with(store, config, metrics.clone());
-    let _first = metrics.call_started();
-    let second = metrics.call_started();
-    let _third = metrics.call_started();
+    let _first = metrics.call_started(std::time::Instant::now());
+    let second = metrics.call_started(std::time::Instant::now());
+    let _third = metrics.call_started(std::time::Instant::now());
     drop(second);
     metrics.transfer(TransferResult::Answered);
     metrics.transfer(TransferResult::Failed);
@@ -992,8 +993,8 @@ use fhir::fhir_scheduling_round_trip;
 #[path = "api/console.rs"]
 mod console;
 use console::{
-    console_kpis_count_what_the_store_holds, console_kpis_match_a_seeded_history, console_logins_and_sessions,
-    console_pages_show_the_day_and_log_who_saw_it, console_record_pages,
+    console_calls_in_progress_and_accounts, console_kpis_count_what_the_store_holds, console_kpis_match_a_seeded_history,
+    console_logins_and_sessions, console_pages_show_the_day_and_log_who_saw_it, console_record_pages,
 };
 
 #[path = "api/crash.rs"]
@@ -1001,6 +1002,11 @@ mod crash;
 
 #[path = "api/browser.rs"]
 mod browser;
+
+/// A baresip softphone, for the browser test's live call.
+#[path = "support/phone.rs"]
+#[allow(dead_code)]
+mod phone;
 
 /// A provider's feed at its secret URL: the same 404 for feeds off, a
 /// wrong token or another provider's token; events without the patient

@@ -97,6 +97,7 @@ async fn keypad_booking_and_a_spoken_no_through_sip_and_rtp() {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = clinivox::app::open_store(&config, clock.as_ref()).await.unwrap();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = http.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let service = tokio::spawn(clinivox::app::run(config.clone(), store.clone(), clock, http, async {
         let _ = stop_rx.await;
@@ -240,7 +241,7 @@ async fn keypad_booking_and_a_spoken_no_through_sip_and_rtp() {
     // context in headers, answers, hears the briefing, and is joined to the
     // caller. It sends back what it hears, so the caller hears their own words.
     if sipp_installed() {
-        bridged_transfer_to_a_registered_desk_phone(addr, &tts, &store).await;
+        bridged_transfer_to_a_registered_desk_phone(addr, http_addr, &tts, &store).await;
     }
 
     let _ = stop_tx.send(());
@@ -283,7 +284,70 @@ fn best_correlation(hay: &[i16], needle: &[i16]) -> f64 {
     best
 }
 
-async fn bridged_transfer_to_a_registered_desk_phone(addr: SocketAddr, tts: &Espeak, store: &Store) {
+/// One HTTP/1.1 request on its own connection: status, headers, body.
+async fn http(addr: SocketAddr, method: &str, path: &str, cookie: &str, form: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// The `name=value` of a Set-Cookie in `head`.
+fn set_cookie(head: &str, name: &str) -> String {
+    head.lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A receptionist's console session on the running service (its cookie).
+async fn console_session(http_addr: SocketAddr, store: &Store) -> String {
+    use clinivox::store::{Actor, Channel, NewStaffUser, Role};
+    let password = "recepcion-e2e-2026";
+    let hash = clinivox::console::password::hash("rita", password).unwrap();
+    let new =
+        NewStaffUser { username: "rita".into(), display_name: "Rita".into(), role: Role::Reception, language: None, password_hash: hash };
+    store.create_staff_user(new, &Actor::new("test", Channel::System), chrono::Utc::now()).await.unwrap();
+    let (_, head, body) = http(http_addr, "GET", "/console/login", "", "").await;
+    let login = set_cookie(&head, "clinivox_login");
+    let csrf = login.trim_start_matches("clinivox_login=").to_string();
+    assert!(body.contains(&csrf), "the login form carries its token");
+    let form = format!("csrf={csrf}&username=rita&password={password}");
+    let (status, head, _) = http(http_addr, "POST", "/console/login", &login, &form).await;
+    assert_eq!(status, 303, "{head}");
+    set_cookie(&head, "clinivox_session")
+}
+
+/// Polls the console's Today figures until a call in progress is `doing` that.
+async fn console_shows(http_addr: SocketAddr, session: &str, doing: &str, limit: Duration) {
+    let until = Instant::now() + limit;
+    loop {
+        let (status, _, body) = http(http_addr, "GET", "/console/today/live", session, "").await;
+        assert_eq!(status, 200, "{body}");
+        let live: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if live["in_progress"].as_array().is_some_and(|a| a.iter().any(|c| c["doing"] == doing)) {
+            return;
+        }
+        assert!(Instant::now() < until, "no call {doing:?} on the console within {limit:?}: {live}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn bridged_transfer_to_a_registered_desk_phone(addr: SocketAddr, http_addr: SocketAddr, tts: &Espeak, store: &Store) {
+    // Reception watches the console's Today page meanwhile.
+    let session = console_session(http_addr, store).await;
     let desk = tempfile::tempdir().unwrap();
     let desk_port = free_udp_port();
     let register = std::fs::read_to_string(scenario("uac_register.xml")).unwrap().replace("EXPECT", "200");
@@ -323,6 +387,8 @@ async fn bridged_transfer_to_a_registered_desk_phone(addr: SocketAddr, tts: &Esp
     caller.reply_started(0, Duration::from_secs(20)).await.expect("the assistant answers");
     tokio::time::sleep(Duration::from_secs(2)).await;
     caller.keys("0").expect("telephone keys");
+    // The console sees the call being transferred (ringing, then the briefing)...
+    console_shows(http_addr, &session, "transfiriéndose", Duration::from_secs(30)).await;
     let log = desk.path().join("desk.log");
     let answered = async {
         loop {
@@ -338,8 +404,9 @@ async fn bridged_transfer_to_a_registered_desk_phone(addr: SocketAddr, tts: &Esp
     for h in ["X-Clinivox-Group: reception", "X-Clinivox-Intent: speak to a person", "X-Clinivox-Summary: ", "X-Clinivox-Call-Id: "] {
         assert!(invite.contains(h), "the staff leg carries {h:?}:\n{invite}");
     }
-    // Briefing (a few seconds) then the legs are joined.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Briefing (a few seconds) then the legs are joined; the console says so.
+    console_shows(http_addr, &session, "con el personal", Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let words = tts.synthesize("Hola, quería cambiar la hora de mi cita.", "es").unwrap();
     let mark = caller.heard_len();
     say(&mut caller, tts, "Hola, quería cambiar la hora de mi cita.");

@@ -258,7 +258,7 @@ fn a_caller_turned_away_when_lines_are_busy_is_recorded_and_counted() {
     runtime().block_on(async {
         let (assistant, store, metrics) = assistant(config, dir.path()).await;
         // One call in progress fills the only line.
-        let in_progress = metrics.call_started();
+        let in_progress = metrics.call_started(std::time::Instant::now());
         let caller = call(assistant, Vec::new()).await;
         // The busy message is about 6 s; the caller hears some of it and hangs up.
         tokio::time::sleep(Duration::from_secs(3)).await;

@@ -43,7 +43,7 @@ use crate::conversation::{voicemail_message, Outreach, OutreachResult};
 use crate::conversation::{Action, Context, Direction, Language, LanguageError, Patience, TransferGroup};
 use crate::escalation::refill::OfferOutcome;
 use crate::escalation::scheduler::CallOutcome;
-use crate::metrics::{Metrics, TransferResult};
+use crate::metrics::{ActiveCall, Metrics, TransferResult};
 use crate::phone::E164;
 use crate::sip::driver::SipHandle;
 use crate::sip::endpoint::DialTarget;
@@ -242,16 +242,17 @@ impl Assistant {
             // A withheld number: bounded by max_active alone.
             None => None,
         };
-        let _active = self.metrics.call_started();
+        let active = self.metrics.call_started(Instant::now());
         let lang = self.known_language(number.as_ref()).await;
         let ctx = self.context(Direction::Inbound, number, &lang);
         let (session, first) = Session::start(self.store.clone(), ctx, wall_now()).await;
+        active.set_call_id(session.call_id());
         let key = self.next_key();
         report(format!("ASSISTANT call={} caller={} key={} language={lang}", handle.id.0, crate::phone::masked_uri(&caller), key.0));
         let (handle, recording) = super::recording::record_if_on(&self.config.calls, &self.store, session.call_id(), handle).await;
         // A clinic with several languages listens for the caller's first.
         let detect = self.languages.len() > 1;
-        self.converse(key, handle, session, first, sip, None, report, (lang, detect)).await;
+        self.converse(key, handle, session, first, sip, None, report, (lang, detect), active).await;
         if let Some(r) = recording {
             let _ = r.await; // the file is complete before the call is over
         }
@@ -282,15 +283,16 @@ impl Assistant {
         let message = voicemail_message(&ctx);
         let offer = matches!(outreach, Outreach::Offer { .. });
         let appointment = outreach.appointment_id().map(str::to_string);
-        let _active = self.metrics.call_started();
+        let active = self.metrics.call_started(Instant::now());
         let (session, first) = Session::start_outreach(self.store.clone(), ctx, wall_now(), outreach).await;
         let call_id = session.call_id().map(str::to_string);
+        active.set_call_id(call_id.as_deref());
         records::link_appointment(&self.store, call_id.as_deref(), appointment.as_deref()).await;
         let key = self.next_key();
         report(format!("OUTREACH call={} key={}", handle.id.0, key.0));
         let outbound = Outbound { detector: detect_voicemail.then(|| Screening::new(message)), left_message: false };
         let store = self.store.clone();
-        let (result, left_message) = self.converse(key, handle, session, first, None, Some(outbound), report, (lang, false)).await;
+        let (result, left_message) = self.converse(key, handle, session, first, None, Some(outbound), report, (lang, false), active).await;
         if left_message {
             records::left_voicemail(&store, call_id.as_deref()).await;
         }
@@ -353,6 +355,7 @@ impl Assistant {
         outbound: Option<Outbound>,
         report: Report,
         (lang, detect_language): (String, bool),
+        active: ActiveCall,
     ) -> (Option<OutreachResult>, bool) {
         let (tx, rx) = mpsc::channel(64);
         let endpointer = Endpointer::new(WebRtcVad::default(), EndpointConfig::default());
@@ -381,6 +384,7 @@ impl Assistant {
             early: None,
             lang,
             detect_language,
+            active,
         };
         line.act(first).await;
         line.run(rx).await;
@@ -552,6 +556,8 @@ struct Line {
     /// The caller's language is still open: recognition detects it among
     /// the clinic's languages until the caller has said a few words.
     detect_language: bool,
+    /// This call in the list of calls in progress: what it is doing now.
+    active: ActiveCall,
 }
 
 impl Line {

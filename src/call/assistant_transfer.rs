@@ -5,6 +5,8 @@
 //! `transfer = "refer"` is reached by a blind REFER on the caller's leg
 //! instead; its NOTIFY progress comes back as `TransferStatus`.
 
+use std::time::Instant;
+
 use tokio::sync::oneshot;
 
 use super::super::transfer::{self, RingPlan, Rung};
@@ -12,7 +14,7 @@ use super::super::{CallCommand, CallEvent, CallHandle};
 use super::{wall_now, Back, Line, Then, RING_TIMEOUT};
 use crate::config::{Config, GroupMember, GroupTransfer, RingStrategy};
 use crate::conversation::TransferGroup;
-use crate::metrics::TransferResult;
+use crate::metrics::{CallPhase, TransferResult};
 use crate::sip::endpoint::DialTarget;
 use crate::speech::tts;
 
@@ -51,6 +53,7 @@ impl Line {
         self.report(format!("RINGING call={} staff={}", self.handle.id.0, plan.members.len()));
         self.transcript("RINGING briefing", &briefing_text);
         self.then = Then::Ringing;
+        self.active.set_phase(CallPhase::Transferring, Instant::now());
         let ringing = if plan.all_at_once { plan.ring_timeout } else { plan.ring_timeout * plan.members.len() as u32 };
         let _ = self.handle.commands.send(CallCommand::Play(transfer::ringback(ringing.as_secs() as usize / 4 + 1))).await;
         let (cancel_tx, cancel_rx) = oneshot::channel();
@@ -75,6 +78,7 @@ impl Line {
     async fn refer(&mut self, uri: String) {
         self.report(format!("REFER call={} to={uri}", self.handle.id.0));
         self.then = Then::Done;
+        self.active.set_phase(CallPhase::Transferring, Instant::now());
         let _ = self.handle.commands.send(CallCommand::Transfer(uri)).await;
     }
 
@@ -87,6 +91,7 @@ impl Line {
                 super::super::bridge(&self.handle, &leg).await;
                 self.report(format!("BRIDGED call={} staff_member={member}", self.handle.id.0));
                 self.assistant.metrics.transfer(TransferResult::Answered);
+                self.active.set_phase(CallPhase::Bridged, Instant::now());
                 self.staff = Some(leg);
                 self.then = Then::Done;
             }
@@ -103,6 +108,7 @@ impl Line {
     /// Nobody can take the call: the conversation takes a callback request.
     pub(super) async fn transfer_failed(&mut self) {
         self.then = Then::Listen;
+        self.active.set_phase(CallPhase::Assistant, Instant::now());
         let out = self.session.transfer_failed(wall_now()).await;
         // act → reply_finished → here → act: boxed, as async recursion must be.
         Box::pin(self.act(out)).await;

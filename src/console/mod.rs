@@ -72,6 +72,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/callbacks", get(pages::callbacks))
         .route("/console/callbacks/{id}/done", post(pages::callback_done))
         .route("/console/users", get(pages::users).post(pages::add_user))
+        .route("/console/users/{id}/account", post(pages::set_account))
         .route("/console/appointments", get(records::appointments))
         .route("/console/appointments/{id}", get(records::appointment))
         .route("/console/patients", get(records::patients))

@@ -119,15 +119,60 @@ pub struct Live {
     pub max_active: usize,
     pub recognition_queue: usize,
     pub open_callbacks: usize,
+    /// Escalation and waiting-list calls still to make today.
+    pub follow_ups_due: usize,
+    /// This node's calls in progress, oldest first.
+    pub in_progress: Vec<LiveRow>,
 }
 
-async fn live_figures(state: &AppState) -> Result<Live, StoreError> {
+/// A call in progress. No number and no name: the list is polled every
+/// 5 s and each poll is not a view worth an audit entry; staff open the
+/// call (audited) to see who it is.
+#[derive(Serialize)]
+pub struct LiveRow {
+    /// The store's call id (empty when the call could not be recorded).
+    pub id: String,
+    pub time: String,
+    pub direction: String,
+    pub language: String,
+    /// What it is doing, in the staff member's language.
+    pub doing: String,
+    /// How long it has been doing it, "m:ss".
+    pub since: String,
+}
+
+async fn live_figures(state: &AppState, t: &Texts) -> Result<Live, StoreError> {
     let open = state.store.open_callback_count().await?;
+    let today = state.clock.now().with_timezone(&state.store.timezone()).date_naive();
+    let (_, end_of_today) = super::kpis::span(state.store.timezone(), today, today);
+    let due = state.store.open_jobs_due(end_of_today).await?;
+    let live = state.metrics.live_calls();
+    let ids: Vec<String> = live.iter().filter_map(|c| c.call_id.clone()).collect();
+    let calls: std::collections::HashMap<String, Call> =
+        state.store.calls_by_ids(&ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+    let now = std::time::Instant::now();
+    let in_progress = live
+        .iter()
+        .map(|l| {
+            let call = l.call_id.as_ref().and_then(|id| calls.get(id));
+            let secs = now.saturating_duration_since(l.since).as_secs();
+            LiveRow {
+                id: l.call_id.clone().unwrap_or_default(),
+                time: call.map(|c| local(state, c.started_at)).unwrap_or_default(),
+                direction: call.map(|c| if c.direction == "inbound" { t.inbound } else { t.outbound }).unwrap_or_default().to_string(),
+                language: call.and_then(|c| c.language.clone()).unwrap_or_default(),
+                doing: t.phases[l.phase as usize].to_string(),
+                since: format!("{}:{:02}", secs / 60, secs % 60),
+            }
+        })
+        .collect();
     Ok(Live {
         active: state.metrics.active_calls(),
         max_active: state.config.calls.max_active,
         recognition_queue: state.metrics.recognition_queue(),
         open_callbacks: usize::try_from(open).unwrap_or(0),
+        follow_ups_due: usize::try_from(due).unwrap_or(0),
+        in_progress,
     })
 }
 
@@ -140,8 +185,9 @@ struct TodayPage {
 }
 
 pub async fn today(State(state): State<AppState>, staff: Staff) -> Response {
+    let t = staff.texts(&state);
     let filter = day_filter(&state, state.clock.now().with_timezone(&state.store.timezone()).date_naive());
-    let read = async { Ok::<_, StoreError>((live_figures(&state).await?, state.store.calls_filtered(&filter, page(0)).await?)) };
+    let read = async { Ok::<_, StoreError>((live_figures(&state, t).await?, state.store.calls_filtered(&filter, page(0)).await?)) };
     let (live, calls) = match read.await {
         Ok(r) => r,
         Err(e) => return failed(&staff, &state, e),
@@ -149,13 +195,12 @@ pub async fn today(State(state): State<AppState>, staff: Staff) -> Response {
     if let Err(r) = seen(&state, &staff, "console.today", calls.iter().map(|c| (c.patient_id.clone(), Some(c.id.clone())))).await {
         return r;
     }
-    let t = staff.texts(&state);
     let calls = calls.iter().map(|c| CallRow::new(c, t, &state)).collect();
     render(&TodayPage { f: Frame::new(&staff, &state, "today"), live, calls })
 }
 
 pub async fn live(State(state): State<AppState>, super::Polling(staff): super::Polling) -> Response {
-    match live_figures(&state).await {
+    match live_figures(&state, staff.texts(&state)).await {
         Ok(l) => Json(l).into_response(),
         Err(e) => failed(&staff, &state, e),
     }
@@ -354,18 +399,15 @@ struct CallbacksPage {
 pub async fn callbacks(State(state): State<AppState>, staff: Staff) -> Response {
     let read = async {
         let open = state.store.callbacks_page(Some(CallbackStatus::Open), Page { limit: 200, offset: 0 }).await?;
-        let done = state.store.callbacks_page(Some(CallbackStatus::Done), Page { limit: 1000, offset: 0 }).await?;
+        let done = state.store.callbacks_done_recently(10).await?;
         Ok::<_, StoreError>((open, done))
     };
-    let (mut open, mut done) = match read.await {
+    let (mut open, done) = match read.await {
         Ok(r) => r,
         Err(e) => return failed(&staff, &state, e),
     };
     // Oldest first: whoever has waited longest is called first.
     open.sort_by_key(|c| c.created_at);
-    // The last ten done, newest first.
-    done.sort_by_key(|c| std::cmp::Reverse(c.done_at));
-    done.truncate(10);
     let shown = open.iter().chain(&done).map(|c| (c.patient_id.clone(), c.call_id.clone()));
     if let Err(r) = seen(&state, &staff, "console.callbacks", shown).await {
         return r;
@@ -403,7 +445,11 @@ pub async fn callback_done(State(state): State<AppState>, staff: Staff, Path(id)
 
 /// One staff account.
 pub struct UserRow {
+    pub id: String,
     pub username: String,
+    pub disabled: bool,
+    /// The admin looking at the page: not disabled from here.
+    pub me: bool,
     pub name: String,
     pub role: &'static str,
     pub created: String,
@@ -425,7 +471,10 @@ async fn users_page(state: &AppState, staff: &Staff, status: StatusCode, error: 
     let users = users
         .iter()
         .map(|u| UserRow {
+            id: u.id.clone(),
             username: u.username.clone(),
+            disabled: u.disabled,
+            me: u.id == staff.session.user.id,
             name: u.display_name.clone(),
             role: u.role.as_str(),
             created: local(state, u.created_at),
@@ -478,6 +527,37 @@ pub async fn add_user(State(state): State<AppState>, staff: Staff, Form(form): F
         Err(e @ (StoreError::Conflict(_) | StoreError::Invalid { .. })) => {
             users_page(&state, &staff, StatusCode::BAD_REQUEST, e.to_string()).await
         }
+        Err(e) => failed(&staff, &state, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AccountForm {
+    #[serde(default)]
+    csrf: String,
+    /// "disable" or "enable".
+    #[serde(default)]
+    set: String,
+}
+
+/// An admin disables an account (its sessions end at once) or enables it.
+pub async fn set_account(State(state): State<AppState>, staff: Staff, Path(id): Path<String>, Form(form): Form<AccountForm>) -> Response {
+    if let Err(r) = check_csrf(&staff, &form.csrf) {
+        return r;
+    }
+    if let Err(r) = staff.require(Role::Admin, &state) {
+        return r;
+    }
+    let disabled = match form.set.as_str() {
+        "disable" => true,
+        "enable" => false,
+        _ => return users_page(&state, &staff, StatusCode::BAD_REQUEST, "set: disable or enable".to_string()).await,
+    };
+    if disabled && id == staff.session.user.id {
+        return users_page(&state, &staff, StatusCode::BAD_REQUEST, "You cannot disable your own account.".to_string()).await;
+    }
+    match state.store.set_staff_disabled(&id, disabled, &staff.actor(), state.clock.now()).await {
+        Ok(()) => Redirect::to("/console/users").into_response(),
         Err(e) => failed(&staff, &state, e),
     }
 }

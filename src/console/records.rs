@@ -214,12 +214,7 @@ pub async fn patient(State(state): State<AppState>, staff: Staff, Path(id): Path
         let p = state.store.patient(&id).await?;
         let appointments = state.store.appointments_for_patient_page(&id, false, now, Page { limit: 200, offset: 0 }).await?;
         let calls = state.store.calls_of_patient(&id, 100).await?;
-        let mut reminders = Vec::new();
-        for a in &appointments {
-            if let Some(r) = state.store.latest_reminder(&a.id).await? {
-                reminders.push((a.starts_at, r));
-            }
-        }
+        let reminders = state.store.reminders_of_patient(&id, 200).await?;
         Ok::<_, StoreError>((p, appointments, calls, reminders))
     };
     let (p, appointments, calls, reminders) = match read.await {
@@ -278,16 +273,21 @@ pub async fn escalations(State(state): State<AppState>, staff: Staff) -> Respons
         ended.extend(state.store.jobs_page(Some("cancelled"), Page { limit: JOBS_SHOWN, offset: 0 }).await?);
         let ids: Vec<String> = open.iter().chain(&ended).map(|j| j.patient_id.clone()).collect();
         let names = state.store.patient_names(&ids).await?;
-        let mut attempts = std::collections::HashMap::new();
-        for j in open.iter().chain(&ended) {
-            let list = state.store.job_attempts(&j.id).await?;
-            let text = list
-                .iter()
-                .map(|a| format!("{} {}", local(&state, a.started_at), a.outcome.as_deref().unwrap_or("…")))
-                .collect::<Vec<_>>()
-                .join("; ");
-            attempts.insert(j.id.clone(), text);
-        }
+        let jobs: Vec<String> = open.iter().chain(&ended).map(|j| j.id.clone()).collect();
+        let attempts: std::collections::HashMap<String, String> = state
+            .store
+            .attempts_of_jobs(&jobs)
+            .await?
+            .into_iter()
+            .map(|(job, list)| {
+                let text = list
+                    .iter()
+                    .map(|a| format!("{} {}", local(&state, a.started_at), a.outcome.as_deref().unwrap_or("…")))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (job, text)
+            })
+            .collect();
         Ok::<_, StoreError>((open, ended, names, attempts))
     };
     let (mut open, mut ended, names, attempts) = match read.await {

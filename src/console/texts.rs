@@ -88,6 +88,16 @@ pub struct Texts {
     pub older: &'static str,
     pub forbidden: &'static str,
     pub not_found: &'static str,
+    /// What a call in progress is doing: with the assistant, being
+    /// transferred, bridged to staff (`metrics::CallPhase`'s order).
+    pub phases: [&'static str; 3],
+    pub doing: &'static str,
+    pub since: &'static str,
+    pub follow_ups_due: &'static str,
+    pub disable: &'static str,
+    pub enable: &'static str,
+    pub disabled: &'static str,
+    pub active: &'static str,
 }
 
 pub const ES: Texts = Texts {
@@ -188,6 +198,14 @@ pub const ES: Texts = Texts {
     older: "Más antiguas",
     forbidden: "Su rol no permite ver esta página.",
     not_found: "No existe.",
+    phases: ["con el asistente", "transfiriéndose", "con el personal"],
+    doing: "Ahora",
+    since: "Desde",
+    follow_ups_due: "Llamadas de seguimiento pendientes hoy",
+    disable: "Desactivar",
+    enable: "Activar",
+    disabled: "Desactivada",
+    active: "Activa",
 };
 
 pub const EN: Texts = Texts {
@@ -288,6 +306,14 @@ pub const EN: Texts = Texts {
     older: "Older",
     forbidden: "Your role may not see this page.",
     not_found: "Not found.",
+    phases: ["with the assistant", "being transferred", "with staff"],
+    doing: "Now",
+    since: "Since",
+    follow_ups_due: "Follow-up calls due today",
+    disable: "Disable",
+    enable: "Enable",
+    disabled: "Disabled",
+    active: "Active",
 };
 
 pub const IT: Texts = Texts {
@@ -388,6 +414,14 @@ pub const IT: Texts = Texts {
     older: "Meno recenti",
     forbidden: "Il suo ruolo non permette di vedere questa pagina.",
     not_found: "Non esiste.",
+    phases: ["con l'assistente", "in trasferimento", "con il personale"],
+    doing: "Ora",
+    since: "Da",
+    follow_ups_due: "Chiamate di follow-up da fare oggi",
+    disable: "Disattiva",
+    enable: "Attiva",
+    disabled: "Disattivato",
+    active: "Attivo",
 };
 
 pub const PT: Texts = Texts {
@@ -488,6 +522,14 @@ pub const PT: Texts = Texts {
     older: "Mais antigas",
     forbidden: "A sua função não permite ver esta página.",
     not_found: "Não existe.",
+    phases: ["com o assistente", "a ser transferida", "com a equipa"],
+    doing: "Agora",
+    since: "Desde",
+    follow_ups_due: "Chamadas de seguimento pendentes hoje",
+    disable: "Desativar",
+    enable: "Ativar",
+    disabled: "Desativada",
+    active: "Ativa",
 };
 
 /// The console's languages, as its language menu offers them.

@@ -133,6 +133,13 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// The requests done most recently, newest first.
+    pub async fn callbacks_done_recently(&self, limit: i64) -> Result<Vec<CallbackRequest>> {
+        let sql = format!("SELECT {COLUMNS} FROM callback_requests WHERE status = 'done' ORDER BY done_at DESC, id LIMIT $1");
+        let rows = sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// How many requests are open (the console's Today page asks every 5 s).
     pub async fn open_callback_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM callback_requests WHERE status = 'open'").fetch_one(&self.pool).await?)

@@ -310,6 +310,22 @@ impl Store {
         Ok(ids)
     }
 
+    /// These calls (at most 500 ids are read), in no particular order; an
+    /// unknown id is skipped.
+    pub async fn calls_by_ids(&self, ids: &[String]) -> Result<Vec<Call>> {
+        let ids = &ids[..ids.len().min(500)];
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT {COLUMNS} FROM calls WHERE id IN ({})", marks.join(", "));
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        q.fetch_all(&self.pool).await?.iter().map(call_from_row).collect()
+    }
+
     /// A patient's calls, most recent first.
     pub async fn calls_of_patient(&self, patient_id: &str, limit: i64) -> Result<Vec<Call>> {
         let sql = format!("SELECT {COLUMNS} FROM calls WHERE patient_id = $1 ORDER BY started_at DESC, id LIMIT $2");

@@ -217,18 +217,37 @@ impl Store {
                 .bind(job_id)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter()
-            .map(|r| {
-                let ended: Option<i64> = r.try_get("ended_at")?;
-                Ok(JobAttempt {
-                    attempt: r.try_get("attempt")?,
-                    instance: r.try_get("instance")?,
-                    started_at: ts(r.try_get("started_at")?)?,
-                    ended_at: ended.map(ts).transpose()?,
-                    outcome: r.try_get("outcome")?,
-                })
-            })
-            .collect()
+        rows.iter().map(attempt_from_row).collect()
+    }
+
+    /// The attempts of several jobs in one read per 500 jobs, each job's in
+    /// order; a job with none is absent.
+    pub async fn attempts_of_jobs(&self, job_ids: &[String]) -> Result<std::collections::HashMap<String, Vec<JobAttempt>>> {
+        let mut out: std::collections::HashMap<String, Vec<JobAttempt>> = std::collections::HashMap::new();
+        for chunk in job_ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT job_id, attempt, instance, started_at, ended_at, outcome FROM job_attempts WHERE job_id IN ({}) \
+                 ORDER BY job_id, attempt",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.entry(row.try_get("job_id")?).or_default().push(attempt_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Open (pending or running) jobs, of any kind, due before `until`.
+    pub async fn open_jobs_due(&self, until: DateTime<Utc>) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status IN ('pending', 'running') AND due_at < $1")
+            .bind(until.timestamp())
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Start times of every call attempt of `kind` about an appointment.
@@ -273,5 +292,16 @@ fn from_row(r: &AnyRow) -> Result<Job> {
         lease_owner: r.try_get("lease_owner")?,
         lease_expires_at: lease.map(ts).transpose()?,
         last_outcome: r.try_get("last_outcome")?,
+    })
+}
+
+fn attempt_from_row(r: &AnyRow) -> Result<JobAttempt> {
+    let ended: Option<i64> = r.try_get("ended_at")?;
+    Ok(JobAttempt {
+        attempt: r.try_get("attempt")?,
+        instance: r.try_get("instance")?,
+        started_at: ts(r.try_get("started_at")?)?,
+        ended_at: ended.map(ts).transpose()?,
+        outcome: r.try_get("outcome")?,
     })
 }

@@ -170,6 +170,18 @@ impl Store {
         let row = sqlx::query(&sql).bind(appointment_id).fetch_optional(&self.pool).await?;
         row.as_ref().map(from_row).transpose()
     }
+
+    /// A patient's reminders, newest first, each with its appointment's start.
+    pub async fn reminders_of_patient(&self, patient_id: &str, limit: i64) -> Result<Vec<(DateTime<Utc>, Reminder)>> {
+        let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
+        let sql = format!(
+            "SELECT {}, a.starts_at AS appointment_starts_at FROM reminders r JOIN appointments a ON a.id = r.appointment_id \
+             WHERE a.patient_id = $1 ORDER BY r.sent_at DESC, r.id LIMIT $2",
+            columns.join(", ")
+        );
+        let rows = sqlx::query(&sql).bind(patient_id).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((ts(r.try_get("appointment_starts_at")?)?, from_row(r)?))).collect()
+    }
 }
 
 fn same_appointment(existing: Reminder, appointment_id: &str) -> Result<(Reminder, bool)> {

@@ -207,6 +207,28 @@ impl Store {
         Ok(())
     }
 
+    /// Disables an account (every session of it ends at once) or enables it
+    /// again; audited. Nothing is deleted: who did what stays attributable.
+    pub async fn set_staff_disabled(&self, id: &str, disabled: bool, actor: &Actor, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query("UPDATE staff_users SET disabled = $2 WHERE id = $1")
+            .bind(id)
+            .bind(i64::from(disabled))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound("staff user"));
+        }
+        if disabled {
+            sqlx::query("DELETE FROM staff_sessions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+        }
+        let action = if disabled { "disabled" } else { "enabled" };
+        Store::audit(&mut tx, now, actor, "staff_user", id, action, None, None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The console language a staff member chose (`None`: the clinic's first).
     pub async fn set_staff_language(&self, id: &str, language: Option<&str>) -> Result<()> {
         let changed = sqlx::query("UPDATE staff_users SET language = $2 WHERE id = $1").bind(id).bind(language).execute(&self.pool).await?;

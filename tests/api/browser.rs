@@ -3,9 +3,11 @@
 //! `clinivox serve` on a database that `clinivox demo --history-days 14`
 //! filled and where `clinivox user add` made the accounts. A wrong
 //! password is refused and repeated ones lock the account; the receptionist
-//! marks a callback done with a click; the figures' page shows the number
-//! of calls the store holds; a form posted without its CSRF token is
-//! refused. Each step saves a screenshot under
+//! marks a callback done with a click; a call placed by a real softphone
+//! (baresip, speaking Spanish) shows under Today while it lasts, with what
+//! it is doing, and then under Calls with its transcript; the figures' page
+//! shows the number of calls the store holds; a form posted without its
+//! CSRF token is refused. Each step saves a screenshot under
 //! `target/tmp/console-screenshots/`.
 
 use std::net::SocketAddr;
@@ -17,6 +19,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use super::crash::{free_port, model_in_cache, Service};
+use super::phone::{utterance, Phone};
 
 struct Driver(Child);
 
@@ -102,6 +105,22 @@ async fn chromedriver(port: u16) -> Driver {
     driver
 }
 
+/// The first element `css` finds within `limit` (the page may still be polling).
+async fn wait_for(c: &Client, css: &str, limit: Duration) -> fantoccini::elements::Element {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(e) = c.find_all(Locator::Css(css)).await.unwrap().into_iter().next() {
+            return e;
+        }
+        assert!(Instant::now() < until, "nothing matched {css} within {limit:?}:\n{}", c.source().await.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_chromium() {
     model_in_cache();
@@ -113,8 +132,13 @@ async fn the_console_in_chromium() {
     cli(dir.path(), &["user", "add", "intruso", "--role", "reception"], "otra-clave-bastante-larga\n");
     assert!(cli(dir.path(), &["user", "list"], "").contains("ana\tmanager\tAna Ruiz"));
 
+    // The assistant reads its wording from ./prompts, as a clinic's service does.
+    std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"), dir.path().join("prompts")).unwrap();
     let addr: SocketAddr = free_port();
-    let mut service = Service::start(dir.path(), addr, None);
+    let sip_port = free_udp_port();
+    let sip_listen = format!(r#"[{{ transport = "udp", addr = "127.0.0.1:{sip_port}" }}]"#);
+    let mut service =
+        Service::start_with(dir.path(), addr, None, &[("CLINIVOX_CALLS__APP", "assistant".into()), ("CLINIVOX_SIP__LISTEN", sip_listen)]);
     service.ready(addr).await;
     let base = format!("http://{addr}");
     let port = free_port().port();
@@ -149,6 +173,60 @@ async fn the_console_in_chromium() {
     assert_eq!(c.current_url().await.unwrap().path(), "/console/today");
     shot(&c, "03-today").await;
 
+    // A patient calls on a real softphone: Today lists the call while it lasts.
+    let caller_port = free_udp_port();
+    let mut phone = Phone::start(dir.path(), "caller", caller_port, &format!("<sip:+34600123456@127.0.0.1:{caller_port}>;regint=0"));
+    let (question, _) = utterance(dir.path(), "cancel", "es", "Quiero cancelar mi cita.");
+    // The service may still be loading Whisper: a first INVITE can fail.
+    let started = Instant::now();
+    while !phone.established() {
+        phone.dial(&format!("sip:+34911234567@127.0.0.1:{sip_port}"));
+        let t = Instant::now();
+        while !phone.established() && t.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the clinic does not answer:\n{}", phone.log());
+        if !phone.established() {
+            phone.hangup();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let greeting = phone.reply(0, Duration::from_millis(1500), Duration::from_secs(30)).await;
+    assert!(greeting.is_some(), "the assistant greets the caller:\n{}", phone.log());
+    let mark = phone.mark();
+    phone.play(&question);
+    let row = "tbody[data-rows=in_progress] tr[data-call]";
+    let live = wait_for(&c, row, Duration::from_secs(20)).await;
+    let live_text = live.text().await.unwrap();
+    assert!(live_text.contains("Entrante") && live_text.contains("con el asistente"), "{live_text}");
+    let call_id = live.attr("data-call").await.unwrap().unwrap_or_default();
+    assert!(!call_id.is_empty(), "the call is recorded in the store");
+    shot(&c, "04-call-in-progress").await;
+    let answer = phone.reply(mark, Duration::from_millis(1500), Duration::from_secs(60)).await;
+    assert!(answer.is_some(), "the assistant answers the question:\n{}", phone.log());
+    phone.hangup();
+    // When it ends, it leaves the list (the page's next poll)...
+    let until = Instant::now() + Duration::from_secs(20);
+    while !c.find_all(Locator::Css(row)).await.unwrap().is_empty() {
+        assert!(Instant::now() < until, "the ended call is still listed as in progress");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(phone);
+    // ...and shows under Calls, where it opens with its transcript.
+    c.goto(&format!("{base}/console/calls")).await.unwrap();
+    c.find(Locator::Css(&format!("a[href='/console/calls/{call_id}']"))).await.expect("the call under Calls").click().await.unwrap();
+    wait_for(&c, "table.transcript", Duration::from_secs(10)).await;
+    let mut turns = Vec::new();
+    for tr in c.find_all(Locator::Css("table.transcript tbody tr")).await.unwrap() {
+        let cells = tr.find_all(Locator::Css("td")).await.unwrap();
+        let (speaker, text) = (cells[1].text().await.unwrap(), cells[2].text().await.unwrap());
+        turns.push((speaker, text));
+    }
+    assert!(turns.first().is_some_and(|(s, t)| s == "Asistente" && t.contains("Clínica San Rafael")), "the greeting first: {turns:?}");
+    // What the caller said, as Whisper heard it (its words vary; that there are some does not).
+    assert!(turns.iter().any(|(s, t)| s == "Paciente" && t.split_whitespace().count() >= 2), "the caller's turn: {turns:?}");
+    shot(&c, "05-call-transcript").await;
+
     // A callback marked done with a click: who did it is shown.
     c.goto(&format!("{base}/console/callbacks")).await.unwrap();
     let open_before = c.find_all(Locator::Css("form[action$='/done'] button")).await.unwrap().len();
@@ -158,7 +236,7 @@ async fn the_console_in_chromium() {
     let page = settled(&c, &first).await;
     assert_eq!(c.find_all(Locator::Css("form[action$='/done'] button")).await.unwrap().len(), open_before - 1);
     assert!(page.contains("console:ana"), "{page}");
-    shot(&c, "04-callback-done").await;
+    shot(&c, "06-callback-done").await;
 
     // The figures: the calls handled the page shows are the store's.
     let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Madrid).date_naive();
@@ -193,7 +271,7 @@ async fn the_console_in_chromium() {
     assert!(handled > 100);
     assert_eq!(cells[0], "total");
     assert_eq!(cells[1], handled.to_string(), "calls handled on the page and in the store");
-    shot(&c, "05-figures").await;
+    shot(&c, "07-figures").await;
 
     // A form posted without the session's token (as another site would): 403.
     let status = c
@@ -205,7 +283,7 @@ async fn the_console_in_chromium() {
         .await
         .unwrap();
     assert_eq!(status, json!(403));
-    shot(&c, "06-after-forged-post").await;
+    shot(&c, "08-after-forged-post").await;
     c.close().await.unwrap();
     store.close().await;
     drop(service);

@@ -441,8 +441,14 @@ pub async fn console_record_pages(store: Store, config: Config) {
     let appointment = booked.json["id"].as_str().unwrap().to_string();
     let reminder = NewReminder { appointment_id: appointment.clone(), channel: ReminderChannel::Sms, sent_at: now(), external_id: None };
     store.record_reminder(reminder, now()).await.unwrap();
-    store.enqueue_job("escalation", &appointment, &patient, now() + chrono::Duration::hours(3), now()).await.unwrap();
+    store.enqueue_job("escalation", &appointment, &patient, now(), now()).await.unwrap();
+    // A first attempt, unanswered: due again at 12:00.
+    let job = store.claim_job("escalation", "node-a", chrono::Duration::minutes(5), now()).await.unwrap().expect("due");
+    store.finish_attempt(&job.id, "node-a", "no_answer", Some(now() + chrono::Duration::hours(3)), now()).await.unwrap();
     let (session, _) = log_in(&app, RITA, RITA_PW).await;
+    // Today counts it among the follow-up calls still due today.
+    let live: serde_json::Value = serde_json::from_str(&send(&app, "GET", "/console/today/live", &session, None).await.body).unwrap();
+    assert_eq!(live["follow_ups_due"].as_u64(), Some(1), "{live}");
 
     // Tuesday's appointments, by provider, with who booked them.
     let day = send(&app, "GET", "/console/appointments?day=2026-11-24", &session, None).await;
@@ -468,11 +474,16 @@ pub async fn console_record_pages(store: Store, config: Config) {
     assert!(!send(&app, "GET", "/console/patients?q=%25", &session, None).await.body.contains("/console/patients/"));
     let p = send(&app, "GET", &format!("/console/patients/{patient}"), &session, None).await;
     assert!(p.body.contains("+34600999001") && p.body.contains("1950-05-03") && p.body.contains("sms"), "{}", p.body);
+    // The reminder row names its appointment and when it went out.
+    assert!(p.body.contains("<td>2026-11-24 09:00</td><td>sms</td><td>2026-11-23 09:00</td>"), "{}", p.body);
 
     // Follow-up calls due.
     let esc = send(&app, "GET", "/console/escalations", &session, None).await;
     assert!(
-        esc.body.contains("escalation") && esc.body.contains("Dolores Registro") && esc.body.contains("2026-11-23 12:00"),
+        esc.body.contains("escalation")
+            && esc.body.contains("Dolores Registro")
+            && esc.body.contains("2026-11-23 12:00")
+            && esc.body.contains("2026-11-23 09:00 no_answer"),
         "{}",
         esc.body
     );
@@ -546,4 +557,115 @@ fn clinivox_day(tz: chrono_tz::Tz, day: chrono::NaiveDate) -> (chrono::DateTime<
     let at =
         |d: chrono::NaiveDate| tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap()).earliest().unwrap().with_timezone(&chrono::Utc);
     (at(day), at(day.succ_opt().unwrap()))
+}
+
+/// Today lists this node's calls in progress with what each is doing, live;
+/// an admin disables an account (its session ends, it cannot log in) and
+/// enables it again; the last callbacks done are the newest.
+pub async fn console_calls_in_progress_and_accounts(store: Store, config: Config) {
+    use clinivox::metrics::{CallPhase, Metrics};
+    use std::time::{Duration, Instant};
+    let metrics = Metrics::new();
+    let clock = std::sync::Arc::new(clinivox::clock::ManualClock::new(now()));
+    let state = super::AppState::new(store.clone(), std::sync::Arc::new(config), clock.clone(), metrics.clone());
+    let app = super::router(state);
+    add_user(&store, RITA, Role::Reception, RITA_PW).await;
+    add_user(&store, ADMIN, Role::Admin, ADMIN_PW).await;
+    let (rita, _) = log_in(&app, RITA, RITA_PW).await;
+
+    // Two calls in progress: one with the assistant, one bridged to staff.
+    let new_call = |number: &str, language: &str| NewCall {
+        direction: "inbound".into(),
+        remote_number: number.into(),
+        patient_id: None,
+        language: Some(language.into()),
+        appointment_id: None,
+    };
+    let first = store.start_call(new_call("+34600555001", "es"), now()).await.unwrap();
+    let second = store.start_call(new_call("+34600555002", "en"), now()).await.unwrap();
+    let t0 = Instant::now() - Duration::from_secs(200);
+    let a = metrics.call_started(t0);
+    a.set_call_id(Some(&first.id));
+    let b = metrics.call_started(t0);
+    b.set_call_id(Some(&second.id));
+    b.set_phase(CallPhase::Transferring, t0 + Duration::from_secs(60));
+    b.set_phase(CallPhase::Bridged, t0 + Duration::from_secs(75));
+
+    let today = send(&app, "GET", "/console/today", &rita, None).await;
+    assert!(today.body.contains("con el asistente") && today.body.contains("con el personal"), "{}", today.body);
+    assert!(today.body.contains(&format!("<tr data-call=\"{}\">", second.id)), "{}", today.body);
+    let live = send(&app, "GET", "/console/today/live", &rita, None).await;
+    let json: serde_json::Value = serde_json::from_str(&live.body).unwrap();
+    let rows = json["in_progress"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{json}");
+    assert_eq!((rows[0]["id"].as_str(), rows[0]["doing"].as_str()), (Some(first.id.as_str()), Some("con el asistente")));
+    assert_eq!((rows[1]["id"].as_str(), rows[1]["doing"].as_str()), (Some(second.id.as_str()), Some("con el personal")));
+    assert_eq!((rows[1]["language"].as_str(), rows[1]["time"].as_str()), (Some("en"), Some("2026-11-23 09:00")));
+    // In the bridged phase since 125 s (a slow machine may add a second or two).
+    assert!(rows[1]["since"].as_str().unwrap().starts_with("2:0"), "{json}");
+    // No number and no name in what the page polls.
+    assert!(!live.body.contains("+34600555002"), "{}", live.body);
+    drop(a);
+    let json: serde_json::Value = serde_json::from_str(&send(&app, "GET", "/console/today/live", &rita, None).await.body).unwrap();
+    assert_eq!(json["in_progress"].as_array().unwrap().len(), 1);
+    assert_eq!(json["active"].as_u64(), Some(1));
+    drop(b);
+
+    // Callbacks: the ones done most recently are listed, whenever they were asked for.
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let cb = NewCallback {
+            call_id: None,
+            patient_id: None,
+            name: format!("Paciente {i:02}"),
+            phone: "+34600555003".into(),
+            reason: "cita".into(),
+            language: "es".into(),
+            promised: "hoy".into(),
+        };
+        ids.push(store.create_callback(cb, &Actor::new("assistant", Channel::Phone), now()).await.unwrap().id);
+    }
+    // Done in reverse order of asking: the oldest request is the last done.
+    for (i, id) in ids.iter().rev().enumerate() {
+        store.callback_done(id, &Actor::new("console:rita", Channel::Staff), now() + chrono::Duration::minutes(i as i64)).await.unwrap();
+    }
+    let page = send(&app, "GET", "/console/callbacks", &rita, None).await;
+    assert!(page.body.contains("Paciente 00") && page.body.contains("Paciente 09"), "{}", page.body);
+    assert!(!page.body.contains("Paciente 10") && !page.body.contains("Paciente 11"), "only the last ten done: {}", page.body);
+    assert!(page.body.find("Paciente 00").unwrap() < page.body.find("Paciente 09").unwrap(), "newest first");
+
+    // An admin disables Rita: her open session ends at once, and she cannot log in.
+    let (admin, users) = {
+        let (cookie, _) = log_in(&app, ADMIN, ADMIN_PW).await;
+        let users = send(&app, "GET", "/console/users", &cookie, None).await;
+        (cookie, users)
+    };
+    let rita_id = store.staff_user_by_name(RITA).await.unwrap().unwrap().id;
+    let admin_id = store.staff_user_by_name(ADMIN).await.unwrap().unwrap().id;
+    assert!(users.body.contains(&format!("/console/users/{rita_id}/account")), "{}", users.body);
+    assert!(!users.body.contains(&format!("/console/users/{admin_id}/account")), "no button to disable oneself");
+    let csrf = users.csrf();
+    let uri = format!("/console/users/{rita_id}/account");
+    // Without the token, or by a receptionist: refused.
+    assert_eq!(send(&app, "POST", &uri, &admin, Some(&[("csrf", "forged"), ("set", "disable")])).await.status, StatusCode::FORBIDDEN);
+    let rita_csrf = send(&app, "GET", "/console/callbacks", &rita, None).await.csrf();
+    assert_eq!(send(&app, "POST", &uri, &rita, Some(&[("csrf", &rita_csrf), ("set", "disable")])).await.status, StatusCode::FORBIDDEN);
+    let r = send(&app, "POST", &uri, &admin, Some(&[("csrf", &csrf), ("set", "disable")])).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/console/users"));
+    let r = send(&app, "GET", "/console/today", &rita, None).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/console/login"), "her session ended");
+    let (refused, cookie) = try_log_in(&app, RITA, RITA_PW).await;
+    assert!(cookie.is_empty() && refused.status != StatusCode::SEE_OTHER, "{}", refused.body);
+    assert!(send(&app, "GET", "/console/users", &admin, None).await.body.contains("Desactivada"));
+    // The admin cannot disable their own account; enabling Rita lets her back in.
+    let own = format!("/console/users/{admin_id}/account");
+    assert_eq!(send(&app, "POST", &own, &admin, Some(&[("csrf", &csrf), ("set", "disable")])).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(send(&app, "POST", &uri, &admin, Some(&[("csrf", &csrf), ("set", "maybe")])).await.status, StatusCode::BAD_REQUEST);
+    let r = send(&app, "POST", &uri, &admin, Some(&[("csrf", &csrf), ("set", "enable")])).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    log_in(&app, RITA, RITA_PW).await;
+    let audit = store.audit_log("staff_user", &rita_id).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["created", "disabled", "enabled"]);
+    assert!(audit[1].actor.contains("console:admin.ana"), "{:?}", audit[1]);
 }

@@ -34,7 +34,7 @@ impl Service {
     }
 
     /// The same with more `CLINIVOX_…` settings.
-    fn start_with(dir: &Path, addr: SocketAddr, fault: Option<&str>, env: &[(&str, String)]) -> Service {
+    pub(super) fn start_with(dir: &Path, addr: SocketAddr, fault: Option<&str>, env: &[(&str, String)]) -> Service {
         let cache = std::env::var_os("CLINIVOX_TEST_CACHE")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("clinivox-speech-test"));
