@@ -99,12 +99,21 @@ impl CallRow {
         CallRow {
             id: c.id.clone(),
             time: local(state, c.started_at),
-            direction: if c.direction == "inbound" { t.inbound } else { t.outbound }.to_string(),
+            direction: direction(c, t).to_string(),
             number: c.remote_number.clone(),
             language: c.language.clone().unwrap_or_default(),
             outcome: c.outcome.clone().unwrap_or_else(|| "…".to_string()),
             transfer: c.transfer_target.clone().unwrap_or_default(),
         }
+    }
+}
+
+/// Inbound, or which kind of outbound call (see `CallFilter::direction`).
+fn direction(c: &Call, t: &Texts) -> &'static str {
+    match (c.direction.as_str(), &c.appointment_id) {
+        ("inbound", _) => t.inbound,
+        (_, Some(_)) => t.escalation_call,
+        (_, None) => t.offer_call,
     }
 }
 
@@ -159,7 +168,7 @@ async fn live_figures(state: &AppState, t: &Texts) -> Result<Live, StoreError> {
             LiveRow {
                 id: l.call_id.clone().unwrap_or_default(),
                 time: call.map(|c| local(state, c.started_at)).unwrap_or_default(),
-                direction: call.map(|c| if c.direction == "inbound" { t.inbound } else { t.outbound }).unwrap_or_default().to_string(),
+                direction: call.map(|c| direction(c, t)).unwrap_or_default().to_string(),
                 language: call.and_then(|c| c.language.clone()).unwrap_or_default(),
                 doing: t.phases[l.phase as usize].to_string(),
                 since: format!("{}:{:02}", secs / 60, secs % 60),
@@ -257,7 +266,7 @@ pub async fn calls(State(state): State<AppState>, staff: Staff, Query(mut q): Qu
     };
     let language_names: Vec<&str> = languages.iter().map(String::as_str).collect();
     let parsed = (|| {
-        filter.direction = chosen(&q.direction, &["inbound", "outbound"], "direction")?;
+        filter.direction = chosen(&q.direction, &["inbound", "outbound", "escalation", "offer"], "direction")?;
         filter.outcome = chosen(&q.outcome, &OUTCOMES, "outcome")?;
         filter.language = chosen(&q.language, &language_names, "language")?;
         filter.transferred = chosen(&q.transferred, &["yes", "no"], "transferred")?.map(|v| v == "yes");

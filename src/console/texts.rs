@@ -95,6 +95,9 @@ pub struct Texts {
     pub since: &'static str,
     pub follow_ups_due: &'static str,
     pub disable: &'static str,
+    /// Outbound calls: about an unanswered reminder; offering a freed slot.
+    pub escalation_call: &'static str,
+    pub offer_call: &'static str,
     pub enable: &'static str,
     pub disabled: &'static str,
     pub active: &'static str,
@@ -206,6 +209,8 @@ pub const ES: Texts = Texts {
     enable: "Activar",
     disabled: "Desactivada",
     active: "Activa",
+    escalation_call: "Seguimiento de recordatorio",
+    offer_call: "Oferta de hueco libre",
 };
 
 pub const EN: Texts = Texts {
@@ -314,6 +319,8 @@ pub const EN: Texts = Texts {
     enable: "Enable",
     disabled: "Disabled",
     active: "Active",
+    escalation_call: "Reminder follow-up",
+    offer_call: "Freed slot offer",
 };
 
 pub const IT: Texts = Texts {
@@ -422,6 +429,8 @@ pub const IT: Texts = Texts {
     enable: "Attiva",
     disabled: "Disattivato",
     active: "Attivo",
+    escalation_call: "Follow-up del promemoria",
+    offer_call: "Offerta di posto libero",
 };
 
 pub const PT: Texts = Texts {
@@ -530,6 +539,8 @@ pub const PT: Texts = Texts {
     enable: "Ativar",
     disabled: "Desativada",
     active: "Ativa",
+    escalation_call: "Seguimento de lembrete",
+    offer_call: "Oferta de vaga livre",
 };
 
 /// The console's languages, as its language menu offers them.

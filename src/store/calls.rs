@@ -25,6 +25,10 @@ pub struct CallFilter {
     pub from: DateTime<Utc>,
     /// …and before.
     pub until: DateTime<Utc>,
+    /// "inbound" or "outbound"; or one kind of outbound call: "escalation"
+    /// (about the patient's own appointment, which the call record names)
+    /// or "offer" (a freed slot offered from the waiting list: no
+    /// appointment of the patient's yet, see `Outreach::appointment_id`).
     pub direction: Option<String>,
     pub outcome: Option<String>,
     pub language: Option<String>,
@@ -253,7 +257,18 @@ impl Store {
     pub async fn calls_filtered(&self, f: &CallFilter, page: Page) -> Result<Vec<Call>> {
         let mut sql = format!("SELECT {COLUMNS} FROM calls WHERE started_at >= $1 AND started_at < $2");
         let mut texts: Vec<&str> = Vec::new();
-        for (column, value) in [("direction", &f.direction), ("outcome", &f.outcome), ("language", &f.language)] {
+        let direction = match f.direction.as_deref() {
+            Some("escalation") => {
+                sql.push_str(" AND direction = 'outbound' AND appointment_id IS NOT NULL");
+                &None
+            }
+            Some("offer") => {
+                sql.push_str(" AND direction = 'outbound' AND appointment_id IS NULL");
+                &None
+            }
+            _ => &f.direction,
+        };
+        for (column, value) in [("direction", direction), ("outcome", &f.outcome), ("language", &f.language)] {
             if let Some(v) = value {
                 texts.push(v);
                 sql.push_str(&format!(" AND {column} = ${}", texts.len() + 2));

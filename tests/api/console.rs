@@ -237,6 +237,20 @@ pub async fn console_pages_show_the_day_and_log_who_saw_it(store: Store, config:
     };
     let other = store.start_call(other, now()).await.unwrap();
     store.finish_call(&other.id, "transferred", None, Some("reception"), None, now()).await.unwrap();
+    // Two unanswered outbound calls: about Carmen's appointment (an
+    // escalation) and offering her a freed slot (no appointment of hers yet).
+    let body = serde_json::json!({"patient_id": patient, "provider_id": "dr-garcia", "starts_at": super::SLOT});
+    let booked = super::call(&app, "POST", "/api/v1/appointments", Some(super::WRITE), Some(body), &[]).await;
+    let appointment = booked.json["id"].as_str().unwrap().to_string();
+    let outbound = |appointment_id: Option<String>| NewCall {
+        direction: "outbound".into(),
+        remote_number: "+34600777001".into(),
+        patient_id: Some(patient.clone()),
+        language: None,
+        appointment_id,
+    };
+    let escalation = store.record_unanswered_call(outbound(Some(appointment)), "no_answer", now(), now()).await.unwrap();
+    let offer = store.record_unanswered_call(outbound(None), "no_answer", now(), now()).await.unwrap();
     // And a callback request, with a name that is markup.
     let cb = NewCallback {
         call_id: Some(call.id.clone()),
@@ -270,6 +284,16 @@ pub async fn console_pages_show_the_day_and_log_who_saw_it(store: Store, config:
     let english = only("language=en&direction=inbound").await;
     assert!(english.body.contains(&other.id) && !english.body.contains(&call.id));
     assert!(!only("transferred=no&outcome=transferred").await.body.contains(&other.id));
+    // Direction: inbound, outbound, or which kind of outbound call.
+    let esc = only("direction=escalation").await;
+    assert!(esc.body.contains(&escalation.id) && !esc.body.contains(&offer.id) && !esc.body.contains(&call.id), "{}", esc.body);
+    assert!(esc.body.contains("Seguimiento de recordatorio"), "{}", esc.body);
+    let off = only("direction=offer&outcome=no_answer").await;
+    assert!(off.body.contains(&offer.id) && !off.body.contains(&escalation.id) && off.body.contains("Oferta de hueco libre"));
+    let out = only("direction=outbound").await;
+    assert!(out.body.contains(&offer.id) && out.body.contains(&escalation.id) && !out.body.contains(&other.id));
+    assert!(!only("direction=inbound").await.body.contains(&offer.id));
+    assert_eq!(only("direction=sideways").await.status, StatusCode::BAD_REQUEST);
     assert!(!send(&app, "GET", "/console/calls?day=2026-11-22", &session, None).await.body.contains(&call.id));
     assert_eq!(only("outcome=exploded").await.status, StatusCode::BAD_REQUEST);
     assert_eq!(send(&app, "GET", "/console/calls?day=yesterday", &session, None).await.status, StatusCode::BAD_REQUEST);
