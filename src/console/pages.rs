@@ -18,8 +18,9 @@ use crate::store::{Call, CallFilter, CallbackStatus, NewStaffUser, Page, Role, S
 const PAGE_SIZE: i64 = 50;
 /// Largest recording served (a 15-minute stereo 8 kHz call is about 29 MB).
 const MAX_RECORDING: u64 = 64 << 20;
-/// Outcomes a call can be filtered by (`Call::outcome`).
-const OUTCOMES: [&str; 14] = [
+/// Outcomes a call can be filtered by (`Call::outcome`); each language's
+/// names for them are `Texts::outcome_names`, in this order.
+pub const OUTCOMES: [&str; 14] = [
     "booked",
     "confirmed",
     "cancelled",
@@ -102,10 +103,15 @@ impl CallRow {
             direction: direction(c, t).to_string(),
             number: c.remote_number.clone(),
             language: c.language.clone().unwrap_or_default(),
-            outcome: c.outcome.clone().unwrap_or_else(|| "…".to_string()),
+            outcome: c.outcome.as_deref().map_or("…", |o| outcome_name(t, o)).to_string(),
             transfer: c.transfer_target.clone().unwrap_or_default(),
         }
     }
+}
+
+/// An outcome's name in the staff member's language (unknown ones as stored).
+pub(super) fn outcome_name<'a>(t: &'a Texts, code: &'a str) -> &'a str {
+    OUTCOMES.iter().position(|o| *o == code).map_or(code, |i| t.outcome_names[i])
 }
 
 /// Inbound, or which kind of outbound call (see `CallFilter::direction`).
@@ -237,7 +243,8 @@ pub struct CallsQuery {
 struct CallsPage {
     f: Frame,
     q: CallsQuery,
-    outcomes: Vec<&'static str>,
+    /// (code, name) of each outcome.
+    outcomes: Vec<(&'static str, &'static str)>,
     languages: Vec<String>,
     calls: Vec<CallRow>,
     newer: Option<String>,
@@ -298,7 +305,15 @@ pub async fn calls(State(state): State<AppState>, staff: Staff, Query(mut q): Qu
     let older = (calls.len() as i64 == PAGE_SIZE).then(|| link(q.page + 1));
     let t = staff.texts(&state);
     let calls = calls.iter().map(|c| CallRow::new(c, t, &state)).collect();
-    render(&CallsPage { f: Frame::new(&staff, &state, "calls"), q, outcomes: OUTCOMES.to_vec(), languages, calls, newer, older })
+    render(&CallsPage {
+        f: Frame::new(&staff, &state, "calls"),
+        q,
+        outcomes: OUTCOMES.iter().map(|o| (*o, outcome_name(t, o))).collect(),
+        languages,
+        calls,
+        newer,
+        older,
+    })
 }
 
 /// One turn of a transcript.

@@ -10,7 +10,7 @@ use axum::response::Response;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use super::pages::{failed, local, message, seen, CallRow, Frame};
+use super::pages::{failed, local, message, outcome_name, seen, CallRow, Frame};
 use super::{render, Staff};
 use crate::api::AppState;
 use crate::phone::E164;
@@ -266,6 +266,7 @@ struct EscalationsPage {
 }
 
 pub async fn escalations(State(state): State<AppState>, staff: Staff) -> Response {
+    let t = staff.texts(&state);
     let read = async {
         let mut open = state.store.jobs_page(Some("pending"), Page { limit: JOBS_SHOWN, offset: 0 }).await?;
         open.extend(state.store.jobs_page(Some("running"), Page { limit: JOBS_SHOWN, offset: 0 }).await?);
@@ -282,7 +283,7 @@ pub async fn escalations(State(state): State<AppState>, staff: Staff) -> Respons
             .map(|(job, list)| {
                 let text = list
                     .iter()
-                    .map(|a| format!("{} {}", local(&state, a.started_at), a.outcome.as_deref().unwrap_or("…")))
+                    .map(|a| format!("{} {}", local(&state, a.started_at), a.outcome.as_deref().map_or("…", |o| outcome_name(t, o))))
                     .collect::<Vec<_>>()
                     .join("; ");
                 (job, text)
@@ -309,9 +310,8 @@ pub async fn escalations(State(state): State<AppState>, staff: Staff) -> Respons
         patient_id: j.patient_id.clone(),
         patient: names.get(&j.patient_id).cloned().unwrap_or_default(),
         attempts: attempts.get(&j.id).cloned().unwrap_or_default(),
-        outcome: j.last_outcome.clone().unwrap_or_default(),
+        outcome: j.last_outcome.as_deref().map_or("", |o| outcome_name(t, o)).to_string(),
     };
-    let t = staff.texts(&state);
     let sections = vec![(t.upcoming, open.iter().map(row).collect()), (t.ended, ended.iter().map(row).collect())];
     let page = EscalationsPage { f: Frame::new(&staff, &state, "escalations"), sections };
     render(&page)

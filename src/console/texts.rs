@@ -95,6 +95,8 @@ pub struct Texts {
     pub since: &'static str,
     pub follow_ups_due: &'static str,
     pub disable: &'static str,
+    /// A call's outcome, in `console::pages::OUTCOMES`' order.
+    pub outcome_names: [&'static str; 14],
     /// Outbound calls: about an unanswered reminder; offering a freed slot.
     pub escalation_call: &'static str,
     pub offer_call: &'static str,
@@ -211,6 +213,22 @@ pub const ES: Texts = Texts {
     active: "Activa",
     escalation_call: "Seguimiento de recordatorio",
     offer_call: "Oferta de hueco libre",
+    outcome_names: [
+        "reservada",
+        "confirmada",
+        "cancelada",
+        "cambiada de fecha",
+        "información",
+        "transferida",
+        "devolución pedida",
+        "colgó antes de terminar",
+        "líneas ocupadas",
+        "fallida",
+        "sin respuesta",
+        "rechazada",
+        "buzón de voz",
+        "persona equivocada",
+    ],
 };
 
 pub const EN: Texts = Texts {
@@ -321,6 +339,22 @@ pub const EN: Texts = Texts {
     active: "Active",
     escalation_call: "Reminder follow-up",
     offer_call: "Freed slot offer",
+    outcome_names: [
+        "booked",
+        "confirmed",
+        "cancelled",
+        "rescheduled",
+        "information",
+        "transferred",
+        "callback requested",
+        "hung up before the end",
+        "lines busy",
+        "failed",
+        "no answer",
+        "rejected",
+        "voicemail",
+        "wrong person",
+    ],
 };
 
 pub const IT: Texts = Texts {
@@ -431,6 +465,22 @@ pub const IT: Texts = Texts {
     active: "Attivo",
     escalation_call: "Follow-up del promemoria",
     offer_call: "Offerta di posto libero",
+    outcome_names: [
+        "prenotata",
+        "confermata",
+        "annullata",
+        "spostata",
+        "informazioni",
+        "trasferita",
+        "richiamata chiesta",
+        "riagganciato prima della fine",
+        "linee occupate",
+        "non riuscita",
+        "nessuna risposta",
+        "rifiutata",
+        "segreteria",
+        "persona sbagliata",
+    ],
 };
 
 pub const PT: Texts = Texts {
@@ -541,6 +591,22 @@ pub const PT: Texts = Texts {
     active: "Ativa",
     escalation_call: "Seguimento de lembrete",
     offer_call: "Oferta de vaga livre",
+    outcome_names: [
+        "marcada",
+        "confirmada",
+        "cancelada",
+        "remarcada",
+        "informação",
+        "transferida",
+        "pedido de contacto",
+        "desligou antes do fim",
+        "linhas ocupadas",
+        "falhada",
+        "sem resposta",
+        "rejeitada",
+        "correio de voz",
+        "pessoa errada",
+    ],
 };
 
 /// The console's languages, as its language menu offers them.

@@ -507,7 +507,7 @@ pub async fn console_record_pages(store: Store, config: Config) {
         esc.body.contains("escalation")
             && esc.body.contains("Dolores Registro")
             && esc.body.contains("2026-11-23 12:00")
-            && esc.body.contains("2026-11-23 09:00 no_answer"),
+            && esc.body.contains("2026-11-23 09:00 sin respuesta"),
         "{}",
         esc.body
     );
