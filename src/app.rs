@@ -166,12 +166,19 @@ mod outbound {
 
 /// How often data past its retention period is looked for.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How far back the console's daily roll-ups are kept complete.
+const ROLL_UP_DAYS: i64 = 400;
 
-/// Purges data past its retention period at start and every hour, until
-/// `stop`. Runs on every node: the purge is idempotent.
+/// Purges data past its retention period, and writes the console figures'
+/// roll-ups of the days that closed, at start and every hour, until `stop`.
+/// Runs on every node: both are idempotent (a day's roll-up is claimed once).
 async fn purge_loop(store: Store, keep: crate::store::Retention, clock: Arc<dyn Clock>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
+        // Before the purge: a day's figures outlive its call records.
+        if let Err(e) = store.roll_up_closed_days(ROLL_UP_DAYS, clock.now()).await {
+            tracing::warn!(error = %e, "the console figures' roll-up failed; retrying in an hour");
+        }
         match store.purge(&keep, clock.now(), false).await {
             Ok(report) => {
                 let removed: u64 = report.rows().iter().map(|(_, n)| n).sum();

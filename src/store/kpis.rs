@@ -219,6 +219,25 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the roll-ups of the closed days among the last `days` (those
+    /// before yesterday, clinic time) that have none. The service does this
+    /// hourly, so that no console view waits for it; a view that finds a
+    /// day without one writes it itself.
+    pub async fn roll_up_closed_days(&self, days: i64, now: DateTime<Utc>) -> Result<()> {
+        let last = local_date(self.tz, now) - Duration::days(2);
+        self.roll_up(last - Duration::days(days.max(1) - 1), last, now).await
+    }
+
+    /// Which of the days `first..=last` have their roll-up.
+    pub async fn rolled_up_days(&self, first: NaiveDate, last: NaiveDate) -> Result<Vec<NaiveDate>> {
+        let days: Vec<i64> = sqlx::query_scalar("SELECT day FROM kpi_closed_days WHERE day >= $1 AND day <= $2 ORDER BY day")
+            .bind(days_since_epoch(first))
+            .bind(days_since_epoch(last))
+            .fetch_all(&self.pool)
+            .await?;
+        days.into_iter().map(epoch_day).collect()
+    }
+
     /// Writes the roll-ups of the closed days `first..=last` that have none:
     /// the calls, and the waits by the call's day and language, counted
     /// once. A day is claimed by its marker row, so two nodes never write

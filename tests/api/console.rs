@@ -527,6 +527,12 @@ pub async fn console_kpis_match_a_seeded_history(store: Store, config: Config) {
     assert!(h.calls > 200 && h.appointments > 20 && h.reminders > 20 && h.escalation_calls > 0 && h.callbacks > 0, "{h:?}");
     add_user(&store, "gema", Role::Manager, "gerente-de-la-clinica").await;
     let (manager, _) = log_in(&app, "gema", "gerente-de-la-clinica").await;
+    // The service's hourly roll-up has written the last ten closed days
+    // (12–21 November); the first view writes those before (2–11 November);
+    // the 22nd (yesterday) is read live. Each day is checked below.
+    store.roll_up_closed_days(10, now()).await.unwrap();
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    assert_eq!(store.rolled_up_days(day(1), day(23)).await.unwrap(), (12..=21).map(day).collect::<Vec<_>>());
     let csv = send(&app, "GET", "/console/kpis.csv?from=2026-11-02&to=2026-11-22", &manager, None).await;
     assert_eq!(csv.status, StatusCode::OK, "{}", csv.body);
     let lines: Vec<Vec<&str>> = csv.body.lines().map(|l| l.split(',').collect()).collect();
@@ -561,6 +567,7 @@ pub async fn console_kpis_match_a_seeded_history(store: Store, config: Config) {
     assert_eq!(closed, all.iter().filter(|c| c.done_at.is_some()).count() as u64);
     // Days before yesterday now come from their roll-ups, written by that
     // first view: a second view says the same, by language too.
+    assert_eq!(store.rolled_up_days(day(1), day(23)).await.unwrap(), (2..=21).map(day).collect::<Vec<_>>());
     let again = send(&app, "GET", "/console/kpis.csv?from=2026-11-02&to=2026-11-22&period=day", &manager, None).await;
     assert_eq!(again.body, csv.body);
     let es = |app: Router, manager: String| async move {
