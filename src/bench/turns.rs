@@ -2,12 +2,18 @@
 //! the wire. The whole service runs in this process ([`super::service`]);
 //! scripted callers ([`super::caller`]) phone it over loopback SIP/RTP and
 //! speak utterances synthesized by the product's espeak-ng engine. A turn
-//! is timed from the instant the last packet of the caller's utterance
-//! left the caller's socket to the arrival of the first loud packet of the
-//! assistant's reply. So it includes everything: the endpointer's wait
-//! for silence (longer after "what is your date of birth?"), queueing for
-//! recognition, Whisper, the conversation and the store, synthesis and
-//! the jitter buffer.
+//! is timed from the instant the last voiced packet of the caller's
+//! utterance left the caller's socket to the arrival of the first loud
+//! packet of the assistant's reply. espeak-ng ends every utterance with
+//! about 0.4 s of silence ("No": 0.71 s of audio, 0.30 s of voice); it is
+//! cut off here ([`voiced`]), the caller's line carrying silence on as a
+//! phone does, so that the clock starts when the caller stops speaking.
+//! So it includes everything: the endpointer's wait for silence (longer
+//! after "what is your date of birth?"), queueing for recognition,
+//! Whisper, the conversation and the store, synthesis and the jitter
+//! buffer. Beside it, the service's own figure for the same turns, from
+//! its call records (`call_turns.latency_ms`: the end of speech as its
+//! endpointer placed it in the audio → the first frame of the reply sent).
 //!
 //! 1. Per model: a few calls one after another; p50/p95 over their turns.
 //! 2. Concurrency sweep with the default model (`base-q8_0`): N calls at once (starts staggered),
@@ -93,7 +99,8 @@ type Turns = Vec<Option<Duration>>;
 
 pub async fn run(o: &Options) -> Result<(), TurnsError> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("Turn latency on the wire (caller's last speech packet → first loud reply packet), {cores} cores");
+    println!("Turn latency on the wire (caller's last voiced packet → first loud reply packet), {cores} cores;");
+    println!("and the service's own (end of speech as its endpointer placed it → first reply frame sent, from its call records)");
     println!("service in this process: demo clinic, assistant app, SQLite; callers over loopback SIP/RTP (G.711 µ-law)\n");
     let tts = Arc::new(Espeak::new(EspeakConfig::default()));
     let mut model_rows = Vec::new();
@@ -125,6 +132,7 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
         .await?;
         let mut patients = 0usize;
         let mut turns = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for _ in 0..o.calls_per_model {
             let (phone, dob) = new_patient(&service.store, patients, script.lang).await?;
             patients += 1;
@@ -136,8 +144,10 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
                 Err(e) => eprintln!("{name}: call {patients} failed: {e}"),
             }
         }
-        model_rows.push(model_row(name, script.lang, &turns, &script.steps));
+        let own = service_latencies(&service.store, &mut seen).await?;
+        model_rows.push(model_row(name, script.lang, &turns, &script.steps, &own));
         let single = turns;
+        let model_own = own;
         if sweep {
             for &level in &o.levels {
                 let (mut turns, mut failed) = (Vec::new(), 0);
@@ -166,15 +176,19 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
                 }
                 let l = latencies(&turns);
                 let p95 = percentile(&l, 95.0);
+                // Level 1 reuses the per-model calls: their records were read above.
+                let own = if level == 1 && !single.is_empty() { model_own.clone() } else { service_latencies(&service.store, &mut seen).await? };
                 eprintln!("level {level}: p95 {}", secs(p95));
                 sweep_rows.push(format!(
-                    "| {level} | {} | {} | {} | {} | {} | {} |",
+                    "| {level} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     turns.len(),
                     l.len(),
                     l.iter().filter(|x| x.is_infinite()).count(),
                     secs(percentile(&l, 50.0)),
                     secs(p95),
                     secs(l.last().copied().unwrap_or(f64::NAN)),
+                    secs(percentile(&own, 50.0)),
+                    secs(percentile(&own, 95.0)),
                 ));
                 if failed == 0 && p95 < TARGET_P95.as_secs_f64() {
                     best = Some(best.map_or(level, |b| b.max(level)));
@@ -189,15 +203,15 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
     }
 
     println!("## Per model ({} calls each, one at a time)\n", o.calls_per_model);
-    println!("| model | language | calls | turns | no reply | p50 s | p95 s | max s | p50 by step |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
+    println!("| model | language | calls | turns | no reply | p50 s | p95 s | max s | service p50 s | service p95 s | p50 by step |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in &model_rows {
         println!("{r}");
     }
     if !sweep_rows.is_empty() {
         println!("\n## Simultaneous calls ({}, starts {:.1} s apart)\n", models::DEFAULT_MODEL, o.stagger.as_secs_f64());
-        println!("| calls at once | calls completed | turns | no reply | p50 s | p95 s | max s |");
-        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| calls at once | calls completed | turns | no reply | p50 s | p95 s | max s | service p50 s | service p95 s |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in &sweep_rows {
             println!("{r}");
         }
@@ -224,11 +238,45 @@ async fn script(lang: &'static str, tts: Arc<Espeak>) -> Result<Script, TurnsErr
         ),
     };
     let fixed = tokio::task::spawn_blocking(move || -> Result<[Vec<i16>; 5], TtsError> {
-        let [a, b, c, d, e] = lines.map(|l| tts.synthesize(l, lang));
+        let [a, b, c, d, e] = lines.map(|l| tts.synthesize(l, lang).map(voiced));
         Ok([a?, b?, c?, d?, e?])
     })
     .await??;
     Ok(Script { lang, steps, fixed })
+}
+
+/// Below this level (of 32767) a sample is silence: espeak-ng pads with
+/// digital silence, and its quietest voiced sounds are far above it.
+const VOICE_LEVEL: i16 = 100;
+
+/// `pcm` without its trailing silence (one 20 ms frame of it is kept).
+fn voiced(mut pcm: Vec<i16>) -> Vec<i16> {
+    let end = pcm.iter().rposition(|s| s.unsigned_abs() > VOICE_LEVEL.unsigned_abs()).map_or(0, |i| i + 1);
+    pcm.truncate((end + 160).min(pcm.len()));
+    pcm
+}
+
+/// The service's own turn latencies (seconds, sorted) in the calls it
+/// recorded that are not in `seen`, which they are added to.
+async fn service_latencies(store: &Store, seen: &mut std::collections::HashSet<String>) -> Result<Vec<f64>, TurnsError> {
+    let mut out = Vec::new();
+    for call in store.calls(1000).await? {
+        if !seen.insert(call.id.clone()) {
+            continue;
+        }
+        let detail = store.call(&call.id).await?;
+        // Replies to speech only: the keyed date of birth is not timed on the wire either.
+        let mut keyed = false;
+        for t in &detail.turns {
+            if t.speaker == "caller" {
+                keyed = t.text.starts_with("DTMF");
+            } else if let (Some(ms), false) = (t.latency_ms, keyed) {
+                out.push(ms as f64 / 1000.0);
+            }
+        }
+    }
+    out.sort_by(f64::total_cmp);
+    Ok(out)
 }
 
 /// A new patient who speaks `lang`, phoning from their own number.
@@ -314,7 +362,7 @@ fn latencies(calls: &[Turns]) -> Vec<f64> {
     l
 }
 
-fn model_row(name: &str, lang: &str, calls: &[Turns], steps: &[&str; 5]) -> String {
+fn model_row(name: &str, lang: &str, calls: &[Turns], steps: &[&str; 5], own: &[f64]) -> String {
     let l = latencies(calls);
     let by_step: Vec<String> = steps
         .iter()
@@ -327,13 +375,15 @@ fn model_row(name: &str, lang: &str, calls: &[Turns], steps: &[&str; 5]) -> Stri
         })
         .collect();
     format!(
-        "| {name} | {lang} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {name} | {lang} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         calls.len(),
         l.len(),
         l.iter().filter(|x| x.is_infinite()).count(),
         secs(percentile(&l, 50.0)),
         secs(percentile(&l, 95.0)),
         secs(l.last().copied().unwrap_or(f64::NAN)),
+        secs(percentile(own, 50.0)),
+        secs(percentile(own, 95.0)),
         by_step.join(" · ")
     )
 }
@@ -348,4 +398,20 @@ fn secs(s: f64) -> String {
 
 fn show(t: &Turns) -> String {
     t.iter().map(|d| d.map_or("none".into(), |d| format!("{:.2}", d.as_secs_f64()))).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trailing_silence_is_cut_to_one_frame() {
+        let mut pcm = vec![0i16; 80];
+        pcm.extend([3000, -2500, 40, 900]);
+        pcm.extend(vec![0i16; 3200]);
+        let v = voiced(pcm);
+        assert_eq!(v.len(), 80 + 4 + 160);
+        assert_eq!(voiced(vec![0; 500]).len(), 160, "all silence: one frame");
+        assert_eq!(voiced(vec![5000; 100]).len(), 100, "no silence: unchanged");
+    }
 }
