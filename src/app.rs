@@ -216,6 +216,7 @@ pub async fn run(
              keep the log as protected, and for no longer, than the call records"
         );
     }
+    let mut click_to_call = None;
     let sip = match &config.sip {
         Some(sip_config) => {
             // The application first, the SIP sockets after: a service whose
@@ -233,6 +234,7 @@ pub async fn run(
             let report: apps::Report = std::sync::Arc::new(|line: String| tracing::info!(target: "clinivox::calls", "{line}"));
             #[cfg(feature = "whisper")]
             outbound::start(&config, &store, &clock, &server, &app, &stop_rx);
+            click_to_call = Some(crate::call::click::ClickToCall::new(server.handle(), config.clone(), report.clone()));
             Some(tokio::spawn(apps::serve(server, app, report, stopped(stop_rx.clone()))))
         }
         None => {
@@ -248,7 +250,8 @@ pub async fn run(
         tokio::spawn(sender.run(clock.clone(), WEBHOOK_TICK, stopped(stop_rx.clone())));
     }
     let limits = config.http.clone();
-    let state = AppState::new(store.clone(), config, clock, metrics);
+    let mut state = AppState::new(store.clone(), config, clock, metrics);
+    state.click_to_call = click_to_call;
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(address = %http.local_addr()?, "HTTP API listening");
     tokio::spawn(async move {

@@ -168,9 +168,14 @@ enum UserAction {
         /// es, en, it or pt (default: the clinic's first language).
         #[arg(long)]
         language: Option<String>,
+        /// Their desk phone's [[staff]] extension: the console's click-to-call rings it first.
+        #[arg(long)]
+        extension: Option<String>,
     },
     /// Set a new password (on standard input); the account's sessions end.
     Password { username: String },
+    /// Set (or, with none, clear) the desk phone's [[staff]] extension that click-to-call rings.
+    Extension { username: String, extension: Option<String> },
     /// Every account, with its role (and "disabled" when it is).
     List,
     /// Disable an account: it cannot log in and its sessions end. Nothing is deleted.
@@ -635,15 +640,22 @@ async fn user(c: Config, action: UserAction) -> anyhow::Result<()> {
         Ok(line.trim_end_matches(['\r', '\n']).to_string())
     };
     match action {
-        UserAction::Add { username, role, display_name, language } => {
+        UserAction::Add { username, role, display_name, language, extension } => {
             let role = Role::parse(&role).context("--role: reception, manager or admin")?;
             if let Some(l) = &language {
                 anyhow::ensure!(["es", "en", "it", "pt"].contains(&l.as_str()), "--language: es, en, it or pt");
             }
+            if let Some(x) = &extension {
+                anyhow::ensure!(c.staff.iter().any(|s| &s.extension == x), "--extension: {x} is not one of the [[staff]] extensions");
+            }
             let password_hash = password::hash(&username, &read_password()?)?;
             let display_name = display_name.unwrap_or_else(|| username.clone());
             let u = store
-                .create_staff_user(NewStaffUser { username, display_name, role, language, password_hash }, &who, chrono::Utc::now())
+                .create_staff_user(
+                    NewStaffUser { username, display_name, role, language, password_hash, extension },
+                    &who,
+                    chrono::Utc::now(),
+                )
                 .await?;
             println!("added {} ({})", u.username, u.role.as_str());
         }
@@ -655,8 +667,20 @@ async fn user(c: Config, action: UserAction) -> anyhow::Result<()> {
         }
         UserAction::List => {
             for u in store.staff_users().await? {
+                let phone = u.extension.as_deref().map(|x| format!("\textension={x}")).unwrap_or_default();
                 let state = if u.disabled { "\tdisabled" } else { "" };
-                println!("{}\t{}\t{}{state}", u.username, u.role.as_str(), u.display_name);
+                println!("{}\t{}\t{}{phone}{state}", u.username, u.role.as_str(), u.display_name);
+            }
+        }
+        UserAction::Extension { username, extension } => {
+            let u = store.staff_user_by_name(&username).await?.context("no such user")?;
+            if let Some(x) = &extension {
+                anyhow::ensure!(c.staff.iter().any(|s| &s.extension == x), "{x} is not one of the [[staff]] extensions");
+            }
+            store.set_staff_extension(&u.id, extension.as_deref(), &who, chrono::Utc::now()).await?;
+            match extension {
+                Some(x) => println!("{}'s click-to-call rings extension {x}", u.username),
+                None => println!("{} has no desk phone for click-to-call", u.username),
             }
         }
         UserAction::Disable { username } => {

@@ -317,8 +317,14 @@ async fn console_session(http_addr: SocketAddr, store: &Store) -> String {
     use clinivox::store::{Actor, Channel, NewStaffUser, Role};
     let password = "recepcion-e2e-2026";
     let hash = clinivox::console::password::hash("rita", password).unwrap();
-    let new =
-        NewStaffUser { username: "rita".into(), display_name: "Rita".into(), role: Role::Reception, language: None, password_hash: hash };
+    let new = NewStaffUser {
+        username: "rita".into(),
+        display_name: "Rita".into(),
+        role: Role::Reception,
+        language: None,
+        password_hash: hash,
+        extension: None,
+    };
     store.create_staff_user(new, &Actor::new("test", Channel::System), chrono::Utc::now()).await.unwrap();
     let (_, head, body) = http(http_addr, "GET", "/console/login", "", "").await;
     let login = set_cookie(&head, "clinivox_login");

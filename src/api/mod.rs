@@ -52,11 +52,13 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The database's counts for `/metrics`, read at most every 15 s.
     pub metrics_cache: Arc<StoredSamples>,
+    /// The console's click-to-call, when telephony is on.
+    pub click_to_call: Option<crate::call::click::ClickToCall>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: Arc<Config>, clock: Arc<dyn Clock>, metrics: Arc<crate::metrics::Metrics>) -> AppState {
-        AppState { store, config, clock, metrics, metrics_cache: Arc::default() }
+        AppState { store, config, clock, metrics, metrics_cache: Arc::default(), click_to_call: None }
     }
 }
 

@@ -109,6 +109,7 @@ async fn measure(
         role: Role::Admin,
         language: None,
         password_hash: crate::console::password::hash("bench", password).map_err(|e| ConsoleBenchError::Page(e.to_string()))?,
+        extension: None,
     };
     store.create_staff_user(user, &Actor::new("bench", Channel::System), now).await?;
     eprintln!("{:?}: {written} calls written in {:.0} s", store.backend(), started.elapsed().as_secs_f64());

@@ -177,7 +177,8 @@ pub async fn run(o: &Options) -> Result<(), TurnsError> {
                 let l = latencies(&turns);
                 let p95 = percentile(&l, 95.0);
                 // Level 1 reuses the per-model calls: their records were read above.
-                let own = if level == 1 && !single.is_empty() { model_own.clone() } else { service_latencies(&service.store, &mut seen).await? };
+                let own =
+                    if level == 1 && !single.is_empty() { model_own.clone() } else { service_latencies(&service.store, &mut seen).await? };
                 eprintln!("level {level}: p95 {}", secs(p95));
                 sweep_rows.push(format!(
                     "| {level} | {} | {} | {} | {} | {} | {} | {} | {} |",

@@ -12,6 +12,7 @@ pub mod admission;
 pub mod apps;
 #[cfg(feature = "whisper")]
 pub mod assistant;
+pub mod click;
 pub mod core;
 #[cfg(feature = "whisper")]
 pub mod dialer;

@@ -71,6 +71,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/calls/{id}/recording", get(pages::recording))
         .route("/console/callbacks", get(pages::callbacks))
         .route("/console/callbacks/{id}/done", post(pages::callback_done))
+        .route("/console/callbacks/{id}/call", post(pages::callback_call))
         .route("/console/users", get(pages::users).post(pages::add_user))
         .route("/console/users/{id}/account", post(pages::set_account))
         .route("/console/appointments", get(records::appointments))

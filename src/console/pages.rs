@@ -66,11 +66,14 @@ impl Frame {
 struct MessagePage {
     f: Frame,
     message: String,
+    /// "notice" for news, "error" for a refusal or a failure.
+    class: &'static str,
 }
 
 /// A page that only says `text`.
 pub fn message(staff: &Staff, state: &AppState, status: StatusCode, text: &str) -> Response {
-    (status, render(&MessagePage { f: Frame::new(staff, state, ""), message: text.to_string() })).into_response()
+    let class = if status.is_success() { "notice" } else { "error" };
+    (status, render(&MessagePage { f: Frame::new(staff, state, ""), message: text.to_string(), class })).into_response()
 }
 
 /// A store error as a page (404 for what does not exist, else 503).
@@ -418,6 +421,8 @@ struct CallbacksPage {
     f: Frame,
     open: Vec<CallbackRow>,
     done: Vec<CallbackRow>,
+    /// Click-to-call is offered: telephony is on and this user has a desk phone.
+    can_call: bool,
 }
 
 pub async fn callbacks(State(state): State<AppState>, staff: Staff) -> Response {
@@ -453,6 +458,7 @@ pub async fn callbacks(State(state): State<AppState>, staff: Staff) -> Response 
         f: Frame::new(&staff, &state, "callbacks"),
         open: open.iter().map(row).collect(),
         done: done.iter().map(row).collect(),
+        can_call: state.click_to_call.is_some() && staff.session.user.extension.is_some(),
     };
     render(&page)
 }
@@ -467,11 +473,46 @@ pub async fn callback_done(State(state): State<AppState>, staff: Staff, Path(id)
     }
 }
 
+/// Click-to-call: the receptionist's desk phone rings, then the patient
+/// of this callback request is dialled and the two are joined.
+pub async fn callback_call(State(state): State<AppState>, staff: Staff, Path(id): Path<String>, Form(form): Form<CsrfForm>) -> Response {
+    use crate::call::click::ClickError;
+    if let Err(r) = check_csrf(&staff, &form.csrf) {
+        return r;
+    }
+    let t = staff.texts(&state);
+    let Some(click) = state.click_to_call.clone() else {
+        return message(&staff, &state, StatusCode::SERVICE_UNAVAILABLE, t.telephony_off);
+    };
+    let Some(extension) = staff.session.user.extension.clone() else {
+        return message(&staff, &state, StatusCode::BAD_REQUEST, t.no_extension);
+    };
+    let cb = match state.store.callback(&id).await {
+        Ok(c) => c,
+        Err(e) => return failed(&staff, &state, e),
+    };
+    let Ok(number) = crate::phone::E164::parse(&cb.phone) else {
+        return message(&staff, &state, StatusCode::BAD_REQUEST, t.not_a_number);
+    };
+    if let Err(r) = seen(&state, &staff, "console.click_to_call", [(cb.patient_id.clone(), Some(cb.id.clone()))]).await {
+        return r;
+    }
+    match click.start(&extension, &number, None) {
+        Ok(()) => {
+            tracing::info!(user = %staff.session.user.username, %extension, "click-to-call: ringing the desk phone");
+            message(&staff, &state, StatusCode::OK, &format!("{} ({} {extension}).", t.calling, t.extension.to_lowercase()))
+        }
+        Err(ClickError::UnknownExtension(_)) => message(&staff, &state, StatusCode::BAD_REQUEST, t.no_extension),
+        Err(ClickError::Busy) => message(&staff, &state, StatusCode::SERVICE_UNAVAILABLE, t.lines_busy),
+    }
+}
+
 /// One staff account.
 pub struct UserRow {
     pub id: String,
     pub username: String,
     pub disabled: bool,
+    pub extension: String,
     /// The admin looking at the page: not disabled from here.
     pub me: bool,
     pub name: String,
@@ -498,6 +539,7 @@ async fn users_page(state: &AppState, staff: &Staff, status: StatusCode, error: 
             id: u.id.clone(),
             username: u.username.clone(),
             disabled: u.disabled,
+            extension: u.extension.clone().unwrap_or_default(),
             me: u.id == staff.session.user.id,
             name: u.display_name.clone(),
             role: u.role.as_str(),
@@ -526,6 +568,9 @@ pub struct NewUserForm {
     role: String,
     #[serde(default)]
     password: String,
+    /// Their desk phone's `[[staff]]` extension (empty: none).
+    #[serde(default)]
+    extension: String,
 }
 
 pub async fn add_user(State(state): State<AppState>, staff: Staff, Form(form): Form<NewUserForm>) -> Response {
@@ -545,7 +590,17 @@ pub async fn add_user(State(state): State<AppState>, staff: Staff, Form(form): F
         Ok(Err(e)) => return users_page(&state, &staff, StatusCode::BAD_REQUEST, e.to_string()).await,
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    let new = NewStaffUser { username: form.username, display_name: form.display_name, role, language: None, password_hash };
+    let extension = Some(form.extension.trim().to_string()).filter(|x| !x.is_empty());
+    if let Some(x) = extension.as_deref().filter(|x| !state.config.staff.iter().any(|s| s.extension == *x)) {
+        return users_page(
+            &state,
+            &staff,
+            StatusCode::BAD_REQUEST,
+            format!("extension: {x} is not one of the clinic's [[staff]] extensions"),
+        )
+        .await;
+    }
+    let new = NewStaffUser { username: form.username, display_name: form.display_name, role, language: None, password_hash, extension };
     match state.store.create_staff_user(new, &staff.actor(), state.clock.now()).await {
         Ok(_) => Redirect::to("/console/users").into_response(),
         Err(e @ (StoreError::Conflict(_) | StoreError::Invalid { .. })) => {

@@ -95,6 +95,15 @@ pub struct Texts {
     pub since: &'static str,
     pub follow_ups_due: &'static str,
     pub disable: &'static str,
+    /// Click-to-call: the button, what happens, and why it cannot.
+    pub call_now: &'static str,
+    /// A desk phone's extension.
+    pub extension: &'static str,
+    pub calling: &'static str,
+    pub no_extension: &'static str,
+    pub telephony_off: &'static str,
+    pub not_a_number: &'static str,
+    pub lines_busy: &'static str,
     /// A call's outcome, in `console::pages::OUTCOMES`' order.
     pub outcome_names: [&'static str; 14],
     /// Outbound calls: about an unanswered reminder; offering a freed slot.
@@ -229,6 +238,13 @@ pub const ES: Texts = Texts {
         "buzón de voz",
         "persona equivocada",
     ],
+    call_now: "Llamar",
+    calling: "Su teléfono va a sonar; al descolgar, llamamos al paciente",
+    no_extension: "Su usuario no tiene teléfono de mesa: el administrador lo asigna con «clinivox user extension».",
+    telephony_off: "La telefonía no está activa en este servicio.",
+    not_a_number: "Ese número no se puede marcar.",
+    lines_busy: "Todas las líneas están ocupadas; inténtelo en un momento.",
+    extension: "Extensión",
 };
 
 pub const EN: Texts = Texts {
@@ -355,6 +371,13 @@ pub const EN: Texts = Texts {
         "voicemail",
         "wrong person",
     ],
+    call_now: "Call",
+    calling: "Your phone will ring; pick it up and we call the patient",
+    no_extension: "Your account has no desk phone: the admin sets it with `clinivox user extension`.",
+    telephony_off: "Telephony is off in this service.",
+    not_a_number: "That number cannot be dialled.",
+    lines_busy: "All lines are busy; try again in a moment.",
+    extension: "Extension",
 };
 
 pub const IT: Texts = Texts {
@@ -481,6 +504,13 @@ pub const IT: Texts = Texts {
         "segreteria",
         "persona sbagliata",
     ],
+    call_now: "Chiama",
+    calling: "Il suo telefono squillerà; alzi la cornetta e chiamiamo il paziente",
+    no_extension: "Il suo utente non ha un telefono da scrivania: l'amministratore lo assegna con «clinivox user extension».",
+    telephony_off: "La telefonia non è attiva in questo servizio.",
+    not_a_number: "Quel numero non si può comporre.",
+    lines_busy: "Tutte le linee sono occupate; riprovi tra un momento.",
+    extension: "Interno",
 };
 
 pub const PT: Texts = Texts {
@@ -607,6 +637,13 @@ pub const PT: Texts = Texts {
         "correio de voz",
         "pessoa errada",
     ],
+    call_now: "Ligar",
+    calling: "O seu telefone vai tocar; ao atender, ligamos ao paciente",
+    no_extension: "O seu utilizador não tem telefone de secretária: o administrador atribui-o com «clinivox user extension».",
+    telephony_off: "A telefonia não está ativa neste serviço.",
+    not_a_number: "Esse número não pode ser marcado.",
+    lines_busy: "Todas as linhas estão ocupadas; tente daqui a pouco.",
+    extension: "Extensão",
 };
 
 /// The console's languages, as its language menu offers them.

@@ -51,6 +51,8 @@ pub struct StaffUser {
     pub failed_logins: i64,
     pub locked_until: Option<DateTime<Utc>>,
     pub disabled: bool,
+    /// The `[[staff]]` extension their click-to-call rings first.
+    pub extension: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -61,6 +63,8 @@ pub struct NewStaffUser {
     pub role: Role,
     pub language: Option<String>,
     pub password_hash: String,
+    /// Their desk phone's `[[staff]]` extension, for click-to-call.
+    pub extension: Option<String>,
 }
 
 /// A logged-in session, found by its cookie.
@@ -90,7 +94,10 @@ pub enum Failure {
     Locked(DateTime<Utc>),
 }
 
-const USER_COLUMNS: &str = "id, username, display_name, role, language, password_hash, failed_logins, locked_until, disabled, created_at";
+const USER_COLUMNS: &str =
+    "id, username, display_name, role, language, password_hash, failed_logins, locked_until, disabled, extension, created_at";
+/// Longest extension accepted.
+const MAX_EXTENSION: usize = 32;
 /// Longest user name and display name accepted.
 const MAX_NAME: usize = 100;
 
@@ -108,11 +115,12 @@ impl Store {
         if display_name.is_empty() || display_name.chars().count() > MAX_NAME || display_name.chars().any(char::is_control) {
             return Err(StoreError::invalid("display_name", "1 to 100 characters, none of them control characters"));
         }
+        let extension = valid_extension(new.extension.as_deref())?;
         let id = new_id();
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO staff_users (id, username, display_name, role, language, password_hash, failed_logins, disabled, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7)",
+            "INSERT INTO staff_users (id, username, display_name, role, language, password_hash, failed_logins, disabled, extension, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $8)",
         )
         .bind(&id)
         .bind(&username)
@@ -120,6 +128,7 @@ impl Store {
         .bind(new.role.as_str())
         .bind(&new.language)
         .bind(&new.password_hash)
+        .bind(extension)
         .bind(now.timestamp())
         .execute(&mut *tx)
         .await;
@@ -229,6 +238,25 @@ impl Store {
         Ok(())
     }
 
+    /// The desk phone (a `[[staff]]` extension) a staff member's
+    /// click-to-call rings; `None` clears it. Audited.
+    pub async fn set_staff_extension(&self, id: &str, extension: Option<&str>, actor: &Actor, now: DateTime<Utc>) -> Result<()> {
+        let extension = valid_extension(extension)?;
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query("UPDATE staff_users SET extension = $2 WHERE id = $1")
+            .bind(id)
+            .bind(extension)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound("staff user"));
+        }
+        Store::audit(&mut tx, now, actor, "staff_user", id, "extension_set", None, extension.map(str::to_string)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The console language a staff member chose (`None`: the clinic's first).
     pub async fn set_staff_language(&self, id: &str, language: Option<&str>) -> Result<()> {
         let changed = sqlx::query("UPDATE staff_users SET language = $2 WHERE id = $1").bind(id).bind(language).execute(&self.pool).await?;
@@ -319,6 +347,17 @@ fn user_from_row(r: &AnyRow) -> Result<StaffUser> {
         failed_logins: r.try_get("failed_logins")?,
         locked_until: r.try_get::<Option<i64>, _>("locked_until")?.map(ts).transpose()?,
         disabled: r.try_get::<i64, _>("disabled")? != 0,
+        extension: r.try_get("extension")?,
         created_at: ts(r.try_get("created_at")?)?,
     })
+}
+
+/// An extension as stored: trimmed, 1 to 32 of 0-9, a-z, A-Z, `*`, `#`,
+/// `+`, `.`, `_`, `-`; empty is none.
+fn valid_extension(extension: Option<&str>) -> Result<Option<&str>> {
+    let Some(x) = extension.map(str::trim).filter(|x| !x.is_empty()) else { return Ok(None) };
+    if x.len() > MAX_EXTENSION || !x.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '#' | '+' | '.' | '_' | '-')) {
+        return Err(StoreError::invalid("extension", "1 to 32 of 0-9, a-z, * # + . _ -"));
+    }
+    Ok(Some(x))
 }

@@ -3,7 +3,9 @@
 //! `clinivox serve` on a database that `clinivox demo --history-days 14`
 //! filled and where `clinivox user add` made the accounts. A wrong
 //! password is refused and repeated ones lock the account; the receptionist
-//! marks a callback done with a click; a call placed by a real softphone
+//! marks a callback done with a click, and calls a patient back with
+//! another (click-to-call: her desk phone, then the patient's, both
+//! baresip); a call placed by a real softphone
 //! (baresip, speaking Spanish) shows under Today while it lasts, with what
 //! it is doing, and then under Calls with its transcript; the figures' page
 //! shows the number of calls the store holds; a form posted without its
@@ -125,12 +127,37 @@ fn free_udp_port() -> u16 {
 async fn the_console_in_chromium() {
     model_in_cache();
     let dir = tempfile::tempdir().unwrap();
+    // The demo clinic, with two softphones of its own: reception's desk
+    // phone (extension 201, at a fixed address) and, behind its trunk, the
+    // patient that click-to-call dials.
+    let (desk_port, patient_port) = (free_udp_port(), free_udp_port());
+    let clinic = clinivox::config::DEMO_TOML
+        .replace(
+            "extension = \"201\"\nname = \"Recepción 1\"\n",
+            &format!("extension = \"201\"\nname = \"Recepción 1\"\nuri = \"sip:201@127.0.0.1:{desk_port}\"\n"),
+        )
+        .replace(
+            "cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n",
+            &format!("cidrs = [\"127.0.0.0/8\", \"::1/128\"]\nproxy = \"127.0.0.1:{patient_port}\"\n"),
+        );
+    assert!(clinic.contains(&format!(":{desk_port}")) && clinic.contains(&format!(":{patient_port}")), "the demo's staff or trunk changed");
+    // A clinivox.toml of its own may not hold the demo's published credentials.
+    let clinic = clinic
+        .replace("sha256:d2771ba6a5ce166531a002e101dc6f4259fe1926281ac28f9bdaedf21e381866", &format!("sha256:{}", "ab".repeat(32)))
+        .replace("sha256:66b40fcb785655ba6e7c7b70a15aac4be7fa7ccac1dcf85b534c19104e332624", &format!("sha256:{}", "cd".repeat(32)))
+        .replace("demo-201-secret", "browser-test-201-secret")
+        .replace("demo-202-secret", "browser-test-202-secret");
+    std::fs::write(dir.path().join("clinivox.toml"), clinic).unwrap();
     // The database: the demo clinic with two weeks of history, and accounts.
     let seeded = cli(dir.path(), &["demo", "--history-days", "14"], "");
     assert!(seeded.contains("history: 14 days"), "{seeded}");
-    cli(dir.path(), &["user", "add", "ana", "--role", "manager", "--display-name", "Ana Ruiz"], "una-clave-bastante-larga\n");
+    cli(
+        dir.path(),
+        &["user", "add", "ana", "--role", "manager", "--display-name", "Ana Ruiz", "--extension", "201"],
+        "una-clave-bastante-larga\n",
+    );
     cli(dir.path(), &["user", "add", "intruso", "--role", "reception"], "otra-clave-bastante-larga\n");
-    assert!(cli(dir.path(), &["user", "list"], "").contains("ana\tmanager\tAna Ruiz"));
+    assert!(cli(dir.path(), &["user", "list"], "").contains("ana\tmanager\tAna Ruiz\textension=201"));
 
     // The assistant reads its wording from ./prompts, as a clinic's service does.
     std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"), dir.path().join("prompts")).unwrap();
@@ -227,6 +254,40 @@ async fn the_console_in_chromium() {
     assert!(turns.iter().any(|(s, t)| s == "Paciente" && t.split_whitespace().count() >= 2), "the caller's turn: {turns:?}");
     shot(&c, "05-call-transcript").await;
 
+    // Click-to-call: Ana's desk phone rings and answers; then the patient's
+    // phone, behind the trunk; they hear each other; Ana hangs up, and the
+    // patient's call ends too.
+    c.goto(&format!("{base}/console/callbacks")).await.unwrap();
+    let number = c.find(Locator::Css("form[action$='/call']")).await.expect("a call button for Ana, who has a desk phone");
+    let action = number.attr("action").await.unwrap().unwrap();
+    let row = c.find(Locator::XPath(&format!("//form[@action='{action}']/ancestor::tr"))).await.unwrap();
+    let phone_number = row.find(Locator::Css("a[href^='tel:']")).await.unwrap().text().await.unwrap();
+    let mut desk = Phone::start(dir.path(), "desk", desk_port, &format!("<sip:201@127.0.0.1:{desk_port}>;regint=0;answermode=auto"));
+    let mut patient = Phone::start(
+        dir.path(),
+        "patient",
+        patient_port,
+        &format!("<sip:{phone_number}@127.0.0.1:{patient_port}>;regint=0;answermode=auto"),
+    );
+    row.find(Locator::Css("form[action$='/call'] button")).await.unwrap().click().await.unwrap();
+    let page = settled(&c, &action).await;
+    assert!(page.contains("Su teléfono va a sonar"), "{page}");
+    shot(&c, "06-click-to-call").await;
+    desk.wait_established(Duration::from_secs(20)).await;
+    patient.wait_established(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mark = desk.mark();
+    patient.play(&question);
+    let heard = desk.reply(mark, Duration::from_millis(1000), Duration::from_secs(20)).await;
+    assert!(heard.is_some_and(|h| h.len() > 8000 / 2), "the desk phone hears the patient:\n{}\n{}", desk.log(), patient.log());
+    desk.hangup();
+    let until = Instant::now() + Duration::from_secs(15);
+    while !patient.call_ended() {
+        assert!(Instant::now() < until, "the patient's call did not end with the desk's:\n{}", patient.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop((desk, patient));
+
     // A callback marked done with a click: who did it is shown.
     c.goto(&format!("{base}/console/callbacks")).await.unwrap();
     let open_before = c.find_all(Locator::Css("form[action$='/done'] button")).await.unwrap().len();
@@ -236,7 +297,7 @@ async fn the_console_in_chromium() {
     let page = settled(&c, &first).await;
     assert_eq!(c.find_all(Locator::Css("form[action$='/done'] button")).await.unwrap().len(), open_before - 1);
     assert!(page.contains("console:ana"), "{page}");
-    shot(&c, "06-callback-done").await;
+    shot(&c, "07-callback-done").await;
 
     // The figures: the calls handled the page shows are the store's.
     let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Madrid).date_naive();
@@ -271,7 +332,7 @@ async fn the_console_in_chromium() {
     assert!(handled > 100);
     assert_eq!(cells[0], "total");
     assert_eq!(cells[1], handled.to_string(), "calls handled on the page and in the store");
-    shot(&c, "07-figures").await;
+    shot(&c, "08-figures").await;
 
     // A form posted without the session's token (as another site would): 403.
     let status = c
@@ -283,7 +344,7 @@ async fn the_console_in_chromium() {
         .await
         .unwrap();
     assert_eq!(status, json!(403));
-    shot(&c, "08-after-forged-post").await;
+    shot(&c, "09-after-forged-post").await;
     c.close().await.unwrap();
     store.close().await;
     drop(service);

@@ -88,6 +88,7 @@ async fn add_user(store: &Store, username: &str, role: Role, pass: &str) {
         role,
         language: None,
         password_hash: password::hash(username, pass).unwrap(),
+        extension: None,
     };
     store.create_staff_user(new, &Actor::new("test", Channel::System), now()).await.unwrap();
 }
@@ -699,4 +700,46 @@ pub async fn console_calls_in_progress_and_accounts(store: Store, config: Config
     let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(actions, ["created", "disabled", "enabled"]);
     assert!(audit[1].actor.contains("console:admin.ana"), "{:?}", audit[1]);
+
+    // Click-to-call needs telephony (none in this router) and a desk phone.
+    let (rita, _) = log_in(&app, RITA, RITA_PW).await;
+    let page = send(&app, "GET", "/console/callbacks", &rita, None).await;
+    assert!(!page.body.contains("/call\""), "no call button without telephony: {}", page.body);
+    let cb = NewCallback {
+        call_id: None,
+        patient_id: None,
+        name: "Paciente abierta".into(),
+        phone: "+34600555004".into(),
+        reason: "cita".into(),
+        language: "es".into(),
+        promised: "hoy".into(),
+    };
+    let open = store.create_callback(cb, &Actor::new("assistant", Channel::Phone), now()).await.unwrap();
+    let uri = format!("/console/callbacks/{}/call", open.id);
+    let csrf = page.csrf();
+    assert_eq!(send(&app, "POST", &uri, &rita, Some(&[("csrf", "forged")])).await.status, StatusCode::FORBIDDEN);
+    let r = send(&app, "POST", &uri, &rita, Some(&[("csrf", &csrf)])).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert!(r.body.contains("La telefonía no está activa"), "{}", r.body);
+    // A desk phone: one of the clinic's [[staff]] extensions, audited; bad ones refused.
+    let who = Actor::new("cli:admin", Channel::Staff);
+    store.set_staff_extension(&rita_id, Some("201"), &who, now()).await.unwrap();
+    assert_eq!(store.staff_user(&rita_id).await.unwrap().extension.as_deref(), Some("201"));
+    assert!(store.set_staff_extension(&rita_id, Some("20 1; DROP"), &who, now()).await.is_err());
+    let audit = store.audit_log("staff_user", &rita_id).await.unwrap();
+    assert_eq!((audit.last().unwrap().action.as_str(), audit.last().unwrap().after.as_deref()), ("extension_set", Some("201")));
+    let users = send(&app, "GET", "/console/users", &admin, None).await;
+    assert!(users.body.contains("<td>201</td>"), "{}", users.body);
+    let form = [
+        ("csrf", users.csrf()),
+        ("username", "nuevo".into()),
+        ("display_name", "Nuevo".into()),
+        ("role", "reception".into()),
+        ("password", "una-clave-muy-larga".into()),
+        ("extension", "999".into()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = send(&app, "POST", "/console/users", &admin, Some(&form)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("999 is not one of the clinic"), "{}", r.body);
 }
