@@ -345,6 +345,16 @@ async fn the_console_in_chromium() {
         .unwrap();
     assert_eq!(status, json!(403));
     shot(&c, "09-after-forged-post").await;
+    // A reception tablet (768 × 1024, upright): no page is wider than the screen.
+    c.set_window_size(768, 1024).await.unwrap();
+    for page in ["today", "calls", "callbacks", "appointments", "patients?q=a", "escalations", "kpis", "users"] {
+        c.goto(&format!("{base}/console/{page}")).await.unwrap();
+        let fits = c.execute("return document.documentElement.scrollWidth <= window.innerWidth + 1", vec![]).await.unwrap();
+        let widths = c.execute("return [document.documentElement.scrollWidth, window.innerWidth]", vec![]).await.unwrap();
+        assert_eq!(fits, json!(true), "/console/{page} is wider than a tablet: {widths}");
+    }
+    c.goto(&format!("{base}/console/today")).await.unwrap();
+    shot(&c, "10-tablet-today").await;
     c.close().await.unwrap();
     store.close().await;
     drop(service);
