@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Sans-IO cores: whole folders (minus their drivers) and single files.
 const CORE_DIRS: &[(&str, &[&str])] =
-    &[("src/conversation", &["driver.rs", "chat.rs"]), ("src/sip", &["driver.rs", "driver_tcp.rs"]), ("src/media", &[])];
+    &[("src/conversation", &["driver.rs", "chat.rs"]), ("src/sip", &["driver.rs", "driver_tcp.rs", "driver_udp.rs"]), ("src/media", &[])];
 const CORE_FILES: &[&str] = &[
     "src/speech/endpoint.rs",
     "src/speech/fair_queue.rs",

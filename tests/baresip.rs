@@ -97,6 +97,16 @@ fn best_correlation(hay: &[f32], needle: &[f32], skip: usize, len: usize) -> f32
     best
 }
 
+/// How well `hay` carries `needle` through a live bridge: the median of
+/// the best correlations of five 0.4 s pieces of it (from 0.8 s on). On a
+/// loaded machine a phone's jitter buffer may drop or add one 20 ms frame,
+/// which splits one long window in two (0.7); it spoils at most one piece.
+fn heard_through(hay: &[f32], needle: &[f32]) -> f32 {
+    let mut c: Vec<f32> = (0..5).map(|i| best_correlation(hay, needle, 6400 + i * 4000, 3200)).collect();
+    c.sort_by(f32::total_cmp);
+    c[2]
+}
+
 const SERVER_CONFIG: &str = r#"
 listen = [{ transport = "udp", addr = "127.0.0.1:5060" }]
 numbers = ["1000"]
@@ -357,7 +367,7 @@ fn desk_phone_registers_and_is_bridged_to_a_caller_both_ways() {
     assert!(out.contains("REGISTERED_RC=0"), "201 registers with the right password:\n{out}");
     assert!(out.contains("BRIDGED"), "Clinivox reached 201 and bridged:\n{out}");
     assert!(out.contains("DESK_RC=0"), "the desk phone's call was clean (answered, BYE):\n{out}");
-    let c = best_correlation(&caller.heard(), &sent, 8000, 8000);
+    let c = heard_through(&caller.heard(), &sent);
     println!("caller → desk → caller correlation {c:.3}");
     assert!(c > 0.9, "the caller's sound did not come back through the bridge (correlation {c:.3})");
 }
@@ -404,8 +414,8 @@ fn a_bridged_transfer_keeps_srtp_on_both_legs() {
     println!("{out}\n--- caller ---\n{}\n--- desk ---\n{}", caller.log(), desk.log());
     assert!(out.contains("BRIDGED"), "Clinivox reached the desk phone and bridged:\n{out}");
     assert!(caller.log().contains("SRTP is Enabled") && desk.log().contains("SRTP is Enabled"), "SRTP on both legs");
-    let heard_b = best_correlation(&caller.heard(), &sent_b, 8000, 8000);
-    let heard_a = best_correlation(&desk.heard(), &sent_a, 8000, 8000);
+    let heard_b = heard_through(&caller.heard(), &sent_b);
+    let heard_a = heard_through(&desk.heard(), &sent_a);
     println!("caller hears the desk: {heard_b:.3}; the desk hears the caller: {heard_a:.3}");
     assert!(heard_b > 0.9 && heard_a > 0.9, "audio through the bridge both ways ({heard_b:.3}, {heard_a:.3})");
     let wire = Wire::read(&capture);

@@ -360,6 +360,17 @@ impl Endpoint {
         true
     }
 
+    /// A trunk's new INVITE that waited behind too many others: refused
+    /// at once with the stateless 503 of a full server, whatever the
+    /// lines in use, unless it repeats a call we took or cannot be read
+    /// that way (then it goes the full way, as any message).
+    pub fn handle_new_call_late(&mut self, now: Instant, wall: u64, peer: Peer, bytes: &[u8]) {
+        self.clock = Some((now, wall));
+        if !self.refuse_new_call_unread(now, wall, peer, bytes) {
+            self.handle_input(now, wall, peer, bytes);
+        }
+    }
+
     /// `count` new INVITEs from trunks were shed unread (the driver's queue
     /// was full): refusals for RFC 7339's controller, which otherwise
     /// never sees them.

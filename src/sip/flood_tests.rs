@@ -439,3 +439,28 @@ fn a_carrier_that_asks_is_told_how_many_new_calls_to_hold_back() {
     assert!(out[0].starts_with("SIP/2.0 503 ") && (80..=95).contains(&oc), "{via}");
     assert!(via.contains(";oc-seq=1700000001.00001") && via.matches("oc-algo").count() == 1, "{via}");
 }
+
+/// A trunk's new INVITE that waited too long for the driver is refused
+/// statelessly at once, with lines free; a retransmission of a call
+/// already taken is not, and neither is what cannot be read plainly.
+#[test]
+fn a_new_call_that_waited_too_long_is_refused_with_lines_free() {
+    let mut ep = endpoint("");
+    let t0 = Instant::now();
+    ep.handle_new_call_late(t0, 0, udp(TRUNK), &request("INVITE", "1000", 1));
+    let out = sent(&mut ep);
+    assert!(out[0].starts_with("SIP/2.0 503 ") && out[0].contains("Retry-After: 10\r\n"), "{out:?}");
+    assert!(ep.poll_event().is_none(), "no call");
+    assert_eq!(ep.tx.len().0, 0, "no transaction");
+    // A call taken, then its INVITE again, late: the call's answer, no 503.
+    ep.handle_input(t0, 0, udp(TRUNK), &request("INVITE", "1000", 2));
+    let Some(EndpointEvent::Incoming { call, .. }) = ep.poll_event() else { panic!("an incoming call") };
+    ep.answer(t0, call, "198.51.100.7:20000".parse().unwrap()).unwrap();
+    sent(&mut ep);
+    ep.handle_new_call_late(t0, 0, udp(TRUNK), &request("INVITE", "1000", 2));
+    assert!(!sent(&mut ep).iter().any(|m| m.starts_with("SIP/2.0 503 ")));
+    // Folded header lines are the full parser's: it takes the call.
+    let folded = String::from_utf8(request("INVITE", "1000", 3)).unwrap().replace("Max-Forwards: 70", "Max-Forwards:\r\n 70");
+    ep.handle_new_call_late(t0, 0, udp(TRUNK), folded.as_bytes());
+    assert!(matches!(ep.poll_event(), Some(EndpointEvent::Incoming { .. })));
+}
