@@ -136,7 +136,8 @@ mod outbound {
             tracing::info!("escalation calls off: they need [calls] app = \"assistant\"");
             return;
         };
-        let instance = format!("clinivox-{}-{}", std::process::id(), rand::random::<u32>());
+        // The node's id first: a lease held by a node that died says which.
+        let instance = format!("{}-{}-{}", config.node.id, std::process::id(), rand::random::<u32>());
         let lease = chrono::Duration::minutes(LEASE_MINUTES);
         let dialer = Arc::new(SipDialer {
             sip: server.handle(),

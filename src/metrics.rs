@@ -196,30 +196,33 @@ impl Metrics {
     }
 
     /// Every metric in the Prometheus text format (version 0.0.4).
-    pub fn render(&self) -> String {
+    /// The live series, each labelled with this node's id (`[node] id`,
+    /// checked to need no escaping): several nodes behind one address
+    /// each report their own calls.
+    pub fn render(&self, node: &str) -> String {
         let mut out = String::new();
         let head = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
         head(&mut out, "clinivox_active_calls", "gauge", "Assistant calls in progress.");
-        let _ = writeln!(out, "clinivox_active_calls {}", self.active_calls.load(Ordering::Relaxed));
+        let _ = writeln!(out, "clinivox_active_calls{{node=\"{node}\"}} {}", self.active_calls.load(Ordering::Relaxed));
         head(&mut out, "clinivox_calls_busy_total", "counter", "Callers turned away because the lines were saturated.");
-        let _ = writeln!(out, "clinivox_calls_busy_total {}", self.busy_calls.load(Ordering::Relaxed));
+        let _ = writeln!(out, "clinivox_calls_busy_total{{node=\"{node}\"}} {}", self.busy_calls.load(Ordering::Relaxed));
         head(&mut out, "clinivox_transfers_total", "counter", "Transfers to staff by result.");
         for r in TransferResult::ALL {
             let _ = writeln!(
                 out,
-                "clinivox_transfers_total{{result=\"{}\"}} {}",
+                "clinivox_transfers_total{{node=\"{node}\",result=\"{}\"}} {}",
                 r.as_str(),
                 self.transfers[r as usize].load(Ordering::Relaxed)
             );
         }
         head(&mut out, "clinivox_recognition_queue_depth", "gauge", "Utterances waiting for speech recognition.");
-        let _ = writeln!(out, "clinivox_recognition_queue_depth {}", self.recognition_queue.load(Ordering::Relaxed));
+        let _ = writeln!(out, "clinivox_recognition_queue_depth{{node=\"{node}\"}} {}", self.recognition_queue.load(Ordering::Relaxed));
         head(&mut out, "clinivox_recognition_seconds", "histogram", "Speech recognition time per utterance, queue included.");
-        self.recognition.render(&mut out, "clinivox_recognition_seconds");
+        self.recognition.render(&mut out, "clinivox_recognition_seconds", node);
         head(&mut out, "clinivox_turn_latency_seconds", "histogram", "End of the caller's speech to the first audio of the reply.");
-        self.turn_latency.render(&mut out, "clinivox_turn_latency_seconds");
+        self.turn_latency.render(&mut out, "clinivox_turn_latency_seconds", node);
         out
     }
 }
@@ -245,15 +248,15 @@ impl Histogram {
         self.sum_micros.fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str) {
+    fn render(&self, out: &mut String, name: &str, node: &str) {
         let mut cumulative = 0;
         for (i, c) in self.counts.iter().enumerate() {
             cumulative += c.load(Ordering::Relaxed);
             let le = self.bounds.get(i).map_or("+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{node=\"{node}\",le=\"{le}\"}} {cumulative}");
         }
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+        let _ = writeln!(out, "{name}_sum{{node=\"{node}\"}} {sum}\n{name}_count{{node=\"{node}\"}} {cumulative}");
     }
 }
 
@@ -273,21 +276,21 @@ mod tests {
         m.set_recognition_queue(3);
         m.observe_turn_latency(Duration::from_millis(800));
         m.observe_turn_latency(Duration::from_millis(6000));
-        let text = m.render();
+        let text = m.render("node-a");
         for line in [
             "# TYPE clinivox_active_calls gauge",
-            "clinivox_active_calls 1",
-            "clinivox_transfers_total{result=\"failed\"} 2",
-            "clinivox_transfers_total{result=\"answered\"} 0",
-            "clinivox_recognition_queue_depth 3",
+            "clinivox_active_calls{node=\"node-a\"} 1",
+            "clinivox_transfers_total{node=\"node-a\",result=\"failed\"} 2",
+            "clinivox_transfers_total{node=\"node-a\",result=\"answered\"} 0",
+            "clinivox_recognition_queue_depth{node=\"node-a\"} 3",
             "# TYPE clinivox_turn_latency_seconds histogram",
-            "clinivox_turn_latency_seconds_bucket{le=\"0.75\"} 0",
-            "clinivox_turn_latency_seconds_bucket{le=\"1\"} 1",
-            "clinivox_turn_latency_seconds_bucket{le=\"5\"} 1",
-            "clinivox_turn_latency_seconds_bucket{le=\"+Inf\"} 2",
-            "clinivox_turn_latency_seconds_sum 6.8",
-            "clinivox_turn_latency_seconds_count 2",
-            "clinivox_recognition_seconds_count 0",
+            "clinivox_turn_latency_seconds_bucket{node=\"node-a\",le=\"0.75\"} 0",
+            "clinivox_turn_latency_seconds_bucket{node=\"node-a\",le=\"1\"} 1",
+            "clinivox_turn_latency_seconds_bucket{node=\"node-a\",le=\"5\"} 1",
+            "clinivox_turn_latency_seconds_bucket{node=\"node-a\",le=\"+Inf\"} 2",
+            "clinivox_turn_latency_seconds_sum{node=\"node-a\"} 6.8",
+            "clinivox_turn_latency_seconds_count{node=\"node-a\"} 2",
+            "clinivox_recognition_seconds_count{node=\"node-a\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
         }

@@ -467,9 +467,11 @@ async fn callback_requests(store: Store, config: Config) {
     assert_problem(&call(&app, "GET", "/api/v1/callbacks", None, None, &[]).await, 401);
 }
 
-async fn live_metrics(store: Store, config: Config) {
+async fn live_metrics(store: Store, mut config: Config) {
     use clinivox::metrics::{Metrics, TransferResult};
     use std::time::Duration;
+    // Several nodes behind one address: each labels its own live series.
+    config.node.id = "node-a".into();
     let metrics = Metrics::new();
     let app = app_with(store, config, metrics.clone());
     let _first = metrics.call_started(std::time::Instant::now());
@@ -489,24 +491,24 @@ async fn live_metrics(store: Store, config: Config) {
     let text = r.json.as_str().unwrap().to_string();
     for line in [
         "# TYPE clinivox_active_calls gauge",
-        "clinivox_active_calls 2",
+        "clinivox_active_calls{node=\"node-a\"} 2",
         "# TYPE clinivox_transfers_total counter",
-        "clinivox_transfers_total{result=\"answered\"} 1",
-        "clinivox_transfers_total{result=\"failed\"} 2",
-        "clinivox_transfers_total{result=\"unreachable\"} 0",
-        "clinivox_recognition_queue_depth 4",
-        "clinivox_recognition_seconds_bucket{le=\"0.25\"} 0",
-        "clinivox_recognition_seconds_bucket{le=\"0.5\"} 1",
-        "clinivox_recognition_seconds_count 1",
+        "clinivox_transfers_total{node=\"node-a\",result=\"answered\"} 1",
+        "clinivox_transfers_total{node=\"node-a\",result=\"failed\"} 2",
+        "clinivox_transfers_total{node=\"node-a\",result=\"unreachable\"} 0",
+        "clinivox_recognition_queue_depth{node=\"node-a\"} 4",
+        "clinivox_recognition_seconds_bucket{node=\"node-a\",le=\"0.25\"} 0",
+        "clinivox_recognition_seconds_bucket{node=\"node-a\",le=\"0.5\"} 1",
+        "clinivox_recognition_seconds_count{node=\"node-a\"} 1",
         "# TYPE clinivox_turn_latency_seconds histogram",
-        "clinivox_turn_latency_seconds_bucket{le=\"0.25\"} 1",
-        "clinivox_turn_latency_seconds_bucket{le=\"1\"} 2",
-        "clinivox_turn_latency_seconds_bucket{le=\"1.5\"} 4",
-        "clinivox_turn_latency_seconds_bucket{le=\"3\"} 5",
-        "clinivox_turn_latency_seconds_bucket{le=\"5\"} 5",
-        "clinivox_turn_latency_seconds_bucket{le=\"+Inf\"} 6",
-        "clinivox_turn_latency_seconds_count 6",
-        "clinivox_turn_latency_seconds_sum 13.1",
+        "clinivox_turn_latency_seconds_bucket{node=\"node-a\",le=\"0.25\"} 1",
+        "clinivox_turn_latency_seconds_bucket{node=\"node-a\",le=\"1\"} 2",
+        "clinivox_turn_latency_seconds_bucket{node=\"node-a\",le=\"1.5\"} 4",
+        "clinivox_turn_latency_seconds_bucket{node=\"node-a\",le=\"3\"} 5",
+        "clinivox_turn_latency_seconds_bucket{node=\"node-a\",le=\"5\"} 5",
+        "clinivox_turn_latency_seconds_bucket{node=\"node-a\",le=\"+Inf\"} 6",
+        "clinivox_turn_latency_seconds_count{node=\"node-a\"} 6",
+        "clinivox_turn_latency_seconds_sum{node=\"node-a\"} 13.1",
         // The database's counts are still there.
         "# TYPE clinivox_calls_total counter",
     ] {

@@ -281,7 +281,8 @@ fn a_caller_turned_away_when_lines_are_busy_is_recorded_and_counted() {
                 && labels.contains(&("outcome", "busy".into()))
         });
         assert_eq!(counted.map(|s| s.2), Some(1));
-        assert!(metrics.render().contains("clinivox_calls_busy_total 1"), "the live counter of refusals too:\n{}", metrics.render());
+        let live = metrics.render("n1");
+        assert!(live.contains("clinivox_calls_busy_total{node=\"n1\"} 1"), "the live counter of refusals too:\n{live}");
         let leaks = common::personal_data_in_log(&common::captured_log(), &[]);
         assert!(leaks.is_empty(), "by default the log names no caller:\n{}", leaks.join("\n"));
     });

@@ -69,7 +69,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
             text.push_str(&format!("{name}{labels} {value}\n"));
         }
     }
-    text.push_str(&s.metrics.render());
+    text.push_str(&s.metrics.render(&s.config.node.id));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

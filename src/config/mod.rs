@@ -58,8 +58,32 @@ pub struct Config {
     pub calendar: Option<CalendarConfig>,
     /// Where events are sent (`[[webhooks]]`).
     pub webhooks: Vec<crate::webhooks::Webhook>,
+    /// This node among several on one database (`[node]`).
+    pub node: NodeConfig,
     /// True when this is the built-in demo clinic.
     pub demo: bool,
+}
+
+/// `[node]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// 1–64 letters, digits, `.`, `_` or `-`: it labels this node's live
+    /// series in `/metrics` and names it in job leases. Default: the host
+    /// name (unique per container or machine), else `clinivox`.
+    pub id: String,
+}
+
+impl NodeConfig {
+    /// Whether `id` may name a node.
+    pub fn valid_id(id: &str) -> bool {
+        (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    }
+
+    /// The host name when it may name a node, else `clinivox`.
+    pub fn from_host() -> NodeConfig {
+        let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok());
+        NodeConfig { id: host.filter(|h| NodeConfig::valid_id(h)).unwrap_or_else(|| "clinivox".into()) }
+    }
 }
 
 /// `[calendar]`, validated.

@@ -28,6 +28,16 @@ pub struct RawConfig {
     pub privacy: RawPrivacy,
     pub calendar: RawCalendar,
     pub webhooks: Vec<RawWebhook>,
+    pub node: RawNode,
+}
+
+/// `[node]`: this Clinivox process among several on one database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawNode {
+    /// Names this node in `/metrics` and in the leases of the jobs it
+    /// calls (default: the host name).
+    pub id: Option<String>,
 }
 
 /// `[[webhooks]]`: where events are POSTed, signed (Standard Webhooks).

@@ -265,6 +265,22 @@ fn call_admission_limits() {
 }
 
 #[test]
+fn each_node_has_an_id_its_host_name_by_default() {
+    let c = from_toml(DEMO_TOML, "demo", env(&[])).unwrap();
+    assert_eq!(c.node, NodeConfig::from_host());
+    assert!(NodeConfig::valid_id(&c.node.id), "{:?}", c.node.id);
+    let c = from_toml(DEMO_TOML, "demo", env(&[("CLINIVOX_NODE__ID", "node-b.madrid_2")])).unwrap();
+    assert_eq!(c.node.id, "node-b.madrid_2");
+    // It goes into Prometheus labels and lease owners unescaped.
+    for bad in ["", "a b", "x\"}", &"n".repeat(65)] {
+        let Err(ConfigError::Invalid(errors)) = from_toml(DEMO_TOML, "t", env(&[("CLINIVOX_NODE__ID", bad)])) else {
+            panic!("{bad:?} accepted")
+        };
+        assert_eq!(errors.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["node.id"], "{bad:?}");
+    }
+}
+
+#[test]
 fn a_clinics_configuration_with_the_demos_credentials_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clinivox.toml");

@@ -26,6 +26,14 @@ impl Errors {
 
 pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut e = Errors(Vec::new());
+    let node = match &raw.node.id {
+        Some(id) if !NodeConfig::valid_id(id) => {
+            e.push("node.id", format!("{id:?} must be 1 to 64 letters, digits, '.', '_' or '-'"));
+            NodeConfig::from_host()
+        }
+        Some(id) => NodeConfig { id: id.clone() },
+        None => NodeConfig::from_host(),
+    };
 
     let c = &raw.clinic;
     let name = non_empty(&mut e, "clinic.name", &c.name);
@@ -303,6 +311,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         verification,
         calendar,
         webhooks,
+        node,
         demo: false,
     })
 }
