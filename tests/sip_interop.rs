@@ -374,3 +374,94 @@ cidrs = ["127.0.0.0/8"]
     assert!(out.contains("RELAY from Clinivox over TLS to SIPp"), "{out}");
     assert!(out.contains("OUTBOUND_RC=0") && out.contains("DESK_RC=0"), "the bridged call was clean:\n{out}");
 }
+
+/// Issue 19: two Clinivox nodes behind Kamailio (`docker/kamailio/kamailio.cfg`,
+/// dispatcher with OPTIONS probing). SIPp places 30 echo calls through it;
+/// node 2 is killed with SIGKILL in the middle: the calls it carried are
+/// lost, every other call completes (on node 1, or failed over to it when
+/// node 2 was picked before the probes noticed). Node 2 restarts and takes
+/// calls again.
+#[test]
+fn two_nodes_behind_kamailio_survive_one_being_killed() {
+    if !have("sipp", "sip-tester") || !have("kamailio", "kamailio") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let ds = d.join("dispatcher.list");
+    std::fs::write(&ds, "1 sip:127.0.0.1:5071\n1 sip:127.0.0.1:5072\n").expect("write dispatcher list");
+    let shipped = std::fs::read_to_string(format!("{}/docker/kamailio/kamailio.cfg", env!("CARGO_MANIFEST_DIR"))).expect("kamailio.cfg");
+    let kam = shipped
+        .replace("\"/etc/kamailio/dispatcher.list\"", &format!("{:?}", ds.display().to_string()))
+        .replace("\"0.0.0.0/32\"", "\"127.0.0.1/32\"");
+    assert_ne!(kam, shipped, "the test's settings replaced the shipped defaults");
+    std::fs::write(d.join("kamailio.cfg"), kam).expect("write kamailio.cfg");
+    // The echo caller as a carrier behind a proxy calls: the 200's
+    // Record-Route becomes the ACK's and BYE's route, its Contact their target.
+    let echo = std::fs::read_to_string(scenario("uac_echo.xml")).expect("scenario");
+    let proxied = echo
+        .replace(r#"<recv response="200" rtd="true"/>"#, r#"<recv response="200" rtd="true" rrs="true"/>"#)
+        .replace("ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n", "ACK [next_url] SIP/2.0\n[routes]\n")
+        .replace("BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n", "BYE [next_url] SIP/2.0\n[routes]\n");
+    assert_eq!(proxied.matches("[routes]").count(), 2, "the scenario changed: {proxied}");
+    std::fs::write(d.join("uac_echo_proxied.xml"), proxied).expect("write scenario");
+    for (n, rtp) in [(1, 32000), (2, 33000)] {
+        let cfg = format!(
+            "listen = [{{ transport = \"udp\", addr = \"127.0.0.1:507{n}\" }}]\nnumbers = [\"1000\"]\nnonce_secret = \"test\"\n\
+             [rtp]\nmin = {rtp}\nmax = {}\n[[trunks]]\nname = \"kamailio\"\ncidrs = [\"127.0.0.1/32\"]\n",
+            rtp + 999
+        );
+        std::fs::write(d.join(format!("node{n}.toml")), cfg).expect("write node config");
+    }
+    let script = format!(
+        r#"
+cd {dir}
+mkdir -p run
+kamailio -f kamailio.cfg -DD -E -Y run -l udp:127.0.0.1:5060 > kamailio.log 2>&1 &
+{bin} node1.toml echo > node1.log 2>&1 &
+NODE1=$!
+{bin} node2.toml echo > node2.log 2>&1 &
+NODE2=$!
+sleep 2
+sipp 127.0.0.1:5060 -sf uac_echo_proxied.xml -s 1000 -p 5090 -m 30 -r 2 -l 30 -t u1 -mi 127.0.0.1 -nd \
+  -timeout 60s -trace_stat -stf stat.csv > sipp.out 2>&1 &
+SIPP=$!
+sleep 5
+kill -9 $NODE2
+echo KILLED
+sleep 6
+{bin} node2.toml echo > node2b.log 2>&1 &
+NODE2B=$!
+echo RESTARTED
+wait $SIPP
+echo "SIPP_RC=$?"
+kill $NODE1 $NODE2B; sleep 0.5
+echo "--- sipp ---"; tail -1 stat.csv | tr ';' '\n' | sed -n '13,18p'
+echo "--- kamailio ---"; grep -E "DISPATCH|ERROR" kamailio.log | tail -60
+for f in node1 node2 node2b; do echo "--- $f ---"; grep -cE "^INCOMING" $f.log; grep -E "^(INCOMING|HANGUP)" $f.log | tail -40; done
+"#,
+        dir = d.display(),
+        bin = interop_bin(),
+    );
+    let (_, out) = run_isolated(&script, 150);
+    println!("{out}");
+    let count = |name: &str| -> usize {
+        let section = out.split(&format!("--- {name} ---\n")).nth(1).unwrap_or("");
+        section.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0)
+    };
+    let (n1, n2, n2b) = (count("node1"), count("node2"), count("node2b"));
+    let node2 = out.split("--- node2 ---\n").nth(1).unwrap_or("");
+    let node2 = node2.split("--- node2b ---").next().unwrap_or("");
+    let ended_on_2 = node2.lines().filter(|l| l.starts_with("HANGUP")).count();
+    let lost = n2 - ended_on_2;
+    let stats = out.split("--- sipp ---\n").nth(1).unwrap_or("");
+    let stat = |i: usize| -> u64 { stats.lines().nth(i).and_then(|l| l.trim().parse().ok()).unwrap_or(u64::MAX) };
+    // stat.csv fields 13–18: TotalCallCreated, CurrentCall, SuccessfulCall(P), (C), FailedCall(P), (C).
+    let (succeeded, failed) = (stat(3), stat(5));
+    println!("node 1: {n1} calls; node 2: {n2} ({lost} lost when killed); node 2 again: {n2b}; SIPp: {succeeded} ok, {failed} failed");
+    assert!(n1 > 0 && n2 > 0, "both nodes took calls before the kill:\n{out}");
+    assert!(lost > 0, "node 2 was killed with calls in progress:\n{out}");
+    assert_eq!(failed as usize, lost, "only the calls node 2 carried were lost:\n{out}");
+    assert_eq!(succeeded as usize + lost, 30, "every other call completed:\n{out}");
+    assert!(n2b > 0, "node 2 took calls again after its restart:\n{out}");
+}

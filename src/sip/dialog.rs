@@ -105,6 +105,16 @@ pub fn new_branch(rng: &mut impl Rng) -> String {
     format!("{MAGIC_COOKIE}{:016x}", rng.gen::<u64>())
 }
 
+/// A response that establishes a dialog (18x, 2xx to an INVITE) carries
+/// the request's Record-Route values, in order (§12.1.1): without them a
+/// proxy in front of us (Kamailio spreading calls over nodes) is left out
+/// of the caller's ACK and BYE, which then cannot find the node.
+pub fn copy_record_route(req: &Request, resp: &mut Response) {
+    for v in req.headers.get_all("Record-Route") {
+        resp.headers.push("Record-Route", v);
+    }
+}
+
 /// Response to `req` (§8.2.6): Via, From, To, Call-ID, CSeq copied; a To
 /// tag added on anything but 100. Works on partially valid requests too.
 pub fn response_for(req: &Request, code: u16, to_tag: Option<&str>) -> Response {

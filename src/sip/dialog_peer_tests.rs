@@ -139,3 +139,36 @@ fn a_direct_calls_dialog_takes_requests_only_from_its_peers_address() {
     assert_eq!(answers_to(&mut ep, phone), [200]);
     assert_eq!(ep.poll_event(), Some(EndpointEvent::Ended { call: id, reason: EndReason::RemoteBye }));
 }
+
+/// Behind a proxy that records the route (Kamailio spreading calls over
+/// nodes), the 180 and the 200 carry the INVITE's Record-Route values in
+/// order (RFC 3261 §12.1.1), so that the caller's ACK and BYE come back
+/// through the proxy to this node; our own BYE goes out through it too.
+#[test]
+fn ringing_and_answer_carry_the_proxys_record_route() {
+    let mut ep = endpoint();
+    let t0 = Instant::now();
+    let rr = "Record-Route: <sip:192.0.2.10;lr;ftag=caller>\r\nRecord-Route: <sip:192.0.2.11;lr>\r\nContent-Type: application/sdp\r\n";
+    ep.handle_input(t0, 0, udp(CARRIER), &request("INVITE", CARRIER, 1, None, rr, SDP));
+    let Some(EndpointEvent::Incoming { call, .. }) = ep.poll_event() else { panic!("an incoming call") };
+    ep.ring(t0, call).unwrap();
+    ep.answer(t0, call, "198.51.100.7:40000".parse().unwrap()).unwrap();
+    let sent: Vec<String> = std::iter::from_fn(|| ep.poll_transmit()).map(|t| String::from_utf8(t.bytes).unwrap()).collect();
+    let routes = |m: &str| m.lines().filter_map(|l| l.strip_prefix("Record-Route: ")).map(str::to_string).collect::<Vec<_>>();
+    for code in ["SIP/2.0 180", "SIP/2.0 200"] {
+        let m = sent.iter().find(|m| m.starts_with(code)).unwrap_or_else(|| panic!("no {code}: {sent:?}"));
+        assert_eq!(routes(m), ["<sip:192.0.2.10;lr;ftag=caller>", "<sip:192.0.2.11;lr>"], "{m}");
+    }
+    assert!(routes(sent.iter().find(|m| m.starts_with("SIP/2.0 100")).unwrap()).is_empty(), "100 establishes nothing");
+    let ok = sent.iter().find(|m| m.starts_with("SIP/2.0 200")).unwrap();
+    let tag = ok.lines().find_map(|l| l.strip_prefix("To: ")).unwrap().rsplit_once(";tag=").unwrap().1.to_string();
+    ep.handle_input(t0, 0, udp(CARRIER), &request("ACK", CARRIER, 1, Some(&tag), "", ""));
+    ep.hangup(t0, call).unwrap();
+    let bye = std::iter::from_fn(|| ep.poll_transmit()).map(|t| String::from_utf8(t.bytes).unwrap()).find(|m| m.starts_with("BYE "));
+    let bye = bye.expect("our BYE");
+    assert_eq!(
+        bye.lines().filter_map(|l| l.strip_prefix("Route: ")).collect::<Vec<_>>(),
+        ["<sip:192.0.2.10;lr;ftag=caller>", "<sip:192.0.2.11;lr>"],
+        "a UAS's route set is the request's Record-Route in order (§12.1.1): {bye}"
+    );
+}

@@ -12,7 +12,7 @@ use super::{CallId, CallSource, Ctx, EndReason, Endpoint, EndpointEvent};
 use crate::media::sdp::{Direction, Negotiated, SdpConfig, SdpSession, SessionDescription};
 use crate::media::srtp::SrtpPolicy;
 use crate::sip::config::Transport;
-use crate::sip::dialog::{new_branch, new_tag, response_for, Dialog};
+use crate::sip::dialog::{copy_record_route, new_branch, new_tag, response_for, Dialog};
 use crate::sip::headers::{split_commas, CSeq, NameAddr};
 use crate::sip::message::{Method, Request};
 use crate::sip::transaction::{Peer, Transmit, TxKey};
@@ -508,6 +508,7 @@ impl Endpoint {
             return Err(CallError::WrongState);
         };
         let mut resp = response_for(invite, 180, Some(&call.dialog.local_tag));
+        copy_record_route(invite, &mut resp);
         resp.headers.push("Contact", self.contact(call.dialog.peer));
         let (key, peer) = (key.clone(), call.dialog.peer);
         self.respond(now, &key, resp, peer);
@@ -545,6 +546,7 @@ impl Endpoint {
             }
         };
         let mut resp = response_for(invite, 200, Some(&call.dialog.local_tag));
+        copy_record_route(invite, &mut resp);
         resp.headers.push("Contact", contact);
         resp.headers.push("Allow", super::ALLOW);
         resp.headers.push("Content-Type", "application/sdp");
