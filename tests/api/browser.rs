@@ -119,8 +119,24 @@ async fn wait_for(c: &Client, css: &str, limit: Duration) -> fantoccini::element
     }
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A port for a baresip phone, none of `taken` (chosen, not yet bound): free
+/// for UDP and TCP, with the next one free for its TLS transport. Taken from 23000–29999, outside the kernel's
+/// ephemeral range (32768–60999), where an outgoing connection (Chromium's,
+/// the service's) took a port that the kernel had handed out once as free
+/// before the phone started (CI: "SIP/TLS transport failed: Address already
+/// in use"); and outside the demo's RTP range (20000–20999).
+fn free_udp_port(taken: &[u16]) -> u16 {
+    use std::net::{TcpListener, UdpSocket};
+    let start = 23_000 + 2 * (rand::random::<u16>() % 3_000);
+    (0..3_000u16)
+        .map(|i| 23_000 + (start - 23_000 + 2 * i) % 6_000)
+        .find(|&p| {
+            !taken.contains(&p)
+                && UdpSocket::bind(("127.0.0.1", p)).is_ok()
+                && TcpListener::bind(("127.0.0.1", p)).is_ok()
+                && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        })
+        .expect("a free port for a phone")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,7 +146,8 @@ async fn the_console_in_chromium() {
     // The demo clinic, with two softphones of its own: reception's desk
     // phone (extension 201, at a fixed address) and, behind its trunk, the
     // patient that click-to-call dials.
-    let (desk_port, patient_port) = (free_udp_port(), free_udp_port());
+    let desk_port = free_udp_port(&[]);
+    let patient_port = free_udp_port(&[desk_port]);
     let clinic = clinivox::config::DEMO_TOML
         .replace(
             "extension = \"201\"\nname = \"Recepción 1\"\n",
@@ -162,7 +179,7 @@ async fn the_console_in_chromium() {
     // The assistant reads its wording from ./prompts, as a clinic's service does.
     std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"), dir.path().join("prompts")).unwrap();
     let addr: SocketAddr = free_port();
-    let sip_port = free_udp_port();
+    let sip_port = free_udp_port(&[desk_port, patient_port]);
     let sip_listen = format!(r#"[{{ transport = "udp", addr = "127.0.0.1:{sip_port}" }}]"#);
     let mut service =
         Service::start_with(dir.path(), addr, None, &[("CLINIVOX_CALLS__APP", "assistant".into()), ("CLINIVOX_SIP__LISTEN", sip_listen)]);
@@ -201,7 +218,7 @@ async fn the_console_in_chromium() {
     shot(&c, "03-today").await;
 
     // A patient calls on a real softphone: Today lists the call while it lasts.
-    let caller_port = free_udp_port();
+    let caller_port = free_udp_port(&[desk_port, patient_port, sip_port]);
     let mut phone = Phone::start(dir.path(), "caller", caller_port, &format!("<sip:+34600123456@127.0.0.1:{caller_port}>;regint=0"));
     let (question, _) = utterance(dir.path(), "cancel", "es", "Quiero cancelar mi cita.");
     // The service may still be loading Whisper: a first INVITE can fail.
