@@ -138,8 +138,8 @@ pub(super) async fn run(server: SocketAddr, load: Load, seconds: f64, oc: bool) 
             r = udp::recv_batch(&sock, &mut bufs, &mut got) => {
                 r?;
                 let now = Instant::now();
-                for (r, buf) in got.iter().zip(&bufs) {
-                    if let Ok(text) = std::str::from_utf8(&buf[..r.len]) {
+                for r in &got {
+                    if let Ok(text) = std::str::from_utf8(r.bytes(&bufs)) {
                         g.answer(now, text);
                     }
                 }

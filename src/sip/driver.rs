@@ -669,9 +669,10 @@ async fn udp_reader(sock: Arc<UdpSocket>, q: Queues) {
             tokio::task::yield_now().await;
             continue;
         }
-        for (&udp::Received { from, len: n, arrived }, buf) in got.iter().zip(&bufs) {
+        for r in &got {
+            let (from, arrived) = (r.from, r.arrived);
             let peer = Peer { transport: Transport::Udp, addr: from };
-            let bytes = &buf[..n];
+            let bytes = r.bytes(&bufs);
             if overload::acks_a_refusal(bytes) {
                 continue;
             }

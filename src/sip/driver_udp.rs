@@ -24,13 +24,25 @@ pub const RECV_BATCH: usize = 32;
 /// is far above; this bounds the headers allocated for one call).
 const SEND_BATCH: usize = 64;
 
-/// One datagram read: its source, its length, and when the kernel took
-/// it in (when [`stamp_arrivals`] was asked; else when it was read).
+/// One datagram read: its source, which buffer holds it and how long it
+/// is, and when the kernel took it in (when [`stamp_arrivals`] was asked;
+/// else when it was read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
     pub from: SocketAddr,
+    /// Index of its buffer: a datagram skipped before it (truncated, no
+    /// source) leaves a buffer unused, so the `n`th read is not always in
+    /// the `n`th buffer.
+    pub index: usize,
     pub len: usize,
     pub arrived: Instant,
+}
+
+impl Received {
+    /// Its bytes, in the buffers given to [`recv_batch`].
+    pub fn bytes<'a>(&self, bufs: &'a [Vec<u8>]) -> &'a [u8] {
+        &bufs[self.index][..self.len]
+    }
 }
 
 /// Asks the kernel to stamp each datagram with when it arrived, so that
@@ -61,7 +73,7 @@ fn recv_now(sock: &UdpSocket, bufs: &mut [Vec<u8>], got: &mut Vec<Received>) -> 
     let (now, wall) = (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
     let slices: Vec<[IoSliceMut<'_>; 1]> = bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
     let read = recvmmsg(sock.as_raw_fd(), &mut headers, slices.iter(), MsgFlags::MSG_DONTWAIT, None)?;
-    for m in read {
+    for (index, m) in read.enumerate() {
         // A datagram longer than the buffer (65 535 bytes) cannot be a
         // SIP message we read; one without a source is not for us.
         if m.flags.contains(MsgFlags::MSG_TRUNC) {
@@ -77,7 +89,7 @@ fn recv_now(sock: &UdpSocket, bufs: &mut [Vec<u8>], got: &mut Vec<Received>) -> 
         // A clock set back or a stamp from the future: it waited nothing.
         let arrived = now.checked_sub(waited.unwrap_or_default()).unwrap_or(now);
         if let Some(from) = m.address.as_ref().and_then(std_addr) {
-            got.push(Received { from, len: m.bytes, arrived });
+            got.push(Received { from, index, len: m.bytes, arrived });
         }
     }
     Ok(())
@@ -139,9 +151,9 @@ mod tests {
         while seen.len() < 100 {
             recv_batch(&server, &mut bufs, &mut got).await.unwrap();
             assert!(got.len() <= RECV_BATCH);
-            for (i, r) in got.iter().enumerate() {
+            for r in &got {
                 assert_eq!(r.from, a.local_addr().unwrap());
-                seen.push(String::from_utf8(bufs[i][..r.len].to_vec()).unwrap());
+                seen.push(String::from_utf8(r.bytes(&bufs).to_vec()).unwrap());
             }
         }
         let want: Vec<String> = (0..100).map(|i| format!("OPTIONS {i}")).collect();
@@ -194,6 +206,23 @@ mod tests {
         let mut got = Vec::new();
         recv_batch(&server, &mut bufs, &mut got).await.unwrap();
         assert_eq!(got.len(), 1);
-        assert_eq!(&bufs[0][..got[0].len], b"kept");
+        assert_eq!(got[0].bytes(&bufs), b"kept");
+    }
+
+    /// A datagram too long for its buffer is skipped, and the one read
+    /// after it still comes with its own bytes, not the skipped one's.
+    #[tokio::test]
+    async fn a_truncated_datagram_is_skipped_and_the_next_keeps_its_bytes() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = server.local_addr().unwrap();
+        send_batch(&a, &[(to, b"far too long for eight".to_vec()), (to, b"ok".to_vec())]).await;
+        let mut bufs = vec![vec![0u8; 8]; 4];
+        let mut got = Vec::new();
+        while got.is_empty() {
+            recv_batch(&server, &mut bufs, &mut got).await.unwrap();
+        }
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].bytes(&bufs), b"ok");
     }
 }
